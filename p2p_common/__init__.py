@@ -1,0 +1,1 @@
+"""What the tracker and the peer share: server bootstrap, bearer auth, RPC logging, names."""

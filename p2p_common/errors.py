@@ -1,0 +1,64 @@
+"""Expected errors and their gRPC status codes, in one table for servers and one reader for clients."""
+
+from __future__ import annotations
+
+import grpc
+
+
+class P2PError(Exception):
+    """An expected failure caused by the request or the world, told to the caller as one line."""
+
+    code = grpc.StatusCode.UNKNOWN
+
+
+class InvalidArgument(P2PError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class Unauthenticated(P2PError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(P2PError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class NotFound(P2PError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(P2PError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class FailedPrecondition(P2PError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class ResourceExhausted(P2PError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class DataLoss(P2PError):
+    code = grpc.StatusCode.DATA_LOSS
+
+
+class Unavailable(P2PError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+def abort_with(context: grpc.ServicerContext, error: P2PError) -> None:
+    """End the call with error's status code and message."""
+    context.abort(error.code, str(error))
+
+
+def describe_rpc_error(error: grpc.RpcError, what: str) -> str:
+    """One readable line for a failed call: what was attempted, and what the server said."""
+    code = error.code() if hasattr(error, "code") else None
+    detail = error.details() if hasattr(error, "details") else str(error)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return f"{what}: server unreachable ({detail})"
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return f"{what}: timed out"
+    name = code.name if code is not None else "ERROR"
+    return f"{what}: {detail} [{name}]"

@@ -1,0 +1,29 @@
+"""Validation shared by tracker and peer: share-relative file names and sha256 digests."""
+
+from __future__ import annotations
+
+import re
+
+MAX_NAME_BYTES = 1024
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def name_problem(name: str) -> str | None:
+    """Why name is not a safe share-relative path, or None when it is."""
+    if not name:
+        return "is empty"
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        return f"is longer than {MAX_NAME_BYTES} bytes"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        return "contains a NUL or control character"
+    if name.startswith("/") or "\\" in name or (len(name) > 1 and name[1] == ":"):
+        return "is an absolute path"
+    parts = name.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        return "has an empty, '.' or '..' component"
+    return None
+
+
+def is_sha256_hex(value: str) -> bool:
+    """True for exactly 64 lowercase hex digits, the form sha256sum prints."""
+    return bool(_SHA256_HEX.fullmatch(value))

@@ -1,0 +1,73 @@
+"""One log line per RPC: method, caller, status and duration; never metadata or payloads."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+from p2p_common.auth import clear_principal, current_principal
+from p2p_common.interceptors import Behavior, wrap_handler
+
+log = logging.getLogger("p2p.rpc")
+
+
+class RpcLoggingInterceptor(grpc.ServerInterceptor):
+    """Logs every call when it ends; a handler that crashed is logged with its traceback."""
+
+    def intercept_service(self, continuation: Callable[[Any], Any], handler_call_details: Any) -> Any:
+        handler = continuation(handler_call_details)
+        method = handler_call_details.method
+        return wrap_handler(handler, lambda behavior, streaming: _logged(method, behavior, streaming))
+
+
+def _finish(method: str, context: grpc.ServicerContext, started: float, error: BaseException | None) -> None:
+    code = context.code() if hasattr(context, "code") else None
+    if error is not None and code is None and not isinstance(error, GeneratorExit):
+        log.error("%s crashed", method, exc_info=error)
+        code = grpc.StatusCode.UNKNOWN
+    if isinstance(error, GeneratorExit) and code is None:
+        code = grpc.StatusCode.CANCELLED
+    status = code.name if isinstance(code, grpc.StatusCode) else "OK"
+    who = current_principal()
+    caller = f"{getattr(who, 'name', who)}@{context.peer()}" if who is not None else context.peer()
+    level = logging.INFO if status in ("OK", "CANCELLED") else logging.WARNING
+    log.log(level, "rpc %s caller=%s status=%s duration_ms=%.1f", method, caller, status, (time.perf_counter() - started) * 1000)
+
+
+def _logged(method: str, behavior: Behavior, streaming: bool) -> Behavior:
+    if streaming:
+
+        def run_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            clear_principal()
+            started, error = time.perf_counter(), None
+            try:
+                yield from behavior(request, context)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                _finish(method, context, started, error)
+
+        return run_stream
+
+    def run_unary(request: Any, context: grpc.ServicerContext) -> Any:
+        clear_principal()
+        started, error = time.perf_counter(), None
+        try:
+            return behavior(request, context)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _finish(method, context, started, error)
+
+    return run_unary
+
+
+def setup_logging(level: str) -> None:
+    """Configure the root logger once for a server process."""
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

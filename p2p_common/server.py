@@ -1,0 +1,109 @@
+"""Server bootstrap shared by tracker and peer: health, reflection, logging, graceful stop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from p2p_common.rpc_log import RpcLoggingInterceptor
+
+log = logging.getLogger(__name__)
+
+# Chunks are at most 4 MiB; leave room for the message framing around one.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+GRPC_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.so_reuseport", 0),  # a second server must fail to bind, not share the port
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+)
+
+
+@dataclass(frozen=True)
+class Service:
+    """One gRPC service to host: its full name (for health and reflection) and how to add it."""
+
+    name: str
+    register: Callable[[grpc.Server], None]
+
+
+@dataclass
+class RunningServer:
+    """A started server, its bound port and its health status."""
+
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    service_names: list[str] = field(default_factory=list)
+
+    def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ["", *self.service_names]:
+            self.health.set(name, status)
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Report NOT_SERVING, then let running calls finish for up to grace seconds."""
+        self.set_serving(False)
+        self.server.stop(grace).wait()
+
+
+class BindError(Exception):
+    """The listen address could not be bound."""
+
+
+def start_server(
+    listen: str,
+    services: Sequence[Service],
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+    max_workers: int = 32,
+) -> RunningServer:
+    """Start a server on listen with services, health and reflection; health starts NOT_SERVING.
+
+    The caller marks it serving (set_serving(True)) once its own start-up is done.
+    """
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
+        interceptors=[RpcLoggingInterceptor(), *interceptors],
+        options=list(GRPC_OPTIONS),
+        maximum_concurrent_rpcs=max_workers * 4,
+    )
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for service in services:
+        service.register(server)
+    names = [s.name for s in services]
+    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError as exc:
+        raise BindError(f"cannot listen on {listen}: {exc}") from exc
+    if port == 0:
+        raise BindError(f"cannot listen on {listen}: address in use or invalid")
+    running = RunningServer(server, port, health_servicer, names)
+    running.set_serving(False)
+    server.start()
+    return running
+
+
+def wait_for_stop_signal() -> int:
+    """Block until SIGTERM or SIGINT arrives; return the signal number."""
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    while not stop.wait(3600):
+        pass
+    log.info("received %s, stopping", signal.Signals(received[0]).name)
+    return received[0]

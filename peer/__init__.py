@@ -1,0 +1,1 @@
+"""The peer: shares a directory, serves chunks, fetches and pushes files."""

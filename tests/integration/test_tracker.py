@@ -1,0 +1,369 @@
+"""The tracker end to end over gRPC: a real server on loopback and a real SQLite file."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from p2p.v1 import tracker_pb2 as tpb
+
+from p2p_common.auth import bearer_metadata
+from tests.helpers import file_entry, sha256_hex, wait_for
+from tracker.auth import token_hash
+
+REPLACE, UPDATE = tpb.INDEX_MODE_REPLACE, tpb.INDEX_MODE_UPDATE
+
+
+def code_of(call, *args, **kwargs) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as info:
+        call(*args, **kwargs)
+    return info.value.code(), info.value.details()
+
+
+def test_login_registers_then_checks_password(client_factory, tracker):
+    c = client_factory()
+    first = c.login("alice", "secret")
+    assert first.registered and first.lease_seconds == 60 and len(first.session_token) >= 22
+    again = c.login("alice", "secret")
+    assert not again.registered and again.session_token != first.session_token
+    code, msg = code_of(c.login, "alice", "wrong")
+    assert code == grpc.StatusCode.UNAUTHENTICATED and "wrong password" in msg
+
+
+def test_tokens_and_passwords_are_stored_only_as_hashes(client_factory, tracker, tmp_path):
+    c = client_factory()
+    reply = c.login("alice", "hunter22")
+    db = sqlite3.connect(tmp_path / "tracker.db")
+    (stored_hash,) = db.execute("SELECT token_hash FROM sessions").fetchone()
+    (pw,) = db.execute("SELECT password_hash FROM accounts").fetchone()
+    assert stored_hash == token_hash(reply.session_token) and reply.session_token not in stored_hash
+    assert pw.startswith("scrypt$") and "hunter22" not in pw
+
+
+@pytest.mark.parametrize(
+    ("name", "password", "address", "fragment"),
+    [
+        ("", "pw", "", "account name"),
+        ("bad name", "pw", "", "account name"),
+        ("x" * 65, "pw", "", "account name"),
+        ("bob", "", "", "password"),
+        ("bob", "pw", "no-port", "host:port"),
+        ("bob", "pw", "host:99999", "host:port"),
+    ],
+)
+def test_login_rejects_bad_input(client_factory, name, password, address, fragment):
+    code, msg = code_of(client_factory().login, name, password, address)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and fragment in msg
+
+
+def test_closed_registration_refuses_unknown_names(start_tracker_at, tmp_path):
+    from tests.helpers import TrackerClientForTests
+
+    tracker = start_tracker_at(open_registration=False)
+    tracker.directory.add_account("carol", "pw")
+    c = TrackerClientForTests(f"127.0.0.1:{tracker.port}")
+    try:
+        code, msg = code_of(c.login, "mallory", "pw")
+        assert code == grpc.StatusCode.UNAUTHENTICATED and "registration is closed" in msg
+        assert c.login("carol", "pw").registered is False
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize(
+    ("metadata", "fragment"),
+    [
+        ((), "missing"),
+        ((("authorization", "Basic abc"),), "Bearer"),
+        ((("authorization", "Bearer "),), "empty"),
+        ((("authorization", "Bearer not-a-real-token"),), "unknown or expired"),
+    ],
+)
+def test_every_rpc_but_login_needs_a_live_session(client_factory, metadata, fragment):
+    c = client_factory()
+    for call, request in (
+        (c.stub.Heartbeat, tpb.HeartbeatRequest()),
+        (c.stub.Query, tpb.QueryRequest()),
+        (c.stub.ListPeers, tpb.ListPeersRequest()),
+        (c.stub.Logout, tpb.LogoutRequest()),
+        (c.stub.IssuePeerTicket, tpb.IssuePeerTicketRequest(audience="x")),
+    ):
+        code, msg = code_of(call, request, metadata=metadata, timeout=5)
+        assert code == grpc.StatusCode.UNAUTHENTICATED and fragment in msg
+    code, msg = code_of(c.stub.SendIndex, iter([tpb.SendIndexRequest(mode=REPLACE)]), metadata=metadata, timeout=5)
+    assert code == grpc.StatusCode.UNAUTHENTICATED and fragment in msg
+
+
+def test_send_index_and_query_by_name_glob_and_sha(client_factory):
+    peer = client_factory()
+    peer.login("alice", address="127.0.0.1:7001")
+    files = [
+        file_entry("music/Song One.mp3", b"one"),
+        file_entry("docs/report.PDF", b"two"),
+        file_entry("docs/notes.txt", b"three"),
+    ]
+    assert peer.send_index(tpb.SendIndexRequest(mode=REPLACE, add=files)).file_count == 3
+
+    searcher = client_factory()
+    searcher.login("bob")  # client-only
+    by_substring = searcher.query("song one")
+    assert [f.name for f in by_substring.files] == ["music/Song One.mp3"]
+    match = by_substring.files[0]
+    assert match.sha256 == sha256_hex(b"one") and match.size == 3
+    assert [(s.peer_name, s.address, s.name) for s in match.sources] == [("alice", "127.0.0.1:7001", "music/Song One.mp3")]
+    assert {f.name for f in searcher.query("docs/*").files} == {"docs/report.PDF", "docs/notes.txt"}
+    assert [f.name for f in searcher.query("*.pdf").files] == ["docs/report.PDF"]
+    assert [f.name for f in searcher.query("?ocs/notes.txt").files] == ["docs/notes.txt"]
+    assert [f.name for f in searcher.query(sha256=sha256_hex(b"two")).files] == ["docs/report.PDF"]
+    assert len(searcher.query("").files) == 3
+    assert searcher.query("nothing-like-this").files == []
+    assert [f.name for f in searcher.query("no").files] == ["docs/notes.txt"]  # too short for the trigram index
+
+
+def test_short_patterns_and_special_characters_match_literally(client_factory):
+    peer = client_factory()
+    peer.login("alice", address="127.0.0.1:7001")
+    names = ["a_b.txt", "a%b.txt", "axb.txt"]
+    peer.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry(n, n.encode()) for n in names]))
+    assert [f.name for f in peer.query("a_b").files] == ["a_b.txt"]
+    assert [f.name for f in peer.query("a%").files] == ["a%b.txt"]
+    assert sorted(f.name for f in peer.query("xb").files) == ["axb.txt"]
+
+
+def test_same_content_from_several_peers_is_one_match(client_factory):
+    for i, name in enumerate(["alice", "bob", "carol"]):
+        c = client_factory()
+        c.login(name, address=f"127.0.0.1:{7001 + i}")
+        c.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry(f"{name}-copy.iso", b"same bytes")]))
+    reply = c.query("copy.iso")
+    assert len(reply.files) == 1
+    assert sorted(s.peer_name for s in reply.files[0].sources) == ["alice", "bob", "carol"]
+
+
+def test_client_only_sessions_cannot_publish(client_factory):
+    c = client_factory()
+    c.login("bob")
+    code, msg = code_of(c.send_index, tpb.SendIndexRequest(mode=REPLACE, add=[file_entry("a")]))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "client-only" in msg
+
+
+def test_incremental_update_adds_and_removes(client_factory):
+    c = client_factory()
+    c.login("alice", address="127.0.0.1:7001")
+    c.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry("a.txt", b"a"), file_entry("b.txt", b"b")]))
+    reply = c.send_index(
+        tpb.SendIndexRequest(mode=UPDATE, add=[file_entry("c.txt", b"c"), file_entry("a.txt", b"a2")], remove=["b.txt"])
+    )
+    assert reply.file_count == 2
+    assert sorted((f.name, f.sha256) for f in c.query("").files) == sorted(
+        [("a.txt", sha256_hex(b"a2")), ("c.txt", sha256_hex(b"c"))]
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "fragment"),
+    [
+        (tpb.FileEntry(name="/etc/passwd"), "absolute"),
+        (tpb.FileEntry(name="../up"), "'..'"),
+        (tpb.FileEntry(name="a/./b"), "'.'"),
+        (tpb.FileEntry(name="nul\x00byte"), "control"),
+        (tpb.FileEntry(name="tab\tname"), "control"),
+        (tpb.FileEntry(name="x" * 1025), "longer than"),
+        (tpb.FileEntry(name=""), "empty"),
+    ],
+)
+def test_bad_index_entries_are_rejected_by_name_and_nothing_is_applied(client_factory, entry, fragment):
+    c = client_factory()
+    c.login("alice", address="127.0.0.1:7001")
+    c.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry("keep.txt")]))
+    good = file_entry("new-good.txt", b"g")
+    bad = file_entry("placeholder")
+    bad.name = entry.name
+    code, msg = code_of(c.send_index, tpb.SendIndexRequest(mode=REPLACE, add=[good]), tpb.SendIndexRequest(add=[bad]))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and fragment in msg
+    assert [f.name for f in c.query("").files] == ["keep.txt"]
+
+
+def test_bad_digests_sizes_and_modes(client_factory):
+    c = client_factory()
+    c.login("alice", address="127.0.0.1:7001")
+    cases = []
+    e = file_entry("a.txt")
+    e.sha256 = "ABC"
+    cases.append((tpb.SendIndexRequest(mode=REPLACE, add=[e]), "sha256"))
+    e = file_entry("a.txt")
+    e.chunk_list_sha256 = "0" * 63
+    cases.append((tpb.SendIndexRequest(mode=REPLACE, add=[e]), "chunk_list_sha256"))
+    e = file_entry("a.txt")
+    e.chunk_size = 1000
+    cases.append((tpb.SendIndexRequest(mode=REPLACE, add=[e]), "chunk_size"))
+    cases.append((tpb.SendIndexRequest(add=[file_entry("a.txt")]), "mode"))
+    cases.append((tpb.SendIndexRequest(mode=REPLACE, add=[file_entry("a.txt"), file_entry("a.txt")]), "listed twice"))
+    cases.append((tpb.SendIndexRequest(mode=REPLACE, remove=["x"]), "remove must be empty"))
+    for request, fragment in cases:
+        code, msg = code_of(c.send_index, request)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and fragment in msg, msg
+    code, msg = code_of(c.send_index)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "empty" in msg
+
+
+def test_query_rejects_bad_input(client_factory):
+    c = client_factory()
+    c.login("bob")
+    for kwargs, fragment in (
+        ({"sha256": "xyz"}, "sha256"),
+        ({"page_size": 5000}, "page_size"),
+        ({"page_token": "garbage!"}, "page_token"),
+        ({"pattern": "p" * 2000}, "name_pattern"),
+    ):
+        code, msg = code_of(c.query, **kwargs)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and fragment in msg
+
+
+def test_query_paginates_without_gaps_or_repeats(client_factory):
+    c = client_factory()
+    c.login("alice", address="127.0.0.1:7001")
+    c.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry(f"f{i:03}.bin", str(i).encode()) for i in range(250)]))
+    seen, token, pages = [], "", 0
+    while True:
+        page = c.query("bin", page_size=100, page_token=token)
+        seen.extend(f.sha256 for f in page.files)
+        pages += 1
+        token = page.next_page_token
+        if not token:
+            break
+    assert pages == 3 and len(seen) == 250 and len(set(seen)) == 250 and seen == sorted(seen)
+
+
+def test_send_index_of_100k_files_streams_in_batches(client_factory):
+    c = client_factory()
+    c.login("alice", address="127.0.0.1:7001")
+    entries = [file_entry(f"dir{i % 100}/file-{i}.dat", i.to_bytes(4, "big")) for i in range(100_000)]
+    batches = [
+        tpb.SendIndexRequest(mode=REPLACE if i == 0 else 0, add=entries[i : i + 5000]) for i in range(0, len(entries), 5000)
+    ]
+    assert c.send_index(*batches).file_count == 100_000
+    assert [f.name for f in c.query("file-99999.dat").files] == ["dir99/file-99999.dat"]
+
+
+def test_logout_removes_files_at_once(client_factory):
+    peer, searcher = client_factory(), client_factory()
+    peer.login("alice", address="127.0.0.1:7001")
+    peer.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry("gone.txt")]))
+    searcher.login("bob")
+    assert len(searcher.query("gone").files) == 1
+    peer.stub.Logout(tpb.LogoutRequest(), metadata=peer.md, timeout=5)
+    assert searcher.query("gone").files == []
+    code, _ = code_of(peer.stub.Heartbeat, tpb.HeartbeatRequest(), metadata=peer.md, timeout=5)
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_lease_expiry_hides_files_and_heartbeat_keeps_them(start_tracker_at):
+    from tests.helpers import TrackerClientForTests
+
+    tracker = start_tracker_at(lease_seconds=2)
+    addr = f"127.0.0.1:{tracker.port}"
+    silent, alive, searcher = TrackerClientForTests(addr), TrackerClientForTests(addr), TrackerClientForTests(addr)
+    try:
+        silent.login("silent", address="127.0.0.1:7001")
+        alive.login("alive", address="127.0.0.1:7002")
+        for c in (silent, alive):
+            c.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry("shared.txt", c.token.encode())]))
+        searcher.login("bob")
+        assert len(searcher.query("shared").files) == 2
+        started = time.monotonic()
+
+        def only_alive_left() -> bool:
+            alive.stub.Heartbeat(tpb.HeartbeatRequest(), metadata=alive.md, timeout=5)
+            searcher.stub.Heartbeat(tpb.HeartbeatRequest(), metadata=searcher.md, timeout=5)
+            peers = [s.peer_name for f in searcher.query("shared").files for s in f.sources]
+            return peers == ["alive"]
+
+        wait_for(only_alive_left, timeout=6, interval=0.2, what="the silent peer to expire")
+        assert time.monotonic() - started >= 1.0  # not before its lease ran out
+        code, _ = code_of(silent.stub.Heartbeat, tpb.HeartbeatRequest(), metadata=silent.md, timeout=5)
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        for c in (silent, alive, searcher):
+            c.close()
+
+
+def test_relogin_from_same_address_replaces_the_old_session(client_factory):
+    c = client_factory()
+    c.login("alice", address="127.0.0.1:7001")
+    c.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry("a.txt")]))
+    c.login("alice", address="127.0.0.1:7001")
+    c.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry("a.txt")]))
+    assert len(c.query("a.txt").files[0].sources) == 1
+    peers = c.stub.ListPeers(tpb.ListPeersRequest(), metadata=c.md, timeout=5).peers
+    assert [(p.name, p.address, p.file_count) for p in peers] == [("alice", "127.0.0.1:7001", 1)]
+
+
+def test_accounts_survive_a_restart(start_tracker_at):
+    from tests.helpers import TrackerClientForTests
+
+    first = start_tracker_at()
+    c = TrackerClientForTests(f"127.0.0.1:{first.port}")
+    assert c.login("alice", "pw1").registered
+    c.close()
+    first.stop(grace=0)
+    second = start_tracker_at()
+    c = TrackerClientForTests(f"127.0.0.1:{second.port}")
+    try:
+        assert c.login("alice", "pw1").registered is False
+        code, _ = code_of(c.login, "alice", "other")
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        c.close()
+
+
+def test_peer_tickets_prove_identity_to_the_named_peer_only(client_factory):
+    server_peer, other_peer, caller = client_factory(), client_factory(), client_factory()
+    server_peer.login("server", address="127.0.0.1:7001")
+    other_peer.login("other", address="127.0.0.1:7002")
+    caller.login("caller")
+    ticket = caller.stub.IssuePeerTicket(tpb.IssuePeerTicketRequest(audience="server"), metadata=caller.md, timeout=5).ticket
+    verified = server_peer.stub.VerifyPeerTicket(tpb.VerifyPeerTicketRequest(ticket=ticket), metadata=server_peer.md, timeout=5)
+    assert verified.peer_name == "caller" and verified.ttl_seconds > 0
+    code, msg = code_of(
+        other_peer.stub.VerifyPeerTicket, tpb.VerifyPeerTicketRequest(ticket=ticket), metadata=other_peer.md, timeout=5
+    )
+    assert code == grpc.StatusCode.UNAUTHENTICATED and "not 'other'" in msg
+    forged = ticket[:-2] + ("AA" if not ticket.endswith("AA") else "BB")
+    code, msg = code_of(
+        server_peer.stub.VerifyPeerTicket, tpb.VerifyPeerTicketRequest(ticket=forged), metadata=server_peer.md, timeout=5
+    )
+    assert code == grpc.StatusCode.UNAUTHENTICATED and "not signed" in msg
+    caller.stub.Logout(tpb.LogoutRequest(), metadata=caller.md, timeout=5)
+    code, msg = code_of(
+        server_peer.stub.VerifyPeerTicket, tpb.VerifyPeerTicketRequest(ticket=ticket), metadata=server_peer.md, timeout=5
+    )
+    assert code == grpc.StatusCode.UNAUTHENTICATED and "no longer live" in msg
+
+
+def test_health_reports_each_service_serving_then_not_serving(tracker):
+    channel = grpc.insecure_channel(f"127.0.0.1:{tracker.port}")
+    stub = health_pb2_grpc.HealthStub(channel)
+    try:
+        for service in ("", "p2p.v1.TrackerService"):
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        tracker.server.set_serving(False)
+        reply = stub.Check(health_pb2.HealthCheckRequest(service="p2p.v1.TrackerService"), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        channel.close()
+
+
+def test_second_tracker_on_the_same_port_fails_to_bind(tracker, start_tracker_at, tmp_path):
+    from p2p_common.server import BindError
+
+    with pytest.raises(BindError):
+        start_tracker_at(listen=f"127.0.0.1:{tracker.port}", db=str(tmp_path / "other.db"))
+
+
+def test_bearer_metadata_format():
+    assert bearer_metadata("abc") == (("authorization", "Bearer abc"),)

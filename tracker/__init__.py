@@ -1,0 +1,1 @@
+"""The tracker: the central directory of peers and the files they share."""

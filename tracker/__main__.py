@@ -1,0 +1,113 @@
+"""`p2p-tracker`: serve the directory, or manage its accounts (`p2p-tracker user ...`)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import sys
+
+from p2p_common.errors import P2PError
+from p2p_common.rpc_log import setup_logging
+from p2p_common.server import BindError, wait_for_stop_signal
+from tracker.config import TrackerConfig, add_serve_flags, config_from_args
+from tracker.directory import Directory
+from tracker.sqlite_store import SqliteStore
+from tracker.store import NotFound
+
+log = logging.getLogger("p2p.tracker")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="p2p-tracker", description="The p2p directory: who is online and what they share.")
+    add_serve_flags(parser)
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="serve the directory (the default)")
+    user = sub.add_parser("user", help="manage accounts in the database given by --db")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    for name, text in (("add", "create an account"), ("passwd", "change an account's password")):
+        p = user_sub.add_parser(name, help=text)
+        p.add_argument("name")
+        p.add_argument(
+            "--password", default=os.environ.get("P2P_PASSWORD"), help="the password (prompted when absent) [P2P_PASSWORD]"
+        )
+    user_sub.add_parser("list", help="list accounts")
+    rm = user_sub.add_parser("del", help="delete an account and its sessions")
+    rm.add_argument("name")
+    return parser
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password:
+        return str(args.password)
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    return getpass.getpass(f"password for {args.name}: ")
+
+
+def run_user_command(args: argparse.Namespace, config: TrackerConfig) -> None:
+    store = SqliteStore(config.db)
+    try:
+        directory = Directory(store, config)
+        if args.user_command == "add":
+            directory.add_account(args.name, _password(args))
+            print(f"account {args.name} created")
+        elif args.user_command == "passwd":
+            from tracker.auth import hash_password
+
+            try:
+                store.set_password(args.name, hash_password(_password(args)))
+            except NotFound as exc:
+                raise SystemExit(f"p2p-tracker: {exc}") from None
+            print(f"password of {args.name} changed")
+        elif args.user_command == "list":
+            for name in store.account_names():
+                print(name)
+        elif args.user_command == "del":
+            try:
+                store.delete_account(args.name)
+            except NotFound as exc:
+                raise SystemExit(f"p2p-tracker: {exc}") from None
+            print(f"account {args.name} deleted")
+    finally:
+        store.close()
+
+
+def serve(config: TrackerConfig) -> None:
+    from tracker.server import start_tracker
+
+    tracker = start_tracker(config)
+    log.info(
+        "tracker serving on port %d (db=%s, lease=%ds, registration %s)",
+        tracker.port,
+        config.db,
+        config.lease_seconds,
+        "open" if config.open_registration else "closed",
+    )
+    wait_for_stop_signal()
+    tracker.stop()
+    log.info("tracker stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        print(f"p2p-tracker: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level)
+    try:
+        if args.command == "user":
+            run_user_command(args, config)
+        else:
+            serve(config)
+    except (P2PError, BindError, OSError) as exc:
+        print(f"p2p-tracker: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Tracker settings: one frozen dataclass, filled from flags whose defaults come from P2P_* variables."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Everything `p2p-tracker serve` needs."""
+
+    listen: str = "0.0.0.0:50051"
+    db: str = "./tracker.db"
+    lease_seconds: int = 60
+    open_registration: bool = True
+    log_level: str = "info"
+    max_workers: int = 32
+    ticket_seconds: int = 300
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.lease_seconds <= 86400:
+            raise ValueError(f"lease must be 2-86400 seconds, got {self.lease_seconds}")
+        if not 1 <= self.max_workers <= 1024:
+            raise ValueError(f"workers must be 1-1024, got {self.max_workers}")
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def add_serve_flags(parser: argparse.ArgumentParser) -> None:
+    """The serve flags; each default is read from its environment variable."""
+    env = os.environ.get
+    d = TrackerConfig()
+    parser.add_argument("--listen", default=env("P2P_LISTEN", d.listen), help="host:port to serve on [P2P_LISTEN]")
+    parser.add_argument("--db", default=env("P2P_DB", d.db), help="SQLite file, or :memory: [P2P_DB]")
+    parser.add_argument(
+        "--lease", type=int, default=int(env("P2P_LEASE", d.lease_seconds)), help="session lease in seconds [P2P_LEASE]"
+    )
+    parser.add_argument(
+        "--closed-registration",
+        action="store_true",
+        default=not _env_bool("P2P_OPEN_REGISTRATION", d.open_registration),
+        help="refuse unknown names at login; create accounts with `user add` [P2P_OPEN_REGISTRATION=0]",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=int(env("P2P_WORKERS", d.max_workers)), help="RPC worker threads [P2P_WORKERS]"
+    )
+    parser.add_argument(
+        "--log-level",
+        default=env("P2P_LOG_LEVEL", d.log_level),
+        choices=["debug", "info", "warning", "error"],
+        help="log level [P2P_LOG_LEVEL]",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> TrackerConfig:
+    return TrackerConfig(
+        listen=args.listen,
+        db=args.db,
+        lease_seconds=args.lease,
+        open_registration=not args.closed_registration,
+        log_level=args.log_level,
+        max_workers=args.workers,
+    )

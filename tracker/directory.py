@@ -1,0 +1,216 @@
+"""The directory's rules: accounts, sessions and leases, tickets, index validation, queries."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from p2p_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Unauthenticated
+from p2p_common.names import is_sha256_hex, name_problem
+from tracker import auth
+from tracker import store as st
+from tracker.config import TrackerConfig
+
+log = logging.getLogger(__name__)
+
+ACCOUNT_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+MAX_PASSWORD = 1024
+MAX_ADDRESS = 255
+MIN_CHUNK, MAX_CHUNK = 64 * 1024, 4 * 1024 * 1024
+MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE = 1000, 100
+MAX_PATTERN = 1024
+_ADDRESS = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})")
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    token: str
+    session: st.Session
+    registered: bool
+
+
+def check_account_name(name: str) -> None:
+    if not ACCOUNT_NAME.fullmatch(name):
+        raise InvalidArgument(f"account name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
+
+
+def check_file(entry: st.FileRecord) -> None:
+    """INVALID_ARGUMENT naming the entry when anything about it is malformed."""
+    problem = name_problem(entry.name)
+    if problem:
+        raise InvalidArgument(f"file {entry.name!r}: name {problem}")
+    if entry.size < 0:
+        raise InvalidArgument(f"file {entry.name!r}: size must not be negative")
+    if not is_sha256_hex(entry.sha256):
+        raise InvalidArgument(f"file {entry.name!r}: sha256 must be 64 lowercase hex digits")
+    if not is_sha256_hex(entry.chunk_list_sha256):
+        raise InvalidArgument(f"file {entry.name!r}: chunk_list_sha256 must be 64 lowercase hex digits")
+    size = entry.chunk_size
+    if not (MIN_CHUNK <= size <= MAX_CHUNK and size & (size - 1) == 0):
+        raise InvalidArgument(f"file {entry.name!r}: chunk_size must be a power of two from 64 KiB to 4 MiB")
+
+
+class Directory:
+    """Applies the rules over a Store; raises P2PError subclasses for every bad request."""
+
+    def __init__(self, store: st.Store, config: TrackerConfig, clock: Callable[[], float] = time.time):
+        self.store = store
+        self.config = config
+        self.clock = clock
+        self._tickets = auth.TicketSigner(store.secret("ticket-hmac", 32))
+
+    # -- accounts and sessions ---------------------------------------------------------
+    def add_account(self, name: str, password: str) -> None:
+        check_account_name(name)
+        if not 1 <= len(password) <= MAX_PASSWORD:
+            raise InvalidArgument(f"password must be 1-{MAX_PASSWORD} characters")
+        try:
+            self.store.add_account(name, auth.hash_password(password))
+        except st.AlreadyExists as exc:
+            raise AlreadyExists(str(exc)) from exc
+
+    def login(self, name: str, password: str, address: str) -> LoginResult:
+        check_account_name(name)
+        if not 1 <= len(password) <= MAX_PASSWORD:
+            raise InvalidArgument(f"password must be 1-{MAX_PASSWORD} characters")
+        if address and (len(address) > MAX_ADDRESS or not _ADDRESS.fullmatch(address) or int(address.rsplit(":", 1)[1]) > 65535):
+            raise InvalidArgument(f"address {address!r} must be host:port")
+        account = self.store.account(name)
+        registered = False
+        if account is None:
+            if not self.config.open_registration:
+                raise Unauthenticated(f"unknown account {name!r} (registration is closed)")
+            try:
+                self.add_account(name, password)
+                registered = True
+            except AlreadyExists:
+                pass  # registered by a concurrent login; check the password below
+            account = self.store.account(name)
+        if account is None or (not registered and not auth.check_password(password, account.password_hash)):
+            raise Unauthenticated(f"wrong password for {name!r}")
+        token = auth.new_token()
+        now = self.clock()
+        session = self.store.open_session(name, auth.token_hash(token), address, now + self.config.lease_seconds, now)
+        log.info("login %s address=%s registered=%s", name, address or "-", registered)
+        return LoginResult(token, session, registered)
+
+    def authenticate(self, token: str) -> st.Session:
+        """The live session of token (used by the auth interceptor)."""
+        session = self.store.session_by_token(auth.token_hash(token), self.clock())
+        if session is None:
+            raise Unauthenticated("session token is unknown or expired; log in again")
+        return session
+
+    def heartbeat(self, session: st.Session) -> int:
+        if not self.store.renew_session(session.id, self.clock() + self.config.lease_seconds):
+            raise Unauthenticated("session expired; log in again")
+        return self.config.lease_seconds
+
+    def logout(self, session: st.Session) -> None:
+        self.store.close_session(session.id)
+        log.info("logout %s", session.account)
+
+    def expire(self) -> int:
+        return self.store.expire_sessions(self.clock())
+
+    # -- tickets -----------------------------------------------------------------------
+    def issue_ticket(self, session: st.Session, audience: str) -> tuple[str, int]:
+        check_account_name(audience)
+        ttl = self.config.ticket_seconds
+        ticket = auth.Ticket(session.id, audience, self.clock() + ttl)
+        return self._tickets.sign(ticket), ttl
+
+    def verify_ticket(self, verifier: st.Session, text: str) -> tuple[str, int]:
+        ticket = self._tickets.open(text)
+        now = self.clock()
+        if ticket is None:
+            raise Unauthenticated("ticket is malformed or not signed by this tracker")
+        if ticket.expires_at <= now:
+            raise Unauthenticated("ticket expired")
+        if ticket.audience != verifier.account:
+            raise Unauthenticated(f"ticket is for {ticket.audience!r}, not {verifier.account!r}")
+        holder = self.store.session_by_id(ticket.session_id, now)
+        if holder is None:
+            raise Unauthenticated("ticket holder's session is no longer live")
+        return holder.account, int(min(ticket.expires_at, holder.expires_at) - now)
+
+    # -- index -------------------------------------------------------------------------
+    def publish(self, session: st.Session, replace: bool, add: list[st.FileRecord], remove: list[str]) -> int:
+        if not session.address:
+            raise FailedPrecondition("this session is client-only (no address); log in with an address to share files")
+        seen: set[str] = set()
+        for entry in add:
+            check_file(entry)
+            if entry.name in seen:
+                raise InvalidArgument(f"file {entry.name!r}: listed twice")
+            seen.add(entry.name)
+        for name in remove:
+            problem = name_problem(name)
+            if problem:
+                raise InvalidArgument(f"remove {name!r}: name {problem}")
+        if replace:
+            if remove:
+                raise InvalidArgument("remove must be empty with INDEX_MODE_REPLACE")
+            return self.store.replace_index(session.id, add)
+        return self.store.update_index(session.id, add, remove)
+
+    def query(self, pattern: str, sha256: str, page_size: int, page_token: str) -> tuple[list[st.Match], str]:
+        if len(pattern) > MAX_PATTERN or any(ord(c) < 0x20 for c in pattern):
+            raise InvalidArgument(f"name_pattern must be at most {MAX_PATTERN} printable characters")
+        if sha256 and not is_sha256_hex(sha256):
+            raise InvalidArgument("sha256 must be 64 lowercase hex digits")
+        if page_size > MAX_PAGE_SIZE:
+            raise InvalidArgument(f"page_size must be at most {MAX_PAGE_SIZE}")
+        limit = page_size or DEFAULT_PAGE_SIZE
+        after = _decode_page_token(page_token)
+        glob = any(c in pattern for c in "*?[")
+        q = st.Query(name_pattern=pattern.lower(), glob=glob, sha256=sha256, after_sha256=after, limit=limit)
+        matches = self.store.query(q, self.clock())
+        next_token = _encode_page_token(matches[-1].sha256) if len(matches) == limit else ""
+        return matches, next_token
+
+    def peers(self) -> list[st.PeerInfo]:
+        return self.store.live_peers(self.clock())
+
+
+def _encode_page_token(last_sha256: str) -> str:
+    return base64.urlsafe_b64encode(f"v1:{last_sha256}".encode()).decode()
+
+
+def _decode_page_token(token: str) -> str:
+    if not token:
+        return ""
+    try:
+        text = base64.urlsafe_b64decode(token.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        text = ""
+    if not text.startswith("v1:") or not is_sha256_hex(text[3:]):
+        raise InvalidArgument("page_token is not one this tracker issued")
+    return text[3:]
+
+
+class Reaper(threading.Thread):
+    """Deletes expired sessions (and so their files) every few seconds; queries already skip them."""
+
+    def __init__(self, directory: Directory, interval: float):
+        super().__init__(name="reaper", daemon=True)
+        self._directory = directory
+        self._interval = interval
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                removed = self._directory.expire()
+                if removed:
+                    log.info("expired %d sessions", removed)
+            except Exception:
+                log.exception("expiring sessions failed")
+
+    def stop(self) -> None:
+        self._stop.set()

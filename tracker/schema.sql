@@ -1,0 +1,48 @@
+-- The tracker's SQLite schema, run at every start (idempotent).
+PRAGMA foreign_keys = ON;
+
+CREATE TABLE IF NOT EXISTS accounts (
+    name          TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    created_at    REAL NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS sessions (
+    id         INTEGER PRIMARY KEY,
+    account    TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+    token_hash TEXT NOT NULL UNIQUE,   -- sha256 of the bearer token; the token itself is never stored
+    address    TEXT NOT NULL,          -- '' for client-only sessions
+    expires_at REAL NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions(expires_at);
+CREATE INDEX IF NOT EXISTS sessions_by_account ON sessions(account, address);
+
+CREATE TABLE IF NOT EXISTS files (
+    id                INTEGER PRIMARY KEY,
+    session_id        INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    name              TEXT NOT NULL,
+    name_lower        TEXT NOT NULL,   -- for case-insensitive matching
+    size              INTEGER NOT NULL,
+    sha256            TEXT NOT NULL,
+    chunk_size        INTEGER NOT NULL,
+    chunk_list_sha256 TEXT NOT NULL,
+    UNIQUE (session_id, name)
+);
+CREATE INDEX IF NOT EXISTS files_by_sha256 ON files(sha256, session_id);
+
+-- Trigram index over names: substring and glob queries without scanning every row.
+CREATE VIRTUAL TABLE IF NOT EXISTS files_fts USING fts5(
+    name_lower, content='files', content_rowid='id', tokenize='trigram'
+);
+CREATE TRIGGER IF NOT EXISTS files_fts_insert AFTER INSERT ON files BEGIN
+    INSERT INTO files_fts(rowid, name_lower) VALUES (new.id, new.name_lower);
+END;
+CREATE TRIGGER IF NOT EXISTS files_fts_delete AFTER DELETE ON files BEGIN
+    INSERT INTO files_fts(files_fts, rowid, name_lower) VALUES ('delete', old.id, old.name_lower);
+END;
+
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);

@@ -1,0 +1,117 @@
+"""TrackerService over gRPC: wire messages to domain calls, expected errors to status codes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from functools import wraps
+from typing import Any, TypeVar
+
+import grpc
+from p2p.v1 import tracker_pb2 as pb
+from p2p.v1 import tracker_pb2_grpc as pb_grpc
+
+from p2p_common.auth import current_principal
+from p2p_common.errors import InvalidArgument, P2PError, abort_with
+from tracker.directory import Directory
+from tracker.store import FileRecord, Match, Session
+
+F = TypeVar("F", bound=Callable[..., Any])
+MAX_INDEX_FILES = 2_000_000  # one SendIndex stream; bounds the memory a single peer can claim
+
+
+def translate_errors(method: F) -> F:
+    """Turn a P2PError raised by the domain into the call's status code and message."""
+
+    @wraps(method)
+    def run(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except P2PError as exc:
+            abort_with(context, exc)
+
+    return run  # type: ignore[return-value]
+
+
+def _file_record(entry: pb.FileEntry) -> FileRecord:
+    return FileRecord(entry.name, entry.size, entry.sha256, entry.chunk_size, entry.chunk_list_sha256)
+
+
+def _file_match(m: Match) -> pb.FileMatch:
+    return pb.FileMatch(
+        sha256=m.sha256,
+        name=m.name,
+        size=m.size,
+        chunk_size=m.chunk_size,
+        chunk_list_sha256=m.chunk_list_sha256,
+        sources=[pb.Source(peer_name=s.peer_name, address=s.address, name=s.name) for s in m.sources],
+    )
+
+
+def _session() -> Session:
+    session = current_principal()
+    assert isinstance(session, Session), "auth interceptor did not run"
+    return session
+
+
+class TrackerServicer(pb_grpc.TrackerServiceServicer):
+    """The directory's gRPC face."""
+
+    def __init__(self, directory: Directory):
+        self._dir = directory
+
+    @translate_errors
+    def Login(self, request: pb.LoginRequest, context: grpc.ServicerContext) -> pb.LoginResponse:
+        result = self._dir.login(request.name, request.password, request.address)
+        return pb.LoginResponse(
+            session_token=result.token, lease_seconds=self._dir.config.lease_seconds, registered=result.registered
+        )
+
+    @translate_errors
+    def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.ServicerContext) -> pb.HeartbeatResponse:
+        return pb.HeartbeatResponse(lease_seconds=self._dir.heartbeat(_session()))
+
+    @translate_errors
+    def SendIndex(self, request_iterator: Iterable[pb.SendIndexRequest], context: grpc.ServicerContext) -> pb.SendIndexResponse:
+        mode = pb.INDEX_MODE_UNSPECIFIED
+        add: list[FileRecord] = []
+        remove: list[str] = []
+        for batch in request_iterator:
+            if mode == pb.INDEX_MODE_UNSPECIFIED:
+                mode = batch.mode
+                if mode not in (pb.INDEX_MODE_REPLACE, pb.INDEX_MODE_UPDATE):
+                    raise InvalidArgument("the first SendIndex message must set mode to INDEX_MODE_REPLACE or INDEX_MODE_UPDATE")
+            elif batch.mode not in (pb.INDEX_MODE_UNSPECIFIED, mode):
+                raise InvalidArgument("mode must not change within one SendIndex stream")
+            add.extend(_file_record(e) for e in batch.add)
+            remove.extend(batch.remove)
+            if len(add) + len(remove) > MAX_INDEX_FILES:
+                raise InvalidArgument(f"one SendIndex stream may carry at most {MAX_INDEX_FILES} entries")
+        if mode == pb.INDEX_MODE_UNSPECIFIED:
+            raise InvalidArgument("SendIndex stream was empty; send at least one message with a mode")
+        count = self._dir.publish(_session(), mode == pb.INDEX_MODE_REPLACE, add, remove)
+        return pb.SendIndexResponse(file_count=count)
+
+    @translate_errors
+    def Query(self, request: pb.QueryRequest, context: grpc.ServicerContext) -> pb.QueryResponse:
+        matches, token = self._dir.query(request.name_pattern, request.sha256, request.page_size, request.page_token)
+        return pb.QueryResponse(files=[_file_match(m) for m in matches], next_page_token=token)
+
+    @translate_errors
+    def ListPeers(self, request: pb.ListPeersRequest, context: grpc.ServicerContext) -> pb.ListPeersResponse:
+        peers = self._dir.peers()
+        return pb.ListPeersResponse(peers=[pb.Peer(name=p.name, address=p.address, file_count=p.file_count) for p in peers])
+
+    @translate_errors
+    def IssuePeerTicket(self, request: pb.IssuePeerTicketRequest, context: grpc.ServicerContext) -> pb.IssuePeerTicketResponse:
+        ticket, ttl = self._dir.issue_ticket(_session(), request.audience)
+        return pb.IssuePeerTicketResponse(ticket=ticket, ttl_seconds=ttl)
+
+    @translate_errors
+    def VerifyPeerTicket(self, request: pb.VerifyPeerTicketRequest, context: grpc.ServicerContext) -> pb.VerifyPeerTicketResponse:
+        holder, ttl = self._dir.verify_ticket(_session(), request.ticket)
+        return pb.VerifyPeerTicketResponse(peer_name=holder, ttl_seconds=ttl)
+
+    @translate_errors
+    def Logout(self, request: pb.LogoutRequest, context: grpc.ServicerContext) -> pb.LogoutResponse:
+        self._dir.logout(_session())
+        return pb.LogoutResponse()

@@ -1,0 +1,255 @@
+"""The Store on SQLite: WAL, one connection per thread, a trigram index for name search."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+
+from tracker.store import Account, AlreadyExists, FileRecord, Match, NotFound, PeerInfo, Query, Session, Source
+
+MAX_SOURCES_PER_MATCH = 64  # keeps a popular file's result small; a sample spreads the load
+_TRIGRAM_LITERAL = re.compile(r"[^*?\[\]]{3,}")  # a run the trigram index can look up
+
+
+def _schema() -> str:
+    return resources.files("tracker").joinpath("schema.sql").read_text()
+
+
+class SqliteStore:
+    """Store backed by one SQLite file (or ':memory:', shared through a single connection)."""
+
+    def __init__(self, path: str):
+        self._path = path
+        self._memory = path == ":memory:"
+        self._local = threading.local()
+        self._write_lock = threading.RLock()  # one writer at a time; readers never wait (WAL)
+        self._shared: sqlite3.Connection | None = None
+        if not self._memory and os.path.dirname(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        with self._write_lock:
+            self._conn().executescript(_schema())
+
+    # -- connections -------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, timeout=30, isolation_level=None, check_same_thread=not self._memory)
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA busy_timeout = 30000")
+        if not self._memory:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")  # durable across app crashes, fast commits
+        conn.execute("PRAGMA cache_size = -65536")
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._memory:
+            if self._shared is None:
+                self._shared = self._connect()
+            return self._shared
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        if self._memory:
+            with self._write_lock:
+                yield self._conn()
+        else:
+            yield self._conn()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._write_lock:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+        if self._shared is not None:
+            self._shared.close()
+            self._shared = None
+
+    # -- accounts ----------------------------------------------------------------------
+    def add_account(self, name: str, password_hash: str) -> None:
+        try:
+            with self._write() as c:
+                c.execute(
+                    "INSERT INTO accounts(name, password_hash, created_at) VALUES (?,?,?)", (name, password_hash, time.time())
+                )
+        except sqlite3.IntegrityError as exc:
+            raise AlreadyExists(f"account {name!r} already exists") from exc
+
+    def account(self, name: str) -> Account | None:
+        with self._read() as c:
+            row = c.execute("SELECT name, password_hash FROM accounts WHERE name=?", (name,)).fetchone()
+        return Account(*row) if row else None
+
+    def set_password(self, name: str, password_hash: str) -> None:
+        with self._write() as c:
+            if c.execute("UPDATE accounts SET password_hash=? WHERE name=?", (password_hash, name)).rowcount == 0:
+                raise NotFound(f"no account {name!r}")
+
+    def delete_account(self, name: str) -> None:
+        with self._write() as c:
+            if c.execute("DELETE FROM accounts WHERE name=?", (name,)).rowcount == 0:
+                raise NotFound(f"no account {name!r}")
+
+    def account_names(self) -> list[str]:
+        with self._read() as c:
+            return [r[0] for r in c.execute("SELECT name FROM accounts ORDER BY name")]
+
+    # -- sessions ----------------------------------------------------------------------
+    def open_session(self, account: str, token_hash: str, address: str, expires_at: float, now: float) -> Session:
+        with self._write() as c:
+            if address:  # the same peer logging in again replaces its own older session
+                c.execute("DELETE FROM sessions WHERE account=? AND address=?", (account, address))
+            cur = c.execute(
+                "INSERT INTO sessions(account, token_hash, address, expires_at, created_at) VALUES (?,?,?,?,?)",
+                (account, token_hash, address, expires_at, now),
+            )
+            return Session(int(cur.lastrowid or 0), account, address, expires_at)
+
+    def _session(self, where: str, arg: object, now: float) -> Session | None:
+        with self._read() as c:
+            row = c.execute(
+                f"SELECT id, account, address, expires_at FROM sessions WHERE {where}=? AND expires_at>?", (arg, now)
+            ).fetchone()
+        return Session(*row) if row else None
+
+    def session_by_token(self, token_hash: str, now: float) -> Session | None:
+        return self._session("token_hash", token_hash, now)
+
+    def session_by_id(self, session_id: int, now: float) -> Session | None:
+        return self._session("id", session_id, now)
+
+    def renew_session(self, session_id: int, expires_at: float) -> bool:
+        with self._write() as c:
+            return c.execute("UPDATE sessions SET expires_at=? WHERE id=?", (expires_at, session_id)).rowcount == 1
+
+    def close_session(self, session_id: int) -> None:
+        with self._write() as c:
+            c.execute("DELETE FROM sessions WHERE id=?", (session_id,))
+
+    def expire_sessions(self, now: float) -> int:
+        with self._write() as c:
+            return c.execute("DELETE FROM sessions WHERE expires_at<=?", (now,)).rowcount
+
+    # -- index -------------------------------------------------------------------------
+    @staticmethod
+    def _insert(c: sqlite3.Connection, session_id: int, files: list[FileRecord]) -> None:
+        c.executemany(
+            "INSERT INTO files(session_id, name, name_lower, size, sha256, chunk_size, chunk_list_sha256) VALUES (?,?,?,?,?,?,?)",
+            [(session_id, f.name, f.name.lower(), f.size, f.sha256, f.chunk_size, f.chunk_list_sha256) for f in files],
+        )
+
+    @staticmethod
+    def _count(c: sqlite3.Connection, session_id: int) -> int:
+        return int(c.execute("SELECT count(*) FROM files WHERE session_id=?", (session_id,)).fetchone()[0])
+
+    def replace_index(self, session_id: int, files: list[FileRecord]) -> int:
+        with self._write() as c:
+            c.execute("DELETE FROM files WHERE session_id=?", (session_id,))
+            self._insert(c, session_id, files)
+            return self._count(c, session_id)
+
+    def update_index(self, session_id: int, add: list[FileRecord], remove: list[str]) -> int:
+        with self._write() as c:
+            gone = [(session_id, n) for n in remove] + [(session_id, f.name) for f in add]
+            c.executemany("DELETE FROM files WHERE session_id=? AND name=?", gone)
+            self._insert(c, session_id, add)
+            return self._count(c, session_id)
+
+    # -- queries -----------------------------------------------------------------------
+    def _matching_contents(self, c: sqlite3.Connection, q: Query, now: float) -> list[str]:
+        where = ["s.expires_at > ?", "s.address <> ''", "f.sha256 > ?"]
+        args: list[object] = [now, q.after_sha256]
+        if q.sha256:
+            where.append("f.sha256 = ?")
+            args.append(q.sha256)
+        if q.name_pattern:
+            op, pattern = ("GLOB", q.name_pattern) if q.glob else ("LIKE", _like_pattern(q.name_pattern))
+            escape = "" if q.glob else " ESCAPE '\\'"
+            if _TRIGRAM_LITERAL.search(q.name_pattern):
+                where.append(f"f.id IN (SELECT rowid FROM files_fts WHERE name_lower {op} ?{escape})")
+            else:
+                where.append(f"f.name_lower {op} ?{escape}")
+            args.append(pattern)
+        sql = (
+            "SELECT f.sha256 FROM files f JOIN sessions s ON s.id = f.session_id WHERE "
+            + " AND ".join(where)
+            + " GROUP BY f.sha256 ORDER BY f.sha256 LIMIT ?"
+        )
+        return [r[0] for r in c.execute(sql, [*args, q.limit])]
+
+    def query(self, query: Query, now: float) -> list[Match]:
+        with self._read() as c:
+            contents = self._matching_contents(c, query, now)
+            if not contents:
+                return []
+            marks = ",".join("?" * len(contents))
+            rows = c.execute(
+                "SELECT f.sha256, f.name, f.size, f.chunk_size, f.chunk_list_sha256, s.account, s.address"
+                " FROM files f JOIN sessions s ON s.id = f.session_id"
+                f" WHERE f.sha256 IN ({marks}) AND s.expires_at > ? AND s.address <> ''"
+                " ORDER BY f.sha256, f.name, s.account",
+                [*contents, now],
+            ).fetchall()
+        by_content: dict[str, list[tuple]] = defaultdict(list)
+        for row in rows:
+            by_content[row[0]].append(row)
+        return [_match(by_content[sha]) for sha in contents if by_content[sha]]
+
+    def live_peers(self, now: float) -> list[PeerInfo]:
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT s.account, s.address, (SELECT count(*) FROM files f WHERE f.session_id = s.id)"
+                " FROM sessions s WHERE s.expires_at > ? AND s.address <> '' ORDER BY s.account, s.address",
+                (now,),
+            ).fetchall()
+        return [PeerInfo(*r) for r in rows]
+
+    def secret(self, key: str, size: int) -> bytes:
+        with self._write() as c:
+            row = c.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+            if row:
+                return bytes(row[0])
+            value = secrets.token_bytes(size)
+            c.execute("INSERT INTO meta(key, value) VALUES (?,?)", (key, value))
+            return value
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _match(rows: list[tuple]) -> Match:
+    """Group one content's rows; a source whose chunk list disagrees with the majority is left out."""
+    chunking = Counter((r[3], r[4]) for r in rows).most_common(1)[0][0]
+    agreeing = [r for r in rows if (r[3], r[4]) == chunking]
+    sources = [Source(peer_name=r[5], address=r[6], name=r[1]) for r in agreeing]
+    if len(sources) > MAX_SOURCES_PER_MATCH:
+        sources = random.sample(sources, MAX_SOURCES_PER_MATCH)
+    first = agreeing[0]
+    return Match(
+        sha256=first[0], name=first[1], size=first[2], chunk_size=chunking[0], chunk_list_sha256=chunking[1], sources=sources
+    )

@@ -1,0 +1,113 @@
+"""The directory's storage interface and domain types; no gRPC and no SQL here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class StoreError(Exception):
+    """Base of the store's expected errors."""
+
+
+class AlreadyExists(StoreError):
+    """The thing to create exists already."""
+
+
+class NotFound(StoreError):
+    """The thing named does not exist."""
+
+
+@dataclass(frozen=True)
+class Account:
+    """A registered user; peers log in as accounts."""
+
+    name: str
+    password_hash: str
+
+
+@dataclass(frozen=True)
+class Session:
+    """A logged-in peer. An empty address means client-only: never listed as a source."""
+
+    id: int
+    account: str
+    address: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One published file, as a peer described it."""
+
+    name: str
+    size: int
+    sha256: str
+    chunk_size: int
+    chunk_list_sha256: str
+
+
+@dataclass(frozen=True)
+class Source:
+    """A live serving peer that holds some content, and the name it shares it under."""
+
+    peer_name: str
+    address: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Match:
+    """One distinct content (sha256) found by a query, with its live sources."""
+
+    sha256: str
+    name: str
+    size: int
+    chunk_size: int
+    chunk_list_sha256: str
+    sources: list[Source] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Query:
+    """What to find. name_pattern is lowercase; glob selects glob over substring matching."""
+
+    name_pattern: str = ""
+    glob: bool = False
+    sha256: str = ""
+    after_sha256: str = ""  # keyset pagination: only contents ordered after this one
+    limit: int = 100
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    """A serving peer online now."""
+
+    name: str
+    address: str
+    file_count: int
+
+
+class Store(Protocol):
+    """Persistent directory state. Times are Unix seconds; `now` is passed in for testability."""
+
+    def add_account(self, name: str, password_hash: str) -> None: ...
+    def account(self, name: str) -> Account | None: ...
+    def set_password(self, name: str, password_hash: str) -> None: ...
+    def delete_account(self, name: str) -> None: ...
+    def account_names(self) -> list[str]: ...
+
+    def open_session(self, account: str, token_hash: str, address: str, expires_at: float, now: float) -> Session: ...
+    def session_by_token(self, token_hash: str, now: float) -> Session | None: ...
+    def session_by_id(self, session_id: int, now: float) -> Session | None: ...
+    def renew_session(self, session_id: int, expires_at: float) -> bool: ...
+    def close_session(self, session_id: int) -> None: ...
+    def expire_sessions(self, now: float) -> int: ...
+
+    def replace_index(self, session_id: int, files: list[FileRecord]) -> int: ...
+    def update_index(self, session_id: int, add: list[FileRecord], remove: list[str]) -> int: ...
+    def query(self, query: Query, now: float) -> list[Match]: ...
+    def live_peers(self, now: float) -> list[PeerInfo]: ...
+
+    def secret(self, key: str, size: int) -> bytes: ...
+    def close(self) -> None: ...
