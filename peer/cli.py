@@ -1,5 +1,228 @@
-"""Placeholder replaced by the peer CLI."""
+"""`p2p-peer`: serve a share, search, get, put, ls and peers; errors are one line and exit 1."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from p2p_common.errors import P2PError
+from p2p_common.rpc_log import setup_logging
+from p2p_common.server import BindError, wait_for_stop_signal
+from peer.config import PeerConfig
+from peer.progress import ProgressBar, human_bytes
+from peer.tracker_client import TrackerClient
+
+log = logging.getLogger("p2p.peer")
 
 
-def main() -> int:
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="p2p-peer", description="Share files with peers through a p2p tracker.")
+    parser.add_argument("--tracker", default=_env("P2P_TRACKER", "127.0.0.1:50051"), help="tracker host:port [P2P_TRACKER]")
+    parser.add_argument("--name", default=_env("P2P_NAME", getpass.getuser()), help="account name [P2P_NAME]")
+    parser.add_argument("--password", default=_env("P2P_PASSWORD", ""), help="account password [P2P_PASSWORD]")
+    parser.add_argument(
+        "--log-level",
+        default=_env("P2P_LOG_LEVEL", "warning"),
+        choices=["debug", "info", "warning", "error"],
+        help="log level [P2P_LOG_LEVEL]",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="share a directory and serve it to other peers")
+    serve.add_argument("--share", default=_env("P2P_SHARE", "./share"), help="directory to share [P2P_SHARE]")
+    serve.add_argument("--listen", default=_env("P2P_LISTEN", "0.0.0.0:50052"), help="host:port to serve on [P2P_LISTEN]")
+    serve.add_argument(
+        "--advertise",
+        default=_env("P2P_ADVERTISE", ""),
+        help="host:port other peers dial (default: the listen address) [P2P_ADVERTISE]",
+    )
+    serve.add_argument(
+        "--allow-uploads",
+        action="store_true",
+        default=_env_flag("P2P_ALLOW_UPLOADS"),
+        help="accept files pushed by other peers [P2P_ALLOW_UPLOADS=1]",
+    )
+    serve.add_argument(
+        "--max-upload",
+        type=int,
+        default=int(_env("P2P_MAX_UPLOAD", str(1 << 34))),
+        help="largest upload accepted, in bytes [P2P_MAX_UPLOAD]",
+    )
+    serve.add_argument(
+        "--rescan", type=float, default=float(_env("P2P_RESCAN", "2")), help="seconds between share rescans [P2P_RESCAN]"
+    )
+
+    search = sub.add_parser("search", help="find files shared by live peers")
+    search.add_argument("pattern", nargs="?", default="", help="substring or glob (*, ?, [...]) of the name; empty: everything")
+    search.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+
+    get = sub.add_parser("get", help="download a file from every live peer that has it")
+    get.add_argument("file", help="a shared name or a sha256")
+    get.add_argument("-o", "--output", help="where to write it (default: the file's name in the current directory)")
+
+    put = sub.add_parser("put", help="upload a file to a named peer")
+    put.add_argument("file", help="the local file to send")
+    put.add_argument("--to", required=True, help="the receiving peer's account name")
+    put.add_argument("--as", dest="as_name", help="name to publish it under (default: the file's name)")
+
+    ls = sub.add_parser("ls", help="list what a directory would share, with sizes and sha256")
+    ls.add_argument("--share", default=_env("P2P_SHARE", "./share"), help="directory [P2P_SHARE]")
+    sub.add_parser("peers", help="list the peers online now")
+    return parser
+
+
+def _client(args: argparse.Namespace) -> TrackerClient:
+    if not args.password:
+        raise P2PError("a password is needed: --password or P2P_PASSWORD")
+    client = TrackerClient(args.tracker, args.name, args.password)
+    client.login()
+    return client
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from peer.node import start_peer
+
+    config = PeerConfig(
+        tracker=args.tracker,
+        name=args.name,
+        password=args.password,
+        share=Path(args.share),
+        listen=args.listen,
+        advertise=args.advertise,
+        allow_uploads=args.allow_uploads,
+        max_upload_bytes=args.max_upload,
+        rescan_seconds=args.rescan,
+    )
+    node = start_peer(config)
+    print(f"serving {node.share.root} ({len(node.share.files())} files) on port {node.port} as {args.name}", flush=True)
+    wait_for_stop_signal()
+    node.stop()
     return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    client = _client(args)
+    try:
+        found = client.query(pattern=args.pattern)
+    finally:
+        client.logout()
+    if args.json:
+        rows = [
+            {
+                "name": f.name,
+                "size": f.size,
+                "sha256": f.sha256,
+                "peers": [{"name": s.peer_name, "address": s.address} for s in f.sources],
+            }
+            for f in found
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not found:
+        print("no matches")
+        return 0
+    width = max(len(f.name) for f in found)
+    print(f"{'NAME':<{width}}  {'SIZE':>10}  {'SHA256':<12}  PEERS")
+    for f in found:
+        print(f"{f.name:<{width}}  {human_bytes(f.size):>10}  {f.sha256[:12]}  {len(f.sources)}")
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    from peer.transfers import fetch, resolve
+
+    client = _client(args)
+    try:
+        remote = resolve(client, args.file)
+        dest = Path(args.output) if args.output else Path.cwd() / remote.name.rsplit("/", 1)[-1]
+        if dest.is_dir():
+            dest = dest / remote.name.rsplit("/", 1)[-1]
+        bar = ProgressBar(dest.name)
+        try:
+            result = fetch(client, remote, dest, bar.on_download)
+        finally:
+            bar.close()
+    finally:
+        client.logout()
+    sources = ", ".join(f"{k.split('@')[0]}:{v}" for k, v in sorted(result.per_source.items())) or "none needed"
+    print(
+        f"{result.path}: {human_bytes(result.size)} sha256 {remote.sha256} verified (chunks from {sources}"
+        f"{f'; {result.chunks_reused} resumed' if result.chunks_reused else ''})"
+    )
+    return 0
+
+
+def cmd_put(args: argparse.Namespace) -> int:
+    from peer.transfers import push
+
+    client = _client(args)
+    path = Path(args.file)
+    bar = ProgressBar(path.name)
+    try:
+        result = push(client, path, args.to, args.as_name, lambda done, total: bar.update(done, total))
+    finally:
+        bar.close()
+        client.logout()
+    resumed = f", {result.chunks_skipped} chunks already there" if result.chunks_skipped else ""
+    print(f"uploaded {path} to {args.to} as {result.name}: {human_bytes(result.size)} sha256 {result.sha256}{resumed}")
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from peer.share import Share
+
+    share = Share(Path(args.share))
+    try:
+        share.scan()
+        for f in share.files():
+            print(f"{f.manifest.sha256}  {f.manifest.size:>12}  {f.name}")
+    finally:
+        share.close()
+    return 0
+
+
+def cmd_peers(args: argparse.Namespace) -> int:
+    client = _client(args)
+    try:
+        peers = client.peers()
+    finally:
+        client.logout()
+    for p in peers:
+        print(f"{p.name:<20} {p.address:<24} {p.file_count} files")
+    return 0
+
+
+COMMANDS = {"serve": cmd_serve, "search": cmd_search, "get": cmd_get, "put": cmd_put, "ls": cmd_ls, "peers": cmd_peers}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        return COMMANDS[args.command](args)
+    except (P2PError, BindError, ValueError) as exc:
+        print(f"p2p-peer {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"p2p-peer {args.command}: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"p2p-peer {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

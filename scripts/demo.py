@@ -1,7 +1,14 @@
-"""The one-command demo: a tracker on loopback, checked live with grpcurl, stopped cleanly."""
+"""The one-command demo: a tracker and three peers on loopback sharing and fetching real files.
+
+Every step prints what it does; any failure stops the demo with a non-zero exit, and every
+process it started is stopped (SIGTERM, then SIGKILL) whatever happens.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
 import shutil
 import signal
 import socket
@@ -9,7 +16,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+MiB = 1 << 20
+PEERS = ("alice", "bob", "carol")
+
+
+class DemoFailed(Exception):
+    pass
 
 
 def free_port() -> int:
@@ -19,36 +34,147 @@ def free_port() -> int:
 
 
 def step(text: str) -> None:
-    print(f"\n==> {text}", flush=True)
+    print(f"\n\033[1m==> {text}\033[0m" if sys.stdout.isatty() else f"\n==> {text}", flush=True)
+
+
+def run(*cmd: str, env: dict[str, str] | None = None) -> str:
+    print("$ " + " ".join(cmd), flush=True)
+    out = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, timeout=300)
+    print(out.stdout, end="", flush=True)
+    if out.returncode != 0:
+        raise DemoFailed(f"`{' '.join(cmd)}` exited with {out.returncode}")
+    return out.stdout
+
+
+def wait_healthy(address: str, service: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        probe = subprocess.run([sys.executable, "-m", "p2p_common.healthcheck", address, service], capture_output=True, text=True)
+        if probe.returncode == 0:
+            print(f"  {probe.stdout.strip()}")
+            return
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise DemoFailed(f"{service} at {address} did not become healthy:\n{log.read_text()[-2000:]}")
+        time.sleep(0.2)
+
+
+def sample_bytes(size: int, seed: str) -> bytes:
+    block = b"".join(hashlib.sha256(f"{seed}{i}".encode()).digest() for i in range(2048))
+    return (block * (size // len(block) + 1))[:size]
+
+
+def write_settled(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    old = time.time() - 5
+    os.utime(path, (old, old))
+
+
+@contextlib.contextmanager
+def processes() -> Iterator[list[tuple[str, subprocess.Popen[bytes]]]]:
+    procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+    try:
+        yield procs
+    finally:
+        step("stopping every process (SIGTERM: peers log out, servers drain)")
+        for _name, proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for name, proc in reversed(procs):
+            try:
+                code = proc.wait(timeout=15)
+                print(f"  {name} exited with {code}")
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                print(f"  {name} did not stop in time and was killed")
+
+
+def demo(work: Path) -> None:
+    tracker_port = free_port()
+    tracker_addr = f"127.0.0.1:{tracker_port}"
+    env = dict(os.environ, P2P_TRACKER=tracker_addr, P2P_PASSWORD="demo-password", P2P_LOG_LEVEL="info")
+    with processes() as procs:
+        step(f"starting the tracker on {tracker_addr} (embedded SQLite at {work / 'tracker.db'})")
+        log = work / "tracker.log"
+        with open(log, "w") as log_file:
+            proc = subprocess.Popen(["p2p-tracker", "--listen", tracker_addr, "--db", str(work / "tracker.db")], stderr=log_file, env=env)
+        procs.append(("tracker", proc))
+        wait_healthy(tracker_addr, "p2p.v1.TrackerService", proc, log)
+
+        dataset = sample_bytes(64 * MiB, "dataset")
+        peer_addrs: dict[str, str] = {}
+        for i, name in enumerate(PEERS):
+            share = work / f"share-{name}"
+            write_settled(share / "dataset-64MiB.bin", dataset)  # every peer has it: a multi-source download
+            write_settled(share / f"{name}-notes.txt", f"notes kept by {name}\n".encode() * 100)
+            write_settled(share / "photos" / f"{name}-{i}.jpg", sample_bytes(300_000 + i, name))
+            port = free_port()
+            peer_addrs[name] = f"127.0.0.1:{port}"
+            step(f"starting peer {name} on 127.0.0.1:{port}, sharing {share}")
+            log = work / f"{name}.log"
+            cmd = ["p2p-peer", "--name", name, "serve", "--share", str(share), "--listen", peer_addrs[name]]
+            if name == "alice":
+                cmd.append("--allow-uploads")
+            with open(log, "w") as log_file:
+                proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+            procs.append((name, proc))
+            wait_healthy(peer_addrs[name], "p2p.v1.PeerService", proc, log)
+
+        step("who is online")
+        deadline = time.monotonic() + 20
+        while run("p2p-peer", "--name", "dave", "peers", env=env).count(" files") < len(PEERS):
+            if time.monotonic() > deadline:
+                raise DemoFailed("not every peer published its index")
+            time.sleep(0.5)
+
+        step("searching the directory as a new user, dave (a client-only session)")
+        run("p2p-peer", "--name", "dave", "search", "", env=env)
+        run("p2p-peer", "--name", "dave", "search", "*.jpg", env=env)
+
+        step("dave downloads the 64 MiB dataset from all three peers at once, every chunk verified")
+        downloads = work / "downloads"
+        downloads.mkdir()
+        run("p2p-peer", "--name", "dave", "get", "dataset-64MiB.bin", "-o", str(downloads), env=env)
+        got = hashlib.sha256((downloads / "dataset-64MiB.bin").read_bytes()).hexdigest()
+        want = hashlib.sha256(dataset).hexdigest()
+        print(f"  sha256 of the download: {got}\n  sha256 of the original: {want}")
+        if got != want:
+            raise DemoFailed("the downloaded file differs from the original")
+
+        step("dave uploads a report to alice, who accepts uploads")
+        report = work / "report.txt"
+        report.write_text("quarterly report\n" * 1000)
+        run("p2p-peer", "--name", "dave", "put", str(report), "--to", "alice", "--as", "inbox/report.txt", env=env)
+        received = work / "share-alice" / "inbox" / "report.txt"
+        if received.read_bytes() != report.read_bytes():
+            raise DemoFailed("alice's copy of the report differs")
+        deadline = time.monotonic() + 20
+        while "inbox/report.txt" not in run("p2p-peer", "--name", "dave", "search", "report", env=env):
+            if time.monotonic() > deadline:
+                raise DemoFailed("the uploaded report was not published")
+            time.sleep(0.5)
+
+        step("the operator's view: grpcurl against the live tracker and a live peer (server reflection)")
+        run("grpcurl", "-plaintext", tracker_addr, "list")
+        run("grpcurl", "-plaintext", peer_addrs["bob"], "list")
+        run("grpcurl", "-plaintext", "-d", '{"service": "p2p.v1.TrackerService"}', tracker_addr, "grpc.health.v1.Health/Check")
 
 
 def main() -> int:
+    for tool in ("p2p-tracker", "p2p-peer", "grpcurl"):
+        if shutil.which(tool) is None:
+            print(f"demo: {tool} is not on PATH; run it through scripts/demo.sh", file=sys.stderr)
+            return 1
     work = Path(tempfile.mkdtemp(prefix="p2p-demo-"))
-    port = free_port()
-    step(f"starting a tracker on 127.0.0.1:{port} (SQLite at {work / 'tracker.db'})")
-    tracker = subprocess.Popen(
-        ["p2p-tracker", "--listen", f"127.0.0.1:{port}", "--db", str(work / "tracker.db")],
-        stdout=subprocess.DEVNULL,
-        stderr=open(work / "tracker.log", "w"),
-    )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            out = subprocess.run(["grpcurl", "-plaintext", f"127.0.0.1:{port}", "list"], capture_output=True, text=True)
-            if out.returncode == 0:
-                break
-            if time.monotonic() > deadline or tracker.poll() is not None:
-                print("tracker did not come up:\n" + (work / "tracker.log").read_text(), file=sys.stderr)
-                return 1
-            time.sleep(0.2)
-        step(f"grpcurl -plaintext 127.0.0.1:{port} list")
-        print(out.stdout)
-        return 0
-    finally:
-        step("stopping the tracker")
-        tracker.send_signal(signal.SIGTERM)
-        tracker.wait(timeout=20)
-        shutil.rmtree(work, ignore_errors=True)
+        demo(work)
+    except (DemoFailed, subprocess.TimeoutExpired, OSError) as exc:
+        print(f"\ndemo FAILED: {exc}\n(logs kept in {work})", file=sys.stderr)
+        return 1
+    step("demo complete: every step succeeded")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":

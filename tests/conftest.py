@@ -1,12 +1,18 @@
-"""Shared fixtures: a real tracker on 127.0.0.1:0 with a real SQLite file."""
+"""Shared fixtures: a real tracker and real peers on 127.0.0.1:0, real SQLite files and shares."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from peer.config import PeerConfig
+from peer.node import PeerNode, start_peer
+from peer.tracker_client import TrackerClient
 from tests.helpers import TrackerClientForTests
 from tracker.config import TrackerConfig
 from tracker.server import Tracker, start_tracker
@@ -45,3 +51,48 @@ def client_factory(tracker: Tracker) -> Iterator[Callable[[], TrackerClientForTe
     yield make
     for c in clients:
         c.close()
+
+
+@pytest.fixture
+def start_peer_at(tracker: Tracker, tmp_path: Path) -> Iterator[Callable[..., PeerNode]]:
+    """Start a serving peer on 127.0.0.1:0 with its own share directory, ready (index published)."""
+    started: list[PeerNode] = []
+
+    def start(name: str, files: dict[str, bytes] | None = None, wait: bool = True, **overrides: object) -> PeerNode:
+        share = tmp_path / f"share-{name}"
+        share.mkdir(exist_ok=True)
+        for rel, data in (files or {}).items():
+            path = share / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            old = time.time() - 10  # settled: not "still being written"
+            os.utime(path, (old, old))
+        settings: dict[str, object] = {
+            "tracker": f"127.0.0.1:{tracker.port}",
+            "name": name,
+            "password": "pw",
+            "share": share,
+            "listen": "127.0.0.1:0",
+            "rescan_seconds": 0.3,
+            "max_workers": 16,
+        }
+        settings.update(overrides)
+        node = start_peer(PeerConfig(**settings))  # type: ignore[arg-type]
+        started.append(node)
+        if wait:
+            assert node.keeper.ready.wait(15), f"peer {name} did not publish its index"
+        return node
+
+    yield start
+    for node in started:
+        with contextlib.suppress(Exception):  # stopped already by the test
+            node.stop(grace=0)
+
+
+@pytest.fixture
+def client(tracker: Tracker) -> Iterator[TrackerClient]:
+    """A client-only session, as the CLI's search/get/put use."""
+    c = TrackerClient(f"127.0.0.1:{tracker.port}", "tester", "pw")
+    c.login()
+    yield c
+    c.close()

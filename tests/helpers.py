@@ -8,9 +8,9 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import grpc
+
 from p2p.v1 import tracker_pb2 as tpb
 from p2p.v1 import tracker_pb2_grpc
-
 from p2p_common.auth import bearer_metadata
 
 T = TypeVar("T")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from p2p.v1 import tracker_pb2, tracker_pb2_grpc
-
 from p2p_common.auth import BearerAuthInterceptor
 from p2p_common.server import RunningServer, Service, start_server
 from tracker.config import TrackerConfig

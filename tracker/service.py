@@ -7,11 +7,11 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import grpc
+
 from p2p.v1 import tracker_pb2 as pb
 from p2p.v1 import tracker_pb2_grpc as pb_grpc
-
 from p2p_common.auth import current_principal
-from p2p_common.errors import InvalidArgument, P2PError, abort_with
+from p2p_common.errors import InvalidArgument, P2PError, Unauthenticated, abort_with
 from tracker.directory import Directory
 from tracker.store import FileRecord, Match, Session
 
@@ -108,8 +108,11 @@ class TrackerServicer(pb_grpc.TrackerServiceServicer):
 
     @translate_errors
     def VerifyPeerTicket(self, request: pb.VerifyPeerTicketRequest, context: grpc.ServicerContext) -> pb.VerifyPeerTicketResponse:
-        holder, ttl = self._dir.verify_ticket(_session(), request.ticket)
-        return pb.VerifyPeerTicketResponse(peer_name=holder, ttl_seconds=ttl)
+        try:
+            holder, ttl = self._dir.verify_ticket(_session(), request.ticket)
+        except Unauthenticated as exc:  # the ticket is bad, not the caller's session
+            return pb.VerifyPeerTicketResponse(valid=False, reason=str(exc))
+        return pb.VerifyPeerTicketResponse(valid=True, peer_name=holder, ttl_seconds=ttl)
 
     @translate_errors
     def Logout(self, request: pb.LogoutRequest, context: grpc.ServicerContext) -> pb.LogoutResponse:

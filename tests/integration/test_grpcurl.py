@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from p2p.v1 import tracker_pb2 as tpb
 
+from p2p.v1 import tracker_pb2 as tpb
 from tests.helpers import file_entry
 
 GRPCURL = shutil.which("grpcurl") or str(Path(sys.executable).parent / "grpcurl")

@@ -163,12 +163,16 @@ class VerifyPeerTicketRequest(_message.Message):
     def __init__(self, ticket: _Optional[str] = ...) -> None: ...
 
 class VerifyPeerTicketResponse(_message.Message):
-    __slots__ = ("peer_name", "ttl_seconds")
+    __slots__ = ("valid", "reason", "peer_name", "ttl_seconds")
+    VALID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     PEER_NAME_FIELD_NUMBER: _ClassVar[int]
     TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    valid: bool
+    reason: str
     peer_name: str
     ttl_seconds: int
-    def __init__(self, peer_name: _Optional[str] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
+    def __init__(self, valid: _Optional[bool] = ..., reason: _Optional[str] = ..., peer_name: _Optional[str] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
 
 class LogoutRequest(_message.Message):
     __slots__ = ()

@@ -1,0 +1,273 @@
+"""Multi-source download scheduling: dynamic chunk assignment, endgame, failover and resume.
+
+No gRPC here: sources come in through the small ChunkSource interface, so the scheduling can
+be exercised with in-memory sources as well as with real peers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from p2p_common.errors import DataLoss, NotFound, P2PError, Unavailable
+from peer.chunk_store import PartialFile
+from peer.manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+WINDOW = 6  # chunks asked ahead per source: keeps the stream busy across the round trip
+ENDGAME_COPIES = 2  # near the end a missing chunk may be asked from this many sources at once
+
+
+class ChunkStreamLike(Protocol):
+    def ask(self, indexes: list[int]) -> None: ...
+    def next_chunk(self) -> tuple[int, bytes]: ...
+    def close(self) -> None: ...
+
+
+class ChunkSource(Protocol):
+    """One peer to fetch from."""
+
+    label: str
+
+    def manifest(self, sha256: str) -> Manifest: ...
+    def chunk_stream(self, sha256: str) -> ChunkStreamLike: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """The content to fetch, as the tracker vouches for it."""
+
+    sha256: str
+    size: int
+    chunk_size: int
+    chunk_list_sha256: str
+
+
+@dataclass
+class Progress:
+    """A snapshot for progress displays."""
+
+    total_bytes: int
+    done_bytes: int
+    active_sources: int
+    received_bytes: int
+
+
+@dataclass
+class DownloadResult:
+    path: Path
+    size: int
+    bytes_received: int  # payload bytes that crossed the network in this run (duplicates included)
+    chunks_fetched: int
+    chunks_reused: int  # already held from an interrupted earlier run
+    per_source: dict[str, int] = field(default_factory=dict)  # chunks written per source
+    dropped: dict[str, str] = field(default_factory=dict)  # source -> why it was dropped
+
+
+class BadSource(P2PError):
+    """A source sent something wrong; it is not asked again."""
+
+
+def verified_manifest(wanted: Wanted, sources: Sequence[ChunkSource], dropped: dict[str, str]) -> Manifest:
+    """The first manifest a source gives that matches what the tracker vouches for."""
+    for source in sources:
+        try:
+            m = source.manifest(wanted.sha256)
+        except P2PError as exc:
+            dropped[source.label] = f"manifest: {exc}"
+            continue
+        problem = m.problem()
+        if problem is None and (m.sha256, m.size, m.chunk_size, m.chunk_list_sha256) != (
+            wanted.sha256,
+            wanted.size,
+            wanted.chunk_size,
+            wanted.chunk_list_sha256,
+        ):
+            problem = "does not match the chunk list the tracker vouches for"
+        if problem:
+            dropped[source.label] = f"manifest {problem}"
+            continue
+        return m
+    raise Unavailable(f"no source gave a valid manifest for {wanted.sha256[:16]}: {_reasons(dropped)}")
+
+
+def _reasons(dropped: dict[str, str]) -> str:
+    return "; ".join(f"{k}: {v}" for k, v in dropped.items()) or "no sources"
+
+
+class _Schedule:
+    """Which chunk goes to which source; shared by the source workers under one lock."""
+
+    def __init__(self, partial: PartialFile):
+        self.partial = partial
+        self.cond = threading.Condition()
+        self.pending: deque[int] = deque(partial.missing())
+        self.inflight: dict[int, set[str]] = {}
+        self.received = 0
+        self.per_source: dict[str, int] = {}
+        self.fetched = 0
+
+    def take(self, label: str) -> int | None:
+        with self.cond:
+            while self.pending:
+                index = self.pending.popleft()
+                if not self.partial.has(index):
+                    self.inflight.setdefault(index, set()).add(label)
+                    return index
+            # endgame: help with a chunk another source is still fetching
+            for index, askers in self.inflight.items():
+                if label not in askers and len(askers) < ENDGAME_COPIES and not self.partial.has(index):
+                    askers.add(label)
+                    return index
+            return None
+
+    def done(self, index: int, label: str, size: int, first: bool) -> None:
+        with self.cond:
+            self.received += size
+            if first:
+                self.fetched += 1
+                self.per_source[label] = self.per_source.get(label, 0) + 1
+            self.inflight.pop(index, None)
+            self.cond.notify_all()
+
+    def give_back(self, label: str, indexes: Sequence[int]) -> None:
+        with self.cond:
+            for index in indexes:
+                askers = self.inflight.get(index)
+                if askers is not None:
+                    askers.discard(label)
+                    if not askers:
+                        del self.inflight[index]
+                        if not self.partial.has(index):
+                            self.pending.appendleft(index)
+            self.cond.notify_all()
+
+
+class Download:
+    """Fetch one content from several sources into dest."""
+
+    def __init__(
+        self,
+        wanted: Wanted,
+        sources: Sequence[ChunkSource],
+        dest: Path,
+        on_progress: Callable[[Progress], None] | None = None,
+        window: int = WINDOW,
+    ):
+        if not sources:
+            raise NotFound(f"no live peer has {wanted.sha256[:16]}")
+        self.wanted = wanted
+        self.sources = list(sources)
+        self.dest = dest
+        self.on_progress = on_progress
+        self.window = window
+        self.dropped: dict[str, str] = {}
+        self._active = 0
+        self._stop = threading.Event()
+        self._streams: list[ChunkStreamLike] = []
+
+    def run(self) -> DownloadResult:
+        manifest = verified_manifest(self.wanted, self.sources, self.dropped)
+        partial = PartialFile(self.dest, manifest)
+        reused = manifest.chunk_count - len(partial.missing())
+        schedule = _Schedule(partial)
+        live = [s for s in self.sources if s.label not in self.dropped]
+        workers = [threading.Thread(target=self._work, args=(s, schedule), name=f"fetch-{s.label}", daemon=True) for s in live]
+        interrupted = True
+        try:
+            with schedule.cond:
+                self._active = len(workers)
+            for w in workers:
+                w.start()
+            self._wait(schedule)
+            interrupted = False
+        finally:
+            self._stop.set()
+            for stream in list(self._streams):
+                stream.close()  # cancels the losers of duplicated endgame requests
+            for w in workers:
+                w.join(timeout=10)
+            for s in self.sources:
+                s.close()
+            if interrupted or not partial.complete:
+                partial.close()  # keeps what was verified, for a resume
+        if not partial.complete:
+            missing = len(partial.missing())
+            raise Unavailable(f"{missing} of {manifest.chunk_count} chunks could not be fetched: {_reasons(self.dropped)}")
+        path = partial.finish()
+        return DownloadResult(path, manifest.size, schedule.received, schedule.fetched, reused, schedule.per_source, self.dropped)
+
+    def _wait(self, schedule: _Schedule) -> None:
+        last_report = 0.0
+        with schedule.cond:
+            while not schedule.partial.complete and self._active > 0:
+                schedule.cond.wait(0.2)
+                now = time.monotonic()
+                if self.on_progress and now - last_report >= 0.2:
+                    last_report = now
+                    self.on_progress(Progress(self.wanted.size, schedule.partial.bytes_held, self._active, schedule.received))
+        if self.on_progress:
+            self.on_progress(Progress(self.wanted.size, schedule.partial.bytes_held, self._active, schedule.received))
+
+    def _work(self, source: ChunkSource, schedule: _Schedule) -> None:
+        asked: deque[int] = deque()
+        stream: ChunkStreamLike | None = None
+        try:
+            stream = source.chunk_stream(self.wanted.sha256)
+            self._streams.append(stream)
+            while not self._stop.is_set() and not schedule.partial.complete:
+                batch = []
+                while len(asked) + len(batch) < self.window:
+                    index = schedule.take(source.label)
+                    if index is None:
+                        break
+                    batch.append(index)
+                if batch:
+                    asked.extend(batch)
+                    stream.ask(batch)
+                if not asked:
+                    with schedule.cond:
+                        schedule.cond.wait(0.1)
+                    continue
+                index, data = stream.next_chunk()
+                expected = asked.popleft()
+                if index != expected:
+                    raise BadSource(f"sent chunk {index} when chunk {expected} was next")
+                first = not schedule.partial.has(index)
+                if not schedule.partial.write_chunk(index, data):
+                    raise BadSource(f"chunk {index}: hash mismatch")
+                schedule.done(index, source.label, len(data), first)
+        except P2PError as exc:
+            if not self._stop.is_set():
+                self.dropped[source.label] = str(exc)
+                log.warning("dropping source %s: %s", source.label, exc)
+        except Exception as exc:  # a bug, or an OS error writing the file
+            if not self._stop.is_set():
+                self.dropped[source.label] = f"{type(exc).__name__}: {exc}"
+                log.exception("source %s failed", source.label)
+        finally:
+            schedule.give_back(source.label, list(asked))
+            with schedule.cond:
+                self._active -= 1
+                schedule.cond.notify_all()
+
+
+def download(
+    wanted: Wanted,
+    sources: Sequence[ChunkSource],
+    dest: Path,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> DownloadResult:
+    """Fetch wanted into dest from sources; the file appears only complete and verified."""
+    result = Download(wanted, sources, dest, on_progress).run()
+    if result.size != wanted.size:
+        raise DataLoss(f"{dest} has {result.size} bytes, expected {wanted.size}")
+    return result

@@ -1,0 +1,59 @@
+"""A file's manifest: size, sha256, chunk size and chunk digests, and checks against them."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from p2p_common.errors import InvalidArgument
+from p2p_common.names import is_sha256_hex
+from peer import chunking
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything needed to verify each chunk of one content before it is written."""
+
+    sha256: str
+    size: int
+    chunk_size: int
+    chunk_digests: tuple[bytes, ...]
+
+    @classmethod
+    def from_hashes(cls, hashes: chunking.FileHashes) -> Manifest:
+        return cls(hashes.sha256, hashes.size, hashes.chunk_size, hashes.chunk_digests)
+
+    @property
+    def chunk_count(self) -> int:
+        return len(self.chunk_digests)
+
+    @property
+    def chunk_list_sha256(self) -> str:
+        return chunking.chunk_list_sha256(self.chunk_digests)
+
+    def chunk_length(self, index: int) -> int:
+        return chunking.chunk_length(self.size, self.chunk_size, index)
+
+    def chunk_ok(self, index: int, data: bytes | memoryview) -> bool:
+        """True when data is exactly chunk index."""
+        return len(data) == self.chunk_length(index) and hashlib.sha256(data).digest() == self.chunk_digests[index]
+
+    def problem(self) -> str | None:
+        """Why this manifest cannot be right, or None: shape checks any peer's manifest must pass."""
+        if not is_sha256_hex(self.sha256):
+            return "sha256 must be 64 lowercase hex digits"
+        if self.size < 0 or self.size > chunking.MAX_FILE_SIZE:
+            return f"size must be 0-{chunking.MAX_FILE_SIZE} bytes"
+        c = self.chunk_size
+        if not (chunking.MIN_CHUNK_SIZE <= c <= chunking.MAX_CHUNK_SIZE and c & (c - 1) == 0):
+            return "chunk_size must be a power of two from 64 KiB to 4 MiB"
+        if len(self.chunk_digests) != chunking.chunk_count(self.size, c):
+            return f"a file of {self.size} bytes in {c}-byte chunks has {chunking.chunk_count(self.size, c)} chunks"
+        if any(len(d) != chunking.DIGEST_BYTES for d in self.chunk_digests):
+            return "every chunk digest must be 32 bytes"
+        return None
+
+    def check(self) -> None:
+        problem = self.problem()
+        if problem:
+            raise InvalidArgument(f"manifest of {self.sha256[:16]}: {problem}")

@@ -1,0 +1,179 @@
+"""A serving peer: the share, the PeerService server, and the session kept alive with the tracker."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from p2p.v1 import peer_pb2, peer_pb2_grpc
+from p2p_common.auth import BearerAuthInterceptor
+from p2p_common.errors import P2PError, Unauthenticated
+from p2p_common.server import RunningServer, Service, start_server
+from peer.config import PeerConfig
+from peer.service import PeerServicer, UploadPolicy
+from peer.share import Share, SharedFile
+from peer.tracker_client import TrackerClient
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = peer_pb2.DESCRIPTOR.services_by_name["PeerService"].full_name
+MAX_BACKOFF = 10.0
+
+
+class TicketVerifier:
+    """Checks callers' tickets with the tracker, remembering good ones until they expire."""
+
+    def __init__(self, tracker: TrackerClient):
+        self._tracker = tracker
+        self._cache: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, ticket: str) -> str:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(ticket)
+        if hit and hit[1] > now:
+            return hit[0]
+        holder, ttl = self._tracker.verify_ticket(ticket)
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache = {k: v for k, v in self._cache.items() if v[1] > now}
+            self._cache[ticket] = (holder, now + min(ttl, 60))  # re-check at least every minute
+        return holder
+
+
+@dataclass
+class PeerNode:
+    """Everything `p2p-peer serve` runs; stop() logs out and stops gracefully."""
+
+    config: PeerConfig
+    share: Share
+    tracker: TrackerClient
+    server: RunningServer
+    keeper: SessionKeeper
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def stop(self, grace: float = 5.0) -> None:
+        self.server.set_serving(False)
+        self.keeper.stop()
+        self.tracker.logout()
+        self.server.stop(grace)
+        self.tracker.close()
+        self.share.close()
+
+
+class SessionKeeper(threading.Thread):
+    """Logs in, publishes the index, renews the lease and publishes share changes.
+
+    When the tracker forgets the session or is unreachable, it logs in again with backoff and
+    republishes everything, with no operator action.
+    """
+
+    def __init__(self, tracker: TrackerClient, share: Share, rescan_seconds: float):
+        super().__init__(name="session-keeper", daemon=True)
+        self._tracker = tracker
+        self._share = share
+        self._rescan = rescan_seconds
+        self._stop_event = threading.Event()
+        self._wake = threading.Event()
+        self._published_generation = -1
+        self._need_login = True
+        self.ready = threading.Event()  # set after the first successful publish
+        self.publishes = 0
+
+    def request_publish(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self._wake.set()
+        self.join(timeout=10)
+
+    def _cycle(self, last_beat: float) -> float:
+        """One round: (re)login and full publish if needed, rescan, heartbeat when due."""
+        changes = self._share.scan()
+        if self._need_login or not self._tracker.logged_in:
+            self._tracker.login()
+            self._need_login = False
+        if self._tracker.generation != self._published_generation:
+            generation = self._tracker.generation
+            count = self._tracker.send_index(True, self._share.files())
+            self._published_generation = generation
+            self.publishes += 1
+            log.info("published %d files to %s as %s", count, self._tracker.address, self._tracker.name)
+            self.ready.set()
+            return time.monotonic()
+        if changes:
+            count = self._tracker.send_index(False, changes.added, changes.removed)
+            self.publishes += 1
+            log.info("published %d changed, %d removed (%d files now)", len(changes.added), len(changes.removed), count)
+        if time.monotonic() - last_beat >= self._tracker.lease_seconds / 3:
+            self._tracker.heartbeat()
+            return time.monotonic()
+        return last_beat
+
+    def run(self) -> None:
+        backoff, last_beat = 0.5, 0.0
+        while not self._stop_event.is_set():
+            try:
+                last_beat = self._cycle(last_beat)
+                backoff = 0.5
+                wait = min(self._rescan, max(0.5, self._tracker.lease_seconds / 3))
+            except P2PError as exc:
+                if isinstance(exc, Unauthenticated) and "wrong password" in str(exc):
+                    log.error("%s; not retrying until restarted with the right password", exc)
+                    wait = 60.0
+                else:
+                    log.warning("tracker: %s; retrying in %.1fs", exc, backoff)
+                    wait = backoff
+                self._need_login = True  # then a full publish, as the session is new
+                backoff = min(MAX_BACKOFF, backoff * 2)
+            except Exception:
+                log.exception("session keeper failed; retrying")
+                self._need_login = True
+                wait = backoff
+                backoff = min(MAX_BACKOFF, backoff * 2)
+            self._wake.wait(wait)
+            self._wake.clear()
+
+
+def advertised_address(listen: str, port: int) -> str:
+    """What others dial: the listen host with the bound port; a wildcard host becomes 127.0.0.1."""
+    host = listen.rsplit(":", 1)[0]
+    if host in ("", "0.0.0.0", "[::]", "::"):
+        host = "127.0.0.1"
+    return f"{host}:{port}"
+
+
+def start_peer(config: PeerConfig) -> PeerNode:
+    """Index the share, start serving, then log in and publish in the background."""
+    share = Share(config.share)
+    share.scan()
+    tracker = TrackerClient(config.tracker, config.name, config.password)
+    verifier = TicketVerifier(tracker)
+    keeper_box: list[SessionKeeper] = []
+
+    def on_new_file(_shared: SharedFile) -> None:
+        if keeper_box:
+            keeper_box[0].request_publish()
+
+    servicer = PeerServicer(share, UploadPolicy(config.allow_uploads, config.max_upload_bytes), on_new_file)
+    service = Service(SERVICE_NAME, lambda s: peer_pb2_grpc.add_PeerServiceServicer_to_server(servicer, s))
+    auth = BearerAuthInterceptor(verifier, f"/{SERVICE_NAME}/")
+    try:
+        server = start_server(config.listen, [service], [auth], max_workers=config.max_workers)
+    except Exception:
+        share.close()
+        tracker.close()
+        raise
+    tracker.advertise = config.advertise or advertised_address(config.listen, server.port)
+    keeper = SessionKeeper(tracker, share, config.rescan_seconds)
+    keeper_box.append(keeper)
+    keeper.start()
+    server.set_serving(True)
+    return PeerNode(config, share, tracker, server, keeper)

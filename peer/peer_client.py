@@ -1,0 +1,86 @@
+"""Calls to another peer's PeerService: manifests, chunk streams and uploads."""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Iterator
+
+import grpc
+
+from p2p.v1 import peer_pb2 as pb
+from p2p.v1 import peer_pb2_grpc as pb_grpc
+from p2p_common.auth import bearer_metadata
+from p2p_common.errors import P2PError
+from p2p_common.server import GRPC_OPTIONS
+from peer.manifest import Manifest
+from peer.tracker_client import rpc_error
+
+_END = object()
+
+
+class PeerConnection:
+    """A channel to one peer, authenticated with a ticket addressed to it."""
+
+    def __init__(self, peer_name: str, address: str, ticket: str):
+        self.peer_name = peer_name
+        self.address = address
+        self.label = f"{peer_name}@{address}"
+        self._md = bearer_metadata(ticket)
+        self._channel = grpc.insecure_channel(address, options=list(GRPC_OPTIONS))
+        self._stub = pb_grpc.PeerServiceStub(self._channel)
+
+    def manifest(self, sha256: str, timeout: float = 30) -> Manifest:
+        try:
+            reply = self._stub.GetManifest(pb.GetManifestRequest(sha256=sha256), metadata=self._md, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, f"manifest from {self.peer_name}") from None
+        return Manifest(reply.sha256, reply.size, reply.chunk_size, tuple(reply.chunk_sha256))
+
+    def chunk_stream(self, sha256: str) -> ChunkStream:
+        return ChunkStream(self._stub, self._md, sha256, self.peer_name)
+
+    def upload(self, requests: Iterator[pb.UploadRequest]) -> Iterator[pb.UploadResponse]:
+        """Start an Upload stream; the caller reads the responses (RpcError on failure)."""
+        return self._stub.Upload(requests, metadata=self._md)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+class ChunkStream:
+    """One Download stream: ask for chunk indexes at any time, read the chunks in the order asked."""
+
+    def __init__(self, stub: pb_grpc.PeerServiceStub, md: tuple[tuple[str, str], ...], sha256: str, peer_name: str):
+        self._asks: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._first = True
+        self._sha256 = sha256
+        self.peer_name = peer_name
+        self._call = stub.Download(self._requests(), metadata=md)
+
+    def _requests(self) -> Iterator[pb.DownloadRequest]:
+        while True:
+            item = self._asks.get()
+            if item is _END:
+                return
+            yield item  # type: ignore[misc]
+
+    def ask(self, indexes: list[int]) -> None:
+        request = pb.DownloadRequest(chunk_indexes=indexes)
+        if self._first:
+            request.sha256, self._first = self._sha256, False
+        self._asks.put(request)
+
+    def next_chunk(self) -> tuple[int, bytes]:
+        """The next chunk asked for; P2PError when the peer fails or ends the stream early."""
+        try:
+            reply = next(self._call)
+        except StopIteration:
+            raise P2PError(f"{self.peer_name} ended the stream early") from None
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, f"download from {self.peer_name}") from None
+        return reply.index, reply.data
+
+    def close(self) -> None:
+        """Cancel whatever is still in flight (the loser of a duplicated request, or a dropped peer)."""
+        self._asks.put(_END)
+        self._call.cancel()

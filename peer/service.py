@@ -1,0 +1,156 @@
+"""PeerService over gRPC: serve manifests and chunks of the share, receive verified uploads."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import grpc
+
+from p2p.v1 import peer_pb2 as pb
+from p2p.v1 import peer_pb2_grpc as pb_grpc
+from p2p_common.auth import current_principal
+from p2p_common.errors import (
+    AlreadyExists,
+    DataLoss,
+    FailedPrecondition,
+    InvalidArgument,
+    P2PError,
+    PermissionDenied,
+    ResourceExhausted,
+    abort_with,
+)
+from p2p_common.names import is_sha256_hex, name_problem
+from peer.chunk_store import PartialFile
+from peer.manifest import Manifest
+from peer.share import Share, SharedFile, open_unchanged
+
+log = logging.getLogger(__name__)
+
+MAX_INDEXES_PER_REQUEST = 4096
+DISK_RESERVE = 64 * 1024 * 1024  # keep this much free beyond an upload, so the disk never fills
+
+
+@dataclass(frozen=True)
+class UploadPolicy:
+    """Whether and how much this peer accepts from others."""
+
+    allowed: bool = False
+    max_bytes: int = 1 << 34
+
+
+class PeerServicer(pb_grpc.PeerServiceServicer):
+    """Serves only indexed content of the share; every chunk read is checked to be unchanged."""
+
+    def __init__(self, share: Share, policy: UploadPolicy, on_new_file: Callable[[SharedFile], None] = lambda f: None):
+        self._share = share
+        self._policy = policy
+        self._on_new_file = on_new_file
+
+    def _lookup(self, sha256: str) -> SharedFile:
+        if not is_sha256_hex(sha256):
+            raise InvalidArgument("sha256 must be 64 lowercase hex digits")
+        return self._share.by_sha256(sha256)
+
+    def GetManifest(self, request: pb.GetManifestRequest, context: grpc.ServicerContext) -> pb.GetManifestResponse:
+        try:
+            m = self._lookup(request.sha256).manifest
+        except P2PError as exc:
+            abort_with(context, exc)
+        return pb.GetManifestResponse(sha256=m.sha256, size=m.size, chunk_size=m.chunk_size, chunk_sha256=list(m.chunk_digests))
+
+    def Download(
+        self, request_iterator: Iterator[pb.DownloadRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.DownloadResponse]:
+        fd = -1
+        try:
+            first = next(request_iterator, None)
+            if first is None:
+                return
+            shared = self._lookup(first.sha256)
+            fd = open_unchanged(shared)
+            m = shared.manifest
+            request: pb.DownloadRequest | None = first
+            while request is not None:
+                if len(request.chunk_indexes) > MAX_INDEXES_PER_REQUEST:
+                    raise InvalidArgument(f"at most {MAX_INDEXES_PER_REQUEST} chunk indexes per request")
+                for index in request.chunk_indexes:
+                    if index >= m.chunk_count:
+                        raise InvalidArgument(f"chunk {index} is out of range: {shared.name} has {m.chunk_count} chunks")
+                    data = os.pread(fd, m.chunk_length(index), index * m.chunk_size)
+                    if len(data) != m.chunk_length(index):
+                        raise DataLoss(f"{shared.name} was truncated while being served")
+                    yield pb.DownloadResponse(index=index, data=data)
+                request = next(request_iterator, None)
+        except P2PError as exc:
+            abort_with(context, exc)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    def Upload(self, request_iterator: Iterator[pb.UploadRequest], context: grpc.ServicerContext) -> Iterator[pb.UploadResponse]:
+        partial: PartialFile | None = None
+        try:
+            first = next(request_iterator, None)
+            if first is None or not first.HasField("offer"):
+                raise InvalidArgument("the first Upload message must be an offer")
+            name, manifest = self._accept(first.offer, str(current_principal()))
+            dest = self._share.path_for(name)
+            existing = self._share.by_name(name)
+            if existing is not None and existing.manifest.sha256 == manifest.sha256:
+                yield pb.UploadResponse(accepted=pb.UploadAccepted(have_chunks=list(range(manifest.chunk_count))))
+                yield pb.UploadResponse(complete=pb.UploadComplete(name=name, sha256=manifest.sha256))
+                return
+            partial = PartialFile(dest, manifest)
+            yield pb.UploadResponse(accepted=pb.UploadAccepted(have_chunks=partial.held()))
+            received = 0
+            for message in request_iterator:
+                if not message.HasField("chunk"):
+                    raise InvalidArgument("after the offer, every Upload message must be a chunk")
+                chunk = message.chunk
+                if chunk.index >= manifest.chunk_count:
+                    raise InvalidArgument(f"chunk {chunk.index} is out of range: the offer has {manifest.chunk_count} chunks")
+                if not partial.write_chunk(chunk.index, chunk.data):
+                    raise DataLoss(f"chunk {chunk.index} does not match its digest in the offer")
+                received += len(chunk.data)
+            if not partial.complete:
+                missing = len(partial.missing())
+                partial.close()
+                raise FailedPrecondition(f"upload ended with {missing} chunks missing; send them again to resume")
+            current = self._share.by_name(name)
+            if current is not None and current.manifest.sha256 != manifest.sha256:
+                partial.close()
+                raise AlreadyExists(f"{name} appeared in the share meanwhile")
+            path = partial.finish()
+            shared = self._share.add_verified(name, path, manifest)
+            log.info("received %s (%d bytes) from %s", name, manifest.size, current_principal())
+            self._on_new_file(shared)
+            yield pb.UploadResponse(complete=pb.UploadComplete(name=name, sha256=manifest.sha256, bytes_received=received))
+        except P2PError as exc:
+            abort_with(context, exc)
+        finally:
+            if partial is not None:
+                partial.close()
+
+    def _accept(self, offer: pb.UploadOffer, sender: str) -> tuple[str, Manifest]:
+        """Check the offer against the policy, the share and the disk."""
+        if not self._policy.allowed:
+            raise PermissionDenied("this peer does not accept uploads (start it with --allow-uploads)")
+        problem = name_problem(offer.name)
+        if problem:
+            raise InvalidArgument(f"name {offer.name!r} {problem}")
+        manifest = Manifest(offer.sha256, offer.size, offer.chunk_size, tuple(offer.chunk_sha256))
+        manifest.check()
+        if offer.size > self._policy.max_bytes:
+            raise ResourceExhausted(f"{offer.name} is {offer.size} bytes; this peer accepts at most {self._policy.max_bytes}")
+        existing = self._share.by_name(offer.name)
+        if existing is not None and existing.manifest.sha256 != offer.sha256:
+            raise AlreadyExists(f"{offer.name} already exists here with different content")
+        free = shutil.disk_usage(self._share.root).free
+        if offer.size + DISK_RESERVE > free:
+            raise ResourceExhausted(f"not enough disk space for {offer.name}: {offer.size} bytes offered, {free} free")
+        log.info("upload of %s (%d bytes) offered by %s", offer.name, offer.size, sender)
+        return offer.name, manifest

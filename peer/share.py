@@ -1,0 +1,244 @@
+"""The shared directory: scanning, a persistent hash cache, change detection, safe lookups."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from p2p_common.errors import InvalidArgument, NotFound
+from p2p_common.names import name_problem
+from peer import chunking
+from peer.chunk_store import is_staging_file
+from peer.manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+STATE_DIR_NAME = ".p2p"  # inside the share, never shared itself
+SETTLE_SECONDS = 1.0  # a file modified more recently than this may still be being written
+
+
+@dataclass(frozen=True)
+class SharedFile:
+    """One file of the share, as indexed: where it is, what it was when hashed, its manifest."""
+
+    name: str
+    path: Path
+    mtime_ns: int
+    inode: int
+    manifest: Manifest
+
+
+@dataclass
+class ShareChanges:
+    """What a rescan found: files new or changed, and names gone."""
+
+    added: list[SharedFile] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed)
+
+
+class HashCache:
+    """sha256 and chunk digests per (name, size, mtime, inode), kept in SQLite across restarts."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS hashes (name TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER,"
+            " sha256 TEXT, chunk_size INTEGER, digests BLOB)"
+        )
+        self._lock = threading.Lock()
+
+    def get(self, name: str, st: os.stat_result) -> Manifest | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT sha256, chunk_size, digests FROM hashes WHERE name=? AND size=? AND mtime_ns=? AND inode=?",
+                (name, st.st_size, st.st_mtime_ns, st.st_ino),
+            ).fetchone()
+        if row is None:
+            return None
+        blob = bytes(row[2])
+        digests = tuple(blob[i : i + 32] for i in range(0, len(blob), 32))
+        return Manifest(row[0], st.st_size, row[1], digests)
+
+    def put(self, name: str, st: os.stat_result, manifest: Manifest) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO hashes VALUES (?,?,?,?,?,?,?)",
+                (
+                    name,
+                    st.st_size,
+                    st.st_mtime_ns,
+                    st.st_ino,
+                    manifest.sha256,
+                    manifest.chunk_size,
+                    b"".join(manifest.chunk_digests),
+                ),
+            )
+
+    def forget_except(self, names: set[str]) -> None:
+        with self._lock:
+            known = {r[0] for r in self._db.execute("SELECT name FROM hashes")}
+            self._db.executemany("DELETE FROM hashes WHERE name=?", [(n,) for n in known - names])
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class Share:
+    """The files under root, hashed once, looked up by name or content; thread-safe."""
+
+    def __init__(self, root: Path, state_dir: Path | None = None):
+        self.root = root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.state_dir = state_dir or self.root / STATE_DIR_NAME
+        self.cache = HashCache(self.state_dir / "hashes.db")
+        self._lock = threading.Lock()
+        self._by_name: dict[str, SharedFile] = {}
+        self._by_sha: dict[str, SharedFile] = {}
+        self._added_outside_scan: list[SharedFile] = []  # uploads, reported by the next scan
+
+    # -- scanning ------------------------------------------------------------------------
+    def _walk(self) -> Iterator[tuple[str, Path, os.stat_result]]:
+        """Regular files under root; symlinks, staging files and the state dir are skipped."""
+        stack = [self.root]
+        while stack:
+            folder = stack.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except OSError as exc:
+                log.warning("cannot read %s: %s", folder, exc)
+                continue
+            for entry in entries:
+                path = Path(entry.path)
+                if entry.is_symlink() or path == self.state_dir or is_staging_file(entry.name):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(path)
+                elif entry.is_file(follow_symlinks=False):
+                    name = path.relative_to(self.root).as_posix()
+                    if name_problem(name) is None:
+                        yield name, path, entry.stat(follow_symlinks=False)
+
+    def scan(self) -> ShareChanges:
+        """Re-read the directory; hash what is new or changed; return the differences."""
+        changes = ShareChanges()
+        seen: set[str] = set()
+        now_ns = time.time_ns()
+        for name, path, st in self._walk():
+            seen.add(name)
+            known = self._by_name.get(name)
+            if known and known.mtime_ns == st.st_mtime_ns and known.inode == st.st_ino and known.manifest.size == st.st_size:
+                continue
+            if now_ns - st.st_mtime_ns < SETTLE_SECONDS * 1e9:
+                seen.discard(name)  # still being written: withdraw it, pick it up on a later scan
+                continue
+            shared = self._index_file(name, path, st)
+            if shared is not None:
+                changes.added.append(shared)
+        with self._lock:
+            gone = [n for n in self._by_name if n not in seen]
+            for name in gone:
+                self._drop(name)
+            for shared in changes.added:
+                self._add(shared)
+            changes.added.extend(f for f in self._added_outside_scan if self._by_name.get(f.name) is f)
+            self._added_outside_scan.clear()
+        changes.removed = gone
+        self.cache.forget_except(seen | {f.name for f in changes.added})
+        return changes
+
+    def _index_file(self, name: str, path: Path, st: os.stat_result) -> SharedFile | None:
+        manifest = self.cache.get(name, st)
+        if manifest is None:
+            try:
+                hashes = chunking.hash_file(path)
+                after = path.stat()
+            except (OSError, ValueError) as exc:
+                log.warning("not sharing %s: %s", name, exc)
+                return None
+            if (after.st_mtime_ns, after.st_size) != (st.st_mtime_ns, st.st_size):
+                return None  # modified while hashed: next scan
+            manifest = Manifest.from_hashes(hashes)
+            self.cache.put(name, st, manifest)
+        return SharedFile(name, path, st.st_mtime_ns, st.st_ino, manifest)
+
+    def _add(self, shared: SharedFile) -> None:
+        self._drop(shared.name)
+        self._by_name[shared.name] = shared
+        self._by_sha[shared.manifest.sha256] = shared
+
+    def _drop(self, name: str) -> None:
+        old = self._by_name.pop(name, None)
+        if old and self._by_sha.get(old.manifest.sha256) is old:
+            del self._by_sha[old.manifest.sha256]
+            other = next((f for f in self._by_name.values() if f.manifest.sha256 == old.manifest.sha256), None)
+            if other:
+                self._by_sha[other.manifest.sha256] = other
+
+    def add_verified(self, name: str, path: Path, manifest: Manifest) -> SharedFile:
+        """Index a file this peer just wrote and verified (an upload), without hashing it again."""
+        st = path.stat()
+        self.cache.put(name, st, manifest)
+        shared = SharedFile(name, path, st.st_mtime_ns, st.st_ino, manifest)
+        with self._lock:
+            self._add(shared)
+            self._added_outside_scan.append(shared)
+        return shared
+
+    # -- lookups -------------------------------------------------------------------------
+    def files(self) -> list[SharedFile]:
+        with self._lock:
+            return sorted(self._by_name.values(), key=lambda f: f.name)
+
+    def by_name(self, name: str) -> SharedFile | None:
+        with self._lock:
+            return self._by_name.get(name)
+
+    def by_sha256(self, sha256: str) -> SharedFile:
+        with self._lock:
+            shared = self._by_sha.get(sha256)
+        if shared is None:
+            raise NotFound(f"this peer does not share content {sha256}")
+        return shared
+
+    def path_for(self, name: str) -> Path:
+        """Where a new file called name goes; refuses anything that would land outside root."""
+        problem = name_problem(name)
+        if problem:
+            raise InvalidArgument(f"name {name!r} {problem}")
+        path = self.root.joinpath(*name.split("/"))
+        parent = path.parent.resolve()
+        if parent != self.root and self.root not in parent.parents:
+            raise InvalidArgument(f"name {name!r} leads outside the share")
+        return path
+
+    def close(self) -> None:
+        self.cache.close()
+
+
+def open_unchanged(shared: SharedFile) -> int:
+    """Open a shared file for reading, refusing it if it changed since it was hashed."""
+    try:
+        fd = os.open(shared.path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise NotFound(f"{shared.name} is gone: {exc.strerror}") from exc
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or (st.st_size, st.st_mtime_ns, st.st_ino) != (
+        shared.manifest.size,
+        shared.mtime_ns,
+        shared.inode,
+    ):
+        os.close(fd)
+        raise NotFound(f"{shared.name} changed since it was indexed; try again after the next rescan")
+    return fd

@@ -1,0 +1,191 @@
+"""The peer's view of the tracker: a session, index publishing, queries and peer tickets."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+
+from p2p.v1 import tracker_pb2 as pb
+from p2p.v1 import tracker_pb2_grpc as pb_grpc
+from p2p_common.auth import bearer_metadata
+from p2p_common.errors import P2PError, Unauthenticated, Unavailable, describe_rpc_error
+from p2p_common.server import GRPC_OPTIONS
+from peer.share import SharedFile
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+INDEX_BATCH = 5000  # entries per SendIndex message: ~1 MiB, far below the 4 MiB message limit
+CALL_TIMEOUT = 30.0
+_ERRORS = {cls.code: cls for cls in P2PError.__subclasses__()}
+
+
+def rpc_error(exc: grpc.RpcError, what: str) -> P2PError:
+    """The expected error an RpcError stands for, with a readable message."""
+    cls = _ERRORS.get(exc.code(), P2PError)
+    return cls(describe_rpc_error(exc, what))
+
+
+@dataclass(frozen=True)
+class Source:
+    """A live peer holding some content."""
+
+    peer_name: str
+    address: str
+    name: str
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A content found on the tracker."""
+
+    sha256: str
+    name: str
+    size: int
+    chunk_size: int
+    chunk_list_sha256: str
+    sources: tuple[Source, ...]
+
+
+@dataclass(frozen=True)
+class OnlinePeer:
+    name: str
+    address: str
+    file_count: int
+
+
+def _remote_file(m: pb.FileMatch) -> RemoteFile:
+    sources = tuple(Source(s.peer_name, s.address, s.name) for s in m.sources)
+    return RemoteFile(m.sha256, m.name, m.size, m.chunk_size, m.chunk_list_sha256, sources)
+
+
+def _entry(f: SharedFile) -> pb.FileEntry:
+    m = f.manifest
+    return pb.FileEntry(name=f.name, size=m.size, sha256=m.sha256, chunk_size=m.chunk_size, chunk_list_sha256=m.chunk_list_sha256)
+
+
+class TrackerClient:
+    """One account's session with the tracker; re-logs in once when the session is gone."""
+
+    def __init__(self, address: str, name: str, password: str, advertise: str = ""):
+        self.address = address
+        self.name = name
+        self._password = password
+        self.advertise = advertise
+        self._channel = grpc.insecure_channel(address, options=list(GRPC_OPTIONS))
+        self._stub = pb_grpc.TrackerServiceStub(self._channel)
+        self._token = ""
+        self.lease_seconds = 0
+        self._lock = threading.Lock()
+        self._tickets: dict[str, tuple[str, float]] = {}
+        self.generation = 0  # counts logins, so a session keeper notices a re-login it did not do
+
+    def _call(self, what: str, fn: Callable[[tuple[tuple[str, str], ...]], T], relogin: bool = True) -> T:
+        try:
+            return fn(bearer_metadata(self._token))
+        except grpc.RpcError as exc:
+            if relogin and exc.code() == grpc.StatusCode.UNAUTHENTICATED and self._token:
+                self.login()
+                return self._call(what, fn, relogin=False)
+            raise rpc_error(exc, what) from None
+
+    # -- session -------------------------------------------------------------------------
+    def login(self) -> bool:
+        """Open a session (a serving one when advertise is set); True when it registered the account."""
+        request = pb.LoginRequest(name=self.name, password=self._password, address=self.advertise)
+        try:
+            reply = self._stub.Login(request, timeout=CALL_TIMEOUT)
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, f"login to tracker {self.address} as {self.name!r}") from None
+        with self._lock:
+            self._token, self.lease_seconds = reply.session_token, reply.lease_seconds
+            self._tickets.clear()
+            self.generation += 1  # a new session starts with an empty index
+        return reply.registered
+
+    @property
+    def logged_in(self) -> bool:
+        return bool(self._token)
+
+    def heartbeat(self) -> int:
+        """Renew the lease; Unauthenticated when the tracker forgot the session."""
+        try:
+            reply = self._stub.Heartbeat(pb.HeartbeatRequest(), metadata=bearer_metadata(self._token), timeout=CALL_TIMEOUT)
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, "heartbeat") from None
+        return int(reply.lease_seconds)
+
+    def logout(self) -> None:
+        if not self._token:
+            return
+        try:
+            self._stub.Logout(pb.LogoutRequest(), metadata=bearer_metadata(self._token), timeout=5)
+        except grpc.RpcError as exc:
+            log.info("logout failed: %s", describe_rpc_error(exc, "logout"))
+        self._token = ""
+
+    # -- index ---------------------------------------------------------------------------
+    def send_index(self, replace: bool, add: Sequence[SharedFile], remove: Sequence[str] = ()) -> int:
+        """Publish files in batches on one stream; the tracker applies the stream atomically."""
+        mode = pb.INDEX_MODE_REPLACE if replace else pb.INDEX_MODE_UPDATE
+
+        def batches() -> Iterator[pb.SendIndexRequest]:
+            yield pb.SendIndexRequest(mode=mode, remove=list(remove))
+            for i in range(0, len(add), INDEX_BATCH):
+                yield pb.SendIndexRequest(add=[_entry(f) for f in add[i : i + INDEX_BATCH]])
+
+        # an auth failure here must reach the caller: re-login alone would publish an empty update
+        reply = self._call("publish index", lambda md: self._stub.SendIndex(batches(), metadata=md, timeout=300), relogin=False)
+        return int(reply.file_count)
+
+    # -- lookups -------------------------------------------------------------------------
+    def query(self, pattern: str = "", sha256: str = "", limit: int = 1000) -> list[RemoteFile]:
+        """All matches up to limit, following pages."""
+        found: list[RemoteFile] = []
+        token = ""
+        while len(found) < limit:
+            request = pb.QueryRequest(
+                name_pattern=pattern, sha256=sha256, page_size=min(1000, limit - len(found)), page_token=token
+            )
+            reply = self._call("search", lambda md, r=request: self._stub.Query(r, metadata=md, timeout=CALL_TIMEOUT))
+            found.extend(_remote_file(m) for m in reply.files)
+            token = reply.next_page_token
+            if not token:
+                break
+        return found
+
+    def peers(self) -> list[OnlinePeer]:
+        reply = self._call(
+            "list peers", lambda md: self._stub.ListPeers(pb.ListPeersRequest(), metadata=md, timeout=CALL_TIMEOUT)
+        )
+        return [OnlinePeer(p.name, p.address, p.file_count) for p in reply.peers]
+
+    def ticket(self, audience: str) -> str:
+        """A ticket for peer audience, reused until a minute before it expires."""
+        cached = self._tickets.get(audience)
+        if cached and cached[1] > time.monotonic():
+            return cached[0]
+        request = pb.IssuePeerTicketRequest(audience=audience)
+        reply = self._call("get a peer ticket", lambda md: self._stub.IssuePeerTicket(request, metadata=md, timeout=CALL_TIMEOUT))
+        self._tickets[audience] = (reply.ticket, time.monotonic() + max(0, reply.ttl_seconds - 60))
+        return str(reply.ticket)
+
+    def verify_ticket(self, ticket: str) -> tuple[str, int]:
+        """Who holds ticket and for how many seconds it stays valid; Unauthenticated if invalid."""
+        request = pb.VerifyPeerTicketRequest(ticket=ticket)
+        try:
+            reply = self._call("verify ticket", lambda md: self._stub.VerifyPeerTicket(request, metadata=md, timeout=10))
+        except P2PError as exc:
+            raise Unavailable(f"cannot verify the caller's ticket with the tracker: {exc}") from None
+        if not reply.valid:
+            raise Unauthenticated(f"peer ticket rejected: {reply.reason}")
+        return str(reply.peer_name), int(reply.ttl_seconds)
+
+    def close(self) -> None:
+        self._channel.close()

@@ -1,0 +1,128 @@
+"""Client-side transfers: find a file on the tracker and fetch it; push a file to a named peer."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from p2p.v1 import peer_pb2 as pb
+from p2p_common.errors import FailedPrecondition, InvalidArgument, NotFound, P2PError
+from p2p_common.names import is_sha256_hex
+from peer import chunking
+from peer.downloader import DownloadResult, Progress, Wanted, download
+from peer.manifest import Manifest
+from peer.peer_client import PeerConnection
+from peer.tracker_client import RemoteFile, TrackerClient, rpc_error
+
+
+def resolve(tracker: TrackerClient, spec: str) -> RemoteFile:
+    """The one content spec names: a sha256, an exact shared name, or a unique name pattern."""
+    if is_sha256_hex(spec):
+        found = tracker.query(sha256=spec, limit=1)
+        if not found:
+            raise NotFound(f"no live peer has content {spec}")
+        return found[0]
+    found = tracker.query(pattern=spec, limit=1000)
+    exact = [f for f in found if any(s.name == spec or s.name.rsplit("/", 1)[-1] == spec for s in f.sources)]
+    candidates = exact or found
+    if not candidates:
+        raise NotFound(f"no file named {spec!r} is shared by a live peer")
+    if len(candidates) > 1:
+        listing = ", ".join(f"{f.name} ({f.sha256[:12]})" for f in candidates[:5])
+        raise FailedPrecondition(f"{len(candidates)} files match {spec!r}: {listing}; name one by its sha256")
+    return candidates[0]
+
+
+def connect(tracker: TrackerClient, peer_name: str, address: str) -> PeerConnection:
+    return PeerConnection(peer_name, address, tracker.ticket(peer_name))
+
+
+def fetch(
+    tracker: TrackerClient,
+    remote: RemoteFile,
+    dest: Path,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> DownloadResult:
+    """Download remote from all its live sources into dest."""
+    if not remote.sources:
+        raise NotFound(f"no live peer has {remote.name}")
+    sources = [connect(tracker, s.peer_name, s.address) for s in remote.sources]
+    wanted = Wanted(remote.sha256, remote.size, remote.chunk_size, remote.chunk_list_sha256)
+    return download(wanted, sources, dest, on_progress)
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    name: str
+    sha256: str
+    size: int
+    bytes_sent: int
+    chunks_skipped: int  # the receiver already held them (a resumed upload)
+
+
+def find_peer_address(tracker: TrackerClient, peer_name: str) -> str:
+    for peer in tracker.peers():
+        if peer.name == peer_name:
+            return peer.address
+    raise NotFound(f"peer {peer_name!r} is not online")
+
+
+def push(
+    tracker: TrackerClient,
+    path: Path,
+    peer_name: str,
+    name: str | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> UploadResult:
+    """Upload the file at path to peer_name; only the chunks it does not hold yet are sent."""
+    if not path.is_file():
+        raise InvalidArgument(f"{path} is not a readable file")
+    manifest = Manifest.from_hashes(chunking.hash_file(path))
+    target_name = name or path.name
+    conn = connect(tracker, peer_name, find_peer_address(tracker, peer_name))
+    have_ready = threading.Event()
+    have: set[int] = set()
+    sent = [0]
+
+    def requests() -> Iterator[pb.UploadRequest]:
+        yield pb.UploadRequest(
+            offer=pb.UploadOffer(
+                name=target_name,
+                size=manifest.size,
+                sha256=manifest.sha256,
+                chunk_size=manifest.chunk_size,
+                chunk_sha256=list(manifest.chunk_digests),
+            )
+        )
+        have_ready.wait()
+        with open(path, "rb") as f:
+            for index in range(manifest.chunk_count):
+                if index in have:
+                    continue
+                f.seek(index * manifest.chunk_size)
+                data = f.read(manifest.chunk_length(index))
+                sent[0] += len(data)
+                if on_progress:
+                    on_progress(sent[0], manifest.size)
+                yield pb.UploadRequest(chunk=pb.UploadChunk(index=index, data=data))
+
+    try:
+        responses = conn.upload(requests())
+        first = next(responses)
+        if not first.HasField("accepted"):
+            raise P2PError(f"{peer_name} did not accept the offer")
+        have.update(first.accepted.have_chunks)
+        have_ready.set()
+        final = next(responses)
+        if not final.HasField("complete") or final.complete.sha256 != manifest.sha256:
+            raise P2PError(f"{peer_name} did not confirm the upload")
+    except grpc.RpcError as exc:
+        raise rpc_error(exc, f"upload to {peer_name}") from None
+    finally:
+        have_ready.set()
+        conn.close()
+    return UploadResult(final.complete.name, manifest.sha256, manifest.size, sent[0], len(have))

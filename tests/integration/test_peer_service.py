@@ -1,0 +1,179 @@
+"""PeerService at the wire: auth with tickets, bad and hostile requests, tracker restarts."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from p2p.v1 import peer_pb2 as pb
+from p2p.v1 import peer_pb2_grpc
+from p2p_common.auth import bearer_metadata
+from tests.helpers import wait_for
+from tracker.auth import Ticket, TicketSigner, token_hash
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def served(start_peer_at, client):
+    node = start_peer_at("server", {"hello.txt": b"hello world"}, allow_uploads=True)
+    channel = grpc.insecure_channel(f"127.0.0.1:{node.port}")
+    yield node, peer_pb2_grpc.PeerServiceStub(channel), bearer_metadata(client.ticket("server"))
+    channel.close()
+
+
+def fail(call, *args, **kwargs) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as info:
+        result = call(*args, **kwargs)
+        if hasattr(result, "__iter__") and not isinstance(result, (bytes, str)):
+            list(result)
+    return info.value.code(), info.value.details()
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_manifest_and_download_with_a_ticket(served):
+    _node, stub, md = served
+    m = stub.GetManifest(pb.GetManifestRequest(sha256=sha(b"hello world")), metadata=md, timeout=5)
+    assert m.size == 11 and len(m.chunk_sha256) == 1 and m.chunk_sha256[0] == hashlib.sha256(b"hello world").digest()
+    chunks = list(
+        stub.Download(iter([pb.DownloadRequest(sha256=sha(b"hello world"), chunk_indexes=[0, 0])]), metadata=md, timeout=5)
+    )
+    assert [(c.index, c.data) for c in chunks] == [(0, b"hello world"), (0, b"hello world")]
+
+
+@pytest.mark.parametrize(
+    ("metadata", "fragment"),
+    [((), "missing"), ((("authorization", "Bearer junk"),), "not signed"), ((("authorization", "Token x"),), "Bearer")],
+)
+def test_calls_without_a_valid_ticket_are_unauthenticated(served, metadata, fragment):
+    _node, stub, _md = served
+    code, msg = fail(stub.GetManifest, pb.GetManifestRequest(sha256=sha(b"hello world")), metadata=metadata, timeout=5)
+    assert code == grpc.StatusCode.UNAUTHENTICATED and fragment in msg
+    code, _ = fail(
+        stub.Download, iter([pb.DownloadRequest(sha256=sha(b"hello world"), chunk_indexes=[0])]), metadata=metadata, timeout=5
+    )
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_expired_and_misaddressed_tickets_are_refused(served, tracker, client):
+    _node, stub, _md = served
+    signer = TicketSigner(tracker.directory.store.secret("ticket-hmac", 32))
+    session = tracker.directory.store.session_by_token(token_hash(client._token), time.time())
+    expired = signer.sign(Ticket(session.id, "server", time.time() - 5))
+    code, msg = fail(
+        stub.GetManifest, pb.GetManifestRequest(sha256=sha(b"hello world")), metadata=bearer_metadata(expired), timeout=5
+    )
+    assert code == grpc.StatusCode.UNAUTHENTICATED and "expired" in msg
+    other = bearer_metadata(client.ticket("someone-else"))
+    code, msg = fail(stub.GetManifest, pb.GetManifestRequest(sha256=sha(b"hello world")), metadata=other, timeout=5)
+    assert code == grpc.StatusCode.UNAUTHENTICATED and "not 'server'" in msg
+
+
+def test_unknown_content_bad_digest_and_out_of_range_chunks(served):
+    _node, stub, md = served
+    code, _ = fail(stub.GetManifest, pb.GetManifestRequest(sha256="0" * 64), metadata=md, timeout=5)
+    assert code == grpc.StatusCode.NOT_FOUND
+    code, msg = fail(stub.GetManifest, pb.GetManifestRequest(sha256="../../etc/passwd"), metadata=md, timeout=5)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "sha256" in msg
+    code, msg = fail(
+        stub.Download, iter([pb.DownloadRequest(sha256=sha(b"hello world"), chunk_indexes=[5])]), metadata=md, timeout=5
+    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "out of range" in msg
+
+
+def offer(name: str, data: bytes) -> pb.UploadRequest:
+    return pb.UploadRequest(
+        offer=pb.UploadOffer(
+            name=name, size=len(data), sha256=sha(data), chunk_size=MiB, chunk_sha256=[hashlib.sha256(data).digest()]
+        )
+    )
+
+
+@pytest.mark.parametrize("name", ["../evil.txt", "/etc/cron.d/evil", "a/../../evil", "nul\x00.txt", ""])
+def test_upload_names_cannot_escape_the_share(served, name):
+    node, stub, md = served
+    data = b"payload"
+    requests = [offer(name, data), pb.UploadRequest(chunk=pb.UploadChunk(index=0, data=data))]
+    code, msg = fail(stub.Upload, iter(requests), metadata=md, timeout=5)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "name" in msg
+    assert not (node.share.root.parent / "evil.txt").exists()
+
+
+def test_malformed_uploads(served):
+    node, stub, md = served
+    data = b"payload"
+    cases = [
+        ([pb.UploadRequest(chunk=pb.UploadChunk(index=0, data=data))], grpc.StatusCode.INVALID_ARGUMENT, "offer"),
+        ([offer("x.txt", data), offer("x.txt", data)], grpc.StatusCode.INVALID_ARGUMENT, "chunk"),
+        (
+            [offer("x.txt", data), pb.UploadRequest(chunk=pb.UploadChunk(index=0, data=b"tampered"))],
+            grpc.StatusCode.DATA_LOSS,
+            "digest",
+        ),
+        (
+            [offer("x.txt", data), pb.UploadRequest(chunk=pb.UploadChunk(index=9, data=data))],
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "range",
+        ),
+        ([offer("hello.txt", data)], grpc.StatusCode.ALREADY_EXISTS, "different content"),
+    ]
+    bad_manifest = offer("y.txt", data)
+    bad_manifest.offer.chunk_size = 1000
+    cases.append(([bad_manifest], grpc.StatusCode.INVALID_ARGUMENT, "chunk_size"))
+    for requests, code_expected, fragment in cases:
+        code, msg = fail(stub.Upload, iter(requests), metadata=md, timeout=5)
+        assert code == code_expected and fragment in msg, (code, msg)
+    assert not (node.share.root / "x.txt").exists()
+
+
+def test_oversized_messages_are_refused(served):
+    _node, stub, md = served
+    huge = pb.UploadRequest(chunk=pb.UploadChunk(index=0, data=b"x" * (9 * MiB)))
+    code, _ = fail(stub.Upload, iter([offer("big.bin", b"x"), huge]), metadata=md, timeout=10)
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_peer_health_and_reflection(served):
+    node, _stub, _md = served
+    channel = grpc.insecure_channel(f"127.0.0.1:{node.port}")
+    try:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="p2p.v1.PeerService"), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        channel.close()
+
+
+def test_tracker_restart_during_serve_relogs_in_and_republishes(start_tracker_at, tmp_path):
+    from peer.config import PeerConfig
+    from peer.node import start_peer
+    from peer.tracker_client import TrackerClient
+
+    first = start_tracker_at(db=":memory:", lease_seconds=5)
+    port = first.port
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "keep.txt").write_bytes(b"still here")
+    os.utime(share / "keep.txt", (time.time() - 10, time.time() - 10))
+    node = start_peer(
+        PeerConfig(tracker=f"127.0.0.1:{port}", name="srv", password="pw", share=share, listen="127.0.0.1:0", rescan_seconds=0.2)
+    )
+    try:
+        assert node.keeper.ready.wait(10)
+        published_before = node.keeper.publishes
+        first.stop(grace=0)
+        second = start_tracker_at(db=":memory:", listen=f"127.0.0.1:{port}", lease_seconds=5)  # forgets every session
+        c = TrackerClient(f"127.0.0.1:{second.port}", "tester", "pw")
+        c.login()
+        wait_for(lambda: c.query("keep.txt"), timeout=20, interval=0.2, what="the peer to log in again and republish")
+        assert node.keeper.publishes > published_before
+        c.close()
+    finally:
+        node.stop(grace=0)

@@ -1,0 +1,214 @@
+"""Peers end to end in-process: real tracker, real PeerService servers, real files on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+
+import grpc
+import pytest
+
+from p2p_common.errors import NotFound, PermissionDenied, ResourceExhausted
+from peer.downloader import Progress
+from peer.transfers import fetch, push, resolve
+from tests.helpers import wait_for
+
+MiB = 1 << 20
+
+
+def data_of(size: int, seed: int = 0) -> bytes:
+    """Deterministic incompressible-looking bytes."""
+    out = bytearray()
+    counter = 0
+    while len(out) < size:
+        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest() * 1024
+        counter += 1
+    return bytes(out[:size])
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_search_finds_files_of_three_peers(start_peer_at, client):
+    for name in ["a", "b", "c"]:
+        start_peer_at(name, {f"docs/{name}.txt": f"from {name}".encode(), "common.bin": b"same everywhere"})
+    names = {f.name for f in client.query("")}
+    assert {"docs/a.txt", "docs/b.txt", "docs/c.txt", "common.bin"} <= names
+    common = resolve(client, "common.bin")
+    assert sorted(s.peer_name for s in common.sources) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("size", [0, 1, MiB, MiB + 1, 5 * MiB + 123])
+def test_get_from_one_peer_various_sizes(start_peer_at, client, tmp_path, size):
+    content = data_of(size, seed=size)
+    start_peer_at("solo", {"file.bin": content})
+    remote = resolve(client, "file.bin")
+    result = fetch(client, remote, tmp_path / "out" / "file.bin")
+    assert (tmp_path / "out" / "file.bin").read_bytes() == content
+    assert result.bytes_received == size and sha((tmp_path / "out" / "file.bin").read_bytes()) == remote.sha256
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["file.bin"]  # no staging files left
+
+
+def test_get_from_three_peers_uses_all(start_peer_at, client, tmp_path):
+    content = data_of(48 * MiB, seed=3)
+    for name in ("p1", "p2", "p3"):
+        start_peer_at(name, {"big.iso": content})
+    remote = resolve(client, "big.iso")
+    assert len(remote.sources) == 3
+    result = fetch(client, remote, tmp_path / "big.iso")
+    assert sha((tmp_path / "big.iso").read_bytes()) == sha(content)
+    assert len(result.per_source) == 3 and sum(result.per_source.values()) == 48
+
+
+def test_peer_killed_mid_download_the_rest_comes_from_others(start_peer_at, client, tmp_path):
+    content = data_of(64 * MiB, seed=4)
+    nodes = [start_peer_at(name, {"movie.mkv": content}) for name in ("k1", "k2", "k3")]
+    remote = resolve(client, "movie.mkv")
+    killed = threading.Event()
+
+    def kill_one(p: Progress) -> None:
+        if not killed.is_set() and p.done_bytes >= 8 * MiB:
+            killed.set()
+            nodes[0].server.server.stop(0)  # dies without logging out
+
+    result = fetch(client, remote, tmp_path / "movie.mkv", kill_one)
+    assert killed.is_set()
+    assert sha((tmp_path / "movie.mkv").read_bytes()) == sha(content)
+    assert any(label.startswith("k1@") for label in result.dropped)
+
+
+def test_corrupt_peer_is_detected_and_routed_around(start_peer_at, client, tmp_path):
+    content = data_of(24 * MiB, seed=5)
+    liar = start_peer_at("liar", {"data.bin": content})
+    start_peer_at("honest", {"data.bin": content})
+    # corrupt the liar's copy behind its back, keeping size and mtime, so it serves bad bytes
+    path = liar.share.root / "data.bin"
+    st = path.stat()
+    with open(path, "r+b") as f:
+        for offset in range(0, len(content), MiB):
+            f.seek(offset + 100)
+            f.write(b"\xff" * 16)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    result = fetch(client, resolve(client, "data.bin"), tmp_path / "data.bin")
+    assert sha((tmp_path / "data.bin").read_bytes()) == sha(content)
+    assert "hash mismatch" in result.dropped.get(f"liar@{liar.tracker.advertise}", "")
+    assert any(label.startswith("honest@") for label in result.per_source)
+
+
+def test_interrupted_get_resumes_fetching_only_what_was_missing(start_peer_at, client, tmp_path):
+    content = data_of(32 * MiB, seed=6)
+    start_peer_at("src", {"resume.bin": content})
+    remote = resolve(client, "resume.bin")
+    dest = tmp_path / "resume.bin"
+
+    class Interrupt(Exception):
+        pass
+
+    def interrupt(p: Progress) -> None:
+        if p.done_bytes >= 10 * MiB:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fetch(client, remote, dest, interrupt)
+    assert not dest.exists()
+    result = fetch(client, remote, dest)
+    assert dest.read_bytes() == content
+    assert result.chunks_reused >= 10
+    assert result.bytes_received == (32 - result.chunks_reused) * MiB
+
+
+def test_get_of_unknown_or_ambiguous_names(start_peer_at, client):
+    start_peer_at("p", {"a/report.txt": b"1", "b/report.txt": b"2"})
+    with pytest.raises(NotFound):
+        resolve(client, "missing.txt")
+    with pytest.raises(Exception, match="2 files match"):
+        resolve(client, "report.txt")
+    assert resolve(client, "a/report.txt").sha256 == sha(b"1")
+
+
+def test_fetched_file_in_a_serving_share_becomes_available(start_peer_at, client):
+    start_peer_at("origin", {"song.mp3": b"la la la"})
+    downloader = start_peer_at("downloader", {})
+    fetch(client, resolve(client, "song.mp3"), downloader.share.root / "song.mp3")
+    wait_for(lambda: len(resolve(client, "song.mp3").sources) == 2, timeout=10, what="the downloaded copy to be published")
+
+
+def test_share_changes_are_published(start_peer_at, client):
+    node = start_peer_at("watcher", {"old.txt": b"old"})
+    (node.share.root / "new.txt").write_bytes(b"new file")
+    wait_for(lambda: client.query("new.txt"), timeout=10, what="the new file to be published")
+    (node.share.root / "old.txt").unlink()
+    wait_for(lambda: not client.query("old.txt"), timeout=10, what="the removed file to vanish")
+    (node.share.root / "new.txt").write_bytes(b"changed content")
+    wait_for(lambda: [f.sha256 for f in client.query("new.txt")] == [sha(b"changed content")], timeout=10, what="the change")
+
+
+def test_restart_reuses_the_hash_cache(start_peer_at, tmp_path, monkeypatch):
+    from peer import chunking, share
+
+    node = start_peer_at("cached", {"one.bin": data_of(MiB, 1), "two.bin": data_of(2 * MiB, 2)})
+    node.stop(grace=0)
+    calls: list[str] = []
+    real = chunking.hash_file
+    monkeypatch.setattr(share.chunking, "hash_file", lambda p, *a: calls.append(p.name) or real(p, *a))
+    again = start_peer_at("cached")
+    assert {f.name for f in again.share.files()} == {"one.bin", "two.bin"}
+    assert calls == []
+
+
+def test_upload_publishes_into_the_receivers_share(start_peer_at, client, tmp_path):
+    receiver = start_peer_at("inbox", {}, allow_uploads=True)
+    content = data_of(3 * MiB + 7, seed=9)
+    local = tmp_path / "report.pdf"
+    local.write_bytes(content)
+    result = push(client, local, "inbox", "incoming/report.pdf")
+    assert result.bytes_sent == len(content) and result.chunks_skipped == 0
+    assert (receiver.share.root / "incoming" / "report.pdf").read_bytes() == content
+    wait_for(lambda: client.query("incoming/report.pdf"), timeout=10, what="the upload to be published")
+
+
+def test_interrupted_upload_resumes(start_peer_at, client, tmp_path):
+    from p2p.v1 import peer_pb2 as pb
+    from peer import chunking
+    from peer.manifest import Manifest
+    from peer.transfers import connect, find_peer_address
+
+    receiver = start_peer_at("inbox", {}, allow_uploads=True)
+    content = data_of(8 * MiB, seed=10)
+    local = tmp_path / "video.mp4"
+    local.write_bytes(content)
+    m = Manifest.from_hashes(chunking.hash_file(local))
+    conn = connect(client, "inbox", find_peer_address(client, "inbox"))
+
+    def half() -> object:
+        yield pb.UploadRequest(
+            offer=pb.UploadOffer(
+                name="video.mp4", size=m.size, sha256=m.sha256, chunk_size=m.chunk_size, chunk_sha256=list(m.chunk_digests)
+            )
+        )
+        for i in range(4):
+            yield pb.UploadRequest(chunk=pb.UploadChunk(index=i, data=content[i * MiB : (i + 1) * MiB]))
+
+    with pytest.raises(grpc.RpcError) as info:
+        list(conn.upload(half()))
+    conn.close()
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "4 chunks missing" in info.value.details()
+    assert not (receiver.share.root / "video.mp4").exists()
+    result = push(client, local, "inbox")
+    assert result.chunks_skipped == 4 and result.bytes_sent == 4 * MiB
+    assert (receiver.share.root / "video.mp4").read_bytes() == content
+
+
+def test_upload_refused_when_not_allowed_or_too_large(start_peer_at, client, tmp_path):
+    start_peer_at("closed", {})
+    start_peer_at("small", {}, allow_uploads=True, max_upload_bytes=1000)
+    local = tmp_path / "f.bin"
+    local.write_bytes(b"x" * 5000)
+    with pytest.raises(PermissionDenied, match="does not accept uploads"):
+        push(client, local, "closed")
+    with pytest.raises(ResourceExhausted, match="at most 1000"):
+        push(client, local, "small")
+    with pytest.raises(NotFound, match="not online"):
+        push(client, local, "nobody")
