@@ -98,7 +98,9 @@ def demo(work: Path) -> None:
         step(f"starting the tracker on {tracker_addr} (embedded SQLite at {work / 'tracker.db'})")
         log = work / "tracker.log"
         with open(log, "w") as log_file:
-            proc = subprocess.Popen(["p2p-tracker", "--listen", tracker_addr, "--db", str(work / "tracker.db")], stderr=log_file, env=env)
+            proc = subprocess.Popen(
+                ["p2p-tracker", "--listen", tracker_addr, "--db", str(work / "tracker.db")], stderr=log_file, env=env
+            )
         procs.append(("tracker", proc))
         wait_healthy(tracker_addr, "p2p.v1.TrackerService", proc, log)
 
