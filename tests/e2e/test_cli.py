@@ -1,0 +1,224 @@
+"""The commands as a user runs them: p2p-tracker and p2p-peer processes on loopback, real files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import wait_for
+
+BIN = Path(sys.executable).parent
+MiB = 1 << 20
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def big_file(path: Path, size: int, seed: str) -> str:
+    """Write size pseudo-random bytes; return their sha256."""
+    block = b"".join(hashlib.sha256(f"{seed}{i}".encode()).digest() for i in range(32768))  # 1 MiB
+    digest = hashlib.sha256()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        for i in range(size // len(block) + 1):
+            piece = block[: min(len(block), size - i * len(block))]
+            if not piece:
+                break
+            piece = bytes([i % 256]) + piece[1:]
+            f.write(piece)
+            digest.update(piece)
+    old = time.time() - 10
+    os.utime(path, (old, old))
+    return digest.hexdigest()
+
+
+class Cluster:
+    """A tracker process and peer processes; every process is stopped at the end."""
+
+    def __init__(self, work: Path):
+        self.work = work
+        self.tracker = f"127.0.0.1:{free_port()}"
+        self.env = dict(os.environ, P2P_TRACKER=self.tracker, P2P_PASSWORD="pw", P2P_LOG_LEVEL="info")
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.shares: dict[str, Path] = {}
+        self._start("tracker", [str(BIN / "p2p-tracker"), "--listen", self.tracker, "--db", str(work / "t.db")])
+        self.wait_healthy(self.tracker)
+
+    def _start(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
+        with open(self.work / f"{name}.log", "wb") as log:  # the child keeps its own descriptor
+            self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env or self.env)
+
+    def wait_healthy(self, address: str) -> None:
+        def healthy() -> bool:
+            probe = subprocess.run([sys.executable, "-m", "p2p_common.healthcheck", address], capture_output=True)
+            return probe.returncode == 0
+
+        wait_for(healthy, timeout=30, interval=0.2, what=f"server at {address}")
+
+    def serve(self, name: str, *extra: str) -> Path:
+        share = self.work / f"share-{name}"
+        share.mkdir(exist_ok=True)
+        self.shares[name] = share
+        address = f"127.0.0.1:{free_port()}"
+        cmd = [
+            str(BIN / "p2p-peer"),
+            "--name",
+            name,
+            "serve",
+            "--share",
+            str(share),
+            "--listen",
+            address,
+            "--rescan",
+            "0.5",
+            *extra,
+        ]
+        self._start(name, cmd)
+        self.wait_healthy(address)
+        return share
+
+    def peer(
+        self, *args: str, name: str = "user", env: dict[str, str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        cmd = [str(BIN / "p2p-peer"), "--name", name, *args]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env or self.env, timeout=timeout, cwd=self.work)
+
+    def search(self, pattern: str = "") -> list[dict]:
+        out = self.peer("search", pattern, "--json")
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path)
+    yield c
+    c.stop()
+
+
+def test_search_json_and_get_from_three_peers(cluster):
+    digest = ""
+    for name in ("p1", "p2", "p3"):
+        share = cluster.serve(name)
+        digest = big_file(share / "data" / "set.bin", 40 * MiB, "set")
+        (share / f"{name}.txt").write_text(name)
+    rows = wait_for(lambda: [r for r in cluster.search("set.bin") if len(r["peers"]) == 3], timeout=20, what="3 sources")
+    assert rows[0]["name"] == "data/set.bin" and rows[0]["size"] == 40 * MiB and rows[0]["sha256"] == digest
+    assert sorted(p["name"] for p in rows[0]["peers"]) == ["p1", "p2", "p3"]
+    out = cluster.peer("get", "set.bin", "-o", "fetched.bin")
+    assert out.returncode == 0, out.stderr
+    assert hashlib.sha256((cluster.work / "fetched.bin").read_bytes()).hexdigest() == digest
+    assert "\r" not in out.stderr  # not a terminal: no progress bar
+    assert "p1:" in out.stdout and "p2:" in out.stdout and "p3:" in out.stdout
+    table = cluster.peer("search", "txt")
+    assert table.returncode == 0 and "NAME" in table.stdout and "p2.txt" in table.stdout
+
+
+def test_get_killed_with_sigkill_resumes_fetching_only_the_rest(cluster):
+    share = cluster.serve("src")
+    digest = big_file(share / "huge.bin", 300 * MiB, "huge")
+    wait_for(lambda: cluster.search("huge.bin"), timeout=30, what="huge.bin to be published")
+    dest = cluster.work / "huge.bin"
+    proc = subprocess.Popen(
+        [str(BIN / "p2p-peer"), "--name", "user", "get", "huge.bin", "-o", str(dest)],
+        env=cluster.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    have = list(cluster.work.glob(".huge.bin.*.p2p-have"))
+
+    def some_chunks_written() -> bool:
+        found = list(cluster.work.glob(".huge.bin.*.p2p-have"))
+        have[:] = found
+        return bool(found) and found[0].stat().st_size >= 4 * 20  # at least 20 chunks recorded
+
+    wait_for(some_chunks_written, timeout=60, interval=0.01, what="part of the download")
+    proc.kill()
+    proc.wait()
+    if proc.returncode == 0:
+        pytest.skip("the download finished before it could be killed")
+    assert not dest.exists()
+    out = cluster.peer("get", "huge.bin", "-o", str(dest))
+    assert out.returncode == 0, out.stderr
+    resumed = int(out.stdout.split("; ")[1].split(" resumed")[0])
+    assert resumed >= 20
+    fetched = sum(int(part.split(":")[1]) for part in out.stdout.split("chunks from ")[1].split(";")[0].split(", "))
+    assert fetched == 300 - resumed  # only what was missing crossed the network
+    assert hashlib.sha256(dest.read_bytes()).hexdigest() == digest
+    assert not list(cluster.work.glob(".huge.bin.*"))
+
+
+def test_put_and_its_refusal(cluster):
+    inbox = cluster.serve("inbox", "--allow-uploads")
+    cluster.serve("closed")
+    local = cluster.work / "upload.dat"
+    digest = big_file(local, 3 * MiB + 5, "up")
+    out = cluster.peer("put", str(local), "--to", "inbox")
+    assert out.returncode == 0, out.stderr
+    assert hashlib.sha256((inbox / "upload.dat").read_bytes()).hexdigest() == digest
+    refused = cluster.peer("put", str(local), "--to", "closed")
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "does not accept uploads" in refused.stderr
+
+
+def test_errors_are_one_line_and_exit_1(cluster):
+    cluster.serve("holder")
+    (cluster.shares["holder"] / "exists.txt").write_text("x")
+    cluster.peer("search", name="victim")  # registers the account with password pw
+    cases = [
+        (cluster.peer("search", name="victim", env=dict(cluster.env, P2P_PASSWORD="nope")), "wrong password"),
+        (cluster.peer("search", env=dict(cluster.env, P2P_TRACKER=f"127.0.0.1:{free_port()}")), "unreachable"),
+        (cluster.peer("get", "no-such-file.txt"), "no file named"),
+        (cluster.peer("get", "0" * 64), "no live peer"),
+        (cluster.peer("put", str(cluster.work / "missing.bin"), "--to", "holder"), "not a readable file"),
+        (cluster.peer("search", env={k: v for k, v in cluster.env.items() if k != "P2P_PASSWORD"}), "password is needed"),
+    ]
+    for out, fragment in cases:
+        assert out.returncode == 1, out
+        assert fragment in out.stderr and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+
+
+def test_sigterm_logs_out_at_once(cluster):
+    share = cluster.serve("leaving")
+    (share / "bye.txt").write_text("bye")
+    wait_for(lambda: cluster.search("bye.txt"), timeout=20, what="bye.txt to be published")
+    proc = cluster.procs["leaving"]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0
+    assert cluster.search("bye.txt") == []
+
+
+def test_tracker_user_commands(tmp_path):
+    db = str(tmp_path / "users.db")
+    tracker = [str(BIN / "p2p-tracker"), "--db", db]
+    added = subprocess.run([*tracker, "user", "add", "carol", "--password", "pw"], capture_output=True, text=True)
+    assert added.returncode == 0 and "created" in added.stdout
+    again = subprocess.run([*tracker, "user", "add", "carol", "--password", "pw"], capture_output=True, text=True)
+    assert again.returncode == 1 and "already exists" in again.stderr and "Traceback" not in again.stderr
+    listed = subprocess.run([*tracker, "user", "list"], capture_output=True, text=True)
+    assert listed.stdout.split() == ["carol"]
+    removed = subprocess.run([*tracker, "user", "del", "nobody"], capture_output=True, text=True)
+    assert removed.returncode == 1 and "no account" in removed.stderr
