@@ -32,15 +32,11 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE INDEX IF NOT EXISTS files_by_sha256 ON files(sha256, session_id);
 
 -- Trigram index over names: substring and glob queries without scanning every row.
+-- The store keeps it in step with `files` itself, in bulk: per-row triggers made a
+-- 100,000-file SendIndex seven times slower.
 CREATE VIRTUAL TABLE IF NOT EXISTS files_fts USING fts5(
-    name_lower, content='files', content_rowid='id', tokenize='trigram'
+    name_lower, content='files', content_rowid='id', tokenize='trigram', detail=column
 );
-CREATE TRIGGER IF NOT EXISTS files_fts_insert AFTER INSERT ON files BEGIN
-    INSERT INTO files_fts(rowid, name_lower) VALUES (new.id, new.name_lower);
-END;
-CREATE TRIGGER IF NOT EXISTS files_fts_delete AFTER DELETE ON files BEGIN
-    INSERT INTO files_fts(files_fts, rowid, name_lower) VALUES ('delete', old.id, old.name_lower);
-END;
 
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,

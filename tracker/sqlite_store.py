@@ -110,6 +110,7 @@ class SqliteStore:
 
     def delete_account(self, name: str) -> None:
         with self._write() as c:
+            self._delete_sessions(c, "account=?", (name,))
             if c.execute("DELETE FROM accounts WHERE name=?", (name,)).rowcount == 0:
                 raise NotFound(f"no account {name!r}")
 
@@ -121,7 +122,7 @@ class SqliteStore:
     def open_session(self, account: str, token_hash: str, address: str, expires_at: float, now: float) -> Session:
         with self._write() as c:
             if address:  # the same peer logging in again replaces its own older session
-                c.execute("DELETE FROM sessions WHERE account=? AND address=?", (account, address))
+                self._delete_sessions(c, "account=? AND address=?", (account, address))
             cur = c.execute(
                 "INSERT INTO sessions(account, token_hash, address, expires_at, created_at) VALUES (?,?,?,?,?)",
                 (account, token_hash, address, expires_at, now),
@@ -147,19 +148,49 @@ class SqliteStore:
 
     def close_session(self, session_id: int) -> None:
         with self._write() as c:
-            c.execute("DELETE FROM sessions WHERE id=?", (session_id,))
+            self._delete_sessions(c, "id=?", (session_id,))
 
     def expire_sessions(self, now: float) -> int:
         with self._write() as c:
-            return c.execute("DELETE FROM sessions WHERE expires_at<=?", (now,)).rowcount
+            return self._delete_sessions(c, "expires_at<=?", (now,))
+
+    @staticmethod
+    def _delete_sessions(c: sqlite3.Connection, where: str, args: tuple[object, ...]) -> int:
+        c.execute(
+            "INSERT INTO files_fts(files_fts, rowid, name_lower) SELECT 'delete', f.id, f.name_lower FROM files f"
+            f" WHERE f.session_id IN (SELECT id FROM sessions WHERE {where})",
+            args,
+        )
+        return c.execute(f"DELETE FROM sessions WHERE {where}", args).rowcount  # files go by ON DELETE CASCADE
 
     # -- index -------------------------------------------------------------------------
     @staticmethod
     def _insert(c: sqlite3.Connection, session_id: int, files: list[FileRecord]) -> None:
+        if not files:
+            return
+        (last_id,) = c.execute("SELECT coalesce(max(id), 0) FROM files").fetchone()
+        rows = [
+            (last_id + 1 + i, session_id, f.name, f.name.lower(), f.size, f.sha256, f.chunk_size, f.chunk_list_sha256)
+            for i, f in enumerate(files)
+        ]
         c.executemany(
-            "INSERT INTO files(session_id, name, name_lower, size, sha256, chunk_size, chunk_list_sha256) VALUES (?,?,?,?,?,?,?)",
-            [(session_id, f.name, f.name.lower(), f.size, f.sha256, f.chunk_size, f.chunk_list_sha256) for f in files],
+            "INSERT INTO files(id, session_id, name, name_lower, size, sha256, chunk_size, chunk_list_sha256)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            rows,
         )
+        c.executemany("INSERT INTO files_fts(rowid, name_lower) VALUES (?,?)", [(r[0], r[3]) for r in rows])
+
+    @staticmethod
+    def _delete_files(c: sqlite3.Connection, session_id: int, names: list[str] | None) -> None:
+        """Delete a session's files (all, or those named) and their index entries."""
+        if names is None:
+            rows = c.execute("SELECT id, name_lower FROM files WHERE session_id=?", (session_id,)).fetchall()
+        else:
+            rows = []
+            for name in names:
+                rows.extend(c.execute("SELECT id, name_lower FROM files WHERE session_id=? AND name=?", (session_id, name)))
+        c.executemany("INSERT INTO files_fts(files_fts, rowid, name_lower) VALUES ('delete', ?, ?)", rows)
+        c.executemany("DELETE FROM files WHERE id=?", [(r[0],) for r in rows])
 
     @staticmethod
     def _count(c: sqlite3.Connection, session_id: int) -> int:
@@ -167,14 +198,13 @@ class SqliteStore:
 
     def replace_index(self, session_id: int, files: list[FileRecord]) -> int:
         with self._write() as c:
-            c.execute("DELETE FROM files WHERE session_id=?", (session_id,))
+            self._delete_files(c, session_id, None)
             self._insert(c, session_id, files)
             return self._count(c, session_id)
 
     def update_index(self, session_id: int, add: list[FileRecord], remove: list[str]) -> int:
         with self._write() as c:
-            gone = [(session_id, n) for n in remove] + [(session_id, f.name) for f in add]
-            c.executemany("DELETE FROM files WHERE session_id=? AND name=?", gone)
+            self._delete_files(c, session_id, [*remove, *(f.name for f in add)])
             self._insert(c, session_id, add)
             return self._count(c, session_id)
 

@@ -365,3 +365,31 @@ def test_second_tracker_on_the_same_port_fails_to_bind(tracker, start_tracker_at
 
 def test_bearer_metadata_format():
     assert bearer_metadata("abc") == (("authorization", "Bearer abc"),)
+
+
+def test_name_index_stays_consistent_through_replace_update_logout_and_expiry(start_tracker_at, tmp_path):
+    from tests.helpers import TrackerClientForTests
+
+    tracker = start_tracker_at(lease_seconds=2)
+    c = TrackerClientForTests(f"127.0.0.1:{tracker.port}")
+    other = TrackerClientForTests(f"127.0.0.1:{tracker.port}")
+    try:
+        c.login("alice", address="127.0.0.1:7001")
+        c.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry(f"old-{i}.txt", str(i).encode()) for i in range(50)]))
+        c.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry(f"new-{i}.txt", str(i).encode()) for i in range(50)]))
+        c.send_index(tpb.SendIndexRequest(mode=UPDATE, add=[file_entry("new-1.txt", b"changed")], remove=["new-2.txt"]))
+        assert c.query("old-").files == [] and len(c.query("new-").files) == 49
+        other.login("bob", address="127.0.0.1:7002")
+        other.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry("bob-file.txt")]))
+        c.stub.Logout(tpb.LogoutRequest(), metadata=c.md, timeout=5)
+        wait_for(
+            lambda: tracker.directory.expire() >= 0 and not tracker.directory.peers(), timeout=6, interval=0.2, what="expiry"
+        )
+        tracker.directory.expire()
+        db = sqlite3.connect(tmp_path / "tracker.db")
+        db.execute("INSERT INTO files_fts(files_fts) VALUES ('integrity-check')")  # raises when out of step
+        assert db.execute("SELECT count(*) FROM files").fetchone()[0] == 0
+        assert db.execute("SELECT count(*) FROM files_fts WHERE name_lower LIKE '%txt%'").fetchone()[0] == 0
+    finally:
+        c.close()
+        other.close()
