@@ -1,11 +1,14 @@
-"""Container health probe: `python -m p2p_common.healthcheck ADDR [SERVICE]`; exit 0 healthy, 1 not.
+"""Container health probe: `python -m p2p_common.healthcheck [--address A] [--service S]`.
 
-Calls the standard grpc.health.v1.Health/Check, so it works against any of our servers.
+Calls the standard grpc.health.v1.Health/Check and exits 0 when SERVING, 1 otherwise. Without
+--address it probes this host at the port of $P2P_LISTEN, so one HEALTHCHECK line stays right
+whatever port the container is configured to serve on.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import grpc
@@ -23,14 +26,22 @@ def check(address: str, service: str = "", timeout: float = 3.0) -> tuple[bool, 
     return reply.status == health_pb2.HealthCheckResponse.SERVING, status
 
 
+def local_address(listen: str) -> str:
+    """The loopback address of a server listening on listen (host:port)."""
+    return f"127.0.0.1:{listen.rsplit(':', 1)[-1]}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="healthcheck", description="gRPC health probe (exit 0 when SERVING)")
-    parser.add_argument("address", help="host:port of the server")
-    parser.add_argument("service", nargs="?", default="", help="service name, e.g. p2p.v1.TrackerService; empty: the server")
+    parser.add_argument("--address", help="host:port of the server (default: 127.0.0.1 at the port of $P2P_LISTEN)")
+    parser.add_argument("--service", default="", help="service name, e.g. p2p.v1.TrackerService; empty: the whole server")
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the answer")
     args = parser.parse_args(argv)
-    healthy, detail = check(args.address, args.service, args.timeout)
-    print(f"{args.address} {args.service or '(server)'}: {detail}")
+    if not args.address and not os.environ.get("P2P_LISTEN"):
+        parser.error("give --address or set P2P_LISTEN")
+    address = args.address or local_address(os.environ["P2P_LISTEN"])
+    healthy, detail = check(address, args.service, args.timeout)
+    print(f"{address} {args.service or '(server)'}: {detail}")
     return 0 if healthy else 1
 
 

@@ -6,6 +6,8 @@ import re
 
 MAX_NAME_BYTES = 1024
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_BAD_COMPONENT = re.compile(r"(^|/)\.{0,2}(/|$)")  # an empty, '.' or '..' component
 
 
 def name_problem(name: str) -> str | None:
@@ -14,12 +16,11 @@ def name_problem(name: str) -> str | None:
         return "is empty"
     if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
         return f"is longer than {MAX_NAME_BYTES} bytes"
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+    if _CONTROL.search(name):
         return "contains a NUL or control character"
     if name.startswith("/") or "\\" in name or (len(name) > 1 and name[1] == ":"):
         return "is an absolute path"
-    parts = name.split("/")
-    if any(p in ("", ".", "..") for p in parts):
+    if _BAD_COMPONENT.search(name):
         return "has an empty, '.' or '..' component"
     return None
 

@@ -6,6 +6,7 @@ interrupted transfer resumes where it stopped, and the destination only ever app
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import os
 import struct
@@ -18,6 +19,14 @@ from peer.manifest import Manifest
 PART_SUFFIX = ".p2p-part"
 HAVE_SUFFIX = ".p2p-have"
 _RECORD = struct.Struct("<I")
+
+
+class Write(enum.Enum):
+    """What write_chunk did."""
+
+    WRITTEN = "written"
+    ALREADY_HELD = "already held"  # another source delivered it first (endgame duplicates)
+    REJECTED = "rejected"  # wrong length, digest or index: nothing written
 
 
 def staging_paths(dest: Path, sha256: str) -> tuple[Path, Path]:
@@ -79,16 +88,13 @@ class PartialFile:
         return sum(self.manifest.chunk_length(i) for i, h in enumerate(self._have) if h)
 
     # -- writing -------------------------------------------------------------------------
-    def write_chunk(self, index: int, data: bytes) -> bool:
-        """Verify and write chunk index; False (nothing written) when the bytes are wrong.
-
-        Writing a chunk already held is a no-op that returns True.
-        """
+    def write_chunk(self, index: int, data: bytes) -> Write:
+        """Verify chunk index and write it at its offset, unless it is wrong or held already."""
         if not 0 <= index < self.manifest.chunk_count or not self.manifest.chunk_ok(index, data):
-            return False
+            return Write.REJECTED
         with self._lock:
             if self._have[index]:
-                return True
+                return Write.ALREADY_HELD
             os.pwrite(self._fd, data, index * self.manifest.chunk_size)
             self._have[index] = 1
             self._have_file.write(_RECORD.pack(index))
@@ -96,7 +102,7 @@ class PartialFile:
             if index == self._hashed:  # the usual in-order case: hash from memory, no re-read
                 self._whole.update(data)
                 self._hashed += 1
-        return True
+        return Write.WRITTEN
 
     def _catch_up_whole_hash(self) -> None:
         m = self.manifest

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from p2p_common.errors import P2PError
+from p2p_common.malloc import tune_malloc
 from p2p_common.rpc_log import setup_logging
 from p2p_common.server import BindError, wait_for_stop_signal
 from peer.config import PeerConfig
@@ -211,6 +212,7 @@ COMMANDS = {"serve": cmd_serve, "search": cmd_search, "get": cmd_get, "put": cmd
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    tune_malloc()
     try:
         return COMMANDS[args.command](args)
     except (P2PError, BindError, ValueError) as exc:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from p2p_common.errors import DataLoss, NotFound, P2PError, Unavailable
-from peer.chunk_store import PartialFile
+from peer.chunk_store import PartialFile, Write
 from peer.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -241,10 +241,10 @@ class Download:
                 expected = asked.popleft()
                 if index != expected:
                     raise BadSource(f"sent chunk {index} when chunk {expected} was next")
-                first = not schedule.partial.has(index)
-                if not schedule.partial.write_chunk(index, data):
+                outcome = schedule.partial.write_chunk(index, data)
+                if outcome is Write.REJECTED:
                     raise BadSource(f"chunk {index}: hash mismatch")
-                schedule.done(index, source.label, len(data), first)
+                schedule.done(index, source.label, len(data), outcome is Write.WRITTEN)
         except P2PError as exc:
             if not self._stop.is_set():
                 self.dropped[source.label] = str(exc)

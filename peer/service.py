@@ -24,7 +24,7 @@ from p2p_common.errors import (
     abort_with,
 )
 from p2p_common.names import is_sha256_hex, name_problem
-from peer.chunk_store import PartialFile
+from peer.chunk_store import PartialFile, Write
 from peer.manifest import Manifest
 from peer.share import Share, SharedFile, open_unchanged
 
@@ -113,7 +113,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                 chunk = message.chunk
                 if chunk.index >= manifest.chunk_count:
                     raise InvalidArgument(f"chunk {chunk.index} is out of range: the offer has {manifest.chunk_count} chunks")
-                if not partial.write_chunk(chunk.index, chunk.data):
+                if partial.write_chunk(chunk.index, chunk.data) is Write.REJECTED:
                     raise DataLoss(f"chunk {chunk.index} does not match its digest in the offer")
                 received += len(chunk.data)
             if not partial.complete:

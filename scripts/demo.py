@@ -49,7 +49,11 @@ def run(*cmd: str, env: dict[str, str] | None = None) -> str:
 def wait_healthy(address: str, service: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 30
     while True:
-        probe = subprocess.run([sys.executable, "-m", "p2p_common.healthcheck", address, service], capture_output=True, text=True)
+        probe = subprocess.run(
+            [sys.executable, "-m", "p2p_common.healthcheck", "--address", address, "--service", service],
+            capture_output=True,
+            text=True,
+        )
         if probe.returncode == 0:
             print(f"  {probe.stdout.strip()}")
             return

@@ -195,7 +195,10 @@ def _decode_page_token(token: str) -> str:
 
 
 class Reaper(threading.Thread):
-    """Deletes expired sessions (and so their files) every few seconds; queries already skip them."""
+    """Deletes expired sessions (and so their files) every few seconds; queries already skip them.
+
+    Between rounds it also lets the store tidy its indexes, a bounded slice at a time.
+    """
 
     def __init__(self, directory: Directory, interval: float):
         super().__init__(name="reaper", daemon=True)
@@ -209,6 +212,8 @@ class Reaper(threading.Thread):
                 removed = self._directory.expire()
                 if removed:
                     log.info("expired %d sessions", removed)
+                while self._directory.store.maintain(0.1) and not self._stop.wait(0.05):
+                    pass  # short slices, so that writers never wait long
             except Exception:
                 log.exception("expiring sessions failed")
 

@@ -63,7 +63,7 @@ class Cluster:
 
     def wait_healthy(self, address: str) -> None:
         def healthy() -> bool:
-            probe = subprocess.run([sys.executable, "-m", "p2p_common.healthcheck", address], capture_output=True)
+            probe = subprocess.run([sys.executable, "-m", "p2p_common.healthcheck", "--address", address], capture_output=True)
             return probe.returncode == 0
 
         wait_for(healthy, timeout=30, interval=0.2, what=f"server at {address}")

@@ -1,0 +1,239 @@
+"""Transfer benchmark: `p2p-peer get` against raw TCP and curl + http.server, in one run.
+
+On one file (1 GiB by default) over loopback, every receiver writing to disk:
+  * raw TCP: socket.sendfile to a receiver doing recv_into + write (the limit);
+  * curl fetching it from `python -m http.server` (the baseline the target is set against);
+  * `p2p-peer get` from one serving peer and from three;
+  * hashing: `p2p-peer ls` on a fresh share (sha256 + chunk hashes) against `sha256sum`.
+Each is repeated (--runs, default 3) and the median reported, with peak RSS of the downloading
+and serving processes. Prints a table; numbers, not a test.
+
+    python scripts/bench_transfer.py [--size-mib 1024] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+MiB = 1 << 20
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[float, int]:
+    """(seconds, peak RSS in KiB) of a command that must succeed."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.read().decode() if proc.stderr else ''}")
+    if proc.stderr:
+        proc.stderr.close()
+    return elapsed, usage.ru_maxrss
+
+
+def peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+RAW_RECEIVER = r"""
+import socket, sys, time
+host, port, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+buf = bytearray(1 << 20); view = memoryview(buf)
+with socket.create_connection((host, port)) as s, open(out, "wb", buffering=0) as f:
+    while True:
+        n = s.recv_into(buf)
+        if not n: break
+        f.write(view[:n])
+"""
+
+RAW_SENDER = r"""
+import socket, sys
+port, path = int(sys.argv[1]), sys.argv[2]
+with socket.create_server(("127.0.0.1", port)) as srv:
+    print("ready", flush=True)
+    conn, _ = srv.accept()
+    with conn, open(path, "rb") as f:
+        conn.sendfile(f)
+"""
+
+
+def raw_tcp(source: Path, dest: Path) -> tuple[float, int]:
+    port = free_port()
+    sender = subprocess.Popen([sys.executable, "-c", RAW_SENDER, str(port), str(source)], stdout=subprocess.PIPE, text=True)
+    assert sender.stdout and sender.stdout.readline().strip() == "ready"
+    result = timed([sys.executable, "-c", RAW_RECEIVER, "127.0.0.1", str(port), str(dest)])
+    sender.wait(timeout=60)
+    sender.stdout.close()
+    return result
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise SystemExit(f"nothing listens on {port}")
+
+
+def wait_healthy(address: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        probe = subprocess.run([sys.executable, "-m", "p2p_common.healthcheck", "--address", address], capture_output=True)
+        if probe.returncode == 0:
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"{address} not healthy")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--dir", help="work folder (default: a temp folder)")
+    args = parser.parse_args()
+    work = Path(args.dir or tempfile.mkdtemp(prefix="bench-transfer-"))
+    work.mkdir(parents=True, exist_ok=True)
+    size = args.size_mib * MiB
+    procs: list[subprocess.Popen[bytes]] = []
+    results: dict[str, list[tuple[float, int]]] = {}
+    serving_rss: dict[str, int] = {}
+    try:
+        source_dir = work / "source"
+        source_dir.mkdir()
+        source = source_dir / "big.bin"
+        with open(source, "wb") as f:
+            for _ in range(args.size_mib):
+                f.write(os.urandom(MiB))
+        old = time.time() - 60
+        os.utime(source, (old, old))
+        shares = []
+        for i in range(3):
+            share = work / f"share{i}"
+            share.mkdir()
+            os.link(source, share / "big.bin")  # the same bytes, shared by three peers
+            shares.append(share)
+        out = work / "out.bin"
+
+        def record(name: str, value: tuple[float, int]) -> None:
+            results.setdefault(name, []).append(value)
+            out.unlink(missing_ok=True)
+
+        # -- hashing: sha256sum against sharing a fresh folder -------------------------------
+        for _ in range(args.runs):
+            record("sha256sum", timed(["sha256sum", str(source)]))
+            state = work / "ls-share"
+            shutil.rmtree(state, ignore_errors=True)
+            state.mkdir()
+            os.link(source, state / "big.bin")
+            record("p2p-peer ls (hash a share)", timed([str(BIN / "p2p-peer"), "ls", "--share", str(state)]))
+
+        # -- raw TCP and curl + http.server ------------------------------------------------
+        http_port = free_port()
+        http = subprocess.Popen(
+            [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(source_dir), str(http_port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        procs.append(http)
+        wait_port(http_port)
+
+        # -- p2p: a tracker and three serving peers ------------------------------------------
+        tracker = f"127.0.0.1:{free_port()}"
+        env = dict(os.environ, P2P_TRACKER=tracker, P2P_PASSWORD="bench", P2P_LOG_LEVEL="warning")
+        procs.append(subprocess.Popen([str(BIN / "p2p-tracker"), "--listen", tracker, "--db", ":memory:"], env=env))
+        wait_healthy(tracker)
+        peers = []
+
+        def start_peer(i: int) -> None:
+            address = f"127.0.0.1:{free_port()}"
+            cmd = [str(BIN / "p2p-peer"), "--name", f"seed{i}", "serve", "--share", str(shares[i]), "--listen", address]
+            peer = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+            procs.append(peer)
+            peers.append(peer)
+            wait_healthy(address)
+
+        def wait_sources(count: int) -> None:
+            search = [str(BIN / "p2p-peer"), "--name", "bench", "search", "big.bin", "--json"]
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                found = json.loads(subprocess.run(search, env=env, capture_output=True, text=True).stdout or "[]")
+                if found and len(found[0]["peers"]) == count:
+                    return
+                time.sleep(0.3)
+            raise SystemExit(f"big.bin never had {count} sources")
+
+        get = [str(BIN / "p2p-peer"), "--name", "bench", "get", "big.bin", "-o", str(out)]
+        start_peer(0)
+        wait_sources(1)
+        for _ in range(args.runs):
+            record("raw TCP (sendfile -> recv_into)", raw_tcp(source, out))
+            record(
+                "curl <- python -m http.server", timed(["curl", "-sS", "-o", str(out), f"http://127.0.0.1:{http_port}/big.bin"])
+            )
+            record("p2p-peer get, 1 peer", timed(get, env=env))
+        start_peer(1)
+        start_peer(2)
+        wait_sources(3)
+        for _ in range(args.runs):
+            record("p2p-peer get, 3 peers", timed(get, env=env))
+        for i, peer in enumerate(peers):
+            serving_rss[f"seed{i}"] = peak_rss_kib(peer.pid)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if not args.dir:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def median_rate(name: str) -> float:
+        return size / MiB / statistics.median(t for t, _ in results[name])
+
+    curl = median_rate("curl <- python -m http.server")
+    sha = median_rate("sha256sum")
+    print(f"\nTransfer benchmark: {args.size_mib} MiB file over loopback, written to disk, median of {args.runs} runs")
+    print(f"{'what':<36} {'MiB/s':>8} {'vs curl':>8} {'peak RSS MiB':>13}")
+    for name in (
+        "raw TCP (sendfile -> recv_into)",
+        "curl <- python -m http.server",
+        "p2p-peer get, 1 peer",
+        "p2p-peer get, 3 peers",
+    ):
+        rss = max(r for _, r in results[name]) / 1024
+        print(f"{name:<36} {median_rate(name):>8.0f} {median_rate(name) / curl:>8.2f} {rss:>13.0f}")
+    print(f"{'what':<36} {'MiB/s':>8} {'vs sha256sum':>12}")
+    for name in ("sha256sum", "p2p-peer ls (hash a share)"):
+        print(f"{name:<36} {median_rate(name):>8.0f} {median_rate(name) / sha:>12.2f}")
+    print("peak RSS of serving peers (MiB): " + ", ".join(f"{k} {v / 1024:.0f}" for k, v in serving_rss.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Pure parts: chunk arithmetic, file hashing, manifests and name rules."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from p2p_common.names import is_sha256_hex, name_problem
+from peer import chunking
+from peer.manifest import Manifest
+
+MiB = 1 << 20
+
+
+@pytest.mark.parametrize(
+    ("size", "chunk"),
+    [(0, MiB), (MiB, MiB), (64 * 1024 * MiB, MiB), (64 * 1024 * MiB + 1, 2 * MiB), (256 * 1024 * MiB, 4 * MiB)],
+)
+def test_chunk_size_grows_only_for_huge_files(size, chunk):
+    assert chunking.chunk_size_for(size) == chunk
+
+
+def test_files_beyond_the_limit_are_refused():
+    with pytest.raises(ValueError, match="larger than"):
+        chunking.chunk_size_for(chunking.MAX_FILE_SIZE + 1)
+
+
+@pytest.mark.parametrize("size", [0, 1, MiB - 1, MiB, MiB + 1, 3 * MiB + 17])
+def test_hash_file_matches_hashlib(tmp_path, size):
+    data = bytes((i * 7 + size) % 256 for i in range(size))
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    hashes = chunking.hash_file(path)
+    assert hashes.sha256 == hashlib.sha256(data).hexdigest() and hashes.size == size
+    expected = [hashlib.sha256(data[i : i + MiB]).digest() for i in range(0, size, MiB)]
+    assert list(hashes.chunk_digests) == expected
+    assert chunking.chunk_list_sha256(hashes.chunk_digests) == hashlib.sha256(b"".join(expected)).hexdigest()
+
+
+def test_manifest_checks_chunks_and_shape(tmp_path):
+    data = b"a" * (MiB + 5)
+    (tmp_path / "f").write_bytes(data)
+    m = Manifest.from_hashes(chunking.hash_file(tmp_path / "f"))
+    assert m.chunk_count == 2 and m.chunk_length(1) == 5 and m.problem() is None
+    assert m.chunk_ok(1, b"a" * 5) and not m.chunk_ok(1, b"a" * 4) and not m.chunk_ok(1, b"b" * 5)
+    assert "chunks" in (Manifest(m.sha256, m.size, m.chunk_size, m.chunk_digests[:1]).problem() or "")
+    assert "power of two" in (Manifest(m.sha256, m.size, 1000, m.chunk_digests).problem() or "")
+    assert "32 bytes" in (Manifest(m.sha256, m.size, m.chunk_size, (b"x", b"y")).problem() or "")
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        ("a.txt", True),
+        ("dir/sub/file.tar.gz", True),
+        (".hidden", True),
+        ("..data", True),
+        ("", False),
+        ("/abs", False),
+        ("a/../b", False),
+        ("..", False),
+        ("./a", False),
+        ("a//b", False),
+        ("a/", False),
+        ("a\x00b", False),
+        ("a\nb", False),
+        ("C:/windows", False),
+        ("back\\slash", False),
+        ("x" * 1025, False),
+    ],
+)
+def test_name_rules(name, ok):
+    assert (name_problem(name) is None) == ok
+
+
+def test_sha256_hex_is_lowercase_64_hex():
+    assert is_sha256_hex("a" * 64) and not is_sha256_hex("A" * 64) and not is_sha256_hex("a" * 63)

@@ -1,0 +1,146 @@
+"""The download scheduler with in-memory sources: assignment, bad sources, dead sources, resume."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+
+import pytest
+
+from p2p_common.errors import P2PError, Unavailable
+from peer import chunking
+from peer.chunk_store import PartialFile, Write, staging_paths
+from peer.downloader import Download, Wanted
+from peer.manifest import Manifest
+
+CHUNK = 64 * 1024
+
+
+def make(data: bytes) -> tuple[Manifest, Wanted]:
+    digests = tuple(hashlib.sha256(data[i : i + CHUNK]).digest() for i in range(0, len(data), CHUNK))
+    m = Manifest(hashlib.sha256(data).hexdigest(), len(data), CHUNK, digests)
+    return m, Wanted(m.sha256, m.size, CHUNK, chunking.chunk_list_sha256(digests))
+
+
+class MemoryStream:
+    def __init__(self, source: MemorySource):
+        self.source = source
+        self.asked: list[int] = []
+        self.cond = threading.Condition()
+        self.closed = False
+
+    def ask(self, indexes: list[int]) -> None:
+        with self.cond:
+            self.asked.extend(indexes)
+            self.cond.notify_all()
+
+    def next_chunk(self) -> tuple[int, bytes]:
+        with self.cond:
+            self.cond.wait_for(lambda: self.asked or self.closed, timeout=5)
+            if self.closed or not self.asked:
+                raise P2PError("stream closed")
+            index = self.asked.pop(0)
+        self.source.served += 1
+        if self.source.die_after is not None and self.source.served > self.source.die_after:
+            raise P2PError(f"{self.source.label} went away")
+        data = self.source.data[index * CHUNK : (index + 1) * CHUNK]
+        if self.source.corrupt:
+            data = b"\x00" * len(data)
+        return index, data
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+
+class MemorySource:
+    def __init__(self, label: str, data: bytes, manifest: Manifest, corrupt: bool = False, die_after: int | None = None):
+        self.label, self.data, self._manifest = label, data, manifest
+        self.corrupt, self.die_after, self.served = corrupt, die_after, 0
+
+    def manifest(self, sha256: str) -> Manifest:
+        return self._manifest
+
+    def chunk_stream(self, sha256: str) -> MemoryStream:
+        return MemoryStream(self)
+
+    def close(self) -> None:
+        pass
+
+
+DATA = bytes(range(256)) * (CHUNK * 40 // 256 + 3)  # 40 full chunks and a short one
+
+
+def test_chunks_spread_over_sources(tmp_path):
+    m, wanted = make(DATA)
+    sources = [MemorySource(f"s{i}", DATA, m) for i in range(3)]
+    result = Download(wanted, sources, tmp_path / "out").run()
+    assert (tmp_path / "out").read_bytes() == DATA
+    assert sum(result.per_source.values()) == m.chunk_count and len(result.per_source) == 3
+
+
+def test_corrupt_source_is_dropped_and_chunks_refetched(tmp_path):
+    m, wanted = make(DATA)
+    sources = [MemorySource("liar", DATA, m, corrupt=True), MemorySource("honest", DATA, m)]
+    result = Download(wanted, sources, tmp_path / "out").run()
+    assert (tmp_path / "out").read_bytes() == DATA
+    assert "hash mismatch" in result.dropped["liar"] and result.per_source == {"honest": m.chunk_count}
+
+
+def test_dying_source_is_dropped(tmp_path):
+    m, wanted = make(DATA)
+    sources = [MemorySource("dies", DATA, m, die_after=5), MemorySource("stays", DATA, m)]
+    result = Download(wanted, sources, tmp_path / "out").run()
+    assert (tmp_path / "out").read_bytes() == DATA and "went away" in result.dropped["dies"]
+
+
+def test_manifest_not_matching_the_tracker_is_refused(tmp_path):
+    m, wanted = make(DATA)
+    forged = Manifest(m.sha256, m.size, m.chunk_size, (hashlib.sha256(b"x").digest(),) * m.chunk_count)
+    result = Download(wanted, [MemorySource("forger", DATA, forged), MemorySource("good", DATA, m)], tmp_path / "out").run()
+    assert "does not match" in result.dropped["forger"] and (tmp_path / "out").read_bytes() == DATA
+
+
+def test_all_sources_failing_keeps_progress_for_a_resume(tmp_path):
+    m, wanted = make(DATA)
+    with pytest.raises(Unavailable, match="could not be fetched"):
+        Download(wanted, [MemorySource("a", DATA, m, die_after=10)], tmp_path / "out", window=1).run()
+    assert not (tmp_path / "out").exists()
+    part, have = staging_paths(tmp_path / "out", m.sha256)
+    assert part.exists() and have.exists()
+    result = Download(wanted, [MemorySource("b", DATA, m)], tmp_path / "out").run()
+    assert result.chunks_reused == 10 and result.chunks_fetched == m.chunk_count - 10
+    assert (tmp_path / "out").read_bytes() == DATA and not part.exists() and not have.exists()
+
+
+def test_partial_file_rejects_bad_bytes_and_a_bad_whole(tmp_path):
+    m, _ = make(DATA)
+    partial = PartialFile(tmp_path / "f", m)
+    assert partial.write_chunk(0, b"wrong") is Write.REJECTED
+    assert partial.write_chunk(10_000, DATA[:CHUNK]) is Write.REJECTED
+    assert partial.write_chunk(0, DATA[:CHUNK]) is Write.WRITTEN
+    assert partial.write_chunk(0, DATA[:CHUNK]) is Write.ALREADY_HELD
+    # a chunk list that matches its chunks but not the whole-file sha256 is caught at the end
+    liar = Manifest("0" * 64, m.size, m.chunk_size, m.chunk_digests)
+    other = PartialFile(tmp_path / "g", liar)
+    for i in range(liar.chunk_count):
+        assert other.write_chunk(i, DATA[i * CHUNK : (i + 1) * CHUNK]) is Write.WRITTEN
+    with pytest.raises(P2PError, match="whole file"):
+        other.finish()
+    assert not (tmp_path / "g").exists()
+    partial.close()
+
+
+def test_resume_distrusts_chunks_whose_bytes_changed(tmp_path):
+    m, _ = make(DATA)
+    partial = PartialFile(tmp_path / "f", m)
+    for i in range(4):
+        partial.write_chunk(i, DATA[i * CHUNK : (i + 1) * CHUNK])
+    partial.close()
+    with open(partial.part_path, "r+b") as f:
+        f.seek(CHUNK + 10)
+        f.write(b"\xff\xff")
+    again = PartialFile(tmp_path / "f", m)
+    assert again.held() == [0, 2, 3]
+    again.close()
