@@ -19,6 +19,7 @@ from peer.manifest import Manifest
 PART_SUFFIX = ".p2p-part"
 HAVE_SUFFIX = ".p2p-have"
 _RECORD = struct.Struct("<I")
+WHOLE_HASH_LOOKAHEAD = 64  # chunks kept in memory ahead of the whole-file hash (64 MiB at 1 MiB)
 
 
 class Write(enum.Enum):
@@ -52,6 +53,9 @@ class PartialFile:
         self._fd = os.open(self.part_path, os.O_RDWR | os.O_CREAT, 0o644)
         self._whole = hashlib.sha256()
         self._hashed = 0  # chunks [0, _hashed) are in _whole
+        self._hash_lock = threading.Lock()  # one thread at a time advances _whole, in chunk order
+        self._waiting: dict[int, bytes] = {}  # verified chunks just ahead of _hashed, kept to spare a re-read
+        self._held_count = 0
         self._recover()
         self._have_file = open(self.have_path, "ab")  # noqa: SIM115 - lives as long as self
 
@@ -65,6 +69,7 @@ class PartialFile:
             data = os.pread(self._fd, self.manifest.chunk_length(index), index * self.manifest.chunk_size)
             if self.manifest.chunk_ok(index, data):
                 self._have[index] = 1
+                self._held_count += 1
         # rewrite the record so that it lists exactly the chunks that survived
         with open(self.have_path, "wb") as f:
             f.write(b"".join(_RECORD.pack(i) for i, h in enumerate(self._have) if h))
@@ -81,7 +86,7 @@ class PartialFile:
 
     @property
     def complete(self) -> bool:
-        return all(self._have)
+        return self._held_count == self.manifest.chunk_count
 
     @property
     def bytes_held(self) -> int:
@@ -89,38 +94,60 @@ class PartialFile:
 
     # -- writing -------------------------------------------------------------------------
     def write_chunk(self, index: int, data: bytes) -> Write:
-        """Verify chunk index and write it at its offset, unless it is wrong or held already."""
+        """Verify chunk index and write it at its offset, unless it is wrong or held already.
+
+        Safe to call from several threads at once: verifying, writing and hashing run outside
+        the state lock (hashlib and pwrite release the GIL), so writers overlap on two cores.
+        """
         if not 0 <= index < self.manifest.chunk_count or not self.manifest.chunk_ok(index, data):
             return Write.REJECTED
+        if self._have[index]:
+            return Write.ALREADY_HELD
+        os.pwrite(self._fd, data, index * self.manifest.chunk_size)
         with self._lock:
             if self._have[index]:
                 return Write.ALREADY_HELD
-            os.pwrite(self._fd, data, index * self.manifest.chunk_size)
             self._have[index] = 1
+            self._held_count += 1
             self._have_file.write(_RECORD.pack(index))
             self._have_file.flush()
-            if index == self._hashed:  # the usual in-order case: hash from memory, no re-read
-                self._whole.update(data)
-                self._hashed += 1
+            if index < self._hashed + WHOLE_HASH_LOOKAHEAD:
+                self._waiting[index] = data
+        self._advance_whole_hash(block=False)
         return Write.WRITTEN
 
-    def _catch_up_whole_hash(self) -> None:
-        m = self.manifest
-        while self._hashed < m.chunk_count and self._have[self._hashed]:
-            self._whole.update(os.pread(self._fd, m.chunk_length(self._hashed), self._hashed * m.chunk_size))
-            self._hashed += 1
+    def _advance_whole_hash(self, block: bool) -> None:
+        """Feed the whole-file hash every held chunk from _hashed on, from memory when possible."""
+        if not self._hash_lock.acquire(blocking=block):
+            return  # another writer is advancing it and will pick up what is waiting
+        try:
+            m = self.manifest
+            while True:
+                with self._lock:
+                    if self._hashed >= m.chunk_count or not self._have[self._hashed]:
+                        return
+                    index = self._hashed
+                    data = self._waiting.pop(index, None)
+                if data is None:
+                    data = os.pread(self._fd, m.chunk_length(index), index * m.chunk_size)
+                self._whole.update(data)
+                with self._lock:
+                    self._hashed += 1
+        finally:
+            self._hash_lock.release()
 
     def finish(self) -> Path:
         """Check the whole file's sha256, then atomically rename it to dest."""
+        if not self.complete:
+            raise DataLoss(f"{self.dest.name}: {len(self.missing())} chunks still missing")
+        self._advance_whole_hash(block=True)
         with self._lock:
-            if not all(self._have):
-                raise DataLoss(f"{self.dest.name}: {len(self.missing())} chunks still missing")
-            self._catch_up_whole_hash()
             if self._whole.hexdigest() != self.manifest.sha256:
                 self.discard()
                 raise DataLoss(f"{self.dest.name}: every chunk matched its digest but the whole file's sha256 does not")
+            # No fsync: the rename makes the file appear whole or not at all to any process, and,
+            # as with curl or BitTorrent clients, flushing to the platter is left to the kernel.
             os.ftruncate(self._fd, self.manifest.size)
-            os.fsync(self._fd)
             self._close()
             os.replace(self.part_path, self.dest)
             self.have_path.unlink(missing_ok=True)

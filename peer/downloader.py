@@ -6,7 +6,9 @@ be exercised with in-memory sources as well as with real peers.
 
 from __future__ import annotations
 
+import errno
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from p2p_common.errors import DataLoss, NotFound, P2PError, Unavailable
+from p2p_common.errors import DataLoss, NotFound, P2PError, ResourceExhausted, Unavailable
 from peer.chunk_store import PartialFile, Write
 from peer.manifest import Manifest
 
@@ -152,7 +154,14 @@ class _Schedule:
 
 
 class Download:
-    """Fetch one content from several sources into dest."""
+    """Fetch one content from several sources into dest.
+
+    One receiving thread per source keeps a window of chunks asked on its stream and hands what
+    arrives to a queue; WRITERS threads verify and write from it. Hashing and disk writes release
+    the GIL, so receiving overlaps verifying on a second core.
+    """
+
+    WRITERS = 2
 
     def __init__(
         self,
@@ -173,6 +182,9 @@ class Download:
         self._active = 0
         self._stop = threading.Event()
         self._streams: list[ChunkStreamLike] = []
+        self._received: queue.Queue[tuple[str, int, bytes] | None] = queue.Queue(maxsize=2 * window)
+        self._bad: dict[str, str] = {}  # sources a writer caught lying; their receivers stop
+        self._fatal: OSError | None = None  # writing failed (disk full...): the download stops
 
     def run(self) -> DownloadResult:
         manifest = verified_manifest(self.wanted, self.sources, self.dropped)
@@ -180,25 +192,32 @@ class Download:
         reused = manifest.chunk_count - len(partial.missing())
         schedule = _Schedule(partial)
         live = [s for s in self.sources if s.label not in self.dropped]
-        workers = [threading.Thread(target=self._work, args=(s, schedule), name=f"fetch-{s.label}", daemon=True) for s in live]
+        receivers = [threading.Thread(target=self._receive, args=(s, schedule), name=f"fetch-{s.label}") for s in live]
+        writers = [threading.Thread(target=self._write, args=(schedule,), name="write") for _ in range(self.WRITERS)]
         interrupted = True
         try:
             with schedule.cond:
-                self._active = len(workers)
-            for w in workers:
-                w.start()
+                self._active = len(receivers)
+            for t in [*writers, *receivers]:
+                t.start()
             self._wait(schedule)
             interrupted = False
         finally:
             self._stop.set()
             for stream in list(self._streams):
                 stream.close()  # cancels the losers of duplicated endgame requests
-            for w in workers:
-                w.join(timeout=10)
+            for t in receivers:
+                t.join(timeout=10)
+            for _ in writers:
+                self._received.put(None)  # writers finish what was received, then stop
+            for t in writers:
+                t.join(timeout=30)
             for s in self.sources:
                 s.close()
             if interrupted or not partial.complete:
                 partial.close()  # keeps what was verified, for a resume
+        if self._fatal is not None:
+            raise _disk_error(self._fatal, self.dest)
         if not partial.complete:
             missing = len(partial.missing())
             raise Unavailable(f"{missing} of {manifest.chunk_count} chunks could not be fetched: {_reasons(self.dropped)}")
@@ -208,7 +227,7 @@ class Download:
     def _wait(self, schedule: _Schedule) -> None:
         last_report = 0.0
         with schedule.cond:
-            while not schedule.partial.complete and self._active > 0:
+            while not schedule.partial.complete and self._active > 0 and self._fatal is None:
                 schedule.cond.wait(0.2)
                 now = time.monotonic()
                 if self.on_progress and now - last_report >= 0.2:
@@ -217,13 +236,14 @@ class Download:
         if self.on_progress:
             self.on_progress(Progress(self.wanted.size, schedule.partial.bytes_held, self._active, schedule.received))
 
-    def _work(self, source: ChunkSource, schedule: _Schedule) -> None:
+    def _receive(self, source: ChunkSource, schedule: _Schedule) -> None:
         asked: deque[int] = deque()
-        stream: ChunkStreamLike | None = None
         try:
             stream = source.chunk_stream(self.wanted.sha256)
             self._streams.append(stream)
             while not self._stop.is_set() and not schedule.partial.complete:
+                if source.label in self._bad:
+                    raise BadSource(self._bad[source.label])
                 batch = []
                 while len(asked) + len(batch) < self.window:
                     index = schedule.take(source.label)
@@ -240,16 +260,14 @@ class Download:
                 index, data = stream.next_chunk()
                 expected = asked.popleft()
                 if index != expected:
+                    asked.appendleft(expected)
                     raise BadSource(f"sent chunk {index} when chunk {expected} was next")
-                outcome = schedule.partial.write_chunk(index, data)
-                if outcome is Write.REJECTED:
-                    raise BadSource(f"chunk {index}: hash mismatch")
-                schedule.done(index, source.label, len(data), outcome is Write.WRITTEN)
+                self._received.put((source.label, index, data))
         except P2PError as exc:
             if not self._stop.is_set():
                 self.dropped[source.label] = str(exc)
                 log.warning("dropping source %s: %s", source.label, exc)
-        except Exception as exc:  # a bug, or an OS error writing the file
+        except Exception as exc:  # a bug: say so, and carry on with the other sources
             if not self._stop.is_set():
                 self.dropped[source.label] = f"{type(exc).__name__}: {exc}"
                 log.exception("source %s failed", source.label)
@@ -258,6 +276,30 @@ class Download:
             with schedule.cond:
                 self._active -= 1
                 schedule.cond.notify_all()
+
+    def _write(self, schedule: _Schedule) -> None:
+        while (item := self._received.get()) is not None:
+            label, index, data = item
+            if self._fatal is not None:
+                continue
+            try:
+                outcome = schedule.partial.write_chunk(index, data)
+            except OSError as exc:
+                self._fatal = exc
+                with schedule.cond:
+                    schedule.cond.notify_all()
+                continue
+            if outcome is Write.REJECTED:
+                self._bad[label] = f"chunk {index}: hash mismatch"
+                schedule.give_back(label, [index])
+            else:
+                schedule.done(index, label, len(data), outcome is Write.WRITTEN)
+
+
+def _disk_error(exc: OSError, dest: Path) -> P2PError:
+    if exc.errno == errno.ENOSPC:
+        return ResourceExhausted(f"disk full while writing {dest} (verified chunks are kept; free space and rerun)")
+    return P2PError(f"cannot write {dest}: {exc.strerror or exc}")
 
 
 def download(

@@ -7,10 +7,10 @@ import threading
 import time
 from dataclasses import dataclass
 
-from p2p.v1 import peer_pb2, peer_pb2_grpc
 from p2p_common.auth import BearerAuthInterceptor
 from p2p_common.errors import P2PError, Unauthenticated
 from p2p_common.server import RunningServer, Service, start_server
+from peer.chunk_wire import SERVICE_NAME, add_peer_service
 from peer.config import PeerConfig
 from peer.service import PeerServicer, UploadPolicy
 from peer.share import Share, SharedFile
@@ -18,7 +18,6 @@ from peer.tracker_client import TrackerClient
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = peer_pb2.DESCRIPTOR.services_by_name["PeerService"].full_name
 MAX_BACKOFF = 10.0
 
 
@@ -163,7 +162,7 @@ def start_peer(config: PeerConfig) -> PeerNode:
             keeper_box[0].request_publish()
 
     servicer = PeerServicer(share, UploadPolicy(config.allow_uploads, config.max_upload_bytes), on_new_file)
-    service = Service(SERVICE_NAME, lambda s: peer_pb2_grpc.add_PeerServiceServicer_to_server(servicer, s))
+    service = Service(SERVICE_NAME, lambda s: add_peer_service(servicer, s))
     auth = BearerAuthInterceptor(verifier, f"/{SERVICE_NAME}/")
     try:
         server = start_server(config.listen, [service], [auth], max_workers=config.max_workers)

@@ -12,6 +12,7 @@ from p2p.v1 import peer_pb2_grpc as pb_grpc
 from p2p_common.auth import bearer_metadata
 from p2p_common.errors import P2PError
 from p2p_common.server import GRPC_OPTIONS
+from peer.chunk_wire import DOWNLOAD_METHOD, parse_download_response
 from peer.manifest import Manifest
 from peer.tracker_client import rpc_error
 
@@ -37,7 +38,7 @@ class PeerConnection:
         return Manifest(reply.sha256, reply.size, reply.chunk_size, tuple(reply.chunk_sha256))
 
     def chunk_stream(self, sha256: str) -> ChunkStream:
-        return ChunkStream(self._stub, self._md, sha256, self.peer_name)
+        return ChunkStream(self._channel, self._md, sha256, self.peer_name)
 
     def upload(self, requests: Iterator[pb.UploadRequest]) -> Iterator[pb.UploadResponse]:
         """Start an Upload stream; the caller reads the responses (RpcError on failure)."""
@@ -50,12 +51,17 @@ class PeerConnection:
 class ChunkStream:
     """One Download stream: ask for chunk indexes at any time, read the chunks in the order asked."""
 
-    def __init__(self, stub: pb_grpc.PeerServiceStub, md: tuple[tuple[str, str], ...], sha256: str, peer_name: str):
+    def __init__(self, channel: grpc.Channel, md: tuple[tuple[str, str], ...], sha256: str, peer_name: str):
         self._asks: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._first = True
         self._sha256 = sha256
         self.peer_name = peer_name
-        self._call = stub.Download(self._requests(), metadata=md)
+        download = channel.stream_stream(
+            DOWNLOAD_METHOD,
+            request_serializer=pb.DownloadRequest.SerializeToString,
+            response_deserializer=parse_download_response,
+        )
+        self._call = download(self._requests(), metadata=md)
 
     def _requests(self) -> Iterator[pb.DownloadRequest]:
         while True:
@@ -70,15 +76,16 @@ class ChunkStream:
             request.sha256, self._first = self._sha256, False
         self._asks.put(request)
 
-    def next_chunk(self) -> tuple[int, bytes]:
+    def next_chunk(self) -> tuple[int, memoryview]:
         """The next chunk asked for; P2PError when the peer fails or ends the stream early."""
         try:
-            reply = next(self._call)
+            return next(self._call)  # type: ignore[no-any-return]
         except StopIteration:
             raise P2PError(f"{self.peer_name} ended the stream early") from None
         except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.INTERNAL and "deserializ" in (exc.details() or "").lower():
+                raise P2PError(f"{self.peer_name} sent a malformed message") from None
             raise rpc_error(exc, f"download from {self.peer_name}") from None
-        return reply.index, reply.data
 
     def close(self) -> None:
         """Cancel whatever is still in flight (the loser of a duplicated request, or a dropped peer)."""

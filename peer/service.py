@@ -25,6 +25,7 @@ from p2p_common.errors import (
 )
 from p2p_common.names import is_sha256_hex, name_problem
 from peer.chunk_store import PartialFile, Write
+from peer.chunk_wire import encode_download_response
 from peer.manifest import Manifest
 from peer.share import Share, SharedFile, open_unchanged
 
@@ -83,7 +84,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                     data = os.pread(fd, m.chunk_length(index), index * m.chunk_size)
                     if len(data) != m.chunk_length(index):
                         raise DataLoss(f"{shared.name} was truncated while being served")
-                    yield pb.DownloadResponse(index=index, data=data)
+                    yield encode_download_response(index, data)
                 request = next(request_iterator, None)
         except P2PError as exc:
             abort_with(context, exc)
