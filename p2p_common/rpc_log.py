@@ -26,6 +26,8 @@ class RpcLoggingInterceptor(grpc.ServerInterceptor):
 
 def _finish(method: str, context: grpc.ServicerContext, started: float, error: BaseException | None) -> None:
     code = context.code() if hasattr(context, "code") else None
+    if error is not None and code is None and not context.is_active():
+        code = grpc.StatusCode.CANCELLED  # the caller went away (a finished download cancels its streams)
     if error is not None and code is None and not isinstance(error, GeneratorExit):
         log.error("%s crashed", method, exc_info=error)
         code = grpc.StatusCode.UNKNOWN

@@ -143,8 +143,16 @@ def main() -> None:
             out.unlink(missing_ok=True)
 
         # -- hashing: sha256sum against sharing a fresh folder -------------------------------
+        def warm(path: Path) -> None:
+            """Read path once so that both sides of a comparison start from the page cache."""
+            with open(path, "rb") as f:
+                while f.read(8 * MiB):
+                    pass
+
         for _ in range(args.runs):
+            warm(source)
             record("sha256sum", timed(["sha256sum", str(source)]))
+            warm(source)
             state = work / "ls-share"
             shutil.rmtree(state, ignore_errors=True)
             state.mkdir()
@@ -199,6 +207,7 @@ def main() -> None:
         start_peer(2)
         wait_sources(3)
         for _ in range(args.runs):
+            warm(source)
             record("p2p-peer get, 3 peers", timed(get, env=env))
         for i, peer in enumerate(peers):
             serving_rss[f"seed{i}"] = peak_rss_kib(peer.pid)
