@@ -228,9 +228,9 @@ class Download:
         last_report = 0.0
         with schedule.cond:
             while not schedule.partial.complete and self._active > 0 and self._fatal is None:
-                schedule.cond.wait(0.2)
+                schedule.cond.wait(0.05)
                 now = time.monotonic()
-                if self.on_progress and now - last_report >= 0.2:
+                if self.on_progress and now - last_report >= 0.05:
                     last_report = now
                     self.on_progress(Progress(self.wanted.size, schedule.partial.bytes_held, self._active, schedule.received))
         if self.on_progress:
