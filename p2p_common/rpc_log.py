@@ -35,7 +35,8 @@ def _finish(method: str, context: grpc.ServicerContext, started: float, error: B
         code = grpc.StatusCode.CANCELLED
     status = code.name if isinstance(code, grpc.StatusCode) else "OK"
     who = current_principal()
-    caller = f"{getattr(who, 'name', who)}@{context.peer()}" if who is not None else context.peer()
+    name = getattr(who, "account", None) or getattr(who, "name", None) or who  # a tracker Session, or a peer's name
+    caller = f"{name}@{context.peer()}" if who is not None else context.peer()
     level = logging.INFO if status in ("OK", "CANCELLED") else logging.WARNING
     log.log(level, "rpc %s caller=%s status=%s duration_ms=%.1f", method, caller, status, (time.perf_counter() - started) * 1000)
 

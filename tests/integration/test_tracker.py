@@ -393,3 +393,26 @@ def test_name_index_stays_consistent_through_replace_update_logout_and_expiry(st
     finally:
         c.close()
         other.close()
+
+
+def test_one_log_line_per_rpc_without_secrets(client_factory, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="p2p.rpc")
+    c = client_factory()
+    reply = c.login("logged", "hunter22-secret")
+    c.query("anything")
+    code_of(c.stub.Query, tpb.QueryRequest(), metadata=(("authorization", "Bearer forged-token-value"),), timeout=5)
+
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "p2p.rpc"]
+
+    wait_for(lambda: len(lines()) >= 3, timeout=5, what="three log lines")
+    text = "\n".join(lines())
+    assert "rpc /p2p.v1.TrackerService/Login" in text and "status=OK" in text and "duration_ms=" in text
+    assert "caller=logged@ipv4:127.0.0.1" in text  # the authenticated account, with its address
+    assert "status=UNAUTHENTICATED" in text
+    everything = "\n".join(r.getMessage() for r in caplog.records)
+    assert (
+        "hunter22-secret" not in everything and reply.session_token not in everything and "forged-token-value" not in everything
+    )

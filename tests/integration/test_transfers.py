@@ -8,7 +8,7 @@ import os
 import grpc
 import pytest
 
-from p2p_common.errors import NotFound, PermissionDenied, ResourceExhausted
+from p2p_common.errors import NotFound, P2PError, PermissionDenied, ResourceExhausted
 from peer.downloader import Progress
 from peer.transfers import fetch, push, resolve
 from tests.helpers import wait_for
@@ -211,3 +211,16 @@ def test_upload_refused_when_not_allowed_or_too_large(start_peer_at, client, tmp
         push(client, local, "small")
     with pytest.raises(NotFound, match="not online"):
         push(client, local, "nobody")
+
+
+def test_only_lying_sources_give_a_clear_error_and_no_file(start_peer_at, client, tmp_path):
+    content = data_of(3 * MiB, seed=11)
+    liar = start_peer_at("liar", {"x.bin": content})
+    path = liar.share.root / "x.bin"
+    st = path.stat()
+    with open(path, "r+b") as f:
+        f.write(b"\x00" * 64)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(P2PError, match="hash mismatch"):
+        fetch(client, resolve(client, "x.bin"), tmp_path / "x.bin")
+    assert not (tmp_path / "x.bin").exists()

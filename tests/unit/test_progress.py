@@ -1,0 +1,36 @@
+"""The progress bar: drawn on a terminal with bytes, rate, ETA and peers; silent otherwise."""
+
+from __future__ import annotations
+
+import io
+
+from peer.downloader import Progress
+from peer.progress import ProgressBar, human_bytes
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_bar_on_a_terminal_shows_bytes_rate_eta_and_peers():
+    out = FakeTerminal()
+    bar = ProgressBar("movie.mkv", stream=out)
+    bar.on_download(Progress(total_bytes=100 << 20, done_bytes=25 << 20, active_sources=3, received_bytes=25 << 20))
+    bar.update(100 << 20, 100 << 20, 3, final=True)
+    bar.close()
+    text = out.getvalue()
+    assert text.startswith("\rmovie.mkv [") and "25.0%" in text and "100.0%" in text
+    assert "25.0 MiB/100.0 MiB" in text and "/s ETA" in text and "3 peers" in text and text.endswith("\n")
+
+
+def test_no_bar_when_not_a_terminal():
+    out = io.StringIO()
+    bar = ProgressBar("x", stream=out)
+    bar.update(1, 2, 1, final=True)
+    bar.close()
+    assert out.getvalue() == ""
+
+
+def test_human_bytes():
+    assert human_bytes(0) == "0 B" and human_bytes(1536) == "1.5 KiB" and human_bytes(3 << 30) == "3.0 GiB"
