@@ -31,11 +31,19 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE INDEX IF NOT EXISTS files_by_sha256 ON files(sha256, session_id);
 
--- Trigram index over names: substring and glob queries without scanning every row.
--- The store keeps it in step with `files` itself, in bulk: per-row triggers made a
--- 100,000-file SendIndex seven times slower.
-CREATE VIRTUAL TABLE IF NOT EXISTS files_fts USING fts5(
-    name_lower, content='files', content_rowid='id', tokenize='trigram', detail=column
+-- The name index (see tracker/name_index.py): the words of every name, and a trigram index
+-- over the vocabulary only. Substring and glob queries look up words, then check names.
+CREATE TABLE IF NOT EXISTS words (
+    id   INTEGER PRIMARY KEY,
+    word TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS file_words (
+    word_id INTEGER NOT NULL,
+    file_id INTEGER NOT NULL,   -- may outlive its file until pruned; queries join live files
+    PRIMARY KEY (word_id, file_id)
+) WITHOUT ROWID;
+CREATE VIRTUAL TABLE IF NOT EXISTS words_fts USING fts5(
+    word, content='words', content_rowid='id', tokenize='trigram', detail=none
 );
 
 CREATE TABLE IF NOT EXISTS meta (

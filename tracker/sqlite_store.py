@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import secrets
 import sqlite3
 import threading
@@ -14,10 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 
+from tracker import name_index
 from tracker.store import Account, AlreadyExists, FileRecord, Match, NotFound, PeerInfo, Query, Session, Source
 
 MAX_SOURCES_PER_MATCH = 64  # keeps a popular file's result small; a sample spreads the load
-_TRIGRAM_LITERAL = re.compile(r"[^*?\[\]]{3,}")  # a run the trigram index can look up
 
 
 def _schema() -> str:
@@ -33,6 +32,7 @@ class SqliteStore:
         self._local = threading.local()
         self._write_lock = threading.RLock()  # one writer at a time; readers never wait (WAL)
         self._shared: sqlite3.Connection | None = None
+        self._tidy_cursor = 0  # where name-index upkeep resumes
         if not self._memory and os.path.dirname(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)
         with self._write_lock:
@@ -157,11 +157,6 @@ class SqliteStore:
 
     @staticmethod
     def _delete_sessions(c: sqlite3.Connection, where: str, args: tuple[object, ...]) -> int:
-        c.execute(
-            "INSERT INTO files_fts(files_fts, rowid, name_lower) SELECT 'delete', f.id, f.name_lower FROM files f"
-            f" WHERE f.session_id IN (SELECT id FROM sessions WHERE {where})",
-            args,
-        )
         return c.execute(f"DELETE FROM sessions WHERE {where}", args).rowcount  # files go by ON DELETE CASCADE
 
     # -- index -------------------------------------------------------------------------
@@ -179,19 +174,15 @@ class SqliteStore:
             " VALUES (?,?,?,?,?,?,?,?)",
             rows,
         )
-        c.executemany("INSERT INTO files_fts(rowid, name_lower) VALUES (?,?)", [(r[0], r[3]) for r in rows])
+        name_index.add(c, ((r[0], r[3]) for r in rows))
 
     @staticmethod
     def _delete_files(c: sqlite3.Connection, session_id: int, names: list[str] | None) -> None:
-        """Delete a session's files (all, or those named) and their index entries."""
+        """Delete a session's files, all or those named (their postings are pruned later)."""
         if names is None:
-            rows = c.execute("SELECT id, name_lower FROM files WHERE session_id=?", (session_id,)).fetchall()
+            c.execute("DELETE FROM files WHERE session_id=?", (session_id,))
         else:
-            rows = []
-            for name in names:
-                rows.extend(c.execute("SELECT id, name_lower FROM files WHERE session_id=? AND name=?", (session_id, name)))
-        c.executemany("INSERT INTO files_fts(files_fts, rowid, name_lower) VALUES ('delete', ?, ?)", rows)
-        c.executemany("DELETE FROM files WHERE id=?", [(r[0],) for r in rows])
+            c.executemany("DELETE FROM files WHERE session_id=? AND name=?", [(session_id, n) for n in names])
 
     @staticmethod
     def _count(c: sqlite3.Connection, session_id: int) -> int:
@@ -217,13 +208,13 @@ class SqliteStore:
             where.append("f.sha256 = ?")
             args.append(q.sha256)
         if q.name_pattern:
-            # Substrings become globs too: the trigram index serves GLOB, but not LIKE with ESCAPE.
-            pattern = q.name_pattern if q.glob else f"*{_glob_escape(q.name_pattern)}*"
-            if _TRIGRAM_LITERAL.search(q.name_pattern):
-                where.append("f.id IN (SELECT rowid FROM files_fts WHERE name_lower GLOB ?)")
-            else:
-                where.append("f.name_lower GLOB ?")
-            args.append(pattern)
+            word = name_index.key_word(q.name_pattern, q.glob)
+            if word:  # otherwise (say "*.*" or "-") every name is checked: slow, but rare
+                clause, clause_args = name_index.candidates_sql(word)
+                where.append(clause)
+                args.extend(clause_args)
+            where.append("f.name_lower GLOB ?")  # the exact check; substrings become globs too
+            args.append(q.name_pattern if q.glob else f"*{_glob_escape(q.name_pattern)}*")
         sql = (
             "SELECT f.sha256 FROM files f JOIN sessions s ON s.id = f.session_id WHERE "
             + " AND ".join(where)
@@ -259,18 +250,13 @@ class SqliteStore:
         return [PeerInfo(*r) for r in rows]
 
     def maintain(self, budget_seconds: float = 0.2) -> bool:
-        """Merge the name index's segments a little at a time; True while more work remains.
-
-        Bulk SendIndex streams leave many small index segments, and every query has to visit
-        each one; merging them keeps substring queries about a third faster.
-        """
+        """Tidy the name index a slice at a time for up to budget_seconds; True while work remains."""
         deadline = time.monotonic() + budget_seconds
         while time.monotonic() < deadline:
             with self._write() as c:
-                before = c.total_changes
-                c.execute("INSERT INTO files_fts(files_fts, rank) VALUES ('merge', -64)")
-                if c.total_changes - before < 2:
-                    return False
+                more, self._tidy_cursor = name_index.tidy(c, self._tidy_cursor)
+            if not more:
+                return False
         return True
 
     def secret(self, key: str, size: int) -> bytes:

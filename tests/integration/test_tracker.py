@@ -386,10 +386,13 @@ def test_name_index_stays_consistent_through_replace_update_logout_and_expiry(st
             lambda: tracker.directory.expire() >= 0 and not tracker.directory.peers(), timeout=6, interval=0.2, what="expiry"
         )
         tracker.directory.expire()
+        while tracker.directory.store.maintain(1.0):  # what the reaper does in the background
+            pass
         db = sqlite3.connect(tmp_path / "tracker.db")
-        db.execute("INSERT INTO files_fts(files_fts) VALUES ('integrity-check')")  # raises when out of step
+        db.execute("INSERT INTO words_fts(words_fts) VALUES ('integrity-check')")  # raises when out of step
         assert db.execute("SELECT count(*) FROM files").fetchone()[0] == 0
-        assert db.execute("SELECT count(*) FROM files_fts WHERE name_lower LIKE '%txt%'").fetchone()[0] == 0
+        assert db.execute("SELECT count(*) FROM file_words").fetchone()[0] == 0  # stale postings pruned
+        assert db.execute("SELECT count(*) FROM words WHERE word = 'new'").fetchone()[0] == 1
     finally:
         c.close()
         other.close()
