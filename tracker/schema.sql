@@ -45,6 +45,12 @@ CREATE TABLE IF NOT EXISTS file_words (
 CREATE VIRTUAL TABLE IF NOT EXISTS words_fts USING fts5(
     word, content='words', content_rowid='id', tokenize='trigram', detail=none
 );
+-- How far the index has caught up with `files` (it is written behind, in the background).
+CREATE TABLE IF NOT EXISTS index_progress (
+    name TEXT PRIMARY KEY,
+    upto INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO index_progress(name, upto) VALUES ('files', 0);
 
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,

@@ -165,6 +165,7 @@ class SqliteStore:
         if not files:
             return
         (last_id,) = c.execute("SELECT coalesce(max(id), 0) FROM files").fetchone()
+        last_id = max(last_id, name_index.watermark(c))  # ids only grow: the index is written behind
         rows = [
             (last_id + 1 + i, session_id, f.name, f.name.lower(), f.size, f.sha256, f.chunk_size, f.chunk_list_sha256)
             for i, f in enumerate(files)
@@ -174,7 +175,6 @@ class SqliteStore:
             " VALUES (?,?,?,?,?,?,?,?)",
             rows,
         )
-        name_index.add(c, ((r[0], r[3]) for r in rows))
 
     @staticmethod
     def _delete_files(c: sqlite3.Connection, session_id: int, names: list[str] | None) -> None:

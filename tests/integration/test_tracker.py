@@ -378,7 +378,17 @@ def test_name_index_stays_consistent_through_replace_update_logout_and_expiry(st
         c.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry(f"old-{i}.txt", str(i).encode()) for i in range(50)]))
         c.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry(f"new-{i}.txt", str(i).encode()) for i in range(50)]))
         c.send_index(tpb.SendIndexRequest(mode=UPDATE, add=[file_entry("new-1.txt", b"changed")], remove=["new-2.txt"]))
-        assert c.query("old-").files == [] and len(c.query("new-").files) == 49
+        store = tracker.directory.store
+
+        def check_results() -> None:
+            assert c.query("old-").files == [] and len(c.query("new-").files) == 49
+            assert [f.name for f in c.query("ew-1.t").files] == ["new-1.txt"] and c.query("ew-2.t").files == []
+            assert [f.sha256 for f in c.query("new-1.*").files] == [sha256_hex(b"changed")] and not c.query("*/new-1.*").files
+
+        check_results()  # served before the written-behind index caught up
+        while store.maintain(1.0):
+            pass
+        check_results()  # and through the index
         other.login("bob", address="127.0.0.1:7002")
         other.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry("bob-file.txt")]))
         c.stub.Logout(tpb.LogoutRequest(), metadata=c.md, timeout=5)
@@ -386,7 +396,7 @@ def test_name_index_stays_consistent_through_replace_update_logout_and_expiry(st
             lambda: tracker.directory.expire() >= 0 and not tracker.directory.peers(), timeout=6, interval=0.2, what="expiry"
         )
         tracker.directory.expire()
-        while tracker.directory.store.maintain(1.0):  # what the reaper does in the background
+        while store.maintain(1.0):  # what the reaper does in the background
             pass
         db = sqlite3.connect(tmp_path / "tracker.db")
         db.execute("INSERT INTO words_fts(words_fts) VALUES ('integrity-check')")  # raises when out of step
