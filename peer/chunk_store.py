@@ -7,13 +7,14 @@ interrupted transfer resumes where it stopped, and the destination only ever app
 from __future__ import annotations
 
 import enum
+import fcntl
 import hashlib
 import os
 import struct
 import threading
 from pathlib import Path
 
-from p2p_common.errors import DataLoss
+from p2p_common.errors import DataLoss, FailedPrecondition
 from peer.manifest import Manifest
 
 PART_SUFFIX = ".p2p-part"
@@ -51,6 +52,11 @@ class PartialFile:
         self._lock = threading.Lock()
         self._have = bytearray(manifest.chunk_count)
         self._fd = os.open(self.part_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # one writer per staged file, across processes too (two `get`s of one file, two uploads)
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise FailedPrecondition(f"another transfer is already writing {dest}") from None
         self._whole = hashlib.sha256()
         self._hashed = 0  # chunks [0, _hashed) are in _whole
         self._hash_lock = threading.Lock()  # one thread at a time advances _whole, in chunk order

@@ -144,3 +144,12 @@ def test_resume_distrusts_chunks_whose_bytes_changed(tmp_path):
     again = PartialFile(tmp_path / "f", m)
     assert again.held() == [0, 2, 3]
     again.close()
+
+
+def test_one_writer_per_staged_file(tmp_path):
+    m, _ = make(DATA)
+    first = PartialFile(tmp_path / "f", m)
+    with pytest.raises(P2PError, match="already writing"):
+        PartialFile(tmp_path / "f", m)
+    first.close()
+    PartialFile(tmp_path / "f", m).close()  # free again once the first writer let go
