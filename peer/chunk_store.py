@@ -78,6 +78,8 @@ class PartialFile:
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 self._close_fd()
+                if not self.have_path.exists():  # nothing of an earlier run to keep
+                    self.part_path.unlink(missing_ok=True)
                 raise ResourceExhausted(f"not enough disk space for {self.dest} ({self.manifest.size} bytes)") from None
             # filesystems without fallocate (EOPNOTSUPP, EINVAL): plain writes still work
 
