@@ -73,7 +73,7 @@ class SessionKeeper(threading.Thread):
     republishes everything, with no operator action.
     """
 
-    def __init__(self, tracker: TrackerClient, share: Share, rescan_seconds: float):
+    def __init__(self, tracker: TrackerClient, share: Share, rescan_seconds: float, logged_in: bool = False):
         super().__init__(name="session-keeper", daemon=True)
         self._tracker = tracker
         self._share = share
@@ -81,7 +81,7 @@ class SessionKeeper(threading.Thread):
         self._stop_event = threading.Event()
         self._wake = threading.Event()
         self._published_generation = -1
-        self._need_login = True
+        self._need_login = not logged_in
         self.ready = threading.Event()  # set after the first successful publish
         self.publishes = 0
 
@@ -125,7 +125,7 @@ class SessionKeeper(threading.Thread):
                 wait = min(self._rescan, max(0.5, self._tracker.lease_seconds / 3))
             except P2PError as exc:
                 if isinstance(exc, Unauthenticated) and "wrong password" in str(exc):
-                    log.error("%s; not retrying until restarted with the right password", exc)
+                    log.error("%s (the password was changed?); retrying in a minute", exc)
                     wait = 60.0
                 else:
                     log.warning("tracker: %s; retrying in %.1fs", exc, backoff)
@@ -147,6 +147,22 @@ def advertised_address(listen: str, port: int) -> str:
     if host in ("", "0.0.0.0", "[::]", "::"):
         host = "127.0.0.1"
     return f"{host}:{port}"
+
+
+def _first_login(tracker: TrackerClient, server: RunningServer, share: Share) -> bool:
+    """Log in once before serving: refused credentials end start-up with a clear error, while an
+    unreachable tracker is only a warning (the keeper retries until it answers)."""
+    try:
+        tracker.login()
+        return True
+    except Unauthenticated:
+        server.stop(0)
+        share.close()
+        tracker.close()
+        raise
+    except P2PError as exc:
+        log.warning("%s; serving anyway and retrying in the background", exc)
+        return False
 
 
 def start_peer(config: PeerConfig) -> PeerNode:
@@ -171,7 +187,8 @@ def start_peer(config: PeerConfig) -> PeerNode:
         tracker.close()
         raise
     tracker.advertise = config.advertise or advertised_address(config.listen, server.port)
-    keeper = SessionKeeper(tracker, share, config.rescan_seconds)
+    logged_in = _first_login(tracker, server, share)
+    keeper = SessionKeeper(tracker, share, config.rescan_seconds, logged_in)
     keeper_box.append(keeper)
     keeper.start()
     server.set_serving(True)

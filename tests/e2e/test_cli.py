@@ -215,3 +215,11 @@ def test_tracker_user_commands(tmp_path):
     assert listed.stdout.split() == ["carol"]
     removed = subprocess.run([*tracker, "user", "del", "nobody"], capture_output=True, text=True)
     assert removed.returncode == 1 and "no account" in removed.stderr
+
+
+def test_serve_with_a_wrong_password_exits_with_one_line(cluster):
+    cluster.peer("search", name="owner")  # registers 'owner' with password pw
+    env = dict(cluster.env, P2P_PASSWORD="wrong")
+    cmd = ["serve", "--share", str(cluster.work / "s"), "--listen", f"127.0.0.1:{free_port()}"]
+    out = cluster.peer(*cmd, name="owner", env=env, timeout=60)
+    assert out.returncode == 1 and "wrong password" in out.stderr and "Traceback" not in out.stderr
