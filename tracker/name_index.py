@@ -89,15 +89,18 @@ def add(c: sqlite3.Connection, files: Iterable[tuple[int, str]]) -> None:
     c.executemany("INSERT OR IGNORE INTO file_words(word_id, file_id) VALUES (?,?)", postings)
 
 
-def tidy(c: sqlite3.Connection, cursor: int) -> tuple[bool, int]:
-    """One bounded slice of upkeep: index new files first, then merge index segments and prune
-    stale postings. Returns (more work remains, next cursor); a pruning pass ends at the top word.
+def tidy(c: sqlite3.Connection, cursor: int, prune: bool) -> tuple[bool, int]:
+    """One bounded slice of upkeep: index new files first, then merge index segments, then (when
+    prune) drop the stale postings of one range of words. Returns (more work remains, next cursor);
+    the cursor is back at 0 when a pruning pass over the vocabulary is complete.
     """
     if catch_up(c):
         return True, cursor
     before = c.total_changes
     c.execute("INSERT INTO words_fts(words_fts, rank) VALUES ('merge', -16)")
     merged = c.total_changes - before >= 2
+    if not prune:
+        return merged, cursor
     c.execute(
         "DELETE FROM file_words WHERE word_id >= ? AND word_id < ? AND file_id NOT IN (SELECT id FROM files)",
         (cursor, cursor + PRUNE_WORDS_PER_SLICE),

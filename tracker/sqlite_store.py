@@ -17,6 +17,7 @@ from tracker import name_index
 from tracker.store import Account, AlreadyExists, FileRecord, Match, NotFound, PeerInfo, Query, Session, Source
 
 MAX_SOURCES_PER_MATCH = 64  # keeps a popular file's result small; a sample spreads the load
+PRUNE_EVERY_SECONDS = 600.0  # a pruning pass reads every posting: rarely, in the background
 
 
 def _schema() -> str:
@@ -33,6 +34,7 @@ class SqliteStore:
         self._write_lock = threading.RLock()  # one writer at a time; readers never wait (WAL)
         self._shared: sqlite3.Connection | None = None
         self._tidy_cursor = 0  # where name-index upkeep resumes
+        self._next_prune = time.monotonic() + PRUNE_EVERY_SECONDS  # when the next pruning pass may start
         if not self._memory and os.path.dirname(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)
         with self._write_lock:
@@ -249,12 +251,20 @@ class SqliteStore:
             ).fetchall()
         return [PeerInfo(*r) for r in rows]
 
-    def maintain(self, budget_seconds: float = 0.2) -> bool:
-        """Tidy the name index a slice at a time for up to budget_seconds; True while work remains."""
+    def maintain(self, budget_seconds: float = 0.2, prune_now: bool = False) -> bool:
+        """Tidy the name index a slice at a time for up to budget_seconds; True while work remains.
+
+        New files are indexed at once; a pass pruning stale postings starts at most every
+        PRUNE_EVERY_SECONDS (it reads every posting), unless prune_now.
+        """
         deadline = time.monotonic() + budget_seconds
         while time.monotonic() < deadline:
+            prune = self._tidy_cursor > 0 or prune_now or time.monotonic() >= self._next_prune
             with self._write() as c:
-                more, self._tidy_cursor = name_index.tidy(c, self._tidy_cursor)
+                more, self._tidy_cursor = name_index.tidy(c, self._tidy_cursor, prune)
+            if prune and self._tidy_cursor == 0:
+                self._next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
+                prune_now = False
             if not more:
                 return False
         return True

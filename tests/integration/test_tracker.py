@@ -396,7 +396,7 @@ def test_name_index_stays_consistent_through_replace_update_logout_and_expiry(st
             lambda: tracker.directory.expire() >= 0 and not tracker.directory.peers(), timeout=6, interval=0.2, what="expiry"
         )
         tracker.directory.expire()
-        while store.maintain(1.0):  # what the reaper does in the background
+        while store.maintain(1.0, prune_now=True):  # what the reaper does in the background, now
             pass
         db = sqlite3.connect(tmp_path / "tracker.db")
         db.execute("INSERT INTO words_fts(words_fts) VALUES ('integrity-check')")  # raises when out of step
