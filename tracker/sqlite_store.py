@@ -48,7 +48,7 @@ class SqliteStore:
         if not self._memory:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")  # durable across app crashes, fast commits
-        conn.execute("PRAGMA cache_size = -262144")  # 256 MiB a connection: a million-file index stays hot
+        conn.execute("PRAGMA cache_size = -131072")  # 128 MiB a connection at most; reads go through mmap
         conn.execute("PRAGMA mmap_size = 4294967296")  # read pages straight from the OS cache, no syscalls
         return conn
 
