@@ -84,3 +84,13 @@ def hash_file(path: Path, chunk_size: int | None = None) -> FileHashes:
     if total != size:
         raise OSError(f"{path} changed size while being hashed")
     return FileHashes(size, whole.hexdigest(), chunk_size, tuple(digests))
+
+
+def sha256_of(path: Path) -> str:
+    """The whole-file sha256 alone (what sha256sum prints)."""
+    digest = hashlib.sha256()
+    buf = bytearray(DEFAULT_CHUNK_SIZE)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):  # type: ignore[attr-defined]
+            digest.update(memoryview(buf)[:n])
+    return digest.hexdigest()

@@ -158,6 +158,9 @@ def cmd_get(args: argparse.Namespace) -> int:
             bar.close()
     finally:
         client.logout()
+    if result.chunks_fetched == 0 and result.bytes_received == 0 and dest.exists() and not result.per_source:
+        print(f"{result.path}: already up to date (sha256 {remote.sha256})")
+        return 0
     sources = ", ".join(f"{k.split('@')[0]}:{v}" for k, v in sorted(result.per_source.items())) or "none needed"
     print(
         f"{result.path}: {human_bytes(result.size)} sha256 {remote.sha256} verified (chunks from {sources}"

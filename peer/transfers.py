@@ -47,7 +47,10 @@ def fetch(
     dest: Path,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> DownloadResult:
-    """Download remote from all its live sources into dest."""
+    """Download remote from all its live sources into dest; nothing moves if dest already holds it."""
+    if dest.is_file() and dest.stat().st_size == remote.size and chunking.sha256_of(dest) == remote.sha256:
+        chunks = chunking.chunk_count(remote.size, remote.chunk_size)
+        return DownloadResult(dest, remote.size, bytes_received=0, chunks_fetched=0, chunks_reused=chunks)
     if not remote.sources:
         raise NotFound(f"no live peer has {remote.name}")
     sources = [connect(tracker, s.peer_name, s.address) for s in remote.sources]

@@ -224,3 +224,16 @@ def test_only_lying_sources_give_a_clear_error_and_no_file(start_peer_at, client
     with pytest.raises(P2PError, match="hash mismatch"):
         fetch(client, resolve(client, "x.bin"), tmp_path / "x.bin")
     assert not (tmp_path / "x.bin").exists()
+
+
+def test_get_of_a_file_already_there_moves_nothing(start_peer_at, client, tmp_path):
+    content = data_of(3 * MiB, seed=12)
+    start_peer_at("src", {"have.bin": content})
+    dest = tmp_path / "have.bin"
+    first = fetch(client, resolve(client, "have.bin"), dest)
+    assert first.bytes_received == len(content)
+    again = fetch(client, resolve(client, "have.bin"), dest)
+    assert again.bytes_received == 0 and again.chunks_fetched == 0 and dest.read_bytes() == content
+    dest.write_bytes(b"something else")  # a different file of that name is replaced by the verified one
+    replaced = fetch(client, resolve(client, "have.bin"), dest)
+    assert replaced.bytes_received == len(content) and dest.read_bytes() == content

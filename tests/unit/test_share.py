@@ -1,0 +1,65 @@
+"""The share scanner: settled files only, never symlinks or staging files, changes reported."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from peer.share import Share
+
+
+def settle(path: Path) -> None:
+    old = time.time() - 10
+    os.utime(path, (old, old))
+
+
+def test_files_still_being_written_wait_until_settled(tmp_path):
+    root = tmp_path / "share"
+    root.mkdir()
+    (root / "growing.bin").write_bytes(b"half")  # modified just now
+    share = Share(root)
+    try:
+        assert share.scan().added == [] and share.files() == []
+        settle(root / "growing.bin")
+        assert [f.name for f in share.scan().added] == ["growing.bin"]
+    finally:
+        share.close()
+
+
+def test_symlinks_state_and_staging_files_are_never_shared(tmp_path):
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not for sharing")
+    root = tmp_path / "share"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "ok.txt").write_text("fine")
+    (root / "link.txt").symlink_to(outside)
+    (root / "linkdir").symlink_to(tmp_path)
+    (root / ".x.bin.0123456789abcdef.p2p-part").write_bytes(b"partial")
+    for p in root.rglob("*"):
+        if not p.is_symlink():
+            settle(p)
+    share = Share(root)
+    try:
+        share.scan()
+        assert [f.name for f in share.files()] == ["sub/ok.txt"]
+    finally:
+        share.close()
+
+
+def test_changes_are_reported_as_added_and_removed(tmp_path):
+    root = tmp_path / "share"
+    root.mkdir()
+    (root / "a.txt").write_text("a")
+    settle(root / "a.txt")
+    share = Share(root)
+    try:
+        assert [f.name for f in share.scan().added] == ["a.txt"]
+        assert not share.scan()  # nothing changed
+        (root / "a.txt").unlink()
+        (root / "b.txt").write_text("b")
+        settle(root / "b.txt")
+        changes = share.scan()
+        assert [f.name for f in changes.added] == ["b.txt"] and changes.removed == ["a.txt"]
+    finally:
+        share.close()
