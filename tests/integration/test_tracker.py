@@ -29,6 +29,8 @@ def test_login_registers_then_checks_password(client_factory, tracker):
     assert first.registered and first.lease_seconds == 60 and len(first.session_token) >= 22
     again = c.login("alice", "secret")
     assert not again.registered and again.session_token != first.session_token
+    for token in (first.session_token, again.session_token):  # one account, several live sessions
+        c.stub.Heartbeat(tpb.HeartbeatRequest(), metadata=bearer_metadata(token), timeout=5)
     code, msg = code_of(c.login, "alice", "wrong")
     assert code == grpc.StatusCode.UNAUTHENTICATED and "wrong password" in msg
 
