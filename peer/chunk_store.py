@@ -62,7 +62,7 @@ class PartialFile:
         self._whole = hashlib.sha256()
         self._hashed = 0  # chunks [0, _hashed) are in _whole
         self._hash_lock = threading.Lock()  # one thread at a time advances _whole, in chunk order
-        self._waiting: dict[int, bytes] = {}  # verified chunks just ahead of _hashed, kept to spare a re-read
+        self._waiting: dict[int, bytes | memoryview] = {}  # verified chunks just ahead of _hashed, kept to spare a re-read
         self._held_count = 0
         self._recover()
         self._have_file = open(self.have_path, "ab")  # noqa: SIM115 - lives as long as self
@@ -122,7 +122,7 @@ class PartialFile:
         return sum(self.manifest.chunk_length(i) for i, h in enumerate(self._have) if h)
 
     # -- writing -------------------------------------------------------------------------
-    def write_chunk(self, index: int, data: bytes) -> Write:
+    def write_chunk(self, index: int, data: bytes | memoryview) -> Write:
         """Verify chunk index and write it at its offset, unless it is wrong or held already.
 
         Safe to call from several threads at once: verifying, writing and hashing run outside

@@ -69,7 +69,7 @@ def hash_file(path: Path, chunk_size: int | None = None) -> FileHashes:
         turn = 0
         while True:
             buf = buffers[turn]
-            n = f.readinto(buf)  # type: ignore[attr-defined]
+            n = f.readinto(buf)
             if not n:
                 break
             view = memoryview(buf)[:n]
@@ -91,6 +91,6 @@ def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     buf = bytearray(DEFAULT_CHUNK_SIZE)
     with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):  # type: ignore[attr-defined]
+        while n := f.readinto(buf):
             digest.update(memoryview(buf)[:n])
     return digest.hexdigest()

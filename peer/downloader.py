@@ -29,7 +29,7 @@ ENDGAME_COPIES = 2  # near the end a missing chunk may be asked from this many s
 
 class ChunkStreamLike(Protocol):
     def ask(self, indexes: list[int]) -> None: ...
-    def next_chunk(self) -> tuple[int, bytes]: ...
+    def next_chunk(self) -> tuple[int, bytes | memoryview]: ...
     def close(self) -> None: ...
 
 
@@ -182,7 +182,7 @@ class Download:
         self._active = 0
         self._stop = threading.Event()
         self._streams: list[ChunkStreamLike] = []
-        self._received: queue.Queue[tuple[str, int, bytes] | None] = queue.Queue(maxsize=2 * window)
+        self._received: queue.Queue[tuple[str, int, bytes | memoryview] | None] = queue.Queue(maxsize=2 * window)
         self._bad: dict[str, str] = {}  # sources a writer caught lying; their receivers stop
         self._fatal: OSError | None = None  # writing failed (disk full...): the download stops
 
@@ -244,7 +244,7 @@ class Download:
             while not self._stop.is_set() and not schedule.partial.complete:
                 if source.label in self._bad:
                     raise BadSource(self._bad[source.label])
-                batch = []
+                batch: list[int] = []
                 while len(asked) + len(batch) < self.window:
                     index = schedule.take(source.label)
                     if index is None:

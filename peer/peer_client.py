@@ -42,7 +42,7 @@ class PeerConnection:
 
     def upload(self, requests: Iterator[pb.UploadRequest]) -> Iterator[pb.UploadResponse]:
         """Start an Upload stream; the caller reads the responses (RpcError on failure)."""
-        return self._stub.Upload(requests, metadata=self._md)  # type: ignore[no-any-return]
+        return self._stub.Upload(requests, metadata=self._md)
 
     def close(self) -> None:
         self._channel.close()
@@ -68,7 +68,7 @@ class ChunkStream:
             item = self._asks.get()
             if item is _END:
                 return
-            yield item  # type: ignore[misc]
+            yield item
 
     def ask(self, indexes: list[int]) -> None:
         request = pb.DownloadRequest(chunk_indexes=indexes)
@@ -79,7 +79,7 @@ class ChunkStream:
     def next_chunk(self) -> tuple[int, memoryview]:
         """The next chunk asked for; P2PError when the peer fails or ends the stream early."""
         try:
-            return next(self._call)  # type: ignore[no-any-return]
+            return next(self._call)
         except StopIteration:
             raise P2PError(f"{self.peer_name} ended the stream early") from None
         except grpc.RpcError as exc:

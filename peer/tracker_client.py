@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 import grpc
@@ -153,12 +154,15 @@ class TrackerClient:
             request = pb.QueryRequest(
                 name_pattern=pattern, sha256=sha256, page_size=min(1000, limit - len(found)), page_token=token
             )
-            reply = self._call("search", lambda md, r=request: self._stub.Query(r, metadata=md, timeout=CALL_TIMEOUT))
+            reply = self._call("search", partial(self._query_call, request))
             found.extend(_remote_file(m) for m in reply.files)
             token = reply.next_page_token
             if not token:
                 break
         return found
+
+    def _query_call(self, request: pb.QueryRequest, md: tuple[tuple[str, str], ...]) -> pb.QueryResponse:
+        return self._stub.Query(request, metadata=md, timeout=CALL_TIMEOUT)
 
     def peers(self) -> list[OnlinePeer]:
         reply = self._call(
