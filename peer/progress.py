@@ -28,8 +28,10 @@ class ProgressBar:
         self.started = time.monotonic()
         self._last = 0.0
         self._drawn = False
+        self._latest: tuple[int, int, int | None] | None = None
 
     def update(self, done: int, total: int, peers: int | None = None, final: bool = False) -> None:
+        self._latest = (done, total, peers)
         now = time.monotonic()
         if not self.enabled or (not final and now - self._last < 0.1):
             return
@@ -52,6 +54,9 @@ class ProgressBar:
         self.update(p.done_bytes, p.total_bytes, p.active_sources)
 
     def close(self) -> None:
+        """Draw the last state (throttling may have skipped it) and end the line."""
+        if self._drawn and self._latest is not None:
+            self.update(*self._latest, final=True)
         if self._drawn:
             self.stream.write("\n")
             self.stream.flush()

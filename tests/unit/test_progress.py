@@ -34,3 +34,12 @@ def test_no_bar_when_not_a_terminal():
 
 def test_human_bytes():
     assert human_bytes(0) == "0 B" and human_bytes(1536) == "1.5 KiB" and human_bytes(3 << 30) == "3.0 GiB"
+
+
+def test_the_last_state_is_drawn_even_when_throttled():
+    out = FakeTerminal()
+    bar = ProgressBar("x", stream=out)
+    bar.update(10, 100, 2)
+    bar.update(100, 100, 2)  # within 0.1 s of the previous frame: skipped for now
+    bar.close()
+    assert out.getvalue().rstrip("\n").endswith("2 peers ") and "100.0%" in out.getvalue()
