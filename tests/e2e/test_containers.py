@@ -151,9 +151,23 @@ def test_image_shape(name):
 
 
 def test_compose_waits_for_a_healthy_tracker():
-    text = (ROOT / "compose.yaml").read_text()
-    assert "condition: service_healthy" in text and "Dockerfile.tracker" in text and "Dockerfile.peer" in text
-    assert all(f"peer{i}:" in text for i in (1, 2, 3)) and "volumes:" in text
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    assert services["tracker"]["build"]["dockerfile"] == "Dockerfile.tracker"
+    peers = [name for name in services if name != "tracker"]
+    assert len(peers) == 3
+    for name in peers:
+        peer = services[name]
+        assert peer["build"]["dockerfile"] == "Dockerfile.peer"
+        assert peer["depends_on"] == {"tracker": {"condition": "service_healthy"}}
+        env = peer["environment"]
+        assert env["P2P_NAME"] == name and env["P2P_ADVERTISE"] == f"{name}:50052" and env["P2P_TRACKER"] == "tracker:50051"
+        assert env["P2P_PASSWORD"]
+    named = set(compose["volumes"])
+    for service in services.values():
+        assert all(v.split(":")[0] in named for v in service["volumes"])  # named volumes only
 
 
 def test_tracker_image_runs_and_reports_health(installed, tmp_path):
