@@ -105,7 +105,7 @@ class Share:
         self.cache = HashCache(self.state_dir / "hashes.db")
         self._lock = threading.Lock()
         self._by_name: dict[str, SharedFile] = {}
-        self._by_sha: dict[str, SharedFile] = {}
+        self._by_sha: dict[str, dict[str, SharedFile]] = {}  # content -> the names it is shared under
         self._added_outside_scan: list[SharedFile] = []  # uploads, reported by the next scan
 
     # -- scanning ------------------------------------------------------------------------
@@ -176,15 +176,16 @@ class Share:
     def _add(self, shared: SharedFile) -> None:
         self._drop(shared.name)
         self._by_name[shared.name] = shared
-        self._by_sha[shared.manifest.sha256] = shared
+        self._by_sha.setdefault(shared.manifest.sha256, {})[shared.name] = shared
 
     def _drop(self, name: str) -> None:
         old = self._by_name.pop(name, None)
-        if old and self._by_sha.get(old.manifest.sha256) is old:
+        if old is None:
+            return
+        names = self._by_sha[old.manifest.sha256]
+        del names[name]
+        if not names:
             del self._by_sha[old.manifest.sha256]
-            other = next((f for f in self._by_name.values() if f.manifest.sha256 == old.manifest.sha256), None)
-            if other:
-                self._by_sha[other.manifest.sha256] = other
 
     def add_verified(self, name: str, path: Path, manifest: Manifest) -> SharedFile:
         """Index a file this peer just wrote and verified (an upload), without hashing it again."""
@@ -207,7 +208,8 @@ class Share:
 
     def by_sha256(self, sha256: str) -> SharedFile:
         with self._lock:
-            shared = self._by_sha.get(sha256)
+            names = self._by_sha.get(sha256)
+            shared = next(iter(names.values())) if names else None
         if shared is None:
             raise NotFound(f"this peer does not share content {sha256}")
         return shared

@@ -54,12 +54,7 @@ def run_user_command(args: argparse.Namespace, config: TrackerConfig) -> None:
             directory.add_account(args.name, _password(args))
             print(f"account {args.name} created")
         elif args.user_command == "passwd":
-            from tracker.auth import hash_password
-
-            try:
-                store.set_password(args.name, hash_password(_password(args)))
-            except NotFound as exc:
-                raise SystemExit(f"p2p-tracker: {exc}") from None
+            directory.set_password(args.name, _password(args))
             print(f"password of {args.name} changed")
         elif args.user_command == "list":
             for name in store.account_names():

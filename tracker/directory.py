@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from p2p_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Unauthenticated
+from p2p_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unauthenticated
 from p2p_common.names import is_sha256_hex, name_problem
 from tracker import auth
 from tracker import store as st
@@ -30,7 +30,6 @@ _ADDRESS = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})")
 @dataclass(frozen=True)
 class LoginResult:
     token: str
-    session: st.Session
     registered: bool
 
 
@@ -74,6 +73,15 @@ class Directory:
         except st.AlreadyExists as exc:
             raise AlreadyExists(str(exc)) from exc
 
+    def set_password(self, name: str, password: str) -> None:
+        check_account_name(name)
+        if not 1 <= len(password) <= MAX_PASSWORD:
+            raise InvalidArgument(f"password must be 1-{MAX_PASSWORD} characters")
+        try:
+            self.store.set_password(name, auth.hash_password(password))
+        except st.NotFound as exc:
+            raise NotFound(str(exc)) from exc
+
     def login(self, name: str, password: str, address: str) -> LoginResult:
         check_account_name(name)
         if not 1 <= len(password) <= MAX_PASSWORD:
@@ -95,9 +103,9 @@ class Directory:
             raise Unauthenticated(f"wrong password for {name!r}")
         token = auth.new_token()
         now = self.clock()
-        session = self.store.open_session(name, auth.token_hash(token), address, now + self.config.lease_seconds, now)
+        self.store.open_session(name, auth.token_hash(token), address, now + self.config.lease_seconds, now)
         log.info("login %s address=%s registered=%s", name, address or "-", registered)
-        return LoginResult(token, session, registered)
+        return LoginResult(token, registered)
 
     def authenticate(self, token: str) -> st.Session:
         """The live session of token (used by the auth interceptor)."""

@@ -223,3 +223,22 @@ def test_serve_with_a_wrong_password_exits_with_one_line(cluster):
     cmd = ["serve", "--share", str(cluster.work / "s"), "--listen", f"127.0.0.1:{free_port()}"]
     out = cluster.peer(*cmd, name="owner", env=env, timeout=60)
     assert out.returncode == 1 and "wrong password" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_tracker_passwd_changes_the_password(tmp_path):
+    db = str(tmp_path / "users.db")
+    tracker = [str(BIN / "p2p-tracker"), "--db", db]
+    subprocess.run([*tracker, "user", "add", "dan", "--password", "old"], check=True, capture_output=True)
+    changed = subprocess.run([*tracker, "user", "passwd", "dan", "--password", "new"], capture_output=True, text=True)
+    assert changed.returncode == 0 and "changed" in changed.stdout
+    missing = subprocess.run([*tracker, "user", "passwd", "nobody", "--password", "x"], capture_output=True, text=True)
+    assert missing.returncode == 1 and "no account" in missing.stderr and "Traceback" not in missing.stderr
+    from tracker.auth import check_password
+    from tracker.sqlite_store import SqliteStore
+
+    store = SqliteStore(db)
+    try:
+        account = store.account("dan")
+        assert account is not None and check_password("new", account.password_hash)
+    finally:
+        store.close()

@@ -63,3 +63,27 @@ def test_changes_are_reported_as_added_and_removed(tmp_path):
         assert [f.name for f in changes.added] == ["b.txt"] and changes.removed == ["a.txt"]
     finally:
         share.close()
+
+
+def test_content_stays_served_while_any_copy_remains(tmp_path):
+    root = tmp_path / "share"
+    root.mkdir()
+    for name in ("a.txt", "b.txt"):
+        (root / name).write_text("same bytes")
+        settle(root / name)
+    share = Share(root)
+    try:
+        share.scan()
+        sha = share.files()[0].manifest.sha256
+        (root / "a.txt").unlink()
+        share.scan()
+        assert share.by_sha256(sha).name == "b.txt"
+        (root / "b.txt").unlink()
+        share.scan()
+        try:
+            share.by_sha256(sha)
+            raise AssertionError("content still served after every copy was removed")
+        except Exception as exc:
+            assert "does not share" in str(exc)
+    finally:
+        share.close()
