@@ -103,7 +103,7 @@ async def _load(address: str, token: str, rpc: str, concurrency: int, seconds: f
         rng = random.Random(concurrency)
 
         def request() -> object:
-            roll = rng.random()
+            roll = {"title": 0.0, "word": 0.7, "glob": 0.85, "sha": 0.95}.get(rpc, rng.random())
             i = rng.randrange(files)
             if roll < 0.6:  # a title, as a user types it: a handful of matches
                 return pb.QueryRequest(name_pattern=title_of(i), page_size=50)
@@ -115,7 +115,7 @@ async def _load(address: str, token: str, rpc: str, concurrency: int, seconds: f
 
         async def one() -> None:
             nonlocal errors
-            if rpc == "query":
+            if rpc != "health":  # "query" (the mix) or one kind of it
                 await tracker.Query(request(), metadata=md, timeout=10)
             else:
                 await health.Check(health_pb2.HealthCheckRequest(service="p2p.v1.TrackerService"), timeout=10)

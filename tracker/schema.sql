@@ -31,8 +31,8 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE INDEX IF NOT EXISTS files_by_sha256 ON files(sha256, session_id);
 
--- The name index (see tracker/name_index.py): the words of every name, and a trigram index
--- over the vocabulary only. Substring and glob queries look up words, then check names.
+-- The name index (see tracker/name_index.py): the words of every name and their postings.
+-- Substring and glob queries find words through a trigram map kept in memory, then check names.
 CREATE TABLE IF NOT EXISTS words (
     id   INTEGER PRIMARY KEY,
     word TEXT NOT NULL UNIQUE
@@ -42,9 +42,7 @@ CREATE TABLE IF NOT EXISTS file_words (
     file_id INTEGER NOT NULL,   -- may outlive its file until pruned; queries join live files
     PRIMARY KEY (word_id, file_id)
 ) WITHOUT ROWID;
-CREATE VIRTUAL TABLE IF NOT EXISTS words_fts USING fts5(
-    word, content='words', content_rowid='id', tokenize='trigram', detail=none
-);
+DROP TABLE IF EXISTS words_fts;  -- earlier versions kept the trigram map here
 -- How far the index has caught up with `files` (it is written behind, in the background).
 CREATE TABLE IF NOT EXISTS index_progress (
     name TEXT PRIMARY KEY,

@@ -39,6 +39,9 @@ class SqliteStore:
             os.makedirs(os.path.dirname(path), exist_ok=True)
         with self._write_lock:
             self._conn().executescript(_schema())
+        self._vocabulary = name_index.Vocabulary()
+        with self._read() as c:
+            self._vocabulary.load(c)
 
     # -- connections -------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -212,7 +215,7 @@ class SqliteStore:
         if q.name_pattern:
             word = name_index.key_word(q.name_pattern, q.glob)
             if word:  # otherwise (say "*.*" or "-") every name is checked: slow, but rare
-                clause, clause_args = name_index.candidates_sql(word)
+                clause, clause_args = name_index.candidates_sql(self._vocabulary, word)
                 where.append(clause)
                 args.extend(clause_args)
             where.append("f.name_lower GLOB ?")  # the exact check; substrings become globs too
@@ -261,7 +264,7 @@ class SqliteStore:
         while time.monotonic() < deadline:
             prune = self._tidy_cursor > 0 or prune_now or time.monotonic() >= self._next_prune
             with self._write() as c:
-                more, self._tidy_cursor = name_index.tidy(c, self._tidy_cursor, prune)
+                more, self._tidy_cursor = name_index.tidy(c, self._vocabulary, self._tidy_cursor, prune)
             if prune and self._tidy_cursor == 0:
                 self._next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
                 prune_now = False
