@@ -13,17 +13,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from p2p_common.errors import P2PError
+from p2p_common.options import GRPC_OPTIONS
 from p2p_common.rpc_log import RpcLoggingInterceptor
 
 log = logging.getLogger(__name__)
-
-# Chunks are at most 4 MiB; leave room for the message framing around one.
-MAX_MESSAGE_BYTES = 8 * 1024 * 1024
-GRPC_OPTIONS: tuple[tuple[str, int], ...] = (
-    ("grpc.so_reuseport", 0),  # a second server must fail to bind, not share the port
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-)
 
 
 @dataclass(frozen=True)
@@ -54,8 +48,10 @@ class RunningServer:
         self.server.stop(grace).wait()
 
 
-class BindError(Exception):
-    """The listen address could not be bound."""
+class BindError(P2PError):
+    """The listen address could not be bound (told to the operator as one line)."""
+
+    code = grpc.StatusCode.UNAVAILABLE
 
 
 def start_server(

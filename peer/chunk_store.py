@@ -64,6 +64,7 @@ class PartialFile:
         self._hash_lock = threading.Lock()  # one thread at a time advances _whole, in chunk order
         self._waiting: dict[int, bytes | memoryview] = {}  # verified chunks just ahead of _hashed, kept to spare a re-read
         self._held_count = 0
+        self._held_bytes = 0  # kept up to date: progress displays ask for it many times a second
         self._recover()
         self._have_file = open(self.have_path, "ab")  # noqa: SIM115 - lives as long as self
 
@@ -99,6 +100,7 @@ class PartialFile:
             if self.manifest.chunk_ok(index, data):
                 self._have[index] = 1
                 self._held_count += 1
+                self._held_bytes += len(data)
         # rewrite the record so that it lists exactly the chunks that survived
         with open(self.have_path, "wb") as f:
             f.write(b"".join(_RECORD.pack(i) for i, h in enumerate(self._have) if h))
@@ -119,7 +121,7 @@ class PartialFile:
 
     @property
     def bytes_held(self) -> int:
-        return sum(self.manifest.chunk_length(i) for i, h in enumerate(self._have) if h)
+        return self._held_bytes
 
     # -- writing -------------------------------------------------------------------------
     def write_chunk(self, index: int, data: bytes | memoryview) -> Write:
@@ -138,6 +140,7 @@ class PartialFile:
                 return Write.ALREADY_HELD
             self._have[index] = 1
             self._held_count += 1
+            self._held_bytes += len(data)
             self._have_file.write(_RECORD.pack(index))
             self._have_file.flush()
             if index < self._hashed + WHOLE_HASH_LOOKAHEAD:

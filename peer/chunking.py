@@ -12,7 +12,7 @@ from pathlib import Path
 # chunk message stays far below gRPC's 4 MiB default limit.
 DEFAULT_CHUNK_SIZE = 1 << 20
 MIN_CHUNK_SIZE = 64 * 1024
-MAX_CHUNK_SIZE = 4 << 20  # a chunk message must fit in p2p_common.server.MAX_MESSAGE_BYTES
+MAX_CHUNK_SIZE = 4 << 20  # a chunk message must fit in p2p_common.options.MAX_MESSAGE_BYTES
 MAX_CHUNKS = 65536  # keeps a manifest (32 bytes a chunk) at 2 MiB, well inside one message
 MAX_FILE_SIZE = MAX_CHUNK_SIZE * MAX_CHUNKS  # 256 GiB
 DIGEST_BYTES = 32

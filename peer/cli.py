@@ -13,7 +13,6 @@ from pathlib import Path
 from p2p_common.errors import P2PError
 from p2p_common.malloc import tune_malloc
 from p2p_common.rpc_log import setup_logging
-from p2p_common.server import BindError, wait_for_stop_signal
 from peer.config import PeerConfig
 from peer.progress import ProgressBar, human_bytes
 from peer.tracker_client import TrackerClient
@@ -94,6 +93,7 @@ def _client(args: argparse.Namespace) -> TrackerClient:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from p2p_common.server import wait_for_stop_signal  # the server stack loads only for serve
     from peer.node import start_peer
 
     config = PeerConfig(
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     tune_malloc()
     try:
         return COMMANDS[args.command](args)
-    except (P2PError, BindError, ValueError) as exc:
+    except (P2PError, ValueError) as exc:
         print(f"p2p-peer {args.command}: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

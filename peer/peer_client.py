@@ -11,7 +11,7 @@ from p2p.v1 import peer_pb2 as pb
 from p2p.v1 import peer_pb2_grpc as pb_grpc
 from p2p_common.auth import bearer_metadata
 from p2p_common.errors import P2PError
-from p2p_common.server import GRPC_OPTIONS
+from p2p_common.options import GRPC_OPTIONS
 from peer.chunk_wire import DOWNLOAD_METHOD, parse_download_response
 from peer.manifest import Manifest
 from peer.tracker_client import rpc_error

@@ -16,7 +16,7 @@ from p2p.v1 import tracker_pb2 as pb
 from p2p.v1 import tracker_pb2_grpc as pb_grpc
 from p2p_common.auth import bearer_metadata
 from p2p_common.errors import P2PError, Unauthenticated, Unavailable, describe_rpc_error
-from p2p_common.server import GRPC_OPTIONS
+from p2p_common.options import GRPC_OPTIONS
 from peer.share import SharedFile
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import sys
 
 from p2p_common.errors import P2PError
 from p2p_common.rpc_log import setup_logging
-from p2p_common.server import BindError, wait_for_stop_signal
+from p2p_common.server import wait_for_stop_signal
 from tracker.config import TrackerConfig, add_serve_flags, config_from_args
 from tracker.directory import Directory
 from tracker.sqlite_store import SqliteStore
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             run_user_command(args, config)
         else:
             serve(config)
-    except (P2PError, BindError, OSError) as exc:
+    except (P2PError, OSError) as exc:
         print(f"p2p-tracker: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -137,12 +137,13 @@ def test_resume_distrusts_chunks_whose_bytes_changed(tmp_path):
     partial = PartialFile(tmp_path / "f", m)
     for i in range(4):
         partial.write_chunk(i, DATA[i * CHUNK : (i + 1) * CHUNK])
+    assert partial.bytes_held == 4 * CHUNK
     partial.close()
     with open(partial.part_path, "r+b") as f:
         f.seek(CHUNK + 10)
         f.write(b"\xff\xff")
     again = PartialFile(tmp_path / "f", m)
-    assert again.held() == [0, 2, 3]
+    assert again.held() == [0, 2, 3] and again.bytes_held == 3 * CHUNK
     again.close()
 
 
