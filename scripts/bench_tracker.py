@@ -28,6 +28,7 @@ from pathlib import Path
 
 _SYLLABLES = [c + v for c in "bcdfghjklmnprstvwz" for v in ("a", "e", "i", "o", "u", "ai", "or", "en")]
 EXTS = ("mp3", "flac", "mkv", "pdf", "iso", "jpg", "txt", "tar.gz")
+KINDS = {"title": 0.6, "word": 0.2, "glob": 0.1, "sha": 0.1}  # the query mix, by share
 
 
 def word(n: int) -> str:
@@ -103,7 +104,7 @@ async def _load(address: str, token: str, rpc: str, concurrency: int, seconds: f
         rng = random.Random(concurrency)
 
         def request() -> object:
-            roll = {"title": 0.0, "word": 0.7, "glob": 0.85, "sha": 0.95}.get(rpc, rng.random())
+            roll = {"title": 0.0, "word": 0.7, "glob": 0.85, "sha": 0.95}.get(rpc, rng.random())  # one kind, or the mix
             i = rng.randrange(files)
             if roll < 0.6:  # a title, as a user types it: a handful of matches
                 return pb.QueryRequest(name_pattern=title_of(i), page_size=50)
@@ -248,6 +249,7 @@ def main() -> None:
                 trivial = run_load(address, token, "health", concurrency, args.seconds, args.files, shas_file)
                 query = run_load(address, token, "query", concurrency, args.seconds, args.files, shas_file)
                 rows.append((concurrency, trivial, query))
+            kinds = {kind: run_load(address, token, kind, 1, args.seconds, args.files, shas_file) for kind in KINDS}
             send_seconds = send_index_100k(address)
         finally:
             server.send_signal(signal.SIGTERM)
@@ -266,6 +268,11 @@ def main() -> None:
                 f"{q['rps']:>9.0f} {q['p50_ms']:>7.2f} {q['p99_ms']:>7.2f} | "
                 f"{q['rps'] / t['rps']:>9.2f} {q['p99_ms'] / t['p99_ms']:>9.2f}"
             )
+        print("\nQuery by kind, concurrency 1:")
+        print(f"{'kind':>6} {'share':>6} | {'rps':>6} {'p50 ms':>7} {'p99 ms':>7}")
+        for kind, share in KINDS.items():
+            r = kinds[kind]
+            print(f"{kind:>6} {share:>6.0%} | {r['rps']:>6.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f}")
         print(f"errors: trivial {sum(r[1]['errors'] for r in rows)}, query {sum(r[2]['errors'] for r in rows)}")
         print(f"SendIndex of 100,000 files: {send_seconds:.2f}s")
     finally:

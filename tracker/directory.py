@@ -10,7 +10,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from p2p_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unauthenticated
+from p2p_common.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unauthenticated,
+)
 from p2p_common.names import is_sha256_hex, name_problem
 from tracker import auth
 from tracker import store as st
@@ -178,7 +185,10 @@ class Directory:
         after = _decode_page_token(page_token)
         glob = any(c in pattern for c in "*?[")
         q = st.Query(name_pattern=pattern.lower(), glob=glob, sha256=sha256, after_sha256=after, limit=limit)
-        matches = self.store.query(q, self.clock())
+        try:
+            matches = self.store.query(q, self.clock())
+        except st.TooBroad as exc:
+            raise ResourceExhausted(f"{exc}; add letters or words to narrow it down") from None
         next_token = _encode_page_token(matches[-1].sha256) if len(matches) == limit else ""
         return matches, next_token
 

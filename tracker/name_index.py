@@ -23,7 +23,9 @@ import json
 import re
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 _WORD = re.compile(r"[^\W_]+")  # runs of letters and digits, in any script
 _GLOB_SYNTAX = re.compile(r"\*|\?|\[[^\]]*\]?")
@@ -35,11 +37,28 @@ def words_of(name_lower: str) -> set[str]:
     return set(_WORD.findall(name_lower))
 
 
+def word_runs(pattern_lower: str, glob: bool) -> list[str]:
+    """The runs of letters and digits that every matching name must contain, each within a word."""
+    literals = _GLOB_SYNTAX.split(pattern_lower) if glob else [pattern_lower]
+    return [w for text in literals for w in _WORD.findall(text)]
+
+
 def key_word(pattern_lower: str, glob: bool) -> str:
     """The longest word-run every match must contain ('' when the pattern has none)."""
-    literals = _GLOB_SYNTAX.split(pattern_lower) if glob else [pattern_lower]
-    runs = [w for text in literals for w in _WORD.findall(text)]
-    return max(runs, key=len, default="")
+    return max(word_runs(pattern_lower, glob), key=len, default="")
+
+
+def _trigrams(word: str) -> set[str]:
+    return {word[i : i + 3] for i in range(len(word) - 2)}
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The words containing one run of a pattern, and how many postings they hold between them."""
+
+    run: str
+    word_ids: list[int]
+    postings: int
 
 
 class Vocabulary:
@@ -54,10 +73,23 @@ class Vocabulary:
         self._lock = threading.Lock()
         self._ids: dict[str, int] = {}
         self._by_trigram: dict[str, set[str]] = {}
+        self._postings: Counter[int] = Counter()  # word id -> postings (stale ones too, until pruned)
 
     def load(self, c: sqlite3.Connection) -> None:
         for word_id, word in c.execute("SELECT id, word FROM words"):
             self.add(word, word_id)
+        with self._lock:
+            self._postings.update(dict(c.execute("SELECT word_id, count(*) FROM file_words GROUP BY word_id")))
+
+    def add_postings(self, counts: Counter[int]) -> None:
+        with self._lock:
+            self._postings.update(counts)
+
+    def recount(self, first_id: int, end_id: int, counts: dict[int, int]) -> None:
+        """Exact posting counts for word ids in [first_id, end_id), after a prune."""
+        with self._lock:
+            for word_id in range(first_id, end_id):
+                self._postings[word_id] = counts.get(word_id, 0)
 
     def add(self, word: str, word_id: int) -> None:
         with self._lock:
@@ -83,15 +115,21 @@ class Vocabulary:
                 words = self._ids
             return [self._ids[w] for w in words if text in w]
 
+    def candidates(self, run: str) -> Candidates:
+        word_ids = self.containing(run)
+        with self._lock:
+            return Candidates(run, word_ids, sum(self._postings[i] for i in word_ids))
 
-def _trigrams(word: str) -> set[str]:
-    return {word[i : i + 3] for i in range(len(word) - 2)}
+
+def narrowest(vocabulary: Vocabulary, runs: Iterable[str]) -> Candidates | None:
+    """Of the runs a match must contain, the one whose words have the fewest postings."""
+    return min((vocabulary.candidates(run) for run in set(runs)), key=lambda c: c.postings, default=None)
 
 
-def candidates_sql(vocabulary: Vocabulary, word: str) -> tuple[str, list[object]]:
-    """A condition on files f that keeps (at least) every file with a word containing word."""
+def candidates_sql(candidates: Candidates) -> tuple[str, list[object]]:
+    """A condition on files f that keeps (at least) every file with one of the candidate words."""
     not_yet_indexed = "SELECT id FROM files WHERE id > (SELECT upto FROM index_progress WHERE name = 'files')"
-    word_ids = json.dumps(vocabulary.containing(word))
+    word_ids = json.dumps(candidates.word_ids)
     return (
         f"f.id IN (SELECT file_id FROM file_words WHERE word_id IN (SELECT value FROM json_each(?)) UNION ALL {not_yet_indexed})",
         [word_ids],
@@ -120,8 +158,8 @@ def add(c: sqlite3.Connection, vocabulary: Vocabulary, files: Iterable[tuple[int
     """Index (file id, lowercase name) pairs; new words join the vocabulary."""
     per_file = [(file_id, words_of(name)) for file_id, name in files]
     wanted = set().union(*(w for _, w in per_file)) if per_file else set()
-    ids = {w: vocabulary.get(w) for w in wanted}
-    new = sorted(w for w, i in ids.items() if i is None)
+    ids = {w: i for w in wanted if (i := vocabulary.get(w)) is not None}
+    new = sorted(wanted - ids.keys())
     if new:
         (last,) = c.execute("SELECT coalesce(max(id), 0) FROM words").fetchone()
         rows = [(last + 1 + i, w) for i, w in enumerate(new)]
@@ -130,6 +168,7 @@ def add(c: sqlite3.Connection, vocabulary: Vocabulary, files: Iterable[tuple[int
             vocabulary.add(word, word_id)
             ids[word] = word_id
     postings = sorted((ids[w], file_id) for file_id, words in per_file for w in words)  # B-tree order: fewer pages
+    vocabulary.add_postings(Counter(word_id for word_id, _ in postings))
     c.executemany("INSERT OR IGNORE INTO file_words(word_id, file_id) VALUES (?,?)", postings)
 
 
@@ -142,10 +181,11 @@ def tidy(c: sqlite3.Connection, vocabulary: Vocabulary, cursor: int, prune: bool
         return True, cursor
     if not prune:
         return False, cursor
-    c.execute(
-        "DELETE FROM file_words WHERE word_id >= ? AND word_id < ? AND file_id NOT IN (SELECT id FROM files)",
-        (cursor, cursor + PRUNE_WORDS_PER_SLICE),
-    )
+    end = cursor + PRUNE_WORDS_PER_SLICE
+    in_range = "word_id >= ? AND word_id < ?"
+    c.execute(f"DELETE FROM file_words WHERE {in_range} AND file_id NOT IN (SELECT id FROM files)", (cursor, end))
+    counts = c.execute(f"SELECT word_id, count(*) FROM file_words WHERE {in_range} GROUP BY word_id", (cursor, end))
+    vocabulary.recount(cursor, end, dict(counts))
     (top,) = c.execute("SELECT coalesce(max(id), 0) FROM words").fetchone()
     cursor += PRUNE_WORDS_PER_SLICE
     if cursor > top:

@@ -14,6 +14,10 @@ class AlreadyExists(StoreError):
     """The thing to create exists already."""
 
 
+class TooBroad(StoreError):
+    """A query would take longer than the store allows one query."""
+
+
 class NotFound(StoreError):
     """The thing named does not exist."""
 

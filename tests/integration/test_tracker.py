@@ -453,3 +453,44 @@ def test_one_log_line_per_rpc_without_secrets(client_factory, caplog):
     assert (
         "hunter22-secret" not in everything and reply.session_token not in everything and "forged-token-value" not in everything
     )
+
+
+def test_common_words_are_searched_in_content_order_with_the_same_results(client_factory, monkeypatch):
+    """Above BROAD_CANDIDATES postings a query walks contents in sha256 order instead of the index."""
+    from tracker import sqlite_store
+
+    c = client_factory()
+    c.login("alice", address="127.0.0.1:7001")
+    songs = [file_entry(f"album/{i:02d} - song {i}.mp3", str(i).encode()) for i in range(30)]
+    c.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[*songs, file_entry("notes/readme.txt")]))
+    patterns = ["mp3", "song 1", "*/0?*.MP3", "readme", "zzz", "3 - s", "*.*"]
+    through_index = {p: [f.name for f in c.query(p).files] for p in patterns}
+    monkeypatch.setattr(sqlite_store, "BROAD_CANDIDATES", 0)  # every word counts as common now
+    walked = {p: [f.name for f in c.query(p).files] for p in patterns}
+    assert walked == through_index
+    assert len(walked["mp3"]) == 30 and walked["readme"] == ["notes/readme.txt"] and walked["zzz"] == []
+    assert sorted(walked["song 1"]) == ["album/01 - song 1.mp3", *(f"album/{i} - song {i}.mp3" for i in range(10, 20))]
+    pages, token = [], ""
+    while True:  # the walk pages like the index does
+        reply = c.query("mp3", page_size=7, page_token=token)
+        pages.append([f.sha256 for f in reply.files])
+        token = reply.next_page_token
+        if not token:
+            break
+    assert [len(p) for p in pages] == [7, 7, 7, 7, 2]
+    assert [sha for page in pages for sha in page] == sorted(f.sha256 for f in songs)
+
+
+def test_a_query_over_its_time_budget_is_refused_as_too_broad(client_factory, monkeypatch):
+    from tracker import sqlite_store
+
+    c = client_factory()
+    c.login("alice", address="127.0.0.1:7001")
+    c.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry(f"song {i}.mp3", str(i).encode()) for i in range(20)]))
+    monkeypatch.setattr(sqlite_store, "QUERY_SECONDS", 0.0)
+    monkeypatch.setattr(sqlite_store, "CLOCK_CHECK_STEPS", 1)
+    code, details = code_of(c.stub.Query, tpb.QueryRequest(name_pattern="song"), metadata=c.md, timeout=5)
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "'song'" in details and "narrow it down" in details
+    monkeypatch.setattr(sqlite_store, "QUERY_SECONDS", 2.0)
+    assert len(c.query("song").files) == 20  # the connection is usable again afterwards

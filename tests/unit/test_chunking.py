@@ -76,13 +76,3 @@ def test_name_rules(name, ok):
 
 def test_sha256_hex_is_lowercase_64_hex():
     assert is_sha256_hex("a" * 64) and not is_sha256_hex("A" * 64) and not is_sha256_hex("a" * 63)
-
-
-def test_name_index_key_word_is_a_run_every_match_contains():
-    from tracker.name_index import key_word, words_of
-
-    assert words_of("music/gaibu duga.mp3") == {"music", "gaibu", "duga", "mp3"}
-    assert key_word("aibu du", glob=False) == "aibu"
-    assert key_word("*/duga*.[mM]p3", glob=True) == "duga"
-    assert key_word("*.*", glob=True) == "" and key_word("-", glob=False) == ""
-    assert key_word("日本語 テスト", glob=False) == "日本語"

@@ -1,0 +1,64 @@
+"""The name index on a real SQLite database: words, postings, the vocabulary kept in memory."""
+
+from __future__ import annotations
+
+import sqlite3
+from importlib import resources
+
+from tracker import name_index
+from tracker.name_index import Vocabulary, key_word, narrowest, word_runs, words_of
+
+
+def test_name_index_key_word_is_a_run_every_match_contains():
+    assert words_of("music/gaibu duga.mp3") == {"music", "gaibu", "duga", "mp3"}
+    assert key_word("aibu du", glob=False) == "aibu"
+    assert key_word("*/duga*.[mM]p3", glob=True) == "duga"
+    assert key_word("*.*", glob=True) == "" and key_word("-", glob=False) == ""
+    assert key_word("日本語 テスト", glob=False) == "日本語"
+
+
+def test_word_runs_are_every_run_a_match_must_contain():
+    assert word_runs("*/duga*.[mM]p3", glob=True) == ["duga", "p3"]
+    assert word_runs("aibu du", glob=False) == ["aibu", "du"]
+
+
+def _database() -> sqlite3.Connection:
+    c = sqlite3.connect(":memory:", isolation_level=None)
+    c.executescript(resources.files("tracker").joinpath("schema.sql").read_text())
+    c.execute("INSERT INTO accounts VALUES ('a', 'x', 0)")
+    c.execute("INSERT INTO sessions VALUES (1, 'a', 't', '127.0.0.1:1', 1e12, 0)")
+    return c
+
+
+def _add_file(c: sqlite3.Connection, file_id: int, name: str) -> None:
+    c.execute("INSERT INTO files VALUES (?, 1, ?, ?, 1, ?, 65536, ?)", (file_id, name, name.lower(), "0" * 64, "0" * 64))
+
+
+def test_vocabulary_counts_postings_and_forgets_pruned_ones():
+    c = _database()
+    vocabulary = Vocabulary()
+    for i, name in enumerate(["music/gaibu duga.mp3", "music/duga duga.flac", "docs/readme.txt"], start=1):
+        _add_file(c, i, name)
+    while name_index.tidy(c, vocabulary, 0, prune=False)[0]:
+        pass
+    assert sorted(vocabulary.candidates("duga").word_ids) == [vocabulary.get("duga")]
+    assert vocabulary.candidates("duga").postings == 2  # a word counts once per name
+    assert vocabulary.candidates("usi").postings == 2  # "music", through the trigram map
+    assert vocabulary.candidates("u").postings == 5  # too short for trigrams: music x2, gaibu, duga x2
+    assert vocabulary.candidates("zzz").postings == 0
+    best = narrowest(vocabulary, ["music", "readme", "duga"])
+    assert best is not None and best.run == "readme" and best.postings == 1
+    assert narrowest(vocabulary, []) is None
+
+    c.execute("DELETE FROM files WHERE id = 2")
+    cursor = 0
+    while True:
+        more, cursor = name_index.tidy(c, vocabulary, cursor, prune=True)
+        if not more:
+            break
+    assert vocabulary.candidates("duga").postings == 1
+    assert c.execute("SELECT count(*) FROM file_words WHERE file_id = 2").fetchone()[0] == 0
+
+    reloaded = Vocabulary()
+    reloaded.load(c)
+    assert reloaded.candidates("duga").postings == 1 and reloaded.candidates("mp3").postings == 1
