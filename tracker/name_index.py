@@ -2,8 +2,8 @@
 
 A substring query must find "aibu du" inside "music/gaibu duga.mp3". Every maximal run of
 letters and digits in the query lies inside one such run (a word) of any name that contains
-it, so the query's longest run narrows the search to the files holding a word that contains
-it. Postings (word -> files) live in SQLite; the vocabulary (tens of thousands of words, not a
+it, so any run of the query narrows the search to the files holding a word that contains
+it; the store starts from the run whose words hold the fewest postings. Postings (word -> files) live in SQLite; the vocabulary (tens of thousands of words, not a
 million names) lives in memory with a trigram map that finds the words containing a string in
 microseconds (an FTS5 trigram table over the vocabulary cost ~0.1 ms a query; one over every
 full name ~10 ms, as common trigrams have huge posting lists). GLOB on the full name then
@@ -41,11 +41,6 @@ def word_runs(pattern_lower: str, glob: bool) -> list[str]:
     """The runs of letters and digits that every matching name must contain, each within a word."""
     literals = _GLOB_SYNTAX.split(pattern_lower) if glob else [pattern_lower]
     return [w for text in literals for w in _WORD.findall(text)]
-
-
-def key_word(pattern_lower: str, glob: bool) -> str:
-    """The longest word-run every match must contain ('' when the pattern has none)."""
-    return max(word_runs(pattern_lower, glob), key=len, default="")
 
 
 def _trigrams(word: str) -> set[str]:

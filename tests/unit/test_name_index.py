@@ -6,20 +6,15 @@ import sqlite3
 from importlib import resources
 
 from tracker import name_index
-from tracker.name_index import Vocabulary, key_word, narrowest, word_runs, words_of
-
-
-def test_name_index_key_word_is_a_run_every_match_contains():
-    assert words_of("music/gaibu duga.mp3") == {"music", "gaibu", "duga", "mp3"}
-    assert key_word("aibu du", glob=False) == "aibu"
-    assert key_word("*/duga*.[mM]p3", glob=True) == "duga"
-    assert key_word("*.*", glob=True) == "" and key_word("-", glob=False) == ""
-    assert key_word("日本語 テスト", glob=False) == "日本語"
+from tracker.name_index import Vocabulary, narrowest, word_runs, words_of
 
 
 def test_word_runs_are_every_run_a_match_must_contain():
-    assert word_runs("*/duga*.[mM]p3", glob=True) == ["duga", "p3"]
+    assert words_of("music/gaibu duga.mp3") == {"music", "gaibu", "duga", "mp3"}
     assert word_runs("aibu du", glob=False) == ["aibu", "du"]
+    assert word_runs("*/duga*.[mM]p3", glob=True) == ["duga", "p3"]
+    assert word_runs("*.*", glob=True) == [] and word_runs("-", glob=False) == []
+    assert word_runs("日本語 テスト", glob=False) == ["日本語", "テスト"]
 
 
 def _database() -> sqlite3.Connection:
