@@ -2,9 +2,10 @@
 
 A substring query must find "aibu du" inside "music/gaibu duga.mp3". Every maximal run of
 letters and digits in the query lies inside one such run (a word) of any name that contains
-it, so any run of the query narrows the search to the files holding a word that contains
-it; the store starts from the run whose words hold the fewest postings. Postings (word -> files) live in SQLite; the vocabulary (tens of thousands of words, not a
-million names) lives in memory with a trigram map that finds the words containing a string in
+it, so any run of the query narrows the search to the files holding a word that contains it;
+the store starts from the run whose words hold the fewest postings. Postings (word -> files)
+live in SQLite; the vocabulary (tens of thousands of words, not a million names) lives in
+memory with posting counts and a trigram map that finds the words containing a string in
 microseconds (an FTS5 trigram table over the vocabulary cost ~0.1 ms a query; one over every
 full name ~10 ms, as common trigrams have huge posting lists). GLOB on the full name then
 checks each candidate exactly.
