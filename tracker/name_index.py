@@ -85,7 +85,10 @@ class Vocabulary:
         """Exact posting counts for word ids in [first_id, end_id), after a prune."""
         with self._lock:
             for word_id in range(first_id, end_id):
-                self._postings[word_id] = counts.get(word_id, 0)
+                if counts.get(word_id):
+                    self._postings[word_id] = counts[word_id]
+                else:
+                    self._postings.pop(word_id, None)
 
     def add(self, word: str, word_id: int) -> None:
         with self._lock:
@@ -95,9 +98,6 @@ class Vocabulary:
 
     def get(self, word: str) -> int | None:
         return self._ids.get(word)
-
-    def __len__(self) -> int:
-        return len(self._ids)
 
     def containing(self, text: str) -> list[int]:
         """Ids of the words that contain text."""
