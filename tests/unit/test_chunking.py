@@ -68,6 +68,15 @@ def test_manifest_checks_chunks_and_shape(tmp_path):
         ("C:/windows", False),
         ("back\\slash", False),
         ("x" * 1025, False),
+        ("x" * 1024, True),
+        ("é" * 300, True),  # 600 bytes: over the quick check's 256 characters, within 1024 bytes
+        ("é" * 513, False),  # 1026 bytes
+        ("a/./b", False),
+        ("a/.", False),
+        ("a/.hidden/b", True),
+        ("a..b/c..", True),
+        ("tab\there", False),
+        ("del\x7f", False),
     ],
 )
 def test_name_rules(name, ok):
