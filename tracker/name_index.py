@@ -117,19 +117,21 @@ class Vocabulary:
             return Candidates(run, word_ids, sum(self._postings[i] for i in word_ids))
 
 
-def narrowest(vocabulary: Vocabulary, runs: Iterable[str]) -> Candidates | None:
-    """Of the runs a match must contain, the one whose words have the fewest postings."""
-    return min((vocabulary.candidates(run) for run in set(runs)), key=lambda c: c.postings, default=None)
+def rarest(vocabulary: Vocabulary, runs: Iterable[str]) -> list[Candidates]:
+    """The runs a match must contain, rarest first (by the postings of the words holding them)."""
+    return sorted((vocabulary.candidates(run) for run in set(runs)), key=lambda c: c.postings)
 
 
-def candidates_sql(candidates: Candidates) -> tuple[str, list[object]]:
-    """A condition on files f that keeps (at least) every file with one of the candidate words."""
+def candidates_sql(runs: list[Candidates]) -> tuple[str, list[object]]:
+    """A condition on files f that keeps (at least) every file holding a word of each run.
+
+    Intersecting the postings of two rare runs (a title's two words) reads a few short posting
+    lists in order instead of fetching every file row one run's words point to.
+    """
+    postings = "SELECT file_id FROM file_words WHERE word_id IN (SELECT value FROM json_each(?))"
     not_yet_indexed = "SELECT id FROM files WHERE id > (SELECT upto FROM index_progress WHERE name = 'files')"
-    word_ids = json.dumps(candidates.word_ids)
-    return (
-        f"f.id IN (SELECT file_id FROM file_words WHERE word_id IN (SELECT value FROM json_each(?)) UNION ALL {not_yet_indexed})",
-        [word_ids],
-    )
+    indexed = " INTERSECT ".join([postings] * len(runs))
+    return f"f.id IN ({indexed} UNION ALL {not_yet_indexed})", [json.dumps(r.word_ids) for r in runs]
 
 
 def watermark(c: sqlite3.Connection) -> int:

@@ -6,7 +6,7 @@ import sqlite3
 from importlib import resources
 
 from tracker import name_index
-from tracker.name_index import Vocabulary, narrowest, word_runs, words_of
+from tracker.name_index import Vocabulary, rarest, word_runs, words_of
 
 
 def test_word_runs_are_every_run_a_match_must_contain():
@@ -41,9 +41,9 @@ def test_vocabulary_counts_postings_and_forgets_pruned_ones():
     assert vocabulary.candidates("usi").postings == 2  # "music", through the trigram map
     assert vocabulary.candidates("u").postings == 5  # too short for trigrams: music x2, gaibu, duga x2
     assert vocabulary.candidates("zzz").postings == 0
-    best = narrowest(vocabulary, ["music", "readme", "duga"])
-    assert best is not None and best.run == "readme" and best.postings == 1
-    assert narrowest(vocabulary, []) is None
+    ranked = [(c.run, c.postings) for c in rarest(vocabulary, ["music", "readme", "duga", "music"])]
+    assert ranked[0] == ("readme", 1) and sorted(ranked[1:]) == [("duga", 2), ("music", 2)]
+    assert rarest(vocabulary, []) == []
 
     c.execute("DELETE FROM files WHERE id = 2")
     cursor = 0
