@@ -52,14 +52,21 @@ class FileHashes:
     chunk_digests: tuple[bytes, ...]
 
 
-def hash_file(path: Path, chunk_size: int | None = None) -> FileHashes:
+def hash_file(path: Path, chunk_size: int | None = None, size: int | None = None) -> FileHashes:
     """Hash path once: the whole-file sha256 and each chunk's, on two cores.
 
     hashlib releases the GIL on large buffers, so the whole-file digest runs in a helper thread
     over the buffer the main thread has just hashed as a chunk; two buffers alternate.
     """
-    size = path.stat().st_size
+    size = path.stat().st_size if size is None else size  # a scan knows it already
     chunk_size = chunk_size or chunk_size_for(size)
+    if size <= chunk_size:  # one chunk (most files of a large share): its digest is the file's
+        with open(path, "rb", buffering=0) as f:
+            data = f.read(chunk_size + 1)
+        if len(data) != size:
+            raise OSError(f"{path} changed size while being hashed")
+        digest = hashlib.sha256(data)
+        return FileHashes(size, digest.hexdigest(), chunk_size, (digest.digest(),) if size else ())
     whole = hashlib.sha256()
     digests: list[bytes] = []
     buffers = (bytearray(chunk_size), bytearray(chunk_size))

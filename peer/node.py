@@ -13,12 +13,13 @@ from p2p_common.server import RunningServer, Service, start_server
 from peer.chunk_wire import SERVICE_NAME, add_peer_service
 from peer.config import PeerConfig
 from peer.service import PeerServicer, UploadPolicy
-from peer.share import Share, SharedFile
+from peer.share import Share, ShareChanges, SharedFile
 from peer.tracker_client import TrackerClient
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 10.0
+SCAN_SHARE = 0.1  # rescans may take this share of one core: a huge share is rescanned less often
 
 
 class TicketVerifier:
@@ -82,6 +83,7 @@ class SessionKeeper(threading.Thread):
         self._wake = threading.Event()
         self._published_generation = -1
         self._need_login = not logged_in
+        self._scan_seconds = 0.0  # how long the last rescan took
         self.ready = threading.Event()  # set after the first successful publish
         self.publishes = 0
 
@@ -93,9 +95,13 @@ class SessionKeeper(threading.Thread):
         self._wake.set()
         self.join(timeout=10)
 
-    def _cycle(self, last_beat: float) -> float:
-        """One round: (re)login and full publish if needed, rescan, heartbeat when due."""
-        changes = self._share.scan()
+    def _cycle(self, last_beat: float, scan: bool) -> float:
+        """One round: rescan if asked, (re)login and full publish if needed, heartbeat when due."""
+        changes = ShareChanges()
+        if scan:
+            started = time.monotonic()
+            changes = self._share.scan()
+            self._scan_seconds = time.monotonic() - started
         if self._need_login or not self._tracker.logged_in:
             self._tracker.login()
             self._need_login = False
@@ -117,12 +123,16 @@ class SessionKeeper(threading.Thread):
         return last_beat
 
     def run(self) -> None:
-        backoff, last_beat = 0.5, 0.0
+        backoff, last_beat, next_scan = 0.5, 0.0, 0.0
         while not self._stop_event.is_set():
             try:
-                last_beat = self._cycle(last_beat)
+                scan = time.monotonic() >= next_scan
+                last_beat = self._cycle(last_beat, scan)
+                if scan:
+                    next_scan = time.monotonic() + max(self._rescan, self._scan_seconds / SCAN_SHARE)
                 backoff = 0.5
-                wait = min(self._rescan, max(0.5, self._tracker.lease_seconds / 3))
+                beat_due = last_beat + max(0.5, self._tracker.lease_seconds / 3)
+                wait = max(0.05, min(next_scan, beat_due) - time.monotonic())
             except P2PError as exc:
                 if isinstance(exc, Unauthenticated) and "wrong password" in str(exc):
                     log.error("%s (the password was changed?); retrying in a minute", exc)
@@ -137,7 +147,8 @@ class SessionKeeper(threading.Thread):
                 self._need_login = True
                 wait = backoff
                 backoff = min(MAX_BACKOFF, backoff * 2)
-            self._wake.wait(wait)
+            if self._wake.wait(wait):
+                next_scan = 0.0  # an upload landed: scan and publish now
             self._wake.clear()
 
 

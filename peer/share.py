@@ -47,17 +47,25 @@ class ShareChanges:
 
 
 class HashCache:
-    """sha256 and chunk digests per (name, size, mtime, inode), kept in SQLite across restarts."""
+    """sha256 and chunk digests per (name, size, mtime, inode), kept in SQLite across restarts.
+
+    put() only queues a row; flush() writes the queue in one transaction (a commit per file
+    made hashing 100,000 small files take minutes).
+    """
+
+    FLUSH_EVERY = 1000
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")  # a lost entry costs one re-hash, never a wrong digest
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS hashes (name TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER,"
             " sha256 TEXT, chunk_size INTEGER, digests BLOB)"
         )
         self._lock = threading.Lock()
+        self._queued: list[tuple[object, ...]] = []
 
     def get(self, name: str, st: os.stat_result) -> Manifest | None:
         with self._lock:
@@ -72,26 +80,36 @@ class HashCache:
         return Manifest(row[0], st.st_size, row[1], digests)
 
     def put(self, name: str, st: os.stat_result, manifest: Manifest) -> None:
+        digests = b"".join(manifest.chunk_digests)
+        row = (name, st.st_size, st.st_mtime_ns, st.st_ino, manifest.sha256, manifest.chunk_size, digests)
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO hashes VALUES (?,?,?,?,?,?,?)",
-                (
-                    name,
-                    st.st_size,
-                    st.st_mtime_ns,
-                    st.st_ino,
-                    manifest.sha256,
-                    manifest.chunk_size,
-                    b"".join(manifest.chunk_digests),
-                ),
-            )
+            self._queued.append(row)
+            full = len(self._queued) >= self.FLUSH_EVERY
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            rows, self._queued = self._queued, []
+            if rows:
+                with self._db:  # one transaction
+                    self._db.execute("BEGIN")
+                    self._db.executemany("INSERT OR REPLACE INTO hashes VALUES (?,?,?,?,?,?,?)", rows)
+
+    def forget(self, names: list[str]) -> None:
+        self.flush()
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany("DELETE FROM hashes WHERE name=?", [(n,) for n in names])
 
     def forget_except(self, names: set[str]) -> None:
+        self.flush()
         with self._lock:
             known = {r[0] for r in self._db.execute("SELECT name FROM hashes")}
-            self._db.executemany("DELETE FROM hashes WHERE name=?", [(n,) for n in known - names])
+        self.forget(sorted(known - names))
 
     def close(self) -> None:
+        self.flush()
         self._db.close()
 
 
@@ -107,28 +125,30 @@ class Share:
         self._by_name: dict[str, SharedFile] = {}
         self._by_sha: dict[str, dict[str, SharedFile]] = {}  # content -> the names it is shared under
         self._added_outside_scan: list[SharedFile] = []  # uploads, reported by the next scan
+        self._cache_reconciled = False  # the first scan drops cache entries of files gone meanwhile
 
     # -- scanning ------------------------------------------------------------------------
-    def _walk(self) -> Iterator[tuple[str, Path, os.stat_result]]:
-        """Regular files under root; symlinks, staging files and the state dir are skipped."""
-        stack = [self.root]
+    def _walk(self) -> Iterator[tuple[str, str, os.stat_result]]:
+        """(name, path, stat) of the regular files under root; symlinks, staging files and the
+        state dir are skipped. Plain strings, not Paths: a rescan of 100,000 unchanged files is
+        mostly this loop."""
+        state_dir = str(self.state_dir)
+        stack = [(str(self.root), "")]
         while stack:
-            folder = stack.pop()
+            folder, prefix = stack.pop()
             try:
-                entries = list(os.scandir(folder))
+                with os.scandir(folder) as listing:
+                    entries = list(listing)
             except OSError as exc:
                 log.warning("cannot read %s: %s", folder, exc)
                 continue
             for entry in entries:
-                path = Path(entry.path)
-                if entry.is_symlink() or path == self.state_dir or is_staging_file(entry.name):
+                if entry.is_symlink() or is_staging_file(entry.name) or entry.path == state_dir:
                     continue
                 if entry.is_dir(follow_symlinks=False):
-                    stack.append(path)
+                    stack.append((entry.path, f"{prefix}{entry.name}/"))
                 elif entry.is_file(follow_symlinks=False):
-                    name = path.relative_to(self.root).as_posix()
-                    if name_problem(name) is None:
-                        yield name, path, entry.stat(follow_symlinks=False)
+                    yield prefix + entry.name, entry.path, entry.stat(follow_symlinks=False)
 
     def scan(self) -> ShareChanges:
         """Re-read the directory; hash what is new or changed; return the differences."""
@@ -136,14 +156,16 @@ class Share:
         seen: set[str] = set()
         now_ns = time.time_ns()
         for name, path, st in self._walk():
-            seen.add(name)
             known = self._by_name.get(name)
             if known and known.mtime_ns == st.st_mtime_ns and known.inode == st.st_ino and known.manifest.size == st.st_size:
+                seen.add(name)
                 continue
+            if not known and name_problem(name) is not None:
+                continue  # a name no peer could use safely (a control character, a backslash): never shared
             if now_ns - st.st_mtime_ns < SETTLE_SECONDS * 1e9:
-                seen.discard(name)  # still being written: withdraw it, pick it up on a later scan
-                continue
-            shared = self._index_file(name, path, st)
+                continue  # still being written: withdraw it, pick it up on a later scan
+            seen.add(name)
+            shared = self._index_file(name, Path(path), st)
             if shared is not None:
                 changes.added.append(shared)
         with self._lock:
@@ -155,14 +177,19 @@ class Share:
             changes.added.extend(f for f in self._added_outside_scan if self._by_name.get(f.name) is f)
             self._added_outside_scan.clear()
         changes.removed = gone
-        self.cache.forget_except(seen | {f.name for f in changes.added})
+        if not self._cache_reconciled:
+            self.cache.forget_except(seen | {f.name for f in changes.added})
+            self._cache_reconciled = True
+        elif gone:
+            self.cache.forget(gone)
+        self.cache.flush()
         return changes
 
     def _index_file(self, name: str, path: Path, st: os.stat_result) -> SharedFile | None:
         manifest = self.cache.get(name, st)
         if manifest is None:
             try:
-                hashes = chunking.hash_file(path)
+                hashes = chunking.hash_file(path, size=st.st_size)
                 after = path.stat()
             except (OSError, ValueError) as exc:
                 log.warning("not sharing %s: %s", name, exc)
@@ -191,6 +218,7 @@ class Share:
         """Index a file this peer just wrote and verified (an upload), without hashing it again."""
         st = path.stat()
         self.cache.put(name, st, manifest)
+        self.cache.flush()
         shared = SharedFile(name, path, st.st_mtime_ns, st.st_ino, manifest)
         with self._lock:
             self._add(shared)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from pathlib import Path
 
@@ -39,6 +40,8 @@ def test_symlinks_state_and_staging_files_are_never_shared(tmp_path):
     (root / "link.txt").symlink_to(outside)
     (root / "linkdir").symlink_to(tmp_path)
     (root / ".x.bin.0123456789abcdef.p2p-part").write_bytes(b"partial")
+    (root / "tab\there.txt").write_text("a name no peer could use safely")
+    (root / "back\\slash.txt").write_text("nor this one")
     for p in root.rglob("*"):
         if not p.is_symlink():
             settle(p)
@@ -46,6 +49,7 @@ def test_symlinks_state_and_staging_files_are_never_shared(tmp_path):
     try:
         share.scan()
         assert [f.name for f in share.files()] == ["sub/ok.txt"]
+        assert not share.scan()  # and they stay out on every rescan
     finally:
         share.close()
 
@@ -87,3 +91,33 @@ def test_content_stays_served_while_any_copy_remains(tmp_path):
             share.by_sha256(sha)
     finally:
         share.close()
+
+
+def test_hash_cache_spares_a_restart_any_hashing(tmp_path, monkeypatch):
+    from peer import chunking
+
+    root = tmp_path / "share"
+    (root / "d").mkdir(parents=True)
+    for i in range(1500):  # more than one flush of the cache's queue
+        (root / "d" / f"f{i}.txt").write_text(str(i))
+    (root / "big.bin").write_bytes(os.urandom(3 * (1 << 20) + 5))
+    for p in root.rglob("*"):
+        settle(p)
+    share = Share(root)
+    first = {f.name: f.manifest for f in share.scan().added}
+    share.close()
+    assert len(first) == 1501 and len(first["big.bin"].chunk_digests) == 4
+
+    def no_hashing(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("hashed again")
+
+    monkeypatch.setattr(chunking, "hash_file", no_hashing)
+    again = Share(root)
+    try:
+        assert {f.name: f.manifest for f in again.scan().added} == first
+        (root / "d" / "f7.txt").unlink()
+        assert again.scan().removed == ["d/f7.txt"]
+    finally:
+        again.close()
+    with sqlite3.connect(root / ".p2p" / "hashes.db") as db:
+        assert db.execute("SELECT count(*) FROM hashes").fetchone()[0] == 1500  # the removed file was forgotten
