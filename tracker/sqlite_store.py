@@ -36,22 +36,25 @@ class SqliteStore:
     def __init__(self, path: str):
         self._path = path
         self._memory = path == ":memory:"
-        self._local = threading.local()
         self._write_lock = threading.RLock()  # one writer at a time; readers never wait (WAL)
-        self._shared: sqlite3.Connection | None = None
+        self._writer: sqlite3.Connection | None = None  # used under _write_lock only
+        self._pool_lock = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []  # read connections, the most recently used last
+        self._opened: list[sqlite3.Connection] = []
         self._tidy_cursor = 0  # where name-index upkeep resumes
         self._next_prune = time.monotonic() + PRUNE_EVERY_SECONDS  # when the next pruning pass may start
         if not self._memory and os.path.dirname(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)
         with self._write_lock:
-            self._conn().executescript(_schema())
+            self._writer_conn().executescript(_schema())
         self._vocabulary = name_index.Vocabulary()
         with self._read() as c:
             self._vocabulary.load(c)
 
     # -- connections -------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, timeout=30, isolation_level=None, check_same_thread=not self._memory)
+        # Connections move between threads (never used by two at once), hence check_same_thread.
+        conn = sqlite3.connect(self._path, timeout=30, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA busy_timeout = 30000")
         if not self._memory:
@@ -59,30 +62,40 @@ class SqliteStore:
             conn.execute("PRAGMA synchronous = NORMAL")  # durable across app crashes, fast commits
         conn.execute("PRAGMA cache_size = -131072")  # 128 MiB a connection at most; reads go through mmap
         conn.execute("PRAGMA mmap_size = 4294967296")  # read pages straight from the OS cache, no syscalls
+        with self._pool_lock:
+            self._opened.append(conn)
         return conn
 
-    def _conn(self) -> sqlite3.Connection:
-        if self._memory:
-            if self._shared is None:
-                self._shared = self._connect()
-            return self._shared
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self._connect()
-        return conn
+    def _writer_conn(self) -> sqlite3.Connection:
+        if self._writer is None:
+            self._writer = self._connect()
+        return self._writer
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        if self._memory:
+        """A read connection: the most recently used idle one, whose caches are warm.
+
+        (One connection per RPC thread made each query fault in its pages anew: a sync gRPC
+        server hands consecutive calls to different threads.)
+        """
+        if self._memory:  # one database, one connection
             with self._write_lock:
-                yield self._conn()
-        else:
-            yield self._conn()
+                yield self._writer_conn()
+            return
+        with self._pool_lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = self._connect()
+        try:
+            yield conn
+        finally:
+            with self._pool_lock:
+                self._idle.append(conn)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._write_lock:
-            conn = self._conn()
+            conn = self._writer_conn()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -92,13 +105,12 @@ class SqliteStore:
             conn.execute("COMMIT")
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
-        if self._shared is not None:
-            self._shared.close()
-            self._shared = None
+        with self._write_lock, self._pool_lock:
+            for conn in self._opened:
+                conn.close()
+            self._opened.clear()
+            self._idle.clear()
+            self._writer = None
 
     # -- accounts ----------------------------------------------------------------------
     def add_account(self, name: str, password_hash: str) -> None:
