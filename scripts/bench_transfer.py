@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 BIN = Path(sys.executable).parent
 MiB = 1 << 20
@@ -36,8 +37,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[float, int]:
-    """(seconds, peak RSS in KiB) of a command that must succeed."""
+class Run(NamedTuple):
+    """One measured command: wall seconds, peak RSS in KiB, and its CPU seconds (user, system)."""
+
+    seconds: float
+    rss_kib: int
+    user: float
+    system: float
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Run:
+    """How a command that must succeed ran."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -47,7 +57,7 @@ def timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = 
         raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.read().decode() if proc.stderr else ''}")
     if proc.stderr:
         proc.stderr.close()
-    return elapsed, usage.ru_maxrss
+    return Run(elapsed, usage.ru_maxrss, usage.ru_utime, usage.ru_stime)
 
 
 def peak_rss_kib(pid: int) -> int:
@@ -79,7 +89,7 @@ with socket.create_server(("127.0.0.1", port)) as srv:
 """
 
 
-def raw_tcp(source: Path, dest: Path) -> tuple[float, int]:
+def raw_tcp(source: Path, dest: Path) -> Run:
     port = free_port()
     sender = subprocess.Popen([sys.executable, "-c", RAW_SENDER, str(port), str(source)], stdout=subprocess.PIPE, text=True)
     assert sender.stdout and sender.stdout.readline().strip() == "ready"
@@ -119,7 +129,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     size = args.size_mib * MiB
     procs: list[subprocess.Popen[bytes]] = []
-    results: dict[str, list[tuple[float, int]]] = {}
+    results: dict[str, list[Run]] = {}
     serving_rss: dict[str, int] = {}
     try:
         source_dir = work / "source"
@@ -138,7 +148,7 @@ def main() -> None:
             shares.append(share)
         out = work / "out.bin"
 
-        def record(name: str, value: tuple[float, int]) -> None:
+        def record(name: str, value: Run) -> None:
             results.setdefault(name, []).append(value)
             out.unlink(missing_ok=True)
 
@@ -224,23 +234,29 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
 
     def median_rate(name: str) -> float:
-        return size / MiB / statistics.median(t for t, _ in results[name])
+        return size / MiB / statistics.median(r.seconds for r in results[name])
+
+    def cpu_per_gib(name: str, part: str) -> float:
+        return statistics.median(getattr(r, part) for r in results[name]) / (size / (1 << 30))
 
     curl = median_rate("curl <- python -m http.server")
     sha = median_rate("sha256sum")
     print(f"\nTransfer benchmark: {args.size_mib} MiB file over loopback, written to disk, median of {args.runs} runs")
-    print(f"{'what':<36} {'MiB/s':>8} {'vs curl':>8} {'peak RSS MiB':>13}")
+    print(f"{'what':<36} {'MiB/s':>8} {'vs curl':>8} {'peak RSS MiB':>13} {'user s/GiB':>11} {'sys s/GiB':>10}")
     for name in (
         "raw TCP (sendfile -> recv_into)",
         "curl <- python -m http.server",
         "p2p-peer get, 1 peer",
         "p2p-peer get, 3 peers",
     ):
-        rss = max(r for _, r in results[name]) / 1024
-        print(f"{name:<36} {median_rate(name):>8.0f} {median_rate(name) / curl:>8.2f} {rss:>13.0f}")
+        rss = max(r.rss_kib for r in results[name]) / 1024
+        user, system = cpu_per_gib(name, "user"), cpu_per_gib(name, "system")
+        print(f"{name:<36} {median_rate(name):>8.0f} {median_rate(name) / curl:>8.2f} {rss:>13.0f} {user:>11.2f} {system:>10.2f}")
     print(f"{'what':<36} {'MiB/s':>8} {'vs sha256sum':>12}")
     for name in ("sha256sum", "p2p-peer ls (hash a share)"):
         print(f"{name:<36} {median_rate(name):>8.0f} {median_rate(name) / sha:>12.2f}")
+    print("(CPU: of the receiving process, medians. This VM charges first writes into fresh page-cache memory")
+    print(" to the writer's system time, and that varies run to run: compare user time across runs.)")
     print("peak RSS of serving peers (MiB): " + ", ".join(f"{k} {v / 1024:.0f}" for k, v in serving_rss.items()))
 
 
