@@ -108,7 +108,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         rescan_seconds=args.rescan,
     )
     node = start_peer(config)
-    print(f"serving {node.share.root} ({len(node.share.files())} files) on port {node.port} as {args.name}", flush=True)
+    print(f"serving {node.share.root} on port {node.port} as {args.name} (indexing it in the background)", flush=True)
     wait_for_stop_signal()
     node.stop()
     return 0

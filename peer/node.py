@@ -13,13 +13,13 @@ from p2p_common.server import RunningServer, Service, start_server
 from peer.chunk_wire import SERVICE_NAME, add_peer_service
 from peer.config import PeerConfig
 from peer.service import PeerServicer, UploadPolicy
-from peer.share import Share, ShareChanges, SharedFile
+from peer.share import Share
 from peer.tracker_client import TrackerClient
+from peer.watcher import ShareWatcher
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 10.0
-SCAN_SHARE = 0.1  # rescans may take this share of one core: a huge share is rescanned less often
 
 
 class TicketVerifier:
@@ -52,6 +52,7 @@ class PeerNode:
     share: Share
     tracker: TrackerClient
     server: RunningServer
+    watcher: ShareWatcher
     keeper: SessionKeeper
 
     @property
@@ -60,6 +61,7 @@ class PeerNode:
 
     def stop(self, grace: float = 5.0) -> None:
         self.server.set_serving(False)
+        self.watcher.stop()
         self.keeper.stop()
         self.tracker.logout()
         self.server.stop(grace)
@@ -68,26 +70,26 @@ class PeerNode:
 
 
 class SessionKeeper(threading.Thread):
-    """Logs in, publishes the index, renews the lease and publishes share changes.
+    """Logs in, publishes the index, renews the lease and publishes what the watcher found.
 
     When the tracker forgets the session or is unreachable, it logs in again with backoff and
     republishes everything, with no operator action.
     """
 
-    def __init__(self, tracker: TrackerClient, share: Share, rescan_seconds: float, logged_in: bool = False):
+    def __init__(self, tracker: TrackerClient, share: Share, watcher: ShareWatcher, logged_in: bool = False):
         super().__init__(name="session-keeper", daemon=True)
         self._tracker = tracker
         self._share = share
-        self._rescan = rescan_seconds
+        self._watcher = watcher
         self._stop_event = threading.Event()
         self._wake = threading.Event()
         self._published_generation = -1
         self._need_login = not logged_in
-        self._scan_seconds = 0.0  # how long the last rescan took
-        self.ready = threading.Event()  # set after the first successful publish
+        self.ready = threading.Event()  # set once the whole share's index is published
         self.publishes = 0
 
-    def request_publish(self) -> None:
+    def wake(self) -> None:
+        """Publish now (the watcher has changes)."""
         self._wake.set()
 
     def stop(self) -> None:
@@ -95,44 +97,39 @@ class SessionKeeper(threading.Thread):
         self._wake.set()
         self.join(timeout=10)
 
-    def _cycle(self, last_beat: float, scan: bool) -> float:
-        """One round: rescan if asked, (re)login and full publish if needed, heartbeat when due."""
-        changes = ShareChanges()
-        if scan:
-            started = time.monotonic()
-            changes = self._share.scan()
-            self._scan_seconds = time.monotonic() - started
+    def _cycle(self, last_beat: float) -> float:
+        """One round: (re)login and full publish if needed, else publish changes; heartbeat when due."""
         if self._need_login or not self._tracker.logged_in:
             self._tracker.login()
             self._need_login = False
+        indexed = self._watcher.indexed.is_set()  # first: all it covers is pending or in files() below
+        changes = self._watcher.pending.take()  # lost if publishing fails; the full publish after re-login covers it
         if self._tracker.generation != self._published_generation:
             generation = self._tracker.generation
             count = self._tracker.send_index(True, self._share.files())
             self._published_generation = generation
             self.publishes += 1
             log.info("published %d files to %s as %s", count, self._tracker.address, self._tracker.name)
-            self.ready.set()
-            return time.monotonic()
-        if changes:
+            last_beat = time.monotonic()
+        elif changes:
             count = self._tracker.send_index(False, changes.added, changes.removed)
             self.publishes += 1
             log.info("published %d changed, %d removed (%d files now)", len(changes.added), len(changes.removed), count)
+        if indexed:
+            self.ready.set()
         if time.monotonic() - last_beat >= self._tracker.lease_seconds / 3:
             self._tracker.heartbeat()
             return time.monotonic()
         return last_beat
 
     def run(self) -> None:
-        backoff, last_beat, next_scan = 0.5, 0.0, 0.0
+        backoff, last_beat = 0.5, 0.0
         while not self._stop_event.is_set():
+            self._wake.clear()  # before the round: a wake during it starts the next one at once
             try:
-                scan = time.monotonic() >= next_scan
-                last_beat = self._cycle(last_beat, scan)
-                if scan:
-                    next_scan = time.monotonic() + max(self._rescan, self._scan_seconds / SCAN_SHARE)
+                last_beat = self._cycle(last_beat)
                 backoff = 0.5
-                beat_due = last_beat + max(0.5, self._tracker.lease_seconds / 3)
-                wait = max(0.05, min(next_scan, beat_due) - time.monotonic())
+                wait = max(0.05, last_beat + max(0.5, self._tracker.lease_seconds / 3) - time.monotonic())
             except P2PError as exc:
                 if isinstance(exc, Unauthenticated) and "wrong password" in str(exc):
                     log.error("%s (the password was changed?); retrying in a minute", exc)
@@ -147,9 +144,7 @@ class SessionKeeper(threading.Thread):
                 self._need_login = True
                 wait = backoff
                 backoff = min(MAX_BACKOFF, backoff * 2)
-            if self._wake.wait(wait):
-                next_scan = 0.0  # an upload landed: scan and publish now
-            self._wake.clear()
+            self._wake.wait(wait)
 
 
 def advertised_address(listen: str, port: int) -> str:
@@ -177,18 +172,12 @@ def _first_login(tracker: TrackerClient, server: RunningServer, share: Share) ->
 
 
 def start_peer(config: PeerConfig) -> PeerNode:
-    """Index the share, start serving, then log in and publish in the background."""
+    """Start serving at once, then index the share, log in and publish in the background."""
     share = Share(config.share)
-    share.scan()
     tracker = TrackerClient(config.tracker, config.name, config.password)
     verifier = TicketVerifier(tracker)
-    keeper_box: list[SessionKeeper] = []
-
-    def on_new_file(_shared: SharedFile) -> None:
-        if keeper_box:
-            keeper_box[0].request_publish()
-
-    servicer = PeerServicer(share, UploadPolicy(config.allow_uploads, config.max_upload_bytes), on_new_file)
+    watcher = ShareWatcher(share, config.rescan_seconds, lambda: keeper.wake())  # started once keeper is
+    servicer = PeerServicer(share, UploadPolicy(config.allow_uploads, config.max_upload_bytes), lambda _shared: watcher.wake())
     service = Service(SERVICE_NAME, lambda s: add_peer_service(servicer, s))
     auth = BearerAuthInterceptor(verifier, f"/{SERVICE_NAME}/")
     try:
@@ -199,8 +188,8 @@ def start_peer(config: PeerConfig) -> PeerNode:
         raise
     tracker.advertise = config.advertise or advertised_address(config.listen, server.port)
     logged_in = _first_login(tracker, server, share)
-    keeper = SessionKeeper(tracker, share, config.rescan_seconds, logged_in)
-    keeper_box.append(keeper)
+    keeper = SessionKeeper(tracker, share, watcher, logged_in)
     keeper.start()
+    watcher.start()
     server.set_serving(True)
-    return PeerNode(config, share, tracker, server, keeper)
+    return PeerNode(config, share, tracker, server, watcher, keeper)

@@ -126,6 +126,7 @@ class Share:
         self._by_sha: dict[str, dict[str, SharedFile]] = {}  # content -> the names it is shared under
         self._added_outside_scan: list[SharedFile] = []  # uploads, reported by the next scan
         self._cache_reconciled = False  # the first scan drops cache entries of files gone meanwhile
+        self.complete = False  # the last scan indexed every settled file it saw (none left for later)
 
     # -- scanning ------------------------------------------------------------------------
     def _walk(self) -> Iterator[tuple[str, str, os.stat_result]]:
@@ -150,11 +151,17 @@ class Share:
                 elif entry.is_file(follow_symlinks=False):
                     yield prefix + entry.name, entry.path, entry.stat(follow_symlinks=False)
 
-    def scan(self) -> ShareChanges:
-        """Re-read the directory; hash what is new or changed; return the differences."""
+    def scan(self, budget_seconds: float | None = None) -> ShareChanges:
+        """Re-read the directory; hash what is new or changed; return the differences.
+
+        With a budget, hashing stops once it is spent (a file is never cut short, and one file is
+        always indexed): what is left waits for the next scan, and `complete` says whether any was.
+        """
         changes = ShareChanges()
         seen: set[str] = set()
         now_ns = time.time_ns()
+        deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
+        complete, indexed_any = True, False
         for name, path, st in self._walk():
             known = self._by_name.get(name)
             if known and known.mtime_ns == st.st_mtime_ns and known.inode == st.st_ino and known.manifest.size == st.st_size:
@@ -164,7 +171,11 @@ class Share:
                 continue  # a name no peer could use safely (a control character, a backslash): never shared
             if now_ns - st.st_mtime_ns < SETTLE_SECONDS * 1e9:
                 continue  # still being written: withdraw it, pick it up on a later scan
+            if deadline is not None and indexed_any and time.monotonic() > deadline:
+                complete = False  # the next scan goes on from here (a changed file is withdrawn meanwhile)
+                continue
             seen.add(name)
+            indexed_any = True
             shared = self._index_file(name, Path(path), st)
             if shared is not None:
                 changes.added.append(shared)
@@ -177,12 +188,13 @@ class Share:
             changes.added.extend(f for f in self._added_outside_scan if self._by_name.get(f.name) is f)
             self._added_outside_scan.clear()
         changes.removed = gone
-        if not self._cache_reconciled:
+        if not self._cache_reconciled and complete:  # only a whole scan knows which entries are stale
             self.cache.forget_except(seen | {f.name for f in changes.added})
             self._cache_reconciled = True
         elif gone:
             self.cache.forget(gone)
         self.cache.flush()
+        self.complete = complete
         return changes
 
     def _index_file(self, name: str, path: Path, st: os.stat_result) -> SharedFile | None:

@@ -121,3 +121,23 @@ def test_hash_cache_spares_a_restart_any_hashing(tmp_path, monkeypatch):
         again.close()
     with sqlite3.connect(root / ".p2p" / "hashes.db") as db:
         assert db.execute("SELECT count(*) FROM hashes").fetchone()[0] == 1500  # the removed file was forgotten
+
+
+def test_a_scan_with_a_budget_indexes_in_slices(tmp_path):
+    root = tmp_path / "share"
+    root.mkdir()
+    for i in range(5):
+        (root / f"f{i}.txt").write_text(str(i))
+        settle(root / f"f{i}.txt")
+    share = Share(root)
+    try:
+        names: list[str] = []
+        for _ in range(5):  # a spent budget still indexes one file a scan
+            changes = share.scan(budget_seconds=0)
+            assert len(changes.added) == 1 and not changes.removed
+            names += [f.name for f in changes.added]
+            assert share.complete == (len(names) == 5)
+        assert sorted(names) == [f"f{i}.txt" for i in range(5)]
+        assert not share.scan(budget_seconds=0) and share.complete
+    finally:
+        share.close()

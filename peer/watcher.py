@@ -1,0 +1,91 @@
+"""Keeping the share's index current on a thread of its own.
+
+Scans hash in slices of a few seconds and hand what changed to the session keeper, so that
+hashing a large share never delays serving, logging in or a heartbeat: a peer with a terabyte
+to hash is reachable and healthy at once, and publishes its files as they are hashed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from peer.share import Share, ShareChanges, SharedFile
+
+log = logging.getLogger(__name__)
+
+SCAN_SLICE_SECONDS = 2.0  # hashing between two hand-overs to the keeper
+SCAN_SHARE = 0.1  # rescans may take this share of one core: a huge share is rescanned less often
+
+
+class PendingChanges:
+    """Share changes not yet published, merged by name; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._added: dict[str, SharedFile] = {}
+        self._removed: set[str] = set()
+
+    def add(self, changes: ShareChanges) -> None:
+        with self._lock:
+            for name in changes.removed:
+                self._added.pop(name, None)
+                self._removed.add(name)
+            for shared in changes.added:
+                self._removed.discard(shared.name)
+                self._added[shared.name] = shared
+
+    def take(self) -> ShareChanges:
+        """Everything pending, which is pending no more."""
+        with self._lock:
+            taken = ShareChanges(list(self._added.values()), sorted(self._removed))
+            self._added, self._removed = {}, set()
+        return taken
+
+
+class ShareWatcher(threading.Thread):
+    """Scans the share (at once, then every rescan interval) and queues what changed."""
+
+    def __init__(self, share: Share, rescan_seconds: float, on_changes: Callable[[], None]):
+        super().__init__(name="share-watcher", daemon=True)
+        self._share = share
+        self._rescan = rescan_seconds
+        self._on_changes = on_changes
+        self._stop_event = threading.Event()
+        self._wake = threading.Event()
+        self.pending = PendingChanges()
+        self.indexed = threading.Event()  # every file of the share has been hashed once
+
+    def wake(self) -> None:
+        """Scan now (an upload just landed in the share)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self._wake.set()
+        self.join(timeout=10)
+
+    def run(self) -> None:
+        started_at = time.monotonic()
+        while not self._stop_event.is_set():
+            self._wake.clear()
+            started = time.monotonic()
+            try:
+                changes = self._share.scan(SCAN_SLICE_SECONDS)
+            except Exception:
+                log.exception("scanning %s failed; trying again", self._share.root)
+                self._wake.wait(self._rescan)
+                continue
+            took = time.monotonic() - started
+            if changes:
+                self.pending.add(changes)  # before `indexed`: the keeper reads that first
+            first = self._share.complete and not self.indexed.is_set()
+            if first:
+                self.indexed.set()
+                log.info("indexed %d files of %s in %.1fs", len(self._share.files()), self._share.root, started - started_at)
+            if changes or first:
+                self._on_changes()
+            wait = max(self._rescan, took / SCAN_SHARE) if self._share.complete else 0.0
+            self._wake.wait(wait)
