@@ -38,6 +38,14 @@ def test_hash_file_matches_hashlib(tmp_path, size):
     assert chunking.chunk_list_sha256(hashes.chunk_digests) == hashlib.sha256(b"".join(expected)).hexdigest()
 
 
+@pytest.mark.parametrize("size", [10, 3 * MiB])
+def test_hash_file_notices_a_size_other_than_the_scan_saw(tmp_path, size):
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * size)
+    with pytest.raises(OSError, match="changed size"):
+        chunking.hash_file(path, size=size - 1)  # the file grew after the scan's stat
+
+
 def test_manifest_checks_chunks_and_shape(tmp_path):
     data = b"a" * (MiB + 5)
     (tmp_path / "f").write_bytes(data)
