@@ -31,6 +31,7 @@ from dataclasses import dataclass
 _WORD = re.compile(r"[^\W_]+")  # runs of letters and digits, in any script
 _GLOB_SYNTAX = re.compile(r"\*|\?|\[[^\]]*\]?")
 PRUNE_WORDS_PER_SLICE = 200
+INTERSECT_RUNS = 3  # at most this many runs' postings are intersected
 INDEX_FILES_PER_SLICE = 5000  # ~0.2 s of work: writers (heartbeats, logins) never wait long
 
 
@@ -120,6 +121,17 @@ class Vocabulary:
 def rarest(vocabulary: Vocabulary, runs: Iterable[str]) -> list[Candidates]:
     """The runs a match must contain, rarest first (by the postings of the words holding them)."""
     return sorted((vocabulary.candidates(run) for run in set(runs)), key=lambda c: c.postings)
+
+
+def runs_to_intersect(vocabulary: Vocabulary, pattern_lower: str, glob: bool, broad: int) -> list[Candidates]:
+    """The runs whose postings to intersect for a pattern: the rarest, and up to two more that are
+    not much more common; none when even the rarest holds over `broad` postings (or the pattern
+    has no word), as walking contents in sha256 order to a full page is cheaper then."""
+    ranked = rarest(vocabulary, word_runs(pattern_lower, glob))
+    if not ranked or ranked[0].postings > broad:
+        return []
+    bound = min(broad, 10 * ranked[0].postings + 100)
+    return [r for r in ranked[:INTERSECT_RUNS] if r.postings <= bound]
 
 
 def candidates_sql(runs: list[Candidates]) -> tuple[str, list[object]]:

@@ -20,7 +20,6 @@ MAX_SOURCES_PER_MATCH = 64  # keeps a popular file's result small; a sample spre
 # Above this many candidate postings a name query walks contents in sha256 order instead, checking
 # names until a page is full: at a million files "mp3" took 0.36 s through the index, 3 ms so.
 BROAD_CANDIDATES = 20_000
-INTERSECT_RUNS = 3  # at most this many runs' postings are intersected
 QUERY_SECONDS = 2.0  # a pattern broad and rare at once ("a z") is refused rather than run for long
 CLOCK_CHECK_STEPS = 100_000  # SQLite VM steps between looks at the clock (~1 ms of work)
 PRUNE_EVERY_SECONDS = 600.0  # a pruning pass reads every posting: rarely, in the background
@@ -231,10 +230,8 @@ class SqliteStore:
             where.append("f.sha256 = ?")
             args.append(q.sha256)
         if q.name_pattern:
-            ranked = name_index.rarest(self._vocabulary, name_index.word_runs(q.name_pattern, q.glob))
-            # runs worth intersecting: rare, and not much more common than the rarest
-            runs = [r for r in ranked[:INTERSECT_RUNS] if r.postings <= min(BROAD_CANDIDATES, 10 * ranked[0].postings + 100)]
-            if not q.sha256 and runs:
+            runs = [] if q.sha256 else name_index.runs_to_intersect(self._vocabulary, q.name_pattern, q.glob, BROAD_CANDIDATES)
+            if runs:
                 clause, clause_args = name_index.candidates_sql(runs)
                 where.append(clause)
                 args.extend(clause_args)
