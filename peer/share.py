@@ -127,6 +127,7 @@ class Share:
         self._added_outside_scan: list[SharedFile] = []  # uploads, reported by the next scan
         self._cache_reconciled = False  # the first scan drops cache entries of files gone meanwhile
         self.complete = False  # the last scan indexed every settled file it saw (none left for later)
+        self._unreadable: set[str] = set()  # folders already warned about: one warning, not one a rescan
 
     # -- scanning ------------------------------------------------------------------------
     def _walk(self) -> Iterator[tuple[str, str, os.stat_result]]:
@@ -141,8 +142,11 @@ class Share:
                 with os.scandir(folder) as listing:
                     entries = list(listing)
             except OSError as exc:
-                log.warning("cannot read %s: %s", folder, exc)
+                if folder not in self._unreadable:
+                    self._unreadable.add(folder)
+                    log.warning("cannot read %s (its files are not shared): %s", folder, exc.strerror or exc)
                 continue
+            self._unreadable.discard(folder)
             for entry in entries:
                 if entry.is_symlink() or is_staging_file(entry.name) or entry.path == state_dir:
                     continue

@@ -141,3 +141,27 @@ def test_a_scan_with_a_budget_indexes_in_slices(tmp_path):
         assert not share.scan(budget_seconds=0) and share.complete
     finally:
         share.close()
+
+
+def test_an_unreadable_folder_is_skipped_with_one_warning(tmp_path, caplog, monkeypatch):
+    root = tmp_path / "share"
+    (root / "locked").mkdir(parents=True)
+    (root / "locked" / "secret.txt").write_text("x")
+    (root / "open.txt").write_text("y")
+    settle(root / "open.txt")
+    real_scandir = os.scandir
+
+    def scandir(path):  # chmod 000 does not stop root (CI may run as root): refuse this one folder
+        if os.path.basename(path) == "locked":
+            raise PermissionError(13, "Permission denied", path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    share = Share(root)
+    try:
+        for _ in range(3):
+            share.scan()
+        assert [f.name for f in share.files()] == ["open.txt"]
+        assert sum("cannot read" in r.getMessage() for r in caplog.records) == 1
+    finally:
+        share.close()
