@@ -317,8 +317,11 @@ def _glob_escape(text: str) -> str:
 
 def _match(rows: list[tuple]) -> Match:
     """Group one content's rows; a source whose chunk list disagrees with the majority is left out."""
-    chunking = Counter((r[3], r[4]) for r in rows).most_common(1)[0][0]
-    agreeing = [r for r in rows if (r[3], r[4]) == chunking]
+    if len(rows) == 1:  # the common case: no vote to hold
+        agreeing, chunking = rows, (rows[0][3], rows[0][4])
+    else:
+        chunking = Counter((r[3], r[4]) for r in rows).most_common(1)[0][0]
+        agreeing = [r for r in rows if (r[3], r[4]) == chunking]
     sources = [Source(peer_name=r[5], address=r[6], name=r[1]) for r in agreeing]
     if len(sources) > MAX_SOURCES_PER_MATCH:
         sources = random.sample(sources, MAX_SOURCES_PER_MATCH)
