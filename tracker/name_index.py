@@ -112,22 +112,32 @@ class Vocabulary:
                 words = self._ids
             return [self._ids[w] for w in words if text in w]
 
-    def candidates(self, run: str) -> Candidates:
+    def candidates(self, run: str, cap: int) -> Candidates:
+        """The words holding run and their postings, counted up to just above cap."""
         word_ids = self.containing(run)
+        total = 0
         with self._lock:
-            return Candidates(run, word_ids, sum(self._postings[i] for i in word_ids))
+            for word_id in word_ids:
+                total += self._postings[word_id]
+                if total > cap:
+                    break
+        return Candidates(run, word_ids, total)
 
 
-def rarest(vocabulary: Vocabulary, runs: Iterable[str]) -> list[Candidates]:
-    """The runs a match must contain, rarest first (by the postings of the words holding them)."""
-    return sorted((vocabulary.candidates(run) for run in set(runs)), key=lambda c: c.postings)
+def rarest(vocabulary: Vocabulary, runs: Iterable[str], cap: int) -> list[Candidates]:
+    """The runs a match must contain, rarest first (by the postings of the words holding them,
+    counted up to just above cap). Runs of one or two characters narrow little and cost a scan
+    of the vocabulary: they count only when the pattern has no longer run."""
+    distinct = set(runs)
+    chosen = {r for r in distinct if len(r) >= 3} or distinct
+    return sorted((vocabulary.candidates(run, cap) for run in chosen), key=lambda c: c.postings)
 
 
 def runs_to_intersect(vocabulary: Vocabulary, pattern_lower: str, glob: bool, broad: int) -> list[Candidates]:
     """The runs whose postings to intersect for a pattern: the rarest, and up to two more that are
     not much more common; none when even the rarest holds over `broad` postings (or the pattern
     has no word), as walking contents in sha256 order to a full page is cheaper then."""
-    ranked = rarest(vocabulary, word_runs(pattern_lower, glob))
+    ranked = rarest(vocabulary, word_runs(pattern_lower, glob), broad)
     if not ranked or ranked[0].postings > broad:
         return []
     bound = min(broad, 10 * ranked[0].postings + 100)

@@ -36,14 +36,17 @@ def test_vocabulary_counts_postings_and_forgets_pruned_ones():
         _add_file(c, i, name)
     while name_index.tidy(c, vocabulary, 0, prune=False)[0]:
         pass
-    assert sorted(vocabulary.candidates("duga").word_ids) == [vocabulary.get("duga")]
-    assert vocabulary.candidates("duga").postings == 2  # a word counts once per name
-    assert vocabulary.candidates("usi").postings == 2  # "music", through the trigram map
-    assert vocabulary.candidates("u").postings == 5  # too short for trigrams: music x2, gaibu, duga x2
-    assert vocabulary.candidates("zzz").postings == 0
-    ranked = [(c.run, c.postings) for c in rarest(vocabulary, ["music", "readme", "duga", "music"])]
+    assert sorted(vocabulary.candidates("duga", 100).word_ids) == [vocabulary.get("duga")]
+    assert vocabulary.candidates("duga", 100).postings == 2  # a word counts once per name
+    assert vocabulary.candidates("usi", 100).postings == 2  # "music", through the trigram map
+    assert vocabulary.candidates("u", 100).postings == 5  # too short for trigrams: music x2, gaibu, duga x2
+    assert vocabulary.candidates("u", 1).postings == 2  # counting stops just above the cap
+    assert vocabulary.candidates("zzz", 100).postings == 0
+    ranked = [(c.run, c.postings) for c in rarest(vocabulary, ["music", "readme", "duga", "music"], 100)]
     assert ranked[0] == ("readme", 1) and sorted(ranked[1:]) == [("duga", 2), ("music", 2)]
-    assert rarest(vocabulary, []) == []
+    assert [c.run for c in rarest(vocabulary, ["du", "readme"], 100)] == ["readme"]  # short runs only without long ones
+    assert [c.run for c in rarest(vocabulary, ["du", "u"], 100)] == ["du", "u"]
+    assert rarest(vocabulary, [], 100) == []
 
     c.execute("DELETE FROM files WHERE id = 2")
     cursor = 0
@@ -51,9 +54,9 @@ def test_vocabulary_counts_postings_and_forgets_pruned_ones():
         more, cursor = name_index.tidy(c, vocabulary, cursor, prune=True)
         if not more:
             break
-    assert vocabulary.candidates("duga").postings == 1
+    assert vocabulary.candidates("duga", 100).postings == 1
     assert c.execute("SELECT count(*) FROM file_words WHERE file_id = 2").fetchone()[0] == 0
 
     reloaded = Vocabulary()
     reloaded.load(c)
-    assert reloaded.candidates("duga").postings == 1 and reloaded.candidates("mp3").postings == 1
+    assert reloaded.candidates("duga", 100).postings == 1 and reloaded.candidates("mp3", 100).postings == 1
