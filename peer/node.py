@@ -15,7 +15,7 @@ from peer.config import PeerConfig
 from peer.service import PeerServicer, UploadPolicy
 from peer.share import Share
 from peer.tracker_client import TrackerClient
-from peer.watcher import ShareWatcher
+from peer.watcher import ShareWatcher, Wakeable
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class PeerNode:
         self.share.close()
 
 
-class SessionKeeper(threading.Thread):
+class SessionKeeper(Wakeable):
     """Logs in, publishes the index, renews the lease and publishes what the watcher found.
 
     When the tracker forgets the session or is unreachable, it logs in again with backoff and
@@ -77,25 +77,14 @@ class SessionKeeper(threading.Thread):
     """
 
     def __init__(self, tracker: TrackerClient, share: Share, watcher: ShareWatcher, logged_in: bool = False):
-        super().__init__(name="session-keeper", daemon=True)
+        super().__init__("session-keeper")
         self._tracker = tracker
         self._share = share
-        self._watcher = watcher
-        self._stop_event = threading.Event()
-        self._wake = threading.Event()
+        self._watcher = watcher  # wakes this keeper when it has changes
         self._published_generation = -1
         self._need_login = not logged_in
         self.ready = threading.Event()  # set once the whole share's index is published
         self.publishes = 0
-
-    def wake(self) -> None:
-        """Publish now (the watcher has changes)."""
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self._wake.set()
-        self.join(timeout=10)
 
     def _cycle(self, last_beat: float) -> float:
         """One round: (re)login and full publish if needed, else publish changes; heartbeat when due."""

@@ -45,27 +45,35 @@ class PendingChanges:
         return taken
 
 
-class ShareWatcher(threading.Thread):
-    """Scans the share (at once, then every rescan interval) and queues what changed."""
+class Wakeable(threading.Thread):
+    """A background thread of the peer that works in rounds: wake() starts the next one now,
+    stop() ends it (waiting up to 10 s for the round under way)."""
 
-    def __init__(self, share: Share, rescan_seconds: float, on_changes: Callable[[], None]):
-        super().__init__(name="share-watcher", daemon=True)
-        self._share = share
-        self._rescan = rescan_seconds
-        self._on_changes = on_changes
+    def __init__(self, name: str):
+        super().__init__(name=name, daemon=True)
         self._stop_event = threading.Event()
         self._wake = threading.Event()
-        self.pending = PendingChanges()
-        self.indexed = threading.Event()  # every file of the share has been hashed once
 
     def wake(self) -> None:
-        """Scan now (an upload just landed in the share)."""
         self._wake.set()
 
     def stop(self) -> None:
         self._stop_event.set()
         self._wake.set()
         self.join(timeout=10)
+
+
+class ShareWatcher(Wakeable):
+    """Scans the share (at once, then every rescan interval, or when woken: an upload landed)
+    and queues what changed."""
+
+    def __init__(self, share: Share, rescan_seconds: float, on_changes: Callable[[], None]):
+        super().__init__("share-watcher")
+        self._share = share
+        self._rescan = rescan_seconds
+        self._on_changes = on_changes
+        self.pending = PendingChanges()
+        self.indexed = threading.Event()  # every file of the share has been hashed once
 
     def run(self) -> None:
         started_at = time.monotonic()

@@ -141,14 +141,16 @@ def test_oversized_messages_are_refused(served):
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+def peer_health(port: int) -> int:
+    """The PeerService status a grpc.health.v1 Check reports."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        request = health_pb2.HealthCheckRequest(service="p2p.v1.PeerService")
+        return health_pb2_grpc.HealthStub(channel).Check(request, timeout=5).status
+
+
 def test_peer_health_and_reflection(served):
     node, _stub, _md = served
-    channel = grpc.insecure_channel(f"127.0.0.1:{node.port}")
-    try:
-        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="p2p.v1.PeerService"), timeout=5)
-        assert reply.status == health_pb2.HealthCheckResponse.SERVING
-    finally:
-        channel.close()
+    assert peer_health(node.port) == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_tracker_restart_during_serve_relogs_in_and_republishes(start_tracker_at, tmp_path):
@@ -186,12 +188,7 @@ def test_a_peer_serves_at_once_and_publishes_its_share_as_it_is_hashed(start_pee
     monkeypatch.setattr(watcher, "SCAN_SLICE_SECONDS", 0.0)  # one file a scan: many slices
     files = {f"album/{i:02d}.bin": bytes([i]) * 3000 for i in range(20)}
     node = start_peer_at("slow", files, wait=False)
-    channel = grpc.insecure_channel(f"127.0.0.1:{node.port}")
-    try:
-        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="p2p.v1.PeerService"), timeout=5)
-        assert reply.status == health_pb2.HealthCheckResponse.SERVING
-    finally:
-        channel.close()
+    assert peer_health(node.port) == health_pb2.HealthCheckResponse.SERVING
     assert node.keeper.ready.wait(15) and node.watcher.indexed.is_set()
     found = {f.name: f.sha256 for f in client.query("album/")}
     assert found == {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
