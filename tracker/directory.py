@@ -45,6 +45,12 @@ def check_account_name(name: str) -> None:
         raise InvalidArgument(f"account name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
 
 
+def check_credentials(name: str, password: str) -> None:
+    check_account_name(name)
+    if not 1 <= len(password) <= MAX_PASSWORD:
+        raise InvalidArgument(f"password must be 1-{MAX_PASSWORD} characters")
+
+
 def check_file(entry: st.FileRecord) -> None:
     """INVALID_ARGUMENT naming the entry when anything about it is malformed."""
     problem = name_problem(entry.name)
@@ -72,27 +78,21 @@ class Directory:
 
     # -- accounts and sessions ---------------------------------------------------------
     def add_account(self, name: str, password: str) -> None:
-        check_account_name(name)
-        if not 1 <= len(password) <= MAX_PASSWORD:
-            raise InvalidArgument(f"password must be 1-{MAX_PASSWORD} characters")
+        check_credentials(name, password)
         try:
             self.store.add_account(name, auth.hash_password(password))
         except st.AlreadyExists as exc:
             raise AlreadyExists(str(exc)) from exc
 
     def set_password(self, name: str, password: str) -> None:
-        check_account_name(name)
-        if not 1 <= len(password) <= MAX_PASSWORD:
-            raise InvalidArgument(f"password must be 1-{MAX_PASSWORD} characters")
+        check_credentials(name, password)
         try:
             self.store.set_password(name, auth.hash_password(password))
         except st.NotFound as exc:
             raise NotFound(str(exc)) from exc
 
     def login(self, name: str, password: str, address: str) -> LoginResult:
-        check_account_name(name)
-        if not 1 <= len(password) <= MAX_PASSWORD:
-            raise InvalidArgument(f"password must be 1-{MAX_PASSWORD} characters")
+        check_credentials(name, password)
         if address and (len(address) > MAX_ADDRESS or not _ADDRESS.fullmatch(address) or int(address.rsplit(":", 1)[1]) > 65535):
             raise InvalidArgument(f"address {address!r} must be host:port")
         account = self.store.account(name)
