@@ -1,7 +1,9 @@
-"""A file being assembled from verified chunks: written aside, checked whole, renamed into place.
+"""A file being assembled from verified chunks: written aside, renamed into place when complete.
 
 The partial data and the list of chunks already verified live next to the destination, so an
 interrupted transfer resumes where it stopped, and the destination only ever appears complete.
+Chunk digests chain into the file's sha256 (peer.sha256_chain), so a file whose every chunk
+was verified has been checked whole too, with no second pass over its bytes.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import enum
 import errno
 import fcntl
-import hashlib
 import os
 import struct
 import threading
@@ -21,7 +22,6 @@ from peer.manifest import Manifest
 PART_SUFFIX = ".p2p-part"
 HAVE_SUFFIX = ".p2p-have"
 _RECORD = struct.Struct("<I")
-WHOLE_HASH_LOOKAHEAD = 64  # chunks kept in memory ahead of the whole-file hash (64 MiB at 1 MiB)
 
 
 class Write(enum.Enum):
@@ -46,6 +46,7 @@ class PartialFile:
     """Verified chunks of one manifest, written at their offsets; thread-safe."""
 
     def __init__(self, dest: Path, manifest: Manifest):
+        manifest.check()  # a chunk list that does not chain into its sha256 would verify nothing
         self.dest = dest
         self.manifest = manifest
         self.part_path, self.have_path = staging_paths(dest, manifest.sha256)
@@ -59,10 +60,6 @@ class PartialFile:
             os.close(self._fd)
             raise FailedPrecondition(f"another transfer is already writing {dest}") from None
         self._preallocate()
-        self._whole = hashlib.sha256()
-        self._hashed = 0  # chunks [0, _hashed) are in _whole
-        self._hash_lock = threading.Lock()  # one thread at a time advances _whole, in chunk order
-        self._waiting: dict[int, bytes | memoryview] = {}  # verified chunks just ahead of _hashed, kept to spare a re-read
         self._held_count = 0
         self._held_bytes = 0  # kept up to date: progress displays ask for it many times a second
         self._recover()
@@ -127,14 +124,14 @@ class PartialFile:
     def write_chunk(self, index: int, data: bytes | memoryview) -> Write:
         """Verify chunk index and write it at its offset, unless it is wrong or held already.
 
-        Safe to call from several threads at once: verifying, writing and hashing run outside
-        the state lock (hashlib and pwrite release the GIL), so writers overlap on two cores.
+        Safe to call from several threads at once: verifying and writing run outside the state
+        lock (hashing and pwrite release the GIL), so writers overlap on two cores.
         """
         if not 0 <= index < self.manifest.chunk_count or not self.manifest.chunk_ok(index, data):
             return Write.REJECTED
         if self._have[index]:
             return Write.ALREADY_HELD
-        os.pwrite(self._fd, data, index * self.manifest.chunk_size)
+        _pwrite_all(self._fd, data, index * self.manifest.chunk_size)
         with self._lock:
             if self._have[index]:
                 return Write.ALREADY_HELD
@@ -143,40 +140,17 @@ class PartialFile:
             self._held_bytes += len(data)
             self._have_file.write(_RECORD.pack(index))
             self._have_file.flush()
-            if index < self._hashed + WHOLE_HASH_LOOKAHEAD:
-                self._waiting[index] = data
-        self._advance_whole_hash(block=False)
         return Write.WRITTEN
 
-    def _advance_whole_hash(self, block: bool) -> None:
-        """Feed the whole-file hash every held chunk from _hashed on, from memory when possible."""
-        if not self._hash_lock.acquire(blocking=block):
-            return  # another writer is advancing it and will pick up what is waiting
-        try:
-            m = self.manifest
-            while True:
-                with self._lock:
-                    if self._hashed >= m.chunk_count or not self._have[self._hashed]:
-                        return
-                    index = self._hashed
-                    data = self._waiting.pop(index, None)
-                if data is None:
-                    data = os.pread(self._fd, m.chunk_length(index), index * m.chunk_size)
-                self._whole.update(data)
-                with self._lock:
-                    self._hashed += 1
-        finally:
-            self._hash_lock.release()
-
     def finish(self) -> Path:
-        """Check the whole file's sha256, then atomically rename it to dest."""
+        """Atomically rename the complete file to dest.
+
+        Every chunk was verified from the previous chunk's digest, and the last one's digest is
+        the file's sha256 (Manifest.check), so the file's sha256 is checked by then.
+        """
         if not self.complete:
             raise DataLoss(f"{self.dest.name}: {len(self.missing())} chunks still missing")
-        self._advance_whole_hash(block=True)
         with self._lock:
-            if self._whole.hexdigest() != self.manifest.sha256:
-                self.discard()
-                raise DataLoss(f"{self.dest.name}: every chunk matched its digest but the whole file's sha256 does not")
             # No fsync: the rename makes the file appear whole or not at all to any process, and,
             # as with curl or BitTorrent clients, flushing to the platter is left to the kernel.
             os.ftruncate(self._fd, self.manifest.size)
@@ -198,3 +172,12 @@ class PartialFile:
         self._close()
         self.part_path.unlink(missing_ok=True)
         self.have_path.unlink(missing_ok=True)
+
+
+def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    """pwrite until every byte is written: a short write (a nearly full disk) is retried, and
+    the retry reports the real error (ENOSPC) instead of leaving a silent hole."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written

@@ -1,12 +1,13 @@
-"""Pure chunk arithmetic and hashing: a file's sha256 and the sha256 of each of its chunks."""
+"""Pure chunk arithmetic and hashing: a file's sha256 and the chained digest of each of its chunks."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from peer.sha256_chain import Sha256Chain
 
 # 1 MiB chunks: measured fastest for Python gRPC streaming here (see PERFORMANCE.md) while one
 # chunk message stays far below gRPC's 4 MiB default limit.
@@ -15,7 +16,6 @@ MIN_CHUNK_SIZE = 64 * 1024
 MAX_CHUNK_SIZE = 4 << 20  # a chunk message must fit in p2p_common.options.MAX_MESSAGE_BYTES
 MAX_CHUNKS = 65536  # keeps a manifest (32 bytes a chunk) at 2 MiB, well inside one message
 MAX_FILE_SIZE = MAX_CHUNK_SIZE * MAX_CHUNKS  # 256 GiB
-DIGEST_BYTES = 32
 
 
 def chunk_size_for(size: int) -> int:
@@ -49,48 +49,37 @@ class FileHashes:
     size: int
     sha256: str
     chunk_size: int
-    chunk_digests: tuple[bytes, ...]
+    chunk_digests: tuple[bytes, ...]  # chained: see peer.sha256_chain; the last is the sha256
 
 
 def hash_file(path: Path, chunk_size: int | None = None, size: int | None = None) -> FileHashes:
-    """Hash path once: the whole-file sha256 and each chunk's, on two cores.
+    """Hash path in one pass: the digest after each chunk, the last of which is the file's sha256.
 
-    hashlib releases the GIL on large buffers, so the whole-file digest runs in a helper thread
-    over the buffer the main thread has just hashed as a chunk; two buffers alternate.
+    Raises OSError when the file turns out to have another size than expected (being written).
     """
     size = path.stat().st_size if size is None else size  # a scan knows it already
     chunk_size = chunk_size or chunk_size_for(size)
-    if size <= chunk_size:  # one chunk (most files of a large share): its digest is the file's
+    count = chunk_count(size, chunk_size)
+    if count <= 1:  # most files of a large share: read and hashed at once
         with open(path, "rb", buffering=0) as f:
             data = f.read(chunk_size + 1)
         if len(data) != size:
             raise OSError(f"{path} changed size while being hashed")
         digest = hashlib.sha256(data)
         return FileHashes(size, digest.hexdigest(), chunk_size, (digest.digest(),) if size else ())
-    whole = hashlib.sha256()
+    chain = Sha256Chain()
     digests: list[bytes] = []
-    buffers = (bytearray(chunk_size), bytearray(chunk_size))
-    total = 0
-    with ThreadPoolExecutor(1, thread_name_prefix="hash") as pool, open(path, "rb", buffering=0) as f:
-        pending: Future[None] | None = None
-        turn = 0
-        while True:
-            buf = buffers[turn]
-            n = f.readinto(buf)
-            if not n:
-                break
-            view = memoryview(buf)[:n]
-            digests.append(hashlib.sha256(view).digest())
-            if pending is not None:
-                pending.result()
-            pending = pool.submit(whole.update, view)
-            total += n
-            turn ^= 1
-        if pending is not None:
-            pending.result()
-    if total != size:
-        raise OSError(f"{path} changed size while being hashed")
-    return FileHashes(size, whole.hexdigest(), chunk_size, tuple(digests))
+    buf = memoryview(bytearray(chunk_size))
+    with open(path, "rb", buffering=0) as f:
+        for index in range(count):
+            length = chunk_length(size, chunk_size, index)
+            if f.readinto(buf[:length]) != length:
+                raise OSError(f"{path} changed size while being hashed")
+            chain.update(buf[:length])
+            digests.append(chain.digest() if index == count - 1 else chain.state())
+        if f.read(1):
+            raise OSError(f"{path} changed size while being hashed")
+    return FileHashes(size, digests[-1].hex(), chunk_size, tuple(digests))
 
 
 def sha256_of(path: Path) -> str:

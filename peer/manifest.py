@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from p2p_common.errors import InvalidArgument
 from p2p_common.names import is_sha256_hex
 from peer import chunking
+from peer.sha256_chain import DIGEST_BYTES, chunk_digest
+
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 
 @dataclass(frozen=True)
 class Manifest:
-    """Everything needed to verify each chunk of one content before it is written."""
+    """Everything needed to verify each chunk of one content before it is written.
+
+    chunk_digests are chained (peer.sha256_chain): chunk i is checked from digest i-1, and the
+    last digest is the file's sha256, so a file whose every chunk passed has that sha256.
+    """
 
     sha256: str
     size: int
@@ -35,8 +41,12 @@ class Manifest:
         return chunking.chunk_length(self.size, self.chunk_size, index)
 
     def chunk_ok(self, index: int, data: bytes | memoryview) -> bool:
-        """True when data is exactly chunk index."""
-        return len(data) == self.chunk_length(index) and hashlib.sha256(data).digest() == self.chunk_digests[index]
+        """True when data is exactly chunk index (whatever the other chunks hold)."""
+        if len(data) != self.chunk_length(index):
+            return False
+        previous = self.chunk_digests[index - 1] if index else None
+        last = index == len(self.chunk_digests) - 1
+        return chunk_digest(previous, index * self.chunk_size, data, last) == self.chunk_digests[index]
 
     def problem(self) -> str | None:
         """Why this manifest cannot be right, or None: shape checks any peer's manifest must pass."""
@@ -49,8 +59,12 @@ class Manifest:
             return "chunk_size must be a power of two from 64 KiB to 4 MiB"
         if len(self.chunk_digests) != chunking.chunk_count(self.size, c):
             return f"a file of {self.size} bytes in {c}-byte chunks has {chunking.chunk_count(self.size, c)} chunks"
-        if any(len(d) != chunking.DIGEST_BYTES for d in self.chunk_digests):
+        if any(len(d) != DIGEST_BYTES for d in self.chunk_digests):
             return "every chunk digest must be 32 bytes"
+        if self.chunk_digests and self.chunk_digests[-1].hex() != self.sha256:
+            return "the last chunk digest must be the file's sha256 (chained chunk digests)"
+        if not self.chunk_digests and self.sha256 != EMPTY_SHA256:
+            return f"an empty file's sha256 is {EMPTY_SHA256}"
         return None
 
     def check(self) -> None:

@@ -35,7 +35,7 @@ class PeerConnection:
             reply = self._stub.GetManifest(pb.GetManifestRequest(sha256=sha256), metadata=self._md, timeout=timeout)
         except grpc.RpcError as exc:
             raise rpc_error(exc, f"manifest from {self.peer_name}") from None
-        return Manifest(reply.sha256, reply.size, reply.chunk_size, tuple(reply.chunk_sha256))
+        return Manifest(reply.sha256, reply.size, reply.chunk_size, tuple(reply.chunk_digests))
 
     def chunk_stream(self, sha256: str) -> ChunkStream:
         return ChunkStream(self._channel, self._md, sha256, self.peer_name)

@@ -61,7 +61,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
             m = self._lookup(request.sha256).manifest
         except P2PError as exc:
             abort_with(context, exc)
-        return pb.GetManifestResponse(sha256=m.sha256, size=m.size, chunk_size=m.chunk_size, chunk_sha256=list(m.chunk_digests))
+        return pb.GetManifestResponse(sha256=m.sha256, size=m.size, chunk_size=m.chunk_size, chunk_digests=list(m.chunk_digests))
 
     def Download(
         self, request_iterator: Iterator[pb.DownloadRequest], context: grpc.ServicerContext
@@ -143,7 +143,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         problem = name_problem(offer.name)
         if problem:
             raise InvalidArgument(f"name {offer.name!r} {problem}")
-        manifest = Manifest(offer.sha256, offer.size, offer.chunk_size, tuple(offer.chunk_sha256))
+        manifest = Manifest(offer.sha256, offer.size, offer.chunk_size, tuple(offer.chunk_digests))
         manifest.check()
         if offer.size > self._policy.max_bytes:
             raise ResourceExhausted(f"{offer.name} is {offer.size} bytes; this peer accepts at most {self._policy.max_bytes}")

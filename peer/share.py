@@ -54,12 +54,16 @@ class HashCache:
     """
 
     FLUSH_EVERY = 1000
+    FORMAT = 2  # 2: chained chunk digests (peer.sha256_chain); 1 had a plain sha256 per chunk
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = NORMAL")  # a lost entry costs one re-hash, never a wrong digest
+        if self._db.execute("PRAGMA user_version").fetchone()[0] != self.FORMAT:
+            self._db.execute("DROP TABLE IF EXISTS hashes")  # digests of another scheme: hash again
+            self._db.execute(f"PRAGMA user_version = {self.FORMAT}")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS hashes (name TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER,"
             " sha256 TEXT, chunk_size INTEGER, digests BLOB)"

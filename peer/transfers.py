@@ -98,7 +98,7 @@ def push(
                 size=manifest.size,
                 sha256=manifest.sha256,
                 chunk_size=manifest.chunk_size,
-                chunk_sha256=list(manifest.chunk_digests),
+                chunk_digests=list(manifest.chunk_digests),
             )
         )
         have_ready.wait()

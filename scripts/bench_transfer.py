@@ -4,7 +4,7 @@ On one file (1 GiB by default) over loopback, every receiver writing to disk:
   * raw TCP: socket.sendfile to a receiver doing recv_into + write (the limit);
   * curl fetching it from `python -m http.server` (the baseline the target is set against);
   * `p2p-peer get` from one serving peer and from three;
-  * hashing: `p2p-peer ls` on a fresh share (sha256 + chunk hashes) against `sha256sum`.
+  * hashing: `p2p-peer ls` on a fresh share (chained chunk digests, one pass) against `sha256sum`.
 Each is repeated (--runs, default 3) and the median reported, with peak RSS of the downloading
 and serving processes. Prints a table; numbers, not a test.
 

@@ -42,7 +42,7 @@ def sha(data: bytes) -> str:
 def test_manifest_and_download_with_a_ticket(served):
     _node, stub, md = served
     m = stub.GetManifest(pb.GetManifestRequest(sha256=sha(b"hello world")), metadata=md, timeout=5)
-    assert m.size == 11 and len(m.chunk_sha256) == 1 and m.chunk_sha256[0] == hashlib.sha256(b"hello world").digest()
+    assert m.size == 11 and len(m.chunk_digests) == 1 and m.chunk_digests[0] == hashlib.sha256(b"hello world").digest()
     chunks = list(
         stub.Download(iter([pb.DownloadRequest(sha256=sha(b"hello world"), chunk_indexes=[0, 0])]), metadata=md, timeout=5)
     )
@@ -92,7 +92,7 @@ def test_unknown_content_bad_digest_and_out_of_range_chunks(served):
 def offer(name: str, data: bytes) -> pb.UploadRequest:
     return pb.UploadRequest(
         offer=pb.UploadOffer(
-            name=name, size=len(data), sha256=sha(data), chunk_size=MiB, chunk_sha256=[hashlib.sha256(data).digest()]
+            name=name, size=len(data), sha256=sha(data), chunk_size=MiB, chunk_digests=[hashlib.sha256(data).digest()]
         )
     )
 

@@ -184,7 +184,7 @@ def test_interrupted_upload_resumes(start_peer_at, client, tmp_path):
     def half() -> object:
         yield pb.UploadRequest(
             offer=pb.UploadOffer(
-                name="video.mp4", size=m.size, sha256=m.sha256, chunk_size=m.chunk_size, chunk_sha256=list(m.chunk_digests)
+                name="video.mp4", size=m.size, sha256=m.sha256, chunk_size=m.chunk_size, chunk_digests=list(m.chunk_digests)
             )
         )
         for i in range(4):

@@ -33,9 +33,12 @@ def test_hash_file_matches_hashlib(tmp_path, size):
     path.write_bytes(data)
     hashes = chunking.hash_file(path)
     assert hashes.sha256 == hashlib.sha256(data).hexdigest() and hashes.size == size
-    expected = [hashlib.sha256(data[i : i + MiB]).digest() for i in range(0, size, MiB)]
-    assert list(hashes.chunk_digests) == expected
-    assert chunking.chunk_list_sha256(hashes.chunk_digests) == hashlib.sha256(b"".join(expected)).hexdigest()
+    assert len(hashes.chunk_digests) == chunking.chunk_count(size, MiB)
+    assert not hashes.chunk_digests or hashes.chunk_digests[-1] == hashlib.sha256(data).digest()
+    m = Manifest.from_hashes(hashes)
+    assert m.problem() is None and all(m.chunk_ok(i, data[i * MiB : (i + 1) * MiB]) for i in range(m.chunk_count))
+    joined = b"".join(hashes.chunk_digests)
+    assert chunking.chunk_list_sha256(hashes.chunk_digests) == hashlib.sha256(joined).hexdigest()
 
 
 @pytest.mark.parametrize("size", [10, 3 * MiB])

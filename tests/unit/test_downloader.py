@@ -12,13 +12,17 @@ from peer import chunking
 from peer.chunk_store import PartialFile, Write, staging_paths
 from peer.downloader import Download, Wanted
 from peer.manifest import Manifest
+from peer.sha256_chain import Sha256Chain
 
 CHUNK = 64 * 1024
 
 
 def make(data: bytes) -> tuple[Manifest, Wanted]:
-    digests = tuple(hashlib.sha256(data[i : i + CHUNK]).digest() for i in range(0, len(data), CHUNK))
-    m = Manifest(hashlib.sha256(data).hexdigest(), len(data), CHUNK, digests)
+    chain, digests = Sha256Chain(), []
+    for offset in range(0, len(data), CHUNK):
+        chain.update(data[offset : offset + CHUNK])
+        digests.append(chain.digest() if offset + CHUNK >= len(data) else chain.state())
+    m = Manifest(hashlib.sha256(data).hexdigest(), len(data), CHUNK, tuple(digests))
     return m, Wanted(m.sha256, m.size, CHUNK, chunking.chunk_list_sha256(digests))
 
 
@@ -97,7 +101,8 @@ def test_dying_source_is_dropped(tmp_path):
 
 def test_manifest_not_matching_the_tracker_is_refused(tmp_path):
     m, wanted = make(DATA)
-    forged = Manifest(m.sha256, m.size, m.chunk_size, (hashlib.sha256(b"x").digest(),) * m.chunk_count)
+    fake = (hashlib.sha256(b"x").digest(),) * (m.chunk_count - 1)
+    forged = Manifest(m.sha256, m.size, m.chunk_size, (*fake, m.chunk_digests[-1]))  # ends right: shape passes
     result = Download(wanted, [MemorySource("forger", DATA, forged), MemorySource("good", DATA, m)], tmp_path / "out").run()
     assert "does not match" in result.dropped["forger"] and (tmp_path / "out").read_bytes() == DATA
 
@@ -114,20 +119,17 @@ def test_all_sources_failing_keeps_progress_for_a_resume(tmp_path):
     assert (tmp_path / "out").read_bytes() == DATA and not part.exists() and not have.exists()
 
 
-def test_partial_file_rejects_bad_bytes_and_a_bad_whole(tmp_path):
+def test_partial_file_rejects_bad_bytes_and_a_chain_not_ending_in_the_sha256(tmp_path):
     m, _ = make(DATA)
     partial = PartialFile(tmp_path / "f", m)
     assert partial.write_chunk(0, b"wrong") is Write.REJECTED
     assert partial.write_chunk(10_000, DATA[:CHUNK]) is Write.REJECTED
     assert partial.write_chunk(0, DATA[:CHUNK]) is Write.WRITTEN
     assert partial.write_chunk(0, DATA[:CHUNK]) is Write.ALREADY_HELD
-    # a chunk list that matches its chunks but not the whole-file sha256 is caught at the end
+    # chunks that match their digests prove the file's sha256 only if the chain ends in it
     liar = Manifest("0" * 64, m.size, m.chunk_size, m.chunk_digests)
-    other = PartialFile(tmp_path / "g", liar)
-    for i in range(liar.chunk_count):
-        assert other.write_chunk(i, DATA[i * CHUNK : (i + 1) * CHUNK]) is Write.WRITTEN
-    with pytest.raises(P2PError, match="whole file"):
-        other.finish()
+    with pytest.raises(P2PError, match="last chunk digest must be the file's sha256"):
+        PartialFile(tmp_path / "g", liar)
     assert not (tmp_path / "g").exists()
     partial.close()
 

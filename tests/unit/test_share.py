@@ -123,6 +123,29 @@ def test_hash_cache_spares_a_restart_any_hashing(tmp_path, monkeypatch):
         assert db.execute("SELECT count(*) FROM hashes").fetchone()[0] == 1500  # the removed file was forgotten
 
 
+def test_a_hash_cache_of_another_digest_scheme_is_hashed_again(tmp_path, monkeypatch):
+    from peer import chunking
+
+    root = tmp_path / "share"
+    root.mkdir()
+    (root / "big.bin").write_bytes(os.urandom(2 * (1 << 20) + 1))
+    settle(root / "big.bin")
+    share = Share(root)
+    first = share.scan().added[0].manifest
+    share.close()
+    with sqlite3.connect(root / ".p2p" / "hashes.db") as db:  # as a peer of the plain-digest scheme left it
+        db.execute("UPDATE hashes SET digests = ?", (b"\0" * 32 * 3,))
+        db.execute("PRAGMA user_version = 1")
+    hashed: list[str] = []
+    real = chunking.hash_file
+    monkeypatch.setattr(chunking, "hash_file", lambda p, *a, **k: hashed.append(p.name) or real(p, *a, **k))
+    again = Share(root)
+    try:
+        assert again.scan().added[0].manifest == first and hashed == ["big.bin"]
+    finally:
+        again.close()
+
+
 def test_a_scan_with_a_budget_indexes_in_slices(tmp_path):
     root = tmp_path / "share"
     root.mkdir()

@@ -13,16 +13,16 @@ class GetManifestRequest(_message.Message):
     def __init__(self, sha256: _Optional[str] = ...) -> None: ...
 
 class GetManifestResponse(_message.Message):
-    __slots__ = ("sha256", "size", "chunk_size", "chunk_sha256")
+    __slots__ = ("sha256", "size", "chunk_size", "chunk_digests")
     SHA256_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
-    CHUNK_SHA256_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_DIGESTS_FIELD_NUMBER: _ClassVar[int]
     sha256: str
     size: int
     chunk_size: int
-    chunk_sha256: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, sha256: _Optional[str] = ..., size: _Optional[int] = ..., chunk_size: _Optional[int] = ..., chunk_sha256: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    chunk_digests: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, sha256: _Optional[str] = ..., size: _Optional[int] = ..., chunk_size: _Optional[int] = ..., chunk_digests: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class DownloadRequest(_message.Message):
     __slots__ = ("sha256", "chunk_indexes")
@@ -41,18 +41,18 @@ class DownloadResponse(_message.Message):
     def __init__(self, index: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class UploadOffer(_message.Message):
-    __slots__ = ("name", "size", "sha256", "chunk_size", "chunk_sha256")
+    __slots__ = ("name", "size", "sha256", "chunk_size", "chunk_digests")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
-    CHUNK_SHA256_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_DIGESTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     size: int
     sha256: str
     chunk_size: int
-    chunk_sha256: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., chunk_size: _Optional[int] = ..., chunk_sha256: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    chunk_digests: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., chunk_size: _Optional[int] = ..., chunk_digests: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class UploadChunk(_message.Message):
     __slots__ = ("index", "data")

@@ -61,7 +61,7 @@ class PeerServiceServicer:
     """
 
     def GetManifest(self, request, context):
-        """GetManifest returns the chunk hashes of a shared file, so that every chunk can be
+        """GetManifest returns the chunk digests of a shared file, so that every chunk can be
         verified before it is written. Unknown content is NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
