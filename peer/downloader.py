@@ -10,7 +10,6 @@ import errno
 import logging
 import queue
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -138,7 +137,8 @@ class _Schedule:
                 self.fetched += 1
                 self.per_source[label] = self.per_source.get(label, 0) + 1
             self.inflight.pop(index, None)
-            self.cond.notify_all()
+            if self.partial.complete:  # nobody waits for one chunk more: only for the end
+                self.cond.notify_all()
 
     def give_back(self, label: str, indexes: Sequence[int]) -> None:
         with self.cond:
@@ -225,14 +225,14 @@ class Download:
         return DownloadResult(path, manifest.size, schedule.received, schedule.fetched, reused, schedule.per_source, self.dropped)
 
     def _wait(self, schedule: _Schedule) -> None:
-        last_report = 0.0
-        with schedule.cond:
-            while not schedule.partial.complete and self._active > 0 and self._fatal is None:
+        """Until complete, or no source is left, or writing failed; reports progress 20 times a second."""
+        while True:
+            with schedule.cond:
+                if schedule.partial.complete or self._active == 0 or self._fatal is not None:
+                    break
                 schedule.cond.wait(0.05)
-                now = time.monotonic()
-                if self.on_progress and now - last_report >= 0.05:
-                    last_report = now
-                    self.on_progress(Progress(self.wanted.size, schedule.partial.bytes_held, self._active, schedule.received))
+            if self.on_progress:  # outside the lock: drawing never holds up the workers
+                self.on_progress(Progress(self.wanted.size, schedule.partial.bytes_held, self._active, schedule.received))
         if self.on_progress:
             self.on_progress(Progress(self.wanted.size, schedule.partial.bytes_held, self._active, schedule.received))
 

@@ -53,8 +53,12 @@ class _PyBuffer(ctypes.Structure):
     ]
 
 
-def _load_libcrypto() -> Any:
-    """OpenSSL's libcrypto as hashlib loaded it (its symbols resolve through _hashlib), else any."""
+def _load_libcrypto() -> tuple[Any, Any]:
+    """OpenSSL's libcrypto as hashlib loaded it (its symbols resolve through _hashlib), else any.
+
+    Twice: calls through the CDLL release the GIL (for hashing a chunk), calls through the PyDLL
+    keep it (for the tiny init and final steps, where a GIL hand-off costs more than the call).
+    """
     candidates: list[str] = []
     try:
         import _hashlib
@@ -67,17 +71,19 @@ def _load_libcrypto() -> Any:
         candidates.append(found)
     for name in candidates:
         try:
-            lib = ctypes.CDLL(name)
-            lib.SHA256_Init.argtypes = [ctypes.POINTER(_Sha256Ctx)]
-            lib.SHA256_Update.argtypes = [ctypes.POINTER(_Sha256Ctx), ctypes.c_void_p, ctypes.c_size_t]
-            lib.SHA256_Final.argtypes = [ctypes.c_char_p, ctypes.POINTER(_Sha256Ctx)]
-            return lib
+            releasing, holding = ctypes.CDLL(name), ctypes.PyDLL(name)
+            releasing.SHA256_Update.argtypes = [ctypes.POINTER(_Sha256Ctx), ctypes.c_void_p, ctypes.c_size_t]
+            holding.SHA256_Update.argtypes = [ctypes.POINTER(_Sha256Ctx), ctypes.c_void_p, ctypes.c_size_t]
+            holding.SHA256_Init.argtypes = [ctypes.POINTER(_Sha256Ctx)]
+            holding.SHA256_Final.argtypes = [ctypes.c_char_p, ctypes.POINTER(_Sha256Ctx)]
+            return releasing, holding
         except (OSError, AttributeError):
             continue
     raise ImportError("the peer needs OpenSSL's libcrypto (SHA256_Init/Update/Final); none was found")
 
 
-_lib = _load_libcrypto()
+_lib, _lib_holding_gil = _load_libcrypto()
+GIL_RELEASE_BYTES = 4096  # below this, hashing takes less time than handing the GIL over
 _get_buffer = ctypes.pythonapi.PyObject_GetBuffer
 _get_buffer.argtypes = [ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_int]
 _release_buffer = ctypes.pythonapi.PyBuffer_Release
@@ -89,7 +95,7 @@ class Sha256Chain:
 
     def __init__(self, state: bytes | None = None, offset: int = 0):
         self._ctx = _Sha256Ctx()
-        _lib.SHA256_Init(ctypes.byref(self._ctx))
+        _lib_holding_gil.SHA256_Init(ctypes.byref(self._ctx))
         if state is not None:
             if len(state) != DIGEST_BYTES or offset % BLOCK_BYTES:
                 raise ValueError("a chaining value is 32 bytes, at an offset that is a multiple of 64")
@@ -101,7 +107,8 @@ class Sha256Chain:
         view = _PyBuffer()
         _get_buffer(data, ctypes.byref(view), 0)  # PyBUF_SIMPLE: contiguous bytes, or TypeError
         try:
-            _lib.SHA256_Update(ctypes.byref(self._ctx), view.buf, view.len)
+            update = _lib.SHA256_Update if view.len >= GIL_RELEASE_BYTES else _lib_holding_gil.SHA256_Update
+            update(ctypes.byref(self._ctx), view.buf, view.len)
         finally:
             _release_buffer(ctypes.byref(view))
 
@@ -114,7 +121,7 @@ class Sha256Chain:
     def digest(self) -> bytes:
         """The final sha256 (pads the message: update no more afterwards)."""
         out = ctypes.create_string_buffer(DIGEST_BYTES)
-        _lib.SHA256_Final(out, ctypes.byref(self._ctx))
+        _lib_holding_gil.SHA256_Final(out, ctypes.byref(self._ctx))
         return out.raw
 
 
