@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,8 @@ class FileHashes:
 def hash_file(path: Path, chunk_size: int | None = None, size: int | None = None) -> FileHashes:
     """Hash path in one pass: the digest after each chunk, the last of which is the file's sha256.
 
+    A helper thread reads the next chunk while this one is hashed (both release the GIL).
+
     Raises OSError when the file turns out to have another size than expected (being written).
     """
     size = path.stat().st_size if size is None else size  # a scan knows it already
@@ -69,13 +72,21 @@ def hash_file(path: Path, chunk_size: int | None = None, size: int | None = None
         return FileHashes(size, digest.hexdigest(), chunk_size, (digest.digest(),) if size else ())
     chain = Sha256Chain()
     digests: list[bytes] = []
-    buf = memoryview(bytearray(chunk_size))
-    with open(path, "rb", buffering=0) as f:
-        for index in range(count):
-            length = chunk_length(size, chunk_size, index)
-            if f.readinto(buf[:length]) != length:
+    buffers = (memoryview(bytearray(chunk_size)), memoryview(bytearray(chunk_size)))
+    with ThreadPoolExecutor(1, thread_name_prefix="read") as reader, open(path, "rb", buffering=0) as f:
+
+        def read(index: int) -> memoryview:
+            view = buffers[index % 2][: chunk_length(size, chunk_size, index)]
+            if f.readinto(view) != len(view):
                 raise OSError(f"{path} changed size while being hashed")
-            chain.update(buf[:length])
+            return view
+
+        pending = reader.submit(read, 0)
+        for index in range(count):
+            view = pending.result()
+            if index + 1 < count:  # the next chunk is read into the other buffer meanwhile
+                pending = reader.submit(read, index + 1)
+            chain.update(view)
             digests.append(chain.digest() if index == count - 1 else chain.state())
         if f.read(1):
             raise OSError(f"{path} changed size while being hashed")
