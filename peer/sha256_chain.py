@@ -7,6 +7,10 @@ from the previous chunk's digest; checking every chunk *is* computing the file's
 separate chunk hashes cost a second pass (0.7 s of CPU per GiB here, a third of a download's).
 hashlib cannot resume from a state, so this calls OpenSSL's SHA256_* functions, from the very
 libcrypto hashlib uses, through ctypes, which releases the GIL around each call.
+
+Trust: a wrong chunk that passes would be a second preimage for SHA-256's compression chain, and
+a made-up chunk list is caught before any chunk moves: it must hash to the chunk_list_sha256 the
+tracker vouches for, and end in the file's sha256.
 """
 
 from __future__ import annotations
