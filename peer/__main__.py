@@ -1,7 +1,5 @@
 """Run the peer CLI as `python -m peer`."""
 
-import sys
+from peer.cli import run
 
-from peer.cli import main
-
-sys.exit(main())
+run()
