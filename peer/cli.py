@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest upload accepted, in bytes [P2P_MAX_UPLOAD]",
     )
     serve.add_argument(
+        "--max-transfers",
+        type=int,
+        default=int(_env("P2P_MAX_TRANSFERS", "16")),
+        help="downloads and uploads served at once; more are refused until one ends [P2P_MAX_TRANSFERS]",
+    )
+    serve.add_argument(
         "--rescan", type=float, default=float(_env("P2P_RESCAN", "2")), help="seconds between share rescans [P2P_RESCAN]"
     )
 
@@ -105,6 +111,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         advertise=args.advertise,
         allow_uploads=args.allow_uploads,
         max_upload_bytes=args.max_upload,
+        max_transfers=args.max_transfers,
         rescan_seconds=args.rescan,
     )
     node = start_peer(config)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+SPARE_WORKERS = 8
+
 
 @dataclass(frozen=True)
 class PeerConfig:
@@ -19,10 +21,17 @@ class PeerConfig:
     allow_uploads: bool = False
     max_upload_bytes: int = 1 << 34
     rescan_seconds: float = 2.0
-    max_workers: int = 32
+    max_transfers: int = 16  # Download and Upload streams served at once ("upload slots")
 
     def __post_init__(self) -> None:
         if not self.password:
             raise ValueError("a password is needed: --password or P2P_PASSWORD")
         if self.rescan_seconds <= 0:
             raise ValueError("rescan interval must be positive")
+        if not 1 <= self.max_transfers <= 1024:
+            raise ValueError(f"max transfers must be 1-1024, got {self.max_transfers}")
+
+    @property
+    def max_workers(self) -> int:
+        """RPC threads: one per transfer stream, and some always free for health and manifests."""
+        return self.max_transfers + SPARE_WORKERS

@@ -166,7 +166,8 @@ def start_peer(config: PeerConfig) -> PeerNode:
     tracker = TrackerClient(config.tracker, config.name, config.password)
     verifier = TicketVerifier(tracker)
     watcher = ShareWatcher(share, config.rescan_seconds, lambda: keeper.wake())  # started once keeper is
-    servicer = PeerServicer(share, UploadPolicy(config.allow_uploads, config.max_upload_bytes), lambda _shared: watcher.wake())
+    policy = UploadPolicy(config.allow_uploads, config.max_upload_bytes)
+    servicer = PeerServicer(share, policy, lambda _shared: watcher.wake(), max_transfers=config.max_transfers)
     service = Service(SERVICE_NAME, lambda s: add_peer_service(servicer, s))
     auth = BearerAuthInterceptor(verifier, f"/{SERVICE_NAME}/")
     try:

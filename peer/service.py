@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import grpc
@@ -46,10 +48,30 @@ class UploadPolicy:
 class PeerServicer(pb_grpc.PeerServiceServicer):
     """Serves only indexed content of the share; every chunk read is checked to be unchanged."""
 
-    def __init__(self, share: Share, policy: UploadPolicy, on_new_file: Callable[[SharedFile], None] = lambda f: None):
+    def __init__(
+        self,
+        share: Share,
+        policy: UploadPolicy,
+        on_new_file: Callable[[SharedFile], None] = lambda f: None,
+        max_transfers: int = 16,
+    ):
         self._share = share
         self._policy = policy
         self._on_new_file = on_new_file
+        self._max_transfers = max_transfers
+        # Transfer streams hold a worker thread each for their whole length: past this many, new
+        # ones are refused at once, so threads stay free for health checks and manifests and
+        # the caller turns to another source instead of queueing behind the busy ones.
+        self._slots = threading.BoundedSemaphore(max_transfers)
+
+    @contextmanager
+    def _transfer_slot(self) -> Iterator[None]:
+        if not self._slots.acquire(blocking=False):
+            raise ResourceExhausted(f"this peer is already serving {self._max_transfers} transfers; try again shortly")
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     def _lookup(self, sha256: str) -> SharedFile:
         if not is_sha256_hex(sha256):
@@ -63,16 +85,21 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
             abort_with(context, exc)
         return pb.GetManifestResponse(sha256=m.sha256, size=m.size, chunk_size=m.chunk_size, chunk_digests=list(m.chunk_digests))
 
-    def Download(
-        self, request_iterator: Iterator[pb.DownloadRequest], context: grpc.ServicerContext
-    ) -> Iterator[pb.DownloadResponse]:
-        fd = -1
+    def Download(self, request_iterator: Iterator[pb.DownloadRequest], context: grpc.ServicerContext) -> Iterator[bytes]:
         try:
-            first = next(request_iterator, None)
-            if first is None:
-                return
-            shared = self._lookup(first.sha256)
-            fd = open_unchanged(shared)
+            with self._transfer_slot():
+                yield from self._serve_chunks(request_iterator)
+        except P2PError as exc:
+            abort_with(context, exc)
+
+    def _serve_chunks(self, request_iterator: Iterator[pb.DownloadRequest]) -> Iterator[bytes]:
+        """Each requested chunk of the file the first request names, read as it is asked for."""
+        first = next(request_iterator, None)
+        if first is None:
+            return
+        shared = self._lookup(first.sha256)
+        fd = open_unchanged(shared)
+        try:
             m = shared.manifest
             request: pb.DownloadRequest | None = first
             while request is not None:
@@ -86,13 +113,18 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                         raise DataLoss(f"{shared.name} was truncated while being served")
                     yield encode_download_response(index, data)
                 request = next(request_iterator, None)
-        except P2PError as exc:
-            abort_with(context, exc)
         finally:
-            if fd >= 0:
-                os.close(fd)
+            os.close(fd)
 
     def Upload(self, request_iterator: Iterator[pb.UploadRequest], context: grpc.ServicerContext) -> Iterator[pb.UploadResponse]:
+        try:
+            with self._transfer_slot():
+                yield from self._receive_upload(request_iterator)
+        except P2PError as exc:
+            abort_with(context, exc)
+
+    def _receive_upload(self, request_iterator: Iterator[pb.UploadRequest]) -> Iterator[pb.UploadResponse]:
+        """Offer, what is held already, the missing chunks verified, then the file published."""
         partial: PartialFile | None = None
         try:
             first = next(request_iterator, None)
@@ -130,8 +162,6 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
             log.info("received %s (%d bytes) from %s", name, manifest.size, current_principal())
             self._on_new_file(shared)
             yield pb.UploadResponse(complete=pb.UploadComplete(name=name, sha256=manifest.sha256, bytes_received=received))
-        except P2PError as exc:
-            abort_with(context, exc)
         finally:
             if partial is not None:
                 partial.close()

@@ -74,7 +74,7 @@ def start_peer_at(tracker: Tracker, tmp_path: Path) -> Iterator[Callable[..., Pe
             "share": share,
             "listen": "127.0.0.1:0",
             "rescan_seconds": 0.3,
-            "max_workers": 16,
+            "max_transfers": 8,
         }
         settings.update(overrides)
         node = start_peer(PeerConfig(**settings))  # type: ignore[arg-type]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import time
 
 import grpc
@@ -192,3 +193,35 @@ def test_a_peer_serves_at_once_and_publishes_its_share_as_it_is_hashed(start_pee
     assert node.keeper.ready.wait(15) and node.watcher.indexed.is_set()
     found = {f.name: f.sha256 for f in client.query("album/")}
     assert found == {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+
+
+def test_transfers_beyond_the_slots_are_refused_until_one_ends(start_peer_at, client):
+    data = os.urandom(3 * MiB)
+    node = start_peer_at("busy", {"a.bin": data}, max_transfers=1)
+    channel = grpc.insecure_channel(f"127.0.0.1:{node.port}")
+    stub, md = peer_pb2_grpc.PeerServiceStub(channel), bearer_metadata(client.ticket("busy"))
+    asks: queue.SimpleQueue[pb.DownloadRequest | None] = queue.SimpleQueue()
+    asks.put(pb.DownloadRequest(sha256=sha(data), chunk_indexes=[0]))
+    holding = stub.Download(iter(asks.get, None), metadata=md, timeout=30)
+    try:
+        assert next(holding).data == data[:MiB]  # this stream holds the only slot, and stays open
+        code, msg = fail(stub.Download, iter([pb.DownloadRequest(sha256=sha(data), chunk_indexes=[1])]), metadata=md, timeout=5)
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "already serving 1 transfers" in msg
+        offer = pb.UploadOffer(name="x", size=1, sha256=sha(b"x"), chunk_size=MiB, chunk_digests=[hashlib.sha256(b"x").digest()])
+        code, msg = fail(stub.Upload, iter([pb.UploadRequest(offer=offer)]), metadata=md, timeout=5)
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "transfers" in msg
+        assert peer_health(node.port) == health_pb2.HealthCheckResponse.SERVING  # threads stay free for health
+    finally:
+        holding.cancel()
+        asks.put(None)
+
+    def second_download() -> bytes:
+        try:
+            reply = stub.Download(iter([pb.DownloadRequest(sha256=sha(data), chunk_indexes=[2])]), metadata=md, timeout=5)
+            return next(reply).data
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # the cancelled stream is still winding down
+            return b""
+
+    assert wait_for(second_download, what="the slot of the cancelled stream to come back") == data[2 * MiB :]
+    channel.close()
