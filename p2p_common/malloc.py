@@ -8,7 +8,6 @@ shared PERFORMANCE.md: this more than doubles transfer rates, for up to ~128 MiB
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 M_TRIM_THRESHOLD = -1
@@ -21,12 +20,8 @@ def tune_malloc() -> bool:
     """Apply the settings unless the environment already chose; False where glibc is absent."""
     if any(k.startswith("MALLOC_") for k in os.environ):
         return False
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own symbols: libc is loaded already
+    except (OSError, AttributeError):  # no mallopt (musl, macOS): nothing to tune
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))

@@ -16,9 +16,9 @@ tracker vouches for, and end in the file's sha256.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import hashlib
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 DIGEST_BYTES = 32
@@ -63,17 +63,7 @@ def _load_libcrypto() -> tuple[Any, Any]:
     Twice: calls through the CDLL release the GIL (for hashing a chunk), calls through the PyDLL
     keep it (for the tiny init and final steps, where a GIL hand-off costs more than the call).
     """
-    candidates: list[str] = []
-    try:
-        import _hashlib
-
-        candidates.append(_hashlib.__file__)
-    except (ImportError, AttributeError):
-        pass
-    found = ctypes.util.find_library("crypto")
-    if found:
-        candidates.append(found)
-    for name in candidates:
+    for name in _libcrypto_candidates():
         try:
             releasing, holding = ctypes.CDLL(name), ctypes.PyDLL(name)
             releasing.SHA256_Update.argtypes = [ctypes.POINTER(_Sha256Ctx), ctypes.c_void_p, ctypes.c_size_t]
@@ -84,6 +74,20 @@ def _load_libcrypto() -> tuple[Any, Any]:
         except (OSError, AttributeError):
             continue
     raise ImportError("the peer needs OpenSSL's libcrypto (SHA256_Init/Update/Final); none was found")
+
+
+def _libcrypto_candidates() -> Iterator[str]:
+    try:
+        import _hashlib
+
+        yield _hashlib.__file__
+    except (ImportError, AttributeError):
+        pass
+    import ctypes.util  # only when hashlib's own library failed: find_library runs ldconfig
+
+    found = ctypes.util.find_library("crypto")
+    if found:
+        yield found
 
 
 _lib, _lib_holding_gil = _load_libcrypto()
