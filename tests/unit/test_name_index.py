@@ -60,3 +60,14 @@ def test_vocabulary_counts_postings_and_forgets_pruned_ones():
     reloaded = Vocabulary()
     reloaded.load(c)
     assert reloaded.candidates("duga", 100).postings == 1 and reloaded.candidates("mp3", 100).postings == 1
+
+
+def test_short_runs_find_exactly_the_words_that_contain_them():
+    words = ["gaibu", "duga", "mp3", "readme", "日本語", "a", "ba", "aa"]
+    vocabulary = Vocabulary()
+    for word_id, word in enumerate(words, start=1):
+        vocabulary.add(word, word_id)
+    vocabulary.add("duga", 2)  # a word already known is not listed twice
+    for text in ["a", "u", "ba", "du", "3", "本", "日本", "aa", "q", "zz"]:
+        expected = sorted(i for i, w in enumerate(words, start=1) if text in w)
+        assert sorted(vocabulary.containing(text)) == expected, text
