@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 
 from p2p_common.errors import DataLoss, FailedPrecondition, ResourceExhausted
+from peer import sha256_chain
 from peer.manifest import Manifest
 
 PART_SUFFIX = ".p2p-part"
@@ -47,6 +48,8 @@ class PartialFile:
 
     def __init__(self, dest: Path, manifest: Manifest):
         manifest.check()  # a chunk list that does not chain into its sha256 would verify nothing
+        if manifest.chunk_count > 1:
+            sha256_chain.check_available()  # before any byte moves, not in a writer thread
         self.dest = dest
         self.manifest = manifest
         self.part_path, self.have_path = staging_paths(dest, manifest.sha256)

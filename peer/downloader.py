@@ -184,7 +184,7 @@ class Download:
         self._streams: list[ChunkStreamLike] = []
         self._received: queue.Queue[tuple[str, int, bytes | memoryview] | None] = queue.Queue(maxsize=2 * window)
         self._bad: dict[str, str] = {}  # sources a writer caught lying; their receivers stop
-        self._fatal: OSError | None = None  # writing failed (disk full...): the download stops
+        self._fatal: Exception | None = None  # writing failed (disk full...): the download stops
 
     def run(self) -> DownloadResult:
         manifest = verified_manifest(self.wanted, self.sources, self.dropped)
@@ -286,7 +286,7 @@ class Download:
                 continue
             try:
                 outcome = schedule.partial.write_chunk(index, data)
-            except OSError as exc:
+            except Exception as exc:  # disk full, or a bug: stop the download rather than hang it
                 self._fatal = exc
                 with schedule.cond:
                     schedule.cond.notify_all()
@@ -298,7 +298,11 @@ class Download:
                 schedule.done(index, label, len(data), outcome is Write.WRITTEN)
 
 
-def _disk_error(exc: OSError, dest: Path) -> P2PError:
+def _disk_error(exc: Exception, dest: Path) -> P2PError:
+    if isinstance(exc, P2PError):
+        return exc
+    if not isinstance(exc, OSError):
+        return P2PError(f"cannot write {dest}: {type(exc).__name__}: {exc}")
     if exc.errno == errno.ENOSPC:
         return ResourceExhausted(f"disk full while writing {dest} (verified chunks are kept; free space and rerun)")
     return P2PError(f"cannot write {dest}: {exc.strerror or exc}")

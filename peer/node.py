@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from p2p_common.auth import BearerAuthInterceptor
 from p2p_common.errors import P2PError, Unauthenticated
 from p2p_common.server import RunningServer, Service, start_server
+from peer import sha256_chain
 from peer.chunk_wire import SERVICE_NAME, add_peer_service
 from peer.config import PeerConfig
 from peer.service import PeerServicer, UploadPolicy
@@ -162,6 +163,7 @@ def _first_login(tracker: TrackerClient, server: RunningServer, share: Share) ->
 
 def start_peer(config: PeerConfig) -> PeerNode:
     """Start serving at once, then index the share, log in and publish in the background."""
+    sha256_chain.check_available()  # a peer that cannot hash its share says so now, in one line
     share = Share(config.share)
     tracker = TrackerClient(config.tracker, config.name, config.password)
     verifier = TicketVerifier(tracker)

@@ -19,7 +19,9 @@ import ctypes
 import hashlib
 import struct
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
+
+from p2p_common.errors import FailedPrecondition
 
 DIGEST_BYTES = 32
 BLOCK_BYTES = 64  # chaining values exist only between 64-byte blocks: chunk sizes are multiples
@@ -57,12 +59,36 @@ class _PyBuffer(ctypes.Structure):
     ]
 
 
-def _load_libcrypto() -> tuple[Any, Any]:
-    """OpenSSL's libcrypto as hashlib loaded it (its symbols resolve through _hashlib), else any.
+class _Libcrypto(NamedTuple):
+    """libcrypto loaded twice: calls through the CDLL release the GIL (for hashing a chunk), calls
+    through the PyDLL keep it (for the tiny init and final steps, where a GIL hand-off costs more
+    than the call)."""
 
-    Twice: calls through the CDLL release the GIL (for hashing a chunk), calls through the PyDLL
-    keep it (for the tiny init and final steps, where a GIL hand-off costs more than the call).
-    """
+    releasing: Any
+    holding: Any
+
+
+_loaded: _Libcrypto | None = None
+
+
+def _libcrypto() -> _Libcrypto:
+    """libcrypto, loaded and checked on first use: a peer without it can still search."""
+    global _loaded
+    if _loaded is None:
+        lib = _load_libcrypto()
+        if not _agrees_with_hashlib(lib):
+            raise FailedPrecondition("OpenSSL's SHA256_CTX is not laid out as expected: chunk digests cannot be computed")
+        _loaded = lib
+    return _loaded
+
+
+def check_available() -> None:
+    """FailedPrecondition, in one line, unless chained digests can be computed here."""
+    _libcrypto()
+
+
+def _load_libcrypto() -> _Libcrypto:
+    """OpenSSL's libcrypto as hashlib loaded it (its symbols resolve through _hashlib), else any."""
     for name in _libcrypto_candidates():
         try:
             releasing, holding = ctypes.CDLL(name), ctypes.PyDLL(name)
@@ -70,10 +96,12 @@ def _load_libcrypto() -> tuple[Any, Any]:
             holding.SHA256_Update.argtypes = [ctypes.POINTER(_Sha256Ctx), ctypes.c_void_p, ctypes.c_size_t]
             holding.SHA256_Init.argtypes = [ctypes.POINTER(_Sha256Ctx)]
             holding.SHA256_Final.argtypes = [ctypes.c_char_p, ctypes.POINTER(_Sha256Ctx)]
-            return releasing, holding
+            return _Libcrypto(releasing, holding)
         except (OSError, AttributeError):
             continue
-    raise ImportError("the peer needs OpenSSL's libcrypto (SHA256_Init/Update/Final); none was found")
+    raise FailedPrecondition(
+        "chunk digests need OpenSSL's libcrypto with SHA256_Init/Update/Final (the library hashlib uses); none was found"
+    )
 
 
 def _libcrypto_candidates() -> Iterator[str]:
@@ -90,7 +118,6 @@ def _libcrypto_candidates() -> Iterator[str]:
         yield found
 
 
-_lib, _lib_holding_gil = _load_libcrypto()
 GIL_RELEASE_BYTES = 4096  # below this, hashing takes less time than handing the GIL over
 _get_buffer = ctypes.pythonapi.PyObject_GetBuffer
 _get_buffer.argtypes = [ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_int]
@@ -101,9 +128,10 @@ _release_buffer.argtypes = [ctypes.POINTER(_PyBuffer)]
 class Sha256Chain:
     """A SHA-256 computation that can be started from a chaining value at a block boundary."""
 
-    def __init__(self, state: bytes | None = None, offset: int = 0):
+    def __init__(self, state: bytes | None = None, offset: int = 0, *, libcrypto: _Libcrypto | None = None):
+        self._lib = libcrypto or _libcrypto()
         self._ctx = _Sha256Ctx()
-        _lib_holding_gil.SHA256_Init(ctypes.byref(self._ctx))
+        self._lib.holding.SHA256_Init(ctypes.byref(self._ctx))
         if state is not None:
             if len(state) != DIGEST_BYTES or offset % BLOCK_BYTES:
                 raise ValueError("a chaining value is 32 bytes, at an offset that is a multiple of 64")
@@ -115,7 +143,8 @@ class Sha256Chain:
         view = _PyBuffer()
         _get_buffer(data, ctypes.byref(view), 0)  # PyBUF_SIMPLE: contiguous bytes, or TypeError
         try:
-            update = _lib.SHA256_Update if view.len >= GIL_RELEASE_BYTES else _lib_holding_gil.SHA256_Update
+            lib = self._lib.releasing if view.len >= GIL_RELEASE_BYTES else self._lib.holding
+            update = lib.SHA256_Update
             update(ctypes.byref(self._ctx), view.buf, view.len)
         finally:
             _release_buffer(ctypes.byref(view))
@@ -129,7 +158,7 @@ class Sha256Chain:
     def digest(self) -> bytes:
         """The final sha256 (pads the message: update no more afterwards)."""
         out = ctypes.create_string_buffer(DIGEST_BYTES)
-        _lib_holding_gil.SHA256_Final(out, ctypes.byref(self._ctx))
+        self._lib.holding.SHA256_Final(out, ctypes.byref(self._ctx))
         return out.raw
 
 
@@ -145,12 +174,11 @@ def chunk_digest(previous: bytes | None, offset: int, data: bytes | bytearray | 
     return chain.digest() if last else chain.state()
 
 
-def _self_test() -> None:
-    """Refuse to run on a libcrypto whose SHA256_CTX is not laid out as above."""
+def _agrees_with_hashlib(lib: _Libcrypto) -> bool:
+    """A check that this libcrypto's SHA256_CTX is laid out as _Sha256Ctx says."""
     data = bytes(range(256)) * 2
-    first = chunk_digest(None, 0, data[:128], last=False)
-    if chunk_digest(first, 128, data[128:], last=True) != hashlib.sha256(data).digest():
-        raise ImportError("OpenSSL's SHA256_CTX is not laid out as expected; chunk digests cannot be computed")
-
-
-_self_test()
+    first = Sha256Chain(libcrypto=lib)
+    first.update(data[:128])
+    second = Sha256Chain(first.state(), 128, libcrypto=lib)
+    second.update(data[128:])
+    return second.digest() == hashlib.sha256(data).digest()

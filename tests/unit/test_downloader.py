@@ -156,3 +156,27 @@ def test_one_writer_per_staged_file(tmp_path):
         PartialFile(tmp_path / "f", m)
     first.close()
     PartialFile(tmp_path / "f", m).close()  # free again once the first writer let go
+
+
+def test_a_failure_while_writing_stops_the_download_instead_of_hanging_it(tmp_path, monkeypatch):
+    m, wanted = make(DATA)
+
+    def broken(self, index, data):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(PartialFile, "write_chunk", broken)
+    result: list[BaseException] = []
+    download = Download(wanted, [MemorySource("a", DATA, m)], tmp_path / "out")
+    runner = threading.Thread(target=lambda: _capture(result, download.run))
+    runner.start()
+    runner.join(timeout=20)
+    assert not runner.is_alive(), "the download hung"
+    assert isinstance(result[0], P2PError) and "simulated bug" in str(result[0])
+    assert not (tmp_path / "out").exists()
+
+
+def _capture(into: list[BaseException], call) -> None:
+    try:
+        call()
+    except BaseException as exc:  # the test inspects whatever was raised
+        into.append(exc)

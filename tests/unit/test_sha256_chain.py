@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
 import pytest
 
+from p2p_common.errors import FailedPrecondition
 from peer import chunking
+from peer.chunk_store import PartialFile
 from peer.manifest import EMPTY_SHA256, Manifest
 from peer.sha256_chain import Sha256Chain, chunk_digest
 from tests.unit.sha256_reference import chaining_values
@@ -62,3 +65,28 @@ def test_a_manifest_whose_chain_does_not_end_in_its_sha256_is_refused(tmp_path):
     assert "last chunk digest" in (Manifest(m.sha256, m.size, m.chunk_size, plain).problem() or "")
     assert Manifest(EMPTY_SHA256, 0, CHUNK, ()).problem() is None
     assert "empty file" in (Manifest("0" * 64, 0, CHUNK, ()).problem() or "")
+
+
+def test_without_libcrypto_hashing_fails_in_one_line_and_the_rest_works(tmp_path, monkeypatch, capsys):
+    from peer import cli, sha256_chain
+
+    monkeypatch.setattr(sha256_chain, "_loaded", None)
+    monkeypatch.setattr(sha256_chain, "_libcrypto_candidates", lambda: iter(()))
+    with pytest.raises(FailedPrecondition, match="libcrypto"):
+        Sha256Chain()
+    assert chunk_digest(None, 0, b"one chunk", last=True) == hashlib.sha256(b"one chunk").digest()  # hashlib alone
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "big.bin").write_bytes(b"x" * (2 * chunking.DEFAULT_CHUNK_SIZE))
+    os.utime(share / "big.bin", (1, 1))  # settled
+    assert cli.main(["ls", "--share", str(share)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("p2p-peer ls:") and "libcrypto" in err[0]
+    assert cli.main(["--password", "pw", "serve", "--share", str(share), "--listen", "127.0.0.1:0"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("p2p-peer serve:") and "libcrypto" in err[0]
+    data = b"y" * (CHUNK + 1)
+    m = Manifest(hashlib.sha256(data).hexdigest(), len(data), CHUNK, tuple(chaining_values(data, CHUNK)))
+    with pytest.raises(FailedPrecondition, match="libcrypto"):  # refused before a download or upload starts
+        PartialFile(tmp_path / "out", m)
+    assert not (tmp_path / "out").exists()
