@@ -1,0 +1,20 @@
+"""Flags and their P2P_* variables reach the peer's settings; bad values are one line and exit 1."""
+
+from __future__ import annotations
+
+from peer import cli
+from peer.config import SPARE_WORKERS, PeerConfig
+
+
+def test_max_transfers_comes_from_its_variable_and_bounds_the_worker_pool(monkeypatch):
+    monkeypatch.setenv("P2P_MAX_TRANSFERS", "5")
+    args = cli.build_parser().parse_args(["serve"])
+    assert args.max_transfers == 5
+    assert cli.build_parser().parse_args(["serve", "--max-transfers", "7"]).max_transfers == 7
+    assert PeerConfig(password="pw", max_transfers=5).max_workers == 5 + SPARE_WORKERS  # threads left for health
+
+
+def test_a_bad_max_transfers_is_one_line(tmp_path, capsys):
+    code = cli.main(["--password", "pw", "serve", "--share", str(tmp_path), "--listen", "127.0.0.1:0", "--max-transfers", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "max transfers must be 1-1024" in err[0]
