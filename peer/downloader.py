@@ -217,7 +217,7 @@ class Download:
             if interrupted or not partial.complete:
                 partial.close()  # keeps what was verified, for a resume
         if self._fatal is not None:
-            raise _disk_error(self._fatal, self.dest)
+            raise _write_error(self._fatal, self.dest)
         if not partial.complete:
             missing = len(partial.missing())
             raise Unavailable(f"{missing} of {manifest.chunk_count} chunks could not be fetched: {_reasons(self.dropped)}")
@@ -298,7 +298,7 @@ class Download:
                 schedule.done(index, label, len(data), outcome is Write.WRITTEN)
 
 
-def _disk_error(exc: Exception, dest: Path) -> P2PError:
+def _write_error(exc: Exception, dest: Path) -> P2PError:
     if isinstance(exc, P2PError):
         return exc
     if not isinstance(exc, OSError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from p2p_common.errors import InvalidArgument
@@ -9,7 +10,7 @@ from p2p_common.names import is_sha256_hex
 from peer import chunking
 from peer.sha256_chain import DIGEST_BYTES, chunk_digest
 
-EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+EMPTY_SHA256 = hashlib.sha256().hexdigest()
 
 
 @dataclass(frozen=True)
