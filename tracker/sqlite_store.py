@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import secrets
@@ -45,7 +46,10 @@ class SqliteStore:
         if not self._memory and os.path.dirname(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)
         with self._write_lock:
-            self._writer_conn().executescript(_schema())
+            writer = self._writer_conn()
+            name_index.set_aside_old_postings(writer)
+            writer.executescript(_schema())
+            name_index.upgrade(writer)
         self._vocabulary = name_index.Vocabulary()
         with self._read() as c:
             self._vocabulary.load(c)
@@ -224,19 +228,29 @@ class SqliteStore:
 
     # -- queries -----------------------------------------------------------------------
     def _matching_contents(self, c: sqlite3.Connection, q: Query, now: float) -> list[str]:
+        runs = []
+        if q.name_pattern and not q.sha256:
+            runs = name_index.runs_to_intersect(self._vocabulary, q.name_pattern, q.glob, BROAD_CANDIDATES)
+        if len(runs) == 1 and not q.glob and runs[0].run == q.name_pattern:
+            return self._contents_of_word_run(c, q, runs[0], now)
+        candidates = name_index.candidates_sql(self._vocabulary, runs) if runs else None
+        # without candidates (a sha256 given, a pattern without words like "*.*", or very common
+        # words) the walk in sha256 order stops at the first page of matches
+        return self._first_contents(c, q, candidates, now)
+
+    def _first_contents(
+        self, c: sqlite3.Connection, q: Query, candidates: tuple[str, list[object]] | None, now: float
+    ) -> list[str]:
+        """The first page of contents (sha256 order) that match q among the candidate files."""
         where = ["s.expires_at > ?", "s.address <> ''", "f.sha256 > ?"]
         args: list[object] = [now, q.after_sha256]
         if q.sha256:
             where.append("f.sha256 = ?")
             args.append(q.sha256)
+        if candidates is not None:
+            where.append(candidates[0])
+            args.extend(candidates[1])
         if q.name_pattern:
-            runs = [] if q.sha256 else name_index.runs_to_intersect(self._vocabulary, q.name_pattern, q.glob, BROAD_CANDIDATES)
-            if runs:
-                clause, clause_args = name_index.candidates_sql(runs)
-                where.append(clause)
-                args.extend(clause_args)
-            # else (a sha256 given, a pattern without words like "*.*", or very common words) the
-            # walk in sha256 order stops at the first page of matches
             where.append("f.name_lower GLOB ?")  # the exact check; substrings become globs too
             args.append(q.name_pattern if q.glob else f"*{_glob_escape(q.name_pattern)}*")
         sql = (
@@ -245,6 +259,29 @@ class SqliteStore:
             + " GROUP BY f.sha256 ORDER BY f.sha256 LIMIT ?"
         )
         return [r[0] for r in c.execute(sql, [*args, q.limit])]
+
+    def _contents_of_word_run(self, c: sqlite3.Connection, q: Query, run: name_index.Candidates, now: float) -> list[str]:
+        """A pattern that is one run of letters and digits ("kaiwe") is in every name holding a word
+        that contains it. Those postings are read in sha256 order and only the files of the first
+        page are fetched, not every file (a word in 1,000 names: ~1.5 ms -> ~0.5)."""
+        word_ids = json.dumps(run.word_ids)
+        start = name_index.sha_key(q.after_sha256) if q.after_sha256 else 0
+        take = q.limit + 16
+        while True:
+            postings = c.execute(
+                "SELECT sha_key, file_id FROM file_words WHERE word_id IN (SELECT value FROM json_each(?))"
+                " AND sha_key >= ? ORDER BY sha_key LIMIT ?",
+                (word_ids, start, take),
+            ).fetchall()
+            page = self._first_contents(c, q, name_index.ids_sql([file_id for _, file_id in postings]), now)
+            # Cut short, the last key may have more postings past the cut: only contents below it
+            # are known whole (files not indexed yet, which every query checks, may lie past it).
+            bound = postings[-1][0] if len(postings) == take else None
+            if bound is not None:
+                page = [sha for sha in page if name_index.sha_key(sha) < bound]
+            if bound is None or len(page) == q.limit:
+                return page
+            take *= 8  # dead sessions' and deleted files' postings took places: read further
 
     def query(self, query: Query, now: float) -> list[Match]:
         with self._read() as c:

@@ -1,0 +1,144 @@
+"""Name queries on a real SQLite store, page by page, against a brute-force oracle.
+
+Covers the paths a name query can take: one run of letters walked in sha256 order (with
+contents whose sha256 share their first 60 bits, dead sessions' and deleted files' postings in
+the way, files not indexed yet), several runs intersected in memory, and globs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from tracker.sqlite_store import SqliteStore
+from tracker.store import FileRecord, Query
+
+WORDS = ["kaiwe", "kaiweboro", "bokaiwe", "dunor", "zenpa", "mp3", "flac", "dunorkaiwe"]
+NOW = time.time()
+
+
+def _sha(rng: random.Random, prefix: str = "") -> str:
+    return prefix + "".join(rng.choice("0123456789abcdef") for _ in range(64 - len(prefix)))
+
+
+def _files(rng: random.Random, count: int, tag: str, shared: list[str]) -> list[FileRecord]:
+    files = []
+    for i in range(count):
+        name = f"{tag}/{rng.choice(WORDS)} {rng.choice(WORDS)} {i}.{rng.choice(['mp3', 'flac'])}"
+        roll = rng.random()
+        # a few contents share their first 60 bits (one sha_key); some are held by several sessions
+        sha = _sha(rng, "0" * 15) if roll < 0.15 else rng.choice(shared) if roll < 0.3 else _sha(rng)
+        files.append(FileRecord(name, i, sha, 1 << 20, sha))
+    return files
+
+
+@pytest.fixture
+def store_and_live(tmp_path: Path) -> tuple[SqliteStore, list[FileRecord]]:
+    rng = random.Random(5)
+    store = SqliteStore(str(tmp_path / "tracker.db"))
+    store.add_account("a", "not-a-hash")
+    shared = [_sha(rng) for _ in range(10)]
+    sessions = [store.open_session("a", f"token-{i}", f"127.0.0.1:{7000 + i}", NOW + 600, NOW).id for i in range(3)]
+    dead = store.open_session("a", "token-dead", "127.0.0.1:7100", NOW + 600, NOW).id
+    live: dict[int, list[FileRecord]] = {}
+    for s in sessions:
+        live[s] = _files(rng, 120, f"s{s}", shared)
+        store.replace_index(s, live[s])
+    store.replace_index(dead, _files(rng, 150, "dead", shared))
+    while store.maintain(1.0):
+        pass
+    removed = [f.name for f in live[sessions[0]][:40]]  # their postings stay until pruned
+    store.update_index(sessions[0], [], removed)
+    live[sessions[0]] = live[sessions[0]][40:]
+    late = _files(rng, 30, "late", shared)  # published after the index caught up: not indexed yet
+    store.update_index(sessions[1], late, [])
+    live[sessions[1]] += late
+    with store._write() as c:  # the dead session's lease ran out (the reaper has not deleted it yet)
+        c.execute("UPDATE sessions SET expires_at = ? WHERE id = ?", (NOW - 1, dead))
+    return store, [f for files in live.values() for f in files]
+
+
+def _pages(store: SqliteStore, pattern: str, limit: int) -> list[str]:
+    shas, after = [], ""
+    for _ in range(1000):
+        page = [
+            m.sha256 for m in store.query(Query(name_pattern=pattern, glob="*" in pattern, after_sha256=after, limit=limit), NOW)
+        ]
+        shas += page
+        if len(page) < limit:
+            return shas
+        after = page[-1]
+    raise AssertionError("paging did not end")
+
+
+def _oracle(live: list[FileRecord], pattern: str) -> list[str]:
+    if "*" in pattern:
+        db = sqlite3.connect(":memory:")  # GLOB, exactly as SQLite matches it
+        return sorted({f.sha256 for f in live if db.execute("SELECT ? GLOB ?", (f.name.lower(), pattern)).fetchone()[0]})
+    return sorted({f.sha256 for f in live if pattern in f.name.lower()})
+
+
+@pytest.mark.parametrize(
+    "pattern", ["kaiwe", "dunor", "boro", "zenpa", "kaiwe kaiwe", "kaiwe dunor", "dunorkaiwe", "*/zenpa*.flac"]
+)
+@pytest.mark.parametrize("limit", [1, 3, 50])
+def test_name_queries_page_through_exactly_the_live_matches(store_and_live, pattern, limit):
+    store, live = store_and_live
+    expected = _oracle(live, pattern)
+    assert expected, "the fixture should match something"
+    assert _pages(store, pattern, limit) == expected
+
+
+def test_the_one_word_walk_reads_only_the_first_page_of_postings(store_and_live, monkeypatch):
+    """A page of 3 must not fetch every file holding 'kaiwe': the walk asks for 19 postings first."""
+    store, live = store_and_live
+    fetched: list[int] = []
+    original = store._first_contents
+
+    def counting(c, q, candidates, now):
+        if candidates is not None:
+            fetched.append(len(candidates[1][0].split(",")))
+        return original(c, q, candidates, now)
+
+    monkeypatch.setattr(store, "_first_contents", counting)
+    page = [m.sha256 for m in store.query(Query(name_pattern="kaiwe", limit=3), NOW)]
+    assert page == _oracle(live, "kaiwe")[:3]
+    holders = sum("kaiwe" in f.name for f in live)
+    assert fetched and max(fetched) <= 19 * 8 < holders
+
+
+def test_an_index_of_an_earlier_version_is_upgraded_at_start(tmp_path: Path, store_and_live):
+    store, _ = store_and_live
+    while store.maintain(1.0, prune_now=True):  # index the late files, prune the deleted ones
+        pass
+    expected = {p: _pages(store, p, 50) for p in ["kaiwe", "kaiwe dunor"]}
+    store.close()
+    path = str(tmp_path / "tracker.db")
+    db = sqlite3.connect(path, isolation_level=None)
+    postings = db.execute("SELECT word_id, file_id FROM file_words").fetchall()
+    db.execute("DROP TABLE file_words")
+    db.execute("CREATE TABLE file_words (word_id INTEGER, file_id INTEGER, PRIMARY KEY (word_id, file_id)) WITHOUT ROWID")
+    db.executemany("INSERT INTO file_words VALUES (?, ?)", [*postings, (1, 10**9)])  # and a stale one
+    db.close()
+
+    upgraded = SqliteStore(path)
+    db = sqlite3.connect(path)
+    assert [row[1] for row in db.execute("PRAGMA table_info(file_words)")] == ["word_id", "sha_key", "file_id"]
+    assert db.execute("SELECT count(*) FROM file_words").fetchone()[0] == len(postings)
+    pairs = db.execute("SELECT w.sha_key, f.sha256 FROM file_words w JOIN files f ON f.id = w.file_id").fetchall()
+    assert len(pairs) == len(postings) and all(key == int(sha[:15], 16) for key, sha in pairs)
+    assert {p: _pages(upgraded, p, 50) for p in expected} == expected
+    upgraded.close()
+
+
+def test_sha_keys_order_like_the_sha256s_they_come_from():
+    from tracker.name_index import sha_key
+
+    shas = sorted(hashlib.sha256(str(i).encode()).hexdigest() for i in range(2000))
+    keys = [sha_key(s) for s in shas]
+    assert keys == sorted(keys) and all(0 <= k < 2**63 for k in keys)
