@@ -206,14 +206,17 @@ def ids_sql(file_ids: list[int]) -> tuple[str, list[object]]:
 
 
 def sha_key(sha256_hex: str) -> int:
-    """The first 60 bits of a sha256: postings sorted by it are in the contents' sha256 order."""
+    """The first 60 bits of a sha256, as an integer that sorts like the sha256 itself."""
     return int(sha256_hex[:15], 16)
 
 
+FILE_WORDS_LAYOUT = [("word_id", 1), ("file_id", 2), ("sha_key", 0)]  # (column, place in the primary key)
+
+
 def set_aside_old_postings(c: sqlite3.Connection) -> None:
-    """Before the schema runs: postings of an earlier version (no sha_key) move aside for upgrade()."""
-    columns = {row[1] for row in c.execute("PRAGMA table_info(file_words)")}
-    if columns and "sha_key" not in columns:
+    """Before the schema runs: postings stored by an earlier version move aside for upgrade()."""
+    layout = [(row[1], row[5]) for row in c.execute("PRAGMA table_info(file_words)")]
+    if layout and layout != FILE_WORDS_LAYOUT:
         c.execute("ALTER TABLE file_words RENAME TO file_words_old")
 
 
@@ -222,14 +225,14 @@ def upgrade(c: sqlite3.Connection) -> None:
     again if interrupted; ~30 s at a million files)."""
     if not c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'file_words_old'").fetchone():
         return
-    log.warning("upgrading the name index to sha256-ordered postings (once; ~30 s a million files)")
+    log.warning("upgrading the name index: postings get their content's sha_key (once; ~30 s a million files)")
     c.create_function("p2p_sha_key", 1, sha_key, deterministic=True)
     c.execute("BEGIN IMMEDIATE")
     try:
         c.execute("DELETE FROM file_words")
         c.execute(
-            "INSERT INTO file_words(word_id, sha_key, file_id) SELECT w.word_id, p2p_sha_key(f.sha256), w.file_id"
-            " FROM file_words_old w JOIN files f ON f.id = w.file_id ORDER BY 1, 2, 3"  # stale postings go too
+            "INSERT INTO file_words(word_id, file_id, sha_key) SELECT w.word_id, w.file_id, p2p_sha_key(f.sha256)"
+            " FROM file_words_old w JOIN files f ON f.id = w.file_id ORDER BY 1, 2"  # stale postings go too
         )
         c.execute("DROP TABLE file_words_old")
     except BaseException:
@@ -269,9 +272,9 @@ def add(c: sqlite3.Connection, vocabulary: Vocabulary, files: Iterable[tuple[int
         for word_id, word in rows:
             vocabulary.add(word, word_id)
             ids[word] = word_id
-    postings = sorted((ids[w], key, file_id) for file_id, key, words in per_file for w in words)  # B-tree order
-    vocabulary.add_postings(sorted((word_id, file_id) for word_id, _, file_id in postings))
-    c.executemany("INSERT OR IGNORE INTO file_words(word_id, sha_key, file_id) VALUES (?,?,?)", postings)
+    postings = sorted((ids[w], file_id, key) for file_id, key, words in per_file for w in words)  # B-tree order
+    vocabulary.add_postings([(word_id, file_id) for word_id, file_id, _ in postings])
+    c.executemany("INSERT OR IGNORE INTO file_words(word_id, file_id, sha_key) VALUES (?,?,?)", postings)
 
 
 def tidy(c: sqlite3.Connection, vocabulary: Vocabulary, cursor: int, prune: bool) -> tuple[bool, int]:

@@ -37,14 +37,15 @@ CREATE TABLE IF NOT EXISTS words (
     id   INTEGER PRIMARY KEY,
     word TEXT NOT NULL UNIQUE
 );
--- Postings are kept in sha256 order within a word (sha_key: the first 60 bits of the file's
--- sha256), so a one-word query reads the first page of contents without fetching every file.
--- (Databases of earlier versions without sha_key are upgraded once at start: name_index.upgrade.)
+-- A posting carries its content's sha_key (the first 60 bits of its sha256), so a one-word query
+-- takes the first page of contents from the postings alone, without fetching every file. New
+-- files have the largest ids: postings append to each word's range, which keeps indexing cheap.
+-- (Databases of earlier versions are upgraded once at start: name_index.upgrade.)
 CREATE TABLE IF NOT EXISTS file_words (
     word_id INTEGER NOT NULL,
-    sha_key INTEGER NOT NULL,
     file_id INTEGER NOT NULL,   -- may outlive its file until pruned; queries join live files
-    PRIMARY KEY (word_id, sha_key, file_id)
+    sha_key INTEGER NOT NULL,
+    PRIMARY KEY (word_id, file_id)
 ) WITHOUT ROWID;
 DROP TABLE IF EXISTS words_fts;  -- earlier versions kept the trigram map here
 -- How far the index has caught up with `files` (it is written behind, in the background).

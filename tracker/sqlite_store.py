@@ -262,8 +262,9 @@ class SqliteStore:
 
     def _contents_of_word_run(self, c: sqlite3.Connection, q: Query, run: name_index.Candidates, now: float) -> list[str]:
         """A pattern that is one run of letters and digits ("kaiwe") is in every name holding a word
-        that contains it. Those postings are read in sha256 order and only the files of the first
-        page are fetched, not every file (a word in 1,000 names: ~1.5 ms -> ~0.5)."""
+        that contains it. Those postings are taken in sha256 order (by their sha_key, sorted by
+        SQLite from the postings alone) and only the files of the first page are fetched, not every
+        file (a word in 1,000 names: ~1.5 ms -> ~0.5)."""
         word_ids = json.dumps(run.word_ids)
         start = name_index.sha_key(q.after_sha256) if q.after_sha256 else 0
         take = q.limit + 16

@@ -112,7 +112,17 @@ def test_the_one_word_walk_reads_only_the_first_page_of_postings(store_and_live,
     assert fetched and max(fetched) <= 19 * 8 < holders
 
 
-def test_an_index_of_an_earlier_version_is_upgraded_at_start(tmp_path: Path, store_and_live):
+OLD_LAYOUTS = {
+    "no sha_key": ("word_id INTEGER, file_id INTEGER, PRIMARY KEY (word_id, file_id)", "word_id, file_id"),
+    "sha_key in the key": (
+        "word_id INTEGER, sha_key INTEGER, file_id INTEGER, PRIMARY KEY (word_id, sha_key, file_id)",
+        "word_id, 0, file_id",
+    ),
+}
+
+
+@pytest.mark.parametrize("layout", OLD_LAYOUTS)
+def test_an_index_of_an_earlier_version_is_upgraded_at_start(tmp_path: Path, store_and_live, layout):
     store, _ = store_and_live
     while store.maintain(1.0, prune_now=True):  # index the late files, prune the deleted ones
         pass
@@ -121,19 +131,25 @@ def test_an_index_of_an_earlier_version_is_upgraded_at_start(tmp_path: Path, sto
     path = str(tmp_path / "tracker.db")
     db = sqlite3.connect(path, isolation_level=None)
     postings = db.execute("SELECT word_id, file_id FROM file_words").fetchall()
+    columns, values = OLD_LAYOUTS[layout]
     db.execute("DROP TABLE file_words")
-    db.execute("CREATE TABLE file_words (word_id INTEGER, file_id INTEGER, PRIMARY KEY (word_id, file_id)) WITHOUT ROWID")
-    db.executemany("INSERT INTO file_words VALUES (?, ?)", [*postings, (1, 10**9)])  # and a stale one
+    db.execute(f"CREATE TABLE file_words ({columns}) WITHOUT ROWID")
+    db.executemany(f"INSERT INTO file_words SELECT {values} FROM (SELECT ? AS word_id, ? AS file_id)", [*postings, (1, 10**9)])
     db.close()
 
-    upgraded = SqliteStore(path)
+    upgraded = SqliteStore(path)  # (the stale posting of file 10**9 goes)
     db = sqlite3.connect(path)
-    assert [row[1] for row in db.execute("PRAGMA table_info(file_words)")] == ["word_id", "sha_key", "file_id"]
-    assert db.execute("SELECT count(*) FROM file_words").fetchone()[0] == len(postings)
+    assert [(row[1], row[5]) for row in db.execute("PRAGMA table_info(file_words)")] == [
+        ("word_id", 1),
+        ("file_id", 2),
+        ("sha_key", 0),
+    ]
     pairs = db.execute("SELECT w.sha_key, f.sha256 FROM file_words w JOIN files f ON f.id = w.file_id").fetchall()
-    assert len(pairs) == len(postings) and all(key == int(sha[:15], 16) for key, sha in pairs)
+    assert db.execute("SELECT count(*) FROM file_words").fetchone()[0] == len(postings) == len(pairs)
+    assert all(key == int(sha[:15], 16) for key, sha in pairs)
     assert {p: _pages(upgraded, p, 50) for p in expected} == expected
     upgraded.close()
+    assert SqliteStore(path).query(Query(name_pattern="kaiwe", limit=50), NOW)  # a second start has nothing to upgrade
 
 
 def test_sha_keys_order_like_the_sha256s_they_come_from():
