@@ -39,7 +39,7 @@ _WORD = re.compile(r"[^\W_]+")  # runs of letters and digits, in any script
 _GLOB_SYNTAX = re.compile(r"\*|\?|\[[^\]]*\]?")
 PRUNE_WORDS_PER_SLICE = 200
 INTERSECT_RUNS = 3  # at most this many runs' postings are intersected
-INDEX_FILES_PER_SLICE = 5000  # ~0.2 s of work: writers (heartbeats, logins) never wait long
+INDEX_FILES_PER_SLICE = 5000  # ~0.5 s of work at a million files: writers (logins, heartbeats) wait little
 NOT_YET_INDEXED = "SELECT id FROM files WHERE id > (SELECT upto FROM index_progress WHERE name = 'files')"
 
 
