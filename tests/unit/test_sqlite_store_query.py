@@ -100,10 +100,10 @@ def test_the_one_word_walk_reads_only_the_first_page_of_postings(store_and_live,
     fetched: list[int] = []
     original = store._first_contents
 
-    def counting(c, q, candidates, now):
+    def counting(c, q, candidates, now, **how):
         if candidates is not None:
             fetched.append(len(candidates[1][0].split(",")))
-        return original(c, q, candidates, now)
+        return original(c, q, candidates, now, **how)
 
     monkeypatch.setattr(store, "_first_contents", counting)
     page = [m.sha256 for m in store.query(Query(name_pattern="kaiwe", limit=3), NOW)]
