@@ -23,7 +23,7 @@ MAX_SOURCES_PER_MATCH = 64  # keeps a popular file's result small; a sample spre
 # names until a page is full: at a million files "mp3" took 0.36 s through the index, 3 ms so.
 BROAD_CANDIDATES = 20_000
 QUERY_SECONDS = 2.0  # a pattern broad and rare at once ("a z") is refused rather than run for long
-PACK_ABOVE = 8  # rows: above this many a statement's rows come packed in one (see _packed_rows)
+PACK_ABOVE = 8  # contents: the sources of more than this many come packed in one row (see _packed_rows)
 CLOCK_CHECK_STEPS = 100_000  # SQLite VM steps between looks at the clock (~1 ms of work)
 PRUNE_EVERY_SECONDS = 600.0  # a pruning pass reads every posting: rarely, in the background
 
