@@ -105,6 +105,8 @@ async def _load(address: str, token: str, rpc: str, concurrency: int, seconds: f
         rng = random.Random(concurrency)
 
         def request() -> object:
+            if rpc == "health":
+                return health_pb2.HealthCheckRequest(service="p2p.v1.TrackerService")
             if rpc == "common":
                 return pb.QueryRequest(name_pattern=rng.choice(COMMON), page_size=50)
             roll = {"title": 0.0, "word": 0.7, "glob": 0.85, "sha": 0.95}.get(rpc, rng.random())  # one kind, or the mix
@@ -117,11 +119,6 @@ async def _load(address: str, token: str, rpc: str, concurrency: int, seconds: f
                 return pb.QueryRequest(name_pattern=f"*/{title_of(i).split()[1]}*.{file_name(i).rsplit('.', 1)[1]}", page_size=50)
             return pb.QueryRequest(sha256=rng.choice(shas), page_size=50)
 
-        def next_request() -> object:
-            if rpc == "health":
-                return health_pb2.HealthCheckRequest(service="p2p.v1.TrackerService")
-            return request()  # "query" (the mix) or one kind of it
-
         async def one(req: object) -> None:
             if rpc == "health":
                 await health.Check(req, timeout=10)
@@ -129,13 +126,13 @@ async def _load(address: str, token: str, rpc: str, concurrency: int, seconds: f
                 await tracker.Query(req, metadata=md, timeout=10)
 
         for _ in range(50):  # warm up connection and caches
-            await one(next_request())
+            await one(request())
         deadline = time.perf_counter() + seconds
 
         async def worker() -> None:
             nonlocal errors
             while time.perf_counter() < deadline:
-                req = next_request()  # made outside the timing: the RPC is measured, not the generator
+                req = request()  # made outside the timing: the RPC is measured, not the generator
                 started = time.perf_counter()
                 try:
                     await one(req)

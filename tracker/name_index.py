@@ -41,6 +41,7 @@ PRUNE_WORDS_PER_SLICE = 200
 INTERSECT_RUNS = 3  # at most this many runs' postings are intersected
 INDEX_FILES_PER_SLICE = 5000  # ~0.5 s of work at a million files: writers (logins, heartbeats) wait little
 NOT_YET_INDEXED = "SELECT id FROM files WHERE id > (SELECT upto FROM index_progress WHERE name = 'files')"
+WORD_POSTINGS = "FROM file_words WHERE word_id IN (SELECT value FROM json_each(?))"  # ? = the word ids, as JSON
 
 
 def words_of(name_lower: str) -> set[str]:
@@ -194,8 +195,7 @@ def candidates_sql(vocabulary: Vocabulary, runs: list[Candidates]) -> tuple[str,
     Files not indexed yet are candidates for every query.
     """
     if len(runs) == 1:
-        postings = "SELECT file_id FROM file_words WHERE word_id IN (SELECT value FROM json_each(?))"
-        return f"f.id IN ({postings} UNION ALL {NOT_YET_INDEXED})", [json.dumps(runs[0].word_ids)]
+        return f"f.id IN (SELECT file_id {WORD_POSTINGS} UNION ALL {NOT_YET_INDEXED})", [json.dumps(runs[0].word_ids)]
     holding_all = set.intersection(*(vocabulary.file_ids(r.word_ids) for r in runs))
     return ids_sql(sorted(holding_all))
 

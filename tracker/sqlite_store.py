@@ -274,7 +274,7 @@ class SqliteStore:
             postings = _packed_rows(
                 c,
                 ["sha_key", "file_id"],
-                "FROM file_words WHERE word_id IN (SELECT value FROM json_each(?)) AND sha_key >= ? ORDER BY sha_key LIMIT ?",
+                f"{name_index.WORD_POSTINGS} AND sha_key >= ? ORDER BY sha_key LIMIT ?",
                 [word_ids, start, take],
             )
             page = self._first_contents(c, q, name_index.ids_sql([file_id for _, file_id in postings]), now, packed=True)
