@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 
 from p2p_common.errors import P2PError, Unauthenticated
-from p2p_common.interceptors import Behavior, abort_handler, wrap_handler
+from p2p_common.interceptors import Behavior, HandlerCache
 
 AUTH_HEADER = "authorization"
 _SCHEME = "bearer "
@@ -49,40 +49,47 @@ class BearerAuthInterceptor(grpc.ServerInterceptor):
     """Checks the bearer token of every call to a protected method before the handler runs.
 
     verify(token) returns the principal (made available through current_principal()) or
-    raises a P2PError (AuthError for bad credentials). Methods outside protected_prefix (health, reflection) and those in
-    public_methods pass unchecked.
+    raises a P2PError (AuthError for bad credentials). Methods outside protected_prefix (health,
+    reflection) and those in public_methods pass unchecked. The check runs in the call's worker
+    thread, not in the server's dispatch thread (see p2p_common.interceptors): a slow verifier
+    holds up only the call it checks.
     """
 
     def __init__(self, verify: Callable[[str], Any], protected_prefix: str, public_methods: frozenset[str] = frozenset()):
         self._verify = verify
         self._prefix = protected_prefix
         self._public = public_methods
+        self._handlers = HandlerCache(lambda _method, behavior, streaming: _authenticated(behavior, streaming, verify))
 
     def intercept_service(self, continuation: Callable[[Any], Any], handler_call_details: Any) -> Any:
         handler = continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or not method.startswith(self._prefix) or method in self._public:
+        if not method.startswith(self._prefix) or method in self._public:
             return handler
-        try:
-            principal = self._verify(token_from_metadata(handler_call_details.invocation_metadata))
-        except P2PError as exc:  # usually Unauthenticated; Unavailable when a verifier is unreachable
-            return abort_handler(handler, exc.code, str(exc))
-        return wrap_handler(handler, lambda behavior, streaming: _with_principal(behavior, streaming, principal))
+        return self._handlers.wrapped(method, handler)
 
 
-def _with_principal(behavior: Behavior, streaming: bool, principal: Any) -> Behavior:
+def _principal_of(verify: Callable[[str], Any], context: grpc.ServicerContext) -> Any:
+    """The verified caller of this call, or the call aborted with the reason."""
+    try:
+        return verify(token_from_metadata(context.invocation_metadata()))
+    except P2PError as exc:  # usually Unauthenticated; Unavailable when a verifier is unreachable
+        context.abort(exc.code, str(exc))
+
+
+def _authenticated(behavior: Behavior, streaming: bool, verify: Callable[[str], Any]) -> Behavior:
     # Set, never reset: a streaming handler's generator may be closed from another context,
     # and every call (the logging interceptor first) sets the variable anew anyway.
     if streaming:
 
         def run_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            _principal.set(principal)
+            _principal.set(_principal_of(verify, context))
             yield from behavior(request, context)
 
         return run_stream
 
     def run_unary(request: Any, context: grpc.ServicerContext) -> Any:
-        _principal.set(principal)
+        _principal.set(_principal_of(verify, context))
         return behavior(request, context)
 
     return run_unary

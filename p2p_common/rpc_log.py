@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 
 from p2p_common.auth import clear_principal, current_principal
-from p2p_common.interceptors import Behavior, wrap_handler
+from p2p_common.interceptors import Behavior, HandlerCache
 
 log = logging.getLogger("p2p.rpc")
 
@@ -18,10 +18,11 @@ log = logging.getLogger("p2p.rpc")
 class RpcLoggingInterceptor(grpc.ServerInterceptor):
     """Logs every call when it ends; a handler that crashed is logged with its traceback."""
 
+    def __init__(self) -> None:
+        self._handlers = HandlerCache(_logged)
+
     def intercept_service(self, continuation: Callable[[Any], Any], handler_call_details: Any) -> Any:
-        handler = continuation(handler_call_details)
-        method = handler_call_details.method
-        return wrap_handler(handler, lambda behavior, streaming: _logged(method, behavior, streaming))
+        return self._handlers.wrapped(handler_call_details.method, continuation(handler_call_details))
 
 
 def _finish(method: str, context: grpc.ServicerContext, started: float, error: BaseException | None) -> None:
