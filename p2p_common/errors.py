@@ -57,8 +57,21 @@ def describe_rpc_error(error: grpc.RpcError, what: str) -> str:
     code = error.code() if hasattr(error, "code") else None
     detail = error.details() if hasattr(error, "details") else str(error)
     if code == grpc.StatusCode.UNAVAILABLE:
-        return f"{what}: server unreachable ({detail})"
+        return f"{what}: server unreachable ({detail}){_tls_hint(detail or '')}"
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"{what}: timed out"
     name = code.name if code is not None else "ERROR"
     return f"{what}: {detail} [{name}]"
+
+
+def _tls_hint(detail: str) -> str:
+    """What a failed connection most likely means, when TLS is the cause."""
+    if "CERTIFICATE_VERIFY_FAILED" in detail:
+        return "; its TLS certificate is not signed by a CA that --tls-ca names"
+    if "Hostname Verification" in detail:
+        return "; its TLS certificate was issued for another name or address"
+    if "WRONG_VERSION_NUMBER" in detail or "Tls handshake failed" in detail:
+        return "; TLS failed: does this server serve TLS?"
+    if "Socket closed" in detail:
+        return "; if it serves TLS, give --tls-ca"
+    return ""

@@ -2,7 +2,9 @@
 
 Calls the standard grpc.health.v1.Health/Check and exits 0 when SERVING, 1 otherwise. Without
 --address it probes this host at the port of $P2P_LISTEN, so one HEALTHCHECK line stays right
-whatever port the container is configured to serve on.
+whatever port the container is configured to serve on. A server that serves TLS is probed over
+TLS when $P2P_TLS_CA names the CA that signed it ($P2P_TLS_SERVER_NAME: the name its certificate
+holds, when that is not 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ import sys
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from p2p_common.errors import P2PError
+from p2p_common.tls import ClientTls, open_channel
 
-def check(address: str, service: str = "", timeout: float = 3.0) -> tuple[bool, str]:
+
+def check(address: str, service: str = "", timeout: float = 3.0, tls: ClientTls | None = None) -> tuple[bool, str]:
     """(healthy, what the server said) for service at address."""
-    with grpc.insecure_channel(address) as channel:
+    with open_channel(address, tls) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         except grpc.RpcError as exc:
@@ -36,11 +41,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", help="host:port of the server (default: 127.0.0.1 at the port of $P2P_LISTEN)")
     parser.add_argument("--service", default="", help="service name, e.g. p2p.v1.TrackerService; empty: the whole server")
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the answer")
+    parser.add_argument("--tls-ca", default=os.environ.get("P2P_TLS_CA", ""), help="PEM CA bundle: probe over TLS [P2P_TLS_CA]")
+    parser.add_argument(
+        "--tls-server-name",
+        default=os.environ.get("P2P_TLS_SERVER_NAME", ""),
+        help="name in the server's certificate, if not the dialled host [P2P_TLS_SERVER_NAME]",
+    )
     args = parser.parse_args(argv)
     if not args.address and not os.environ.get("P2P_LISTEN"):
         parser.error("give --address or set P2P_LISTEN")
     address = args.address or local_address(os.environ["P2P_LISTEN"])
-    healthy, detail = check(address, args.service, args.timeout)
+    try:
+        tls = ClientTls.load(args.tls_ca, args.tls_server_name)
+    except P2PError as exc:
+        parser.error(str(exc))
+    healthy, detail = check(address, args.service, args.timeout, tls)
     print(f"{address} {args.service or '(server)'}: {detail}")
     return 0 if healthy else 1
 

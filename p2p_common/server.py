@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from p2p_common.errors import P2PError
 from p2p_common.options import GRPC_OPTIONS
 from p2p_common.rpc_log import RpcLoggingInterceptor
+from p2p_common.tls import ServerTls
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,11 @@ def start_server(
     services: Sequence[Service],
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     max_workers: int = 32,
+    tls: ServerTls | None = None,
 ) -> RunningServer:
     """Start a server on listen with services, health and reflection; health starts NOT_SERVING.
+
+    With tls, the port speaks only TLS (p2p_common.tls); without, only plaintext.
 
     The caller marks it serving (set_serving(True)) once its own start-up is done.
     """
@@ -77,7 +81,7 @@ def start_server(
     names = [s.name for s in services]
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     try:
-        port = server.add_insecure_port(listen)
+        port = server.add_secure_port(listen, tls.credentials()) if tls else server.add_insecure_port(listen)
     except RuntimeError as exc:
         raise BindError(f"cannot listen on {listen}: {exc}") from exc
     if port == 0:

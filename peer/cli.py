@@ -13,6 +13,7 @@ from pathlib import Path
 from p2p_common.errors import P2PError
 from p2p_common.malloc import tune_malloc
 from p2p_common.rpc_log import setup_logging
+from p2p_common.tls import ClientTls
 from peer.config import PeerConfig
 from peer.progress import ProgressBar, human_bytes
 from peer.tracker_client import TrackerClient
@@ -33,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tracker", default=_env("P2P_TRACKER", "127.0.0.1:50051"), help="tracker host:port [P2P_TRACKER]")
     parser.add_argument("--name", default=_env("P2P_NAME", getpass.getuser()), help="account name [P2P_NAME]")
     parser.add_argument("--password", default=_env("P2P_PASSWORD", ""), help="account password [P2P_PASSWORD]")
+    parser.add_argument(
+        "--tls-ca",
+        default=_env("P2P_TLS_CA", ""),
+        help="PEM CA bundle: dial the tracker and peers over TLS, trusting these CAs [P2P_TLS_CA]",
+    )
     parser.add_argument(
         "--log-level",
         default=_env("P2P_LOG_LEVEL", "warning"),
@@ -68,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="downloads and uploads served at once; more are refused until one ends [P2P_MAX_TRANSFERS]",
     )
     serve.add_argument(
+        "--tls-cert", default=_env("P2P_TLS_CERT", ""), help="PEM certificate chain: serve TLS only [P2P_TLS_CERT]"
+    )
+    serve.add_argument("--tls-key", default=_env("P2P_TLS_KEY", ""), help="PEM private key of --tls-cert [P2P_TLS_KEY]")
+    serve.add_argument(
         "--rescan", type=float, default=float(_env("P2P_RESCAN", "2")), help="seconds between share rescans [P2P_RESCAN]"
     )
 
@@ -93,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _client(args: argparse.Namespace) -> TrackerClient:
     if not args.password:
         raise P2PError("a password is needed: --password or P2P_PASSWORD")
-    client = TrackerClient(args.tracker, args.name, args.password)
+    client = TrackerClient(args.tracker, args.name, args.password, tls=ClientTls.load(args.tls_ca))
     client.login()
     return client
 
@@ -113,6 +123,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_upload_bytes=args.max_upload,
         max_transfers=args.max_transfers,
         rescan_seconds=args.rescan,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_ca=args.tls_ca,
     )
     node = start_peer(config)
     print(f"serving {node.share.root} on port {node.port} as {args.name} (indexing it in the background)", flush=True)

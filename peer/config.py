@@ -22,6 +22,9 @@ class PeerConfig:
     max_upload_bytes: int = 1 << 34
     rescan_seconds: float = 2.0
     max_transfers: int = 16  # Download and Upload streams served at once ("upload slots")
+    tls_cert: str = ""  # PEM certificate chain and key: serve TLS only (p2p_common.tls)
+    tls_key: str = ""
+    tls_ca: str = ""  # PEM CA bundle: dial the tracker and other peers over TLS
 
     def __post_init__(self) -> None:
         if not self.password:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from p2p_common.auth import BearerAuthInterceptor
 from p2p_common.errors import P2PError, Unauthenticated
 from p2p_common.server import RunningServer, Service, start_server
+from p2p_common.tls import ClientTls, ServerTls
 from peer import sha256_chain
 from peer.chunk_wire import SERVICE_NAME, add_peer_service
 from peer.config import PeerConfig
@@ -164,8 +165,9 @@ def _first_login(tracker: TrackerClient, server: RunningServer, share: Share) ->
 def start_peer(config: PeerConfig) -> PeerNode:
     """Start serving at once, then index the share, log in and publish in the background."""
     sha256_chain.check_available()  # a peer that cannot hash its share says so now, in one line
+    server_tls, client_tls = ServerTls.load(config.tls_cert, config.tls_key), ClientTls.load(config.tls_ca)
     share = Share(config.share)
-    tracker = TrackerClient(config.tracker, config.name, config.password)
+    tracker = TrackerClient(config.tracker, config.name, config.password, tls=client_tls)
     verifier = TicketVerifier(tracker)
     watcher = ShareWatcher(share, config.rescan_seconds, lambda: keeper.wake())  # started once keeper is
     policy = UploadPolicy(config.allow_uploads, config.max_upload_bytes)
@@ -173,7 +175,7 @@ def start_peer(config: PeerConfig) -> PeerNode:
     service = Service(SERVICE_NAME, lambda s: add_peer_service(servicer, s))
     auth = BearerAuthInterceptor(verifier, f"/{SERVICE_NAME}/")
     try:
-        server = start_server(config.listen, [service], [auth], max_workers=config.max_workers)
+        server = start_server(config.listen, [service], [auth], max_workers=config.max_workers, tls=server_tls)
     except Exception:
         share.close()
         tracker.close()

@@ -12,6 +12,7 @@ from p2p.v1 import peer_pb2_grpc as pb_grpc
 from p2p_common.auth import bearer_metadata
 from p2p_common.errors import P2PError
 from p2p_common.options import GRPC_OPTIONS
+from p2p_common.tls import ClientTls, open_channel
 from peer.chunk_wire import DOWNLOAD_METHOD, parse_download_response
 from peer.manifest import Manifest
 from peer.tracker_client import rpc_error
@@ -22,12 +23,12 @@ _END = object()
 class PeerConnection:
     """A channel to one peer, authenticated with a ticket addressed to it."""
 
-    def __init__(self, peer_name: str, address: str, ticket: str):
+    def __init__(self, peer_name: str, address: str, ticket: str, tls: ClientTls | None = None):
         self.peer_name = peer_name
         self.address = address
         self.label = f"{peer_name}@{address}"
         self._md = bearer_metadata(ticket)
-        self._channel = grpc.insecure_channel(address, options=list(GRPC_OPTIONS))
+        self._channel = open_channel(address, tls, GRPC_OPTIONS)
         self._stub = pb_grpc.PeerServiceStub(self._channel)
 
     def manifest(self, sha256: str, timeout: float = 30) -> Manifest:

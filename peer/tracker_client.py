@@ -17,6 +17,7 @@ from p2p.v1 import tracker_pb2_grpc as pb_grpc
 from p2p_common.auth import bearer_metadata
 from p2p_common.errors import P2PError, Unauthenticated, Unavailable, describe_rpc_error
 from p2p_common.options import GRPC_OPTIONS
+from p2p_common.tls import ClientTls, open_channel
 from peer.share import SharedFile
 
 log = logging.getLogger(__name__)
@@ -74,12 +75,13 @@ def _entry(f: SharedFile) -> pb.FileEntry:
 class TrackerClient:
     """One account's session with the tracker; re-logs in once when the session is gone."""
 
-    def __init__(self, address: str, name: str, password: str, advertise: str = ""):
+    def __init__(self, address: str, name: str, password: str, advertise: str = "", tls: ClientTls | None = None):
         self.address = address
         self.name = name
         self._password = password
         self.advertise = advertise
-        self._channel = grpc.insecure_channel(address, options=list(GRPC_OPTIONS))
+        self.tls = tls  # how this client dials: the tracker, and the peers it fetches from
+        self._channel = open_channel(address, tls, GRPC_OPTIONS)
         self._stub = pb_grpc.TrackerServiceStub(self._channel)
         self._token = ""
         self.lease_seconds = 0

@@ -18,6 +18,8 @@ class TrackerConfig:
     log_level: str = "info"
     max_workers: int = 32
     ticket_seconds: int = 300
+    tls_cert: str = ""  # PEM certificate chain and key: serve TLS only (p2p_common.tls)
+    tls_key: str = ""
 
     def __post_init__(self) -> None:
         if not 2 <= self.lease_seconds <= 86400:
@@ -52,6 +54,10 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, default=int(env("P2P_WORKERS", d.max_workers)), help="RPC worker threads [P2P_WORKERS]"
     )
     parser.add_argument(
+        "--tls-cert", default=env("P2P_TLS_CERT", d.tls_cert), help="PEM certificate chain: serve TLS only [P2P_TLS_CERT]"
+    )
+    parser.add_argument("--tls-key", default=env("P2P_TLS_KEY", d.tls_key), help="PEM private key of --tls-cert [P2P_TLS_KEY]")
+    parser.add_argument(
         "--log-level",
         default=env("P2P_LOG_LEVEL", d.log_level),
         choices=["debug", "info", "warning", "error"],
@@ -67,4 +73,6 @@ def config_from_args(args: argparse.Namespace) -> TrackerConfig:
         open_registration=not args.closed_registration,
         log_level=args.log_level,
         max_workers=args.workers,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )

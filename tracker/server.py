@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from p2p.v1 import tracker_pb2, tracker_pb2_grpc
 from p2p_common.auth import BearerAuthInterceptor
 from p2p_common.server import RunningServer, Service, start_server
+from p2p_common.tls import ServerTls
 from tracker.config import TrackerConfig
 from tracker.directory import Directory, Reaper
 from tracker.service import TrackerServicer
@@ -36,6 +37,7 @@ class Tracker:
 
 def start_tracker(config: TrackerConfig) -> Tracker:
     """Open the store, start serving on config.listen, and report SERVING when ready."""
+    tls = ServerTls.load(config.tls_cert, config.tls_key)  # a bad certificate fails before the store opens
     store = SqliteStore(config.db)
     directory = Directory(store, config)
     service = Service(
@@ -43,7 +45,7 @@ def start_tracker(config: TrackerConfig) -> Tracker:
     )
     auth = BearerAuthInterceptor(directory.authenticate, f"/{SERVICE_NAME}/", PUBLIC_METHODS)
     try:
-        server = start_server(config.listen, [service], [auth], max_workers=config.max_workers)
+        server = start_server(config.listen, [service], [auth], max_workers=config.max_workers, tls=tls)
     except Exception:
         store.close()
         raise

@@ -183,6 +183,20 @@ def test_tracker_image_runs_and_reports_health(installed, tmp_path):
     assert not healthy(df, env, installed)
 
 
+def test_tracker_image_serves_tls_and_its_healthcheck_probes_over_tls(installed, tmp_path):
+    tls = ROOT / "tests" / "data" / "tls"
+    df = parse(ROOT / "Dockerfile.tracker")
+    env = container_env(df, installed, tmp_path, P2P_TLS_CERT=str(tls / "server.pem"), P2P_TLS_KEY=str(tls / "server-key.pem"))
+    proc = start(df, env, tmp_path / "tracker.log")
+    try:
+        probe_env = {**env, "P2P_TLS_CA": str(tls / "ca.pem")}
+        wait_for(lambda: healthy(df, probe_env, installed), timeout=30, interval=0.3, what="the HEALTHCHECK over TLS")
+        assert not healthy(df, env, installed)  # a plaintext probe of a TLS-only port fails
+    finally:
+        code = stop_gracefully(df, proc)
+    assert code == 0, (tmp_path / "tracker.log").read_text()
+
+
 def test_peer_image_runs_publishes_and_reports_health(installed, tmp_path):
     tracker_df = parse(ROOT / "Dockerfile.tracker")
     tracker_env = container_env(tracker_df, installed, tmp_path / "t")

@@ -1,0 +1,71 @@
+"""Optional TLS for every server and channel: a deployment either runs all plaintext or all TLS.
+
+In a TLS deployment one CA (a lab's, a company's) signs a certificate for the tracker and for each
+serving peer, naming the host and address others dial; everyone trusts that CA. Passwords and
+session tokens then never cross the network in the clear, and a client knows it talks to the
+real tracker. Files are PEM, as openssl, step-ca or Let's Encrypt write them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from p2p_common.errors import InvalidArgument
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read the {what} {path}: {exc.strerror or exc}") from None
+    if b"-----BEGIN " not in data:
+        raise InvalidArgument(f"the {what} {path} is not PEM (no -----BEGIN line)")
+    return data
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """This server's identity: its certificate chain and private key."""
+
+    certificate_chain: bytes
+    private_key: bytes
+
+    @classmethod
+    def load(cls, cert_path: str, key_path: str) -> ServerTls | None:
+        """From PEM files; None when neither is given (plaintext)."""
+        if not cert_path and not key_path:
+            return None
+        if not cert_path or not key_path:
+            raise InvalidArgument("TLS needs both a certificate (--tls-cert) and its private key (--tls-key)")
+        return cls(_read(cert_path, "TLS certificate"), _read(key_path, "TLS private key"))
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials([(self.private_key, self.certificate_chain)])
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """What a client trusts: the CA certificates that signed the servers' certificates."""
+
+    root_certificates: bytes
+    server_name: str = ""  # the name to expect in the certificate, when it differs from the dialled host
+
+    @classmethod
+    def load(cls, ca_path: str, server_name: str = "") -> ClientTls | None:
+        """From a PEM bundle; None when no CA is given (plaintext)."""
+        if not ca_path:
+            return None
+        return cls(_read(ca_path, "TLS CA bundle"), server_name)
+
+
+def open_channel(address: str, tls: ClientTls | None, options: Sequence[tuple[str, object]] = ()) -> grpc.Channel:
+    """A channel to address: TLS-verified against tls, or plaintext when tls is None."""
+    if tls is None:
+        return grpc.insecure_channel(address, options=list(options))
+    extra = [("grpc.ssl_target_name_override", tls.server_name)] if tls.server_name else []
+    credentials = grpc.ssl_channel_credentials(root_certificates=tls.root_certificates)
+    return grpc.secure_channel(address, credentials, options=[*options, *extra])

@@ -1,0 +1,117 @@
+"""A TLS deployment: tracker and peers serve TLS, clients verify them against the deployment's CA.
+
+The certificates in tests/data/tls were made once with openssl (see the README there): a test CA,
+a server certificate it signed for 127.0.0.1 and localhost, and an unrelated CA.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from p2p_common.errors import InvalidArgument, P2PError
+from p2p_common.tls import ClientTls, ServerTls
+from peer import cli, transfers
+from peer.peer_client import PeerConnection
+from peer.tracker_client import TrackerClient
+from tests.integration.test_grpcurl import GRPCURL
+
+TLS = Path(__file__).resolve().parent.parent / "data" / "tls"
+CA, CERT, KEY, OTHER_CA = (str(TLS / n) for n in ("ca.pem", "server.pem", "server-key.pem", "other-ca.pem"))
+SERVE_TLS = {"tls_cert": CERT, "tls_key": KEY}
+
+
+@pytest.fixture
+def tls_tracker(start_tracker_at):
+    return start_tracker_at(db=":memory:", **SERVE_TLS)
+
+
+def tracker_client(tracker, ca: str | None, name: str = "tester") -> TrackerClient:
+    return TrackerClient(f"127.0.0.1:{tracker.port}", name, "pw", tls=ClientTls.load(ca) if ca else None)
+
+
+def test_clients_that_trust_the_ca_log_in_and_others_cannot(tls_tracker):
+    trusting = tracker_client(tls_tracker, CA)
+    try:
+        assert trusting.login()
+        assert trusting.query(pattern="anything") == []
+    finally:
+        trusting.close()
+    for ca in (None, OTHER_CA):  # plaintext, or a CA that did not sign the tracker's certificate
+        other = tracker_client(tls_tracker, ca)
+        try:
+            with pytest.raises(P2PError, match="unreachable"):
+                other.login()
+        finally:
+            other.close()
+
+
+def test_a_file_travels_between_tls_peers(tls_tracker, start_peer_at, tmp_path):
+    data = os.urandom(3 * (1 << 20) + 12345)
+    settings = {"tracker": f"127.0.0.1:{tls_tracker.port}", "tls_ca": CA, **SERVE_TLS}
+    start_peer_at("alice", {"music/song.bin": data}, **settings)
+    client = tracker_client(tls_tracker, CA)
+    try:
+        client.login()
+        remote = transfers.resolve(client, "song.bin")
+        result = transfers.fetch(client, remote, tmp_path / "got.bin")
+        assert result.per_source and (tmp_path / "got.bin").read_bytes() == data
+        plain = PeerConnection("alice", remote.sources[0].address, client.ticket("alice"))
+        try:  # the peer's port speaks only TLS
+            with pytest.raises(P2PError, match="unreachable"):
+                plain.manifest(remote.sha256, timeout=5)
+        finally:
+            plain.close()
+    finally:
+        client.close()
+
+
+def test_the_cli_over_tls_and_its_one_line_errors(tls_tracker, start_peer_at, tmp_path, capsys):
+    data = os.urandom(70_000)
+    start_peer_at("bob", {"notes.txt": data}, tracker=f"127.0.0.1:{tls_tracker.port}", tls_ca=CA, **SERVE_TLS)
+    common = ["--tracker", f"127.0.0.1:{tls_tracker.port}", "--name", "carol", "--password", "pw"]
+    out = tmp_path / "notes.txt"
+    assert cli.main([*common, "--tls-ca", CA, "get", "notes.txt", "-o", str(out)]) == 0
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
+    capsys.readouterr()
+    assert cli.main([*common, "--tls-ca", OTHER_CA, "search", "notes"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("p2p-peer search: login to tracker") and "not signed by a CA" in err[0]
+    assert cli.main([*common, "search", "notes"]) == 1  # plaintext to a TLS-only port
+    assert "if it serves TLS, give --tls-ca" in capsys.readouterr().err
+    assert cli.main([*common, "--tls-ca", str(tmp_path / "missing.pem"), "search", "notes"]) == 1
+    assert "cannot read the TLS CA bundle" in capsys.readouterr().err
+
+
+def test_grpcurl_and_the_health_probe_over_tls(tls_tracker):
+    address = f"127.0.0.1:{tls_tracker.port}"
+    listed = subprocess.run([GRPCURL, "-cacert", CA, address, "list"], capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert "p2p.v1.TrackerService" in listed.stdout.split()
+
+    def probe(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "p2p_common.healthcheck", "--address", address, "--timeout", "5", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, env={**os.environ, "P2P_TLS_CA": ""})
+
+    assert probe("--tls-ca", CA, "--service", "p2p.v1.TrackerService").returncode == 0
+    # the certificate names 127.0.0.1 and localhost: another expected name fails verification
+    assert probe("--tls-ca", CA, "--tls-server-name", "tracker.example").returncode == 1
+    assert probe("--tls-ca", CA, "--tls-server-name", "localhost").returncode == 0
+    assert probe().returncode == 1  # plaintext against a TLS port
+
+
+def test_incomplete_or_unreadable_tls_settings_are_refused(tmp_path):
+    with pytest.raises(InvalidArgument, match="both a certificate"):
+        ServerTls.load(CERT, "")
+    not_pem = tmp_path / "cert.der"
+    not_pem.write_bytes(b"\x30\x82binary")
+    with pytest.raises(InvalidArgument, match="not PEM"):
+        ServerTls.load(str(not_pem), KEY)
+    with pytest.raises(InvalidArgument, match="cannot read the TLS private key"):
+        ServerTls.load(CERT, str(tmp_path / "nope.pem"))
+    assert ServerTls.load("", "") is None and ClientTls.load("") is None
