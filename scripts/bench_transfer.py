@@ -3,7 +3,8 @@
 On one file (1 GiB by default) over loopback, every receiver writing to disk:
   * raw TCP: socket.sendfile to a receiver doing recv_into + write (the limit);
   * curl fetching it from `python -m http.server` (the baseline the target is set against);
-  * `p2p-peer get` from one serving peer and from three;
+  * `p2p-peer get` from one serving peer and from three, and from one over TLS (what encryption costs;
+    a TLS tracker and peer with the test certificates of tests/data/tls);
   * hashing: `p2p-peer ls` on a fresh share (chained chunk digests, one pass) against `sha256sum`.
 Each is repeated (--runs, default 5) and the median reported, with peak RSS of the downloading
 and serving processes. Rounds alternate curl with each `get`, and "vs curl" is the median of the
@@ -33,6 +34,7 @@ from typing import NamedTuple
 BIN = Path(sys.executable).parent
 MiB = 1 << 20
 CURL = "curl <- python -m http.server"
+TLS_GET = "p2p-peer get, 1 peer, TLS"
 
 
 def free_port() -> int:
@@ -113,10 +115,12 @@ def wait_port(port: int, timeout: float = 30) -> None:
     raise SystemExit(f"nothing listens on {port}")
 
 
-def wait_healthy(address: str, timeout: float = 120) -> None:
+def wait_healthy(address: str, timeout: float = 120, env: dict[str, str] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        probe = subprocess.run([sys.executable, "-m", "p2p_common.healthcheck", "--address", address], capture_output=True)
+        probe = subprocess.run(
+            [sys.executable, "-m", "p2p_common.healthcheck", "--address", address], capture_output=True, env=env
+        )
         if probe.returncode == 0:
             return
         time.sleep(0.2)
@@ -156,7 +160,7 @@ def main() -> None:
         old = time.time() - 60
         os.utime(source, (old, old))
         shares = []
-        for i in range(3):
+        for i in range(4):  # the fourth serves over TLS
             share = work / f"share{i}"
             share.mkdir()
             os.link(source, share / "big.bin")  # the same bytes, shared by three peers
@@ -201,19 +205,19 @@ def main() -> None:
         wait_healthy(tracker)
         peers = []
 
-        def start_peer(i: int) -> None:
+        def start_peer(i: int, peer_env: dict[str, str] = env, *extra: str) -> None:
             address = f"127.0.0.1:{free_port()}"
             cmd = [str(BIN / "p2p-peer"), "--name", f"seed{i}", "serve", "--share", str(shares[i]), "--listen", address]
-            peer = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+            peer = subprocess.Popen([*cmd, *extra], env=peer_env, stdout=subprocess.DEVNULL)
             procs.append(peer)
             peers.append(peer)
-            wait_healthy(address)
+            wait_healthy(address, env=peer_env)
 
-        def wait_sources(count: int) -> None:
+        def wait_sources(count: int, search_env: dict[str, str] = env) -> None:
             search = [str(BIN / "p2p-peer"), "--name", "bench", "search", "big.bin", "--json"]
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                found = json.loads(subprocess.run(search, env=env, capture_output=True, text=True).stdout or "[]")
+                found = json.loads(subprocess.run(search, env=search_env, capture_output=True, text=True).stdout or "[]")
                 if found and len(found[0]["peers"]) == count:
                     return
                 time.sleep(0.3)
@@ -222,13 +226,13 @@ def main() -> None:
         get = [str(BIN / "p2p-peer"), "--name", "bench", "get", "big.bin", "-o", str(out)]
         fetch_with_curl = ["curl", "-sS", "-o", str(out), f"http://127.0.0.1:{http_port}/big.bin"]
 
-        def paired_round(name: str, cmd: list[str]) -> None:
+        def paired_round(name: str, cmd: list[str], cmd_env: dict[str, str] = env) -> None:
             """curl, then cmd, back to back: their ratio is what this round says about cmd."""
             warm(source)
             baseline = timed(fetch_with_curl)
             record(CURL, baseline)
             warm(source)
-            run = timed(cmd, env=env)
+            run = timed(cmd, env=cmd_env)
             record(name, run)
             ratios.setdefault(name, []).append(baseline.seconds / run.seconds)
 
@@ -243,6 +247,19 @@ def main() -> None:
         wait_sources(3)
         for _ in range(args.runs):
             paired_round("p2p-peer get, 3 peers", get)
+
+        # -- the same get over TLS: its own tracker and one peer, certificates of the tests --
+        tls = Path(__file__).resolve().parent.parent / "tests" / "data" / "tls"
+        serve_tls = ["--tls-cert", str(tls / "server.pem"), "--tls-key", str(tls / "server-key.pem")]
+        tls_tracker = f"127.0.0.1:{free_port()}"
+        tls_env = dict(env, P2P_TRACKER=tls_tracker, P2P_TLS_CA=str(tls / "ca.pem"))
+        tracker_cmd = [str(BIN / "p2p-tracker"), "--listen", tls_tracker, "--db", ":memory:", *serve_tls]
+        procs.append(subprocess.Popen(tracker_cmd, env=tls_env))
+        wait_healthy(tls_tracker, env=tls_env)
+        start_peer(3, tls_env, *serve_tls)
+        wait_sources(1, tls_env)
+        for _ in range(args.runs):
+            paired_round(TLS_GET, get, tls_env)
         for i, peer in enumerate(peers):
             serving_rss[f"seed{i}"] = peak_rss_kib(peer.pid)
     finally:
@@ -277,6 +294,7 @@ def main() -> None:
         CURL,
         "p2p-peer get, 1 peer",
         "p2p-peer get, 3 peers",
+        TLS_GET,
     ):
         rss = max(r.rss_kib for r in results[name]) / 1024
         user, system = cpu_per_gib(name, "user"), cpu_per_gib(name, "system")
