@@ -56,7 +56,6 @@ class BearerAuthInterceptor(grpc.ServerInterceptor):
     """
 
     def __init__(self, verify: Callable[[str], Any], protected_prefix: str, public_methods: frozenset[str] = frozenset()):
-        self._verify = verify
         self._prefix = protected_prefix
         self._public = public_methods
         self._handlers = HandlerCache(lambda _method, behavior, streaming: _authenticated(behavior, streaming, verify))
