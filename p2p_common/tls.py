@@ -8,6 +8,8 @@ real tracker. Files are PEM, as openssl, step-ca or Let's Encrypt write them.
 
 from __future__ import annotations
 
+import argparse
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +62,15 @@ class ClientTls:
         if not ca_path:
             return None
         return cls(_read(ca_path, "TLS CA bundle"), server_name)
+
+
+def add_server_tls_flags(parser: argparse.ArgumentParser) -> None:
+    """--tls-cert and --tls-key, defaulting to P2P_TLS_CERT and P2P_TLS_KEY (tracker and peer alike)."""
+    env = os.environ.get
+    parser.add_argument(
+        "--tls-cert", default=env("P2P_TLS_CERT", ""), help="PEM certificate chain: serve TLS only [P2P_TLS_CERT]"
+    )
+    parser.add_argument("--tls-key", default=env("P2P_TLS_KEY", ""), help="PEM private key of --tls-cert [P2P_TLS_KEY]")
 
 
 def open_channel(address: str, tls: ClientTls | None, options: Sequence[tuple[str, object]] = ()) -> grpc.Channel:

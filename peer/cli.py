@@ -13,7 +13,7 @@ from pathlib import Path
 from p2p_common.errors import P2PError
 from p2p_common.malloc import tune_malloc
 from p2p_common.rpc_log import setup_logging
-from p2p_common.tls import ClientTls
+from p2p_common.tls import ClientTls, add_server_tls_flags
 from peer.config import PeerConfig
 from peer.progress import ProgressBar, human_bytes
 from peer.tracker_client import TrackerClient
@@ -73,10 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(_env("P2P_MAX_TRANSFERS", "16")),
         help="downloads and uploads served at once; more are refused until one ends [P2P_MAX_TRANSFERS]",
     )
-    serve.add_argument(
-        "--tls-cert", default=_env("P2P_TLS_CERT", ""), help="PEM certificate chain: serve TLS only [P2P_TLS_CERT]"
-    )
-    serve.add_argument("--tls-key", default=_env("P2P_TLS_KEY", ""), help="PEM private key of --tls-cert [P2P_TLS_KEY]")
+    add_server_tls_flags(serve)
     serve.add_argument(
         "--rescan", type=float, default=float(_env("P2P_RESCAN", "2")), help="seconds between share rescans [P2P_RESCAN]"
     )

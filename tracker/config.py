@@ -6,6 +6,8 @@ import argparse
 import os
 from dataclasses import dataclass
 
+from p2p_common.tls import add_server_tls_flags
+
 
 @dataclass(frozen=True)
 class TrackerConfig:
@@ -53,10 +55,7 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=int, default=int(env("P2P_WORKERS", d.max_workers)), help="RPC worker threads [P2P_WORKERS]"
     )
-    parser.add_argument(
-        "--tls-cert", default=env("P2P_TLS_CERT", d.tls_cert), help="PEM certificate chain: serve TLS only [P2P_TLS_CERT]"
-    )
-    parser.add_argument("--tls-key", default=env("P2P_TLS_KEY", d.tls_key), help="PEM private key of --tls-cert [P2P_TLS_KEY]")
+    add_server_tls_flags(parser)
     parser.add_argument(
         "--log-level",
         default=env("P2P_LOG_LEVEL", d.log_level),
