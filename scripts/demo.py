@@ -1,11 +1,13 @@
 """The one-command demo: a tracker and three peers on loopback sharing and fetching real files.
 
 Every step prints what it does; any failure stops the demo with a non-zero exit, and every
-process it started is stopped (SIGTERM, then SIGKILL) whatever happens.
+process it started is stopped (SIGTERM, then SIGKILL) whatever happens. With --tls, every server
+serves TLS and every client verifies it (with the tests' certificates, made for 127.0.0.1).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import os
@@ -21,6 +23,7 @@ from pathlib import Path
 
 MiB = 1 << 20
 PEERS = ("alice", "bob", "carol")
+TLS = Path(__file__).resolve().parent.parent / "tests" / "data" / "tls"
 
 
 class DemoFailed(Exception):
@@ -46,13 +49,14 @@ def run(*cmd: str, env: dict[str, str] | None = None) -> str:
     return out.stdout
 
 
-def wait_healthy(address: str, service: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+def wait_healthy(address: str, service: str, proc: subprocess.Popen[bytes], log: Path, env: dict[str, str]) -> None:
     deadline = time.monotonic() + 30
     while True:
         probe = subprocess.run(
             [sys.executable, "-m", "p2p_common.healthcheck", "--address", address, "--service", service],
             capture_output=True,
             text=True,
+            env=env,  # P2P_TLS_CA, with --tls
         )
         if probe.returncode == 0:
             print(f"  {probe.stdout.strip()}")
@@ -94,19 +98,24 @@ def processes() -> Iterator[list[tuple[str, subprocess.Popen[bytes]]]]:
                 print(f"  {name} did not stop in time and was killed")
 
 
-def demo(work: Path) -> None:
+def demo(work: Path, tls: bool = False) -> None:
     tracker_port = free_port()
     tracker_addr = f"127.0.0.1:{tracker_port}"
     env = dict(os.environ, P2P_TRACKER=tracker_addr, P2P_PASSWORD="demo-password", P2P_LOG_LEVEL="info")
+    transport = ["-plaintext"]  # for grpcurl
+    if tls:  # servers read the certificate and key, every client (and the health probe) the CA
+        env.update(P2P_TLS_CERT=str(TLS / "server.pem"), P2P_TLS_KEY=str(TLS / "server-key.pem"), P2P_TLS_CA=str(TLS / "ca.pem"))
+        transport = ["-cacert", env["P2P_TLS_CA"]]
     with processes() as procs:
-        step(f"starting the tracker on {tracker_addr} (embedded SQLite at {work / 'tracker.db'})")
+        over = " over TLS" if tls else ""
+        step(f"starting the tracker on {tracker_addr}{over} (embedded SQLite at {work / 'tracker.db'})")
         log = work / "tracker.log"
         with open(log, "w") as log_file:
             proc = subprocess.Popen(
                 ["p2p-tracker", "--listen", tracker_addr, "--db", str(work / "tracker.db")], stderr=log_file, env=env
             )
         procs.append(("tracker", proc))
-        wait_healthy(tracker_addr, "p2p.v1.TrackerService", proc, log)
+        wait_healthy(tracker_addr, "p2p.v1.TrackerService", proc, log, env)
 
         dataset = sample_bytes(64 * MiB, "dataset")
         peer_addrs: dict[str, str] = {}
@@ -117,7 +126,7 @@ def demo(work: Path) -> None:
             write_settled(share / "photos" / f"{name}-{i}.jpg", sample_bytes(300_000 + i, name))
             port = free_port()
             peer_addrs[name] = f"127.0.0.1:{port}"
-            step(f"starting peer {name} on 127.0.0.1:{port}, sharing {share}")
+            step(f"starting peer {name} on 127.0.0.1:{port}{over}, sharing {share}")
             log = work / f"{name}.log"
             cmd = ["p2p-peer", "--name", name, "serve", "--share", str(share), "--listen", peer_addrs[name]]
             if name == "alice":
@@ -125,7 +134,7 @@ def demo(work: Path) -> None:
             with open(log, "w") as log_file:
                 proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env)
             procs.append((name, proc))
-            wait_healthy(peer_addrs[name], "p2p.v1.PeerService", proc, log)
+            wait_healthy(peer_addrs[name], "p2p.v1.PeerService", proc, log, env)
 
         step("who is online")
         deadline = time.monotonic() + 20
@@ -162,19 +171,22 @@ def demo(work: Path) -> None:
             time.sleep(0.5)
 
         step("the operator's view: grpcurl against the live tracker and a live peer (server reflection)")
-        run("grpcurl", "-plaintext", tracker_addr, "list")
-        run("grpcurl", "-plaintext", peer_addrs["bob"], "list")
-        run("grpcurl", "-plaintext", "-d", '{"service": "p2p.v1.TrackerService"}', tracker_addr, "grpc.health.v1.Health/Check")
+        run("grpcurl", *transport, tracker_addr, "list")
+        run("grpcurl", *transport, peer_addrs["bob"], "list")
+        run("grpcurl", *transport, "-d", '{"service": "p2p.v1.TrackerService"}', tracker_addr, "grpc.health.v1.Health/Check")
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tls", action="store_true", help="run every server and client over TLS (test certificates)")
+    args = parser.parse_args()
     for tool in ("p2p-tracker", "p2p-peer", "grpcurl"):
         if shutil.which(tool) is None:
             print(f"demo: {tool} is not on PATH; run it through scripts/demo.sh", file=sys.stderr)
             return 1
     work = Path(tempfile.mkdtemp(prefix="p2p-demo-"))
     try:
-        demo(work)
+        demo(work, args.tls)
     except (DemoFailed, subprocess.TimeoutExpired, OSError) as exc:
         print(f"\ndemo FAILED: {exc}\n(logs kept in {work})", file=sys.stderr)
         return 1

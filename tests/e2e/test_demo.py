@@ -13,10 +13,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.timeout(300)
-def test_demo_runs_every_step_and_cleans_up():
+@pytest.mark.parametrize("flags", [[], ["--tls"]], ids=["plaintext", "tls"])
+def test_demo_runs_every_step_and_cleans_up(flags):
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
     out = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "demo.py")], capture_output=True, text=True, env=env, timeout=280
+        [sys.executable, str(ROOT / "scripts" / "demo.py"), *flags], capture_output=True, text=True, env=env, timeout=280
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     for step in (
@@ -30,3 +31,4 @@ def test_demo_runs_every_step_and_cleans_up():
         assert step in out.stdout
     assert "p2p.v1.TrackerService" in out.stdout and "p2p.v1.PeerService" in out.stdout
     assert out.stdout.count("exited with 0") == 4  # tracker and three peers stopped cleanly
+    assert ("over TLS" in out.stdout) == bool(flags)
