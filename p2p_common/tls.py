@@ -9,7 +9,9 @@ real tracker. Files are PEM, as openssl, step-ca or Let's Encrypt write them.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,8 @@ from pathlib import Path
 import grpc
 
 from p2p_common.errors import InvalidArgument
+
+log = logging.getLogger(__name__)
 
 
 def _read(path: str, what: str) -> bytes:
@@ -29,12 +33,23 @@ def _read(path: str, what: str) -> bytes:
     return data
 
 
-@dataclass(frozen=True)
-class ServerTls:
-    """This server's identity: its certificate chain and private key."""
+def _stamp(paths: Sequence[str]) -> tuple[tuple[int, int, int], ...]:
+    """What changes when a file is rewritten or replaced."""
+    return tuple((s.st_ino, s.st_size, s.st_mtime_ns) for s in (os.stat(p) for p in paths))
 
-    certificate_chain: bytes
-    private_key: bytes
+
+class ServerTls:
+    """This server's identity: its certificate chain and private key, as files that may be renewed.
+
+    Short-lived certificates (step-ca, Let's Encrypt) are replaced every few hours or days: the
+    server reads the files again when they change, with no restart and no dropped connection.
+    """
+
+    def __init__(self, cert_path: str, key_path: str):
+        self._paths = (cert_path, key_path)
+        self._lock = threading.Lock()
+        self._stamp, self._pair = self._snapshot()
+        self._problem = ""  # the last reason a reload failed, logged once
 
     @classmethod
     def load(cls, cert_path: str, key_path: str) -> ServerTls | None:
@@ -43,10 +58,38 @@ class ServerTls:
             return None
         if not cert_path or not key_path:
             raise InvalidArgument("TLS needs both a certificate (--tls-cert) and its private key (--tls-key)")
-        return cls(_read(cert_path, "TLS certificate"), _read(key_path, "TLS private key"))
+        try:
+            return cls(cert_path, key_path)
+        except OSError as exc:
+            raise InvalidArgument(f"cannot read the TLS file {exc.filename}: {exc.strerror or exc}") from None
+
+    def _snapshot(self) -> tuple[tuple[tuple[int, int, int], ...], tuple[bytes, bytes]]:
+        """The files' stamp and (private key, certificate chain), read again if they changed meanwhile."""
+        while True:
+            before = _stamp(self._paths)
+            pair = _read(self._paths[1], "TLS private key"), _read(self._paths[0], "TLS certificate")
+            if _stamp(self._paths) == before:
+                return before, pair
 
     def credentials(self) -> grpc.ServerCredentials:
-        return grpc.ssl_server_credentials([(self.private_key, self.certificate_chain)])
+        """gRPC asks before each new connection's handshake whether the identity changed (two stat calls)."""
+        return grpc.dynamic_ssl_server_credentials(grpc.ssl_server_certificate_configuration([self._pair]), self._renewed)
+
+    def _renewed(self) -> grpc.ServerCertificateConfiguration | None:
+        """The certificate's new configuration if its files changed since last read, else None."""
+        with self._lock:
+            try:
+                if _stamp(self._paths) == self._stamp:
+                    return None
+                self._stamp, self._pair = self._snapshot()
+            except (OSError, InvalidArgument) as exc:  # mid-renewal, say: keep serving the current one
+                if str(exc) != self._problem:
+                    self._problem = str(exc)
+                    log.warning("TLS certificate not reloaded, serving the previous one: %s", exc)
+                return None
+            self._problem, pair = "", self._pair
+        log.info("TLS certificate %s reloaded", self._paths[0])
+        return grpc.ssl_server_certificate_configuration([pair])
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,10 +20,12 @@ from p2p_common.tls import ClientTls, ServerTls
 from peer import cli, transfers
 from peer.peer_client import PeerConnection
 from peer.tracker_client import TrackerClient
+from tests.helpers import wait_for
 from tests.integration.test_grpcurl import GRPCURL
 
 TLS = Path(__file__).resolve().parent.parent / "data" / "tls"
 CA, CERT, KEY, OTHER_CA = (str(TLS / n) for n in ("ca.pem", "server.pem", "server-key.pem", "other-ca.pem"))
+RENEWED_CERT, RENEWED_KEY = str(TLS / "renewed.pem"), str(TLS / "renewed-key.pem")  # signed by OTHER_CA
 SERVE_TLS = {"tls_cert": CERT, "tls_key": KEY}
 
 
@@ -38,7 +41,7 @@ def tracker_client(tracker, ca: str | None, name: str = "tester") -> TrackerClie
 def test_clients_that_trust_the_ca_log_in_and_others_cannot(tls_tracker):
     trusting = tracker_client(tls_tracker, CA)
     try:
-        assert trusting.login()
+        trusting.login()
         assert trusting.query(pattern="anything") == []
     finally:
         trusting.close()
@@ -105,6 +108,32 @@ def test_grpcurl_and_the_health_probe_over_tls(tls_tracker):
     assert probe().returncode == 1  # plaintext against a TLS port
 
 
+def logs_in(tracker, ca: str) -> bool:
+    client = tracker_client(tracker, ca)  # a new channel: a new connection, a new handshake
+    try:
+        client.login()
+        return True
+    except P2PError:
+        return False
+    finally:
+        client.close()
+
+
+def test_a_renewed_certificate_is_served_without_a_restart(start_tracker_at, tmp_path):
+    cert, key = tmp_path / "tracker.pem", tmp_path / "tracker-key.pem"
+    shutil.copy(CERT, cert)
+    shutil.copy(KEY, key)
+    tracker = start_tracker_at(db=":memory:", tls_cert=str(cert), tls_key=str(key))
+    assert logs_in(tracker, CA) and not logs_in(tracker, OTHER_CA)
+    key.write_text("half-written")  # mid-renewal: the current certificate stays in service
+    assert logs_in(tracker, CA)
+    for source, dest in ((RENEWED_CERT, cert), (RENEWED_KEY, key)):  # as certbot or step-ca renew: replaced whole
+        shutil.copy(source, f"{dest}.new")
+        os.replace(f"{dest}.new", dest)
+    wait_for(lambda: logs_in(tracker, OTHER_CA), timeout=10, what="the renewed certificate in service")
+    assert not logs_in(tracker, CA)
+
+
 def test_incomplete_or_unreadable_tls_settings_are_refused(tmp_path):
     with pytest.raises(InvalidArgument, match="both a certificate"):
         ServerTls.load(CERT, "")
@@ -112,6 +141,6 @@ def test_incomplete_or_unreadable_tls_settings_are_refused(tmp_path):
     not_pem.write_bytes(b"\x30\x82binary")
     with pytest.raises(InvalidArgument, match="not PEM"):
         ServerTls.load(str(not_pem), KEY)
-    with pytest.raises(InvalidArgument, match="cannot read the TLS private key"):
+    with pytest.raises(InvalidArgument, match=r"cannot read the TLS file .*nope\.pem"):
         ServerTls.load(CERT, str(tmp_path / "nope.pem"))
     assert ServerTls.load("", "") is None and ClientTls.load("") is None
