@@ -4,7 +4,9 @@ Fills a SQLite store with 10,000 live sessions and 1,000,000 files, starts `p2p-
 its own process, and drives load from a separate client process (grpc.aio) at concurrency 1, 8
 and 64: Query (a mix of substring, glob and sha256 lookups) against grpc.health.v1.Health/Check,
 a trivial unary RPC served by the same server stack (same process, interceptors, thread pool).
-Then it times one SendIndex of 100,000 files. Prints a table; exits 0 (numbers, not a test).
+Then it times one SendIndex of 100,000 files. Last, the ceiling: the same server stack with Query
+answering a canned page of 3 or 50 matches (no store work at all), against Health again: what the
+RPC itself costs, which no store can go below. Prints tables; exits 0 (numbers, not a test).
 
     python scripts/bench_tracker.py [--files 1000000] [--sessions 10000] [--seconds 5]
 """
@@ -30,6 +32,7 @@ _SYLLABLES = [c + v for c in "bcdfghjklmnprstvwz" for v in ("a", "e", "i", "o", 
 EXTS = ("mp3", "flac", "mkv", "pdf", "iso", "jpg", "txt", "tar.gz")
 KINDS = {"title": 0.6, "word": 0.2, "glob": 0.1, "sha": 0.1, "common": 0.0}  # the query mix, by share
 COMMON = ("mp3", "flac", "pdf", "a", "e", "ba")  # words in a large part of all names: measured, not in the mix
+CANNED = {"canned3": 3, "canned50": 50}  # Query kinds of the ceiling run: a canned page of this many matches
 
 
 def word(n: int) -> str:
@@ -107,6 +110,8 @@ async def _load(address: str, token: str, rpc: str, concurrency: int, seconds: f
         def request() -> object:
             if rpc == "health":
                 return health_pb2.HealthCheckRequest(service="p2p.v1.TrackerService")
+            if rpc in CANNED:
+                return pb.QueryRequest(name_pattern="canned", page_size=CANNED[rpc])
             if rpc == "common":
                 return pb.QueryRequest(name_pattern=rng.choice(COMMON), page_size=50)
             roll = {"title": 0.0, "word": 0.7, "glob": 0.85, "sha": 0.95}.get(rpc, rng.random())  # one kind, or the mix
@@ -158,6 +163,38 @@ def load_main(args: argparse.Namespace) -> None:
     shas = json.loads(Path(args.shas).read_text())
     result = asyncio.run(_load(args.address, args.token, args.rpc, args.concurrency, args.seconds, args.files, shas))
     print(json.dumps(result))
+
+
+def canned_main(address: str, db: str) -> None:
+    """The tracker on db, but Query answers the first page_size of a canned page of 50 real matches:
+    auth, logging, messages and threads as always, no store work. Serves until SIGTERM."""
+    import threading
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tracker.config import TrackerConfig
+    from tracker.server import start_tracker
+
+    tracker = start_tracker(TrackerConfig(listen=address, db=db, lease_seconds=7200, log_level="warning"))
+    page, _ = tracker.directory.query("a", "", 50, "")
+    assert len(page) == 50, "the store has fewer than 50 matches for 'a'"
+    tracker.directory.query = lambda pattern, sha256, page_size, page_token: (page[:page_size], "")  # type: ignore[method-assign]
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait()
+    tracker.stop(grace=1)
+
+
+def bench_login(address: str) -> str:
+    """A client session's token, once the tracker at address answers."""
+    import grpc
+
+    from p2p.v1 import tracker_pb2 as pb
+    from p2p.v1 import tracker_pb2_grpc as pb_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        grpc.channel_ready_future(channel).result(timeout=120)
+        stub = pb_grpc.TrackerServiceStub(channel)
+        return str(stub.Login(pb.LoginRequest(name="bench-client", password="pw"), timeout=60).session_token)
 
 
 def run_load(address: str, token: str, rpc: str, concurrency: int, seconds: float, files: int, shas_file: Path) -> dict:
@@ -217,10 +254,15 @@ def main() -> None:
     parser.add_argument("--rpc", help=argparse.SUPPRESS)
     parser.add_argument("--concurrency", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--shas", help=argparse.SUPPRESS)
+    parser.add_argument("--canned-server", help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
         args.address = args.load
         load_main(args)
+        return
+    if args.canned_server:
+        canned_main(args.canned_server, args.db)
         return
 
     work = Path(tempfile.mkdtemp(prefix="bench-tracker-"))
@@ -237,18 +279,7 @@ def main() -> None:
             stderr=subprocess.DEVNULL,
         )
         try:
-            import grpc
-
-            from p2p.v1 import tracker_pb2 as pb
-            from p2p.v1 import tracker_pb2_grpc as pb_grpc
-
-            with grpc.insecure_channel(address) as channel:
-                grpc.channel_ready_future(channel).result(timeout=60)
-                token = (
-                    pb_grpc.TrackerServiceStub(channel)
-                    .Login(pb.LoginRequest(name="bench-client", password="pw"), timeout=30)
-                    .session_token
-                )
+            token = bench_login(address)
             rows = []
             for concurrency in (1, 8, 64):
                 trivial = run_load(address, token, "health", concurrency, args.seconds, args.files, shas_file)
@@ -259,6 +290,17 @@ def main() -> None:
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
+        canned = subprocess.Popen([sys.executable, __file__, "--canned-server", address, "--db", str(work / "tracker.db")])
+        try:
+            token = bench_login(address)
+            ceiling = {
+                (rpc, concurrency): run_load(address, token, rpc, concurrency, args.seconds, args.files, shas_file)
+                for concurrency in (1, 8)
+                for rpc in ("health", *CANNED)
+            }
+        finally:
+            canned.send_signal(signal.SIGTERM)
+            canned.wait(timeout=30)
         cores = os.cpu_count()
         print(
             f"\nTracker benchmark: {args.sessions} live sessions, {args.files} files, {cores} cores, {args.seconds:.0f}s a cell"
@@ -280,6 +322,18 @@ def main() -> None:
             print(f"{kind:>6} {share:>6.0%} | {r['rps']:>6.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f}")
         print(f"errors: trivial {sum(r[1]['errors'] for r in rows)}, query {sum(r[2]['errors'] for r in rows)}")
         print(f"SendIndex of 100,000 files: {send_seconds:.2f}s")
+        print("\nCeiling: the same server stack, Query answering a canned page (no store work), against Health:")
+        print(
+            f"{'conc':>4} | {'trivial rps':>11} | "
+            + " | ".join(f"{f'{n} matches rps':>16} {'ratio':>5}" for n in CANNED.values())
+        )
+        for concurrency in (1, 8):
+            health = ceiling[("health", concurrency)]["rps"]
+            cells = " | ".join(
+                f"{ceiling[(rpc, concurrency)]['rps']:>16.0f} {ceiling[(rpc, concurrency)]['rps'] / health:>5.2f}"
+                for rpc in CANNED
+            )
+            print(f"{concurrency:>4} | {health:>11.0f} | {cells}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
