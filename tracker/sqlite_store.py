@@ -26,6 +26,10 @@ QUERY_SECONDS = 2.0  # a pattern broad and rare at once ("a z") is refused rathe
 PACK_ABOVE = 8  # contents: the sources of more than this many come packed in one row (see _packed_rows)
 CLOCK_CHECK_STEPS = 100_000  # SQLite VM steps between looks at the clock (~1 ms of work)
 PRUNE_EVERY_SECONDS = 600.0  # a pruning pass reads every posting: rarely, in the background
+# Commits never checkpoint the WAL (SQLite's default has the committing call copy it into the
+# database: 1.6-2.0 of a 100,000-file SendIndex's ~5 s); maintain() does, in the background.
+CHECKPOINT_EVERY_SECONDS = 1.0
+WAL_KEEP_BYTES = 64 << 20  # a WAL grown past this by a large commit is cut back once checkpointed
 
 
 def _schema() -> str:
@@ -45,6 +49,9 @@ class SqliteStore:
         self._opened: list[sqlite3.Connection] = []
         self._tidy_cursor = 0  # where name-index upkeep resumes
         self._next_prune = time.monotonic() + PRUNE_EVERY_SECONDS  # when the next pruning pass may start
+        self._next_checkpoint = 0.0  # monotonic time the next WAL checkpoint may run
+        self._checkpoint_lock = threading.Lock()
+        self._checkpointer: sqlite3.Connection | None = None  # used under _checkpoint_lock only
         if not self._memory and os.path.dirname(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)
         with self._write_lock:
@@ -65,6 +72,8 @@ class SqliteStore:
         if not self._memory:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")  # durable across app crashes, fast commits
+            conn.execute("PRAGMA wal_autocheckpoint = 0")  # see CHECKPOINT_EVERY_SECONDS
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_KEEP_BYTES}")
         conn.execute("PRAGMA cache_size = -131072")  # 128 MiB a connection at most; reads go through mmap
         conn.execute("PRAGMA mmap_size = 4294967296")  # read pages straight from the OS cache, no syscalls
         with self._pool_lock:
@@ -110,12 +119,13 @@ class SqliteStore:
             conn.execute("COMMIT")
 
     def close(self) -> None:
-        with self._write_lock, self._pool_lock:
+        with self._write_lock, self._checkpoint_lock, self._pool_lock:
             for conn in self._opened:
                 conn.close()
             self._opened.clear()
             self._idle.clear()
             self._writer = None
+            self._checkpointer = None
 
     # -- accounts ----------------------------------------------------------------------
     def add_account(self, name: str, password_hash: str) -> None:
@@ -194,9 +204,11 @@ class SqliteStore:
             return
         (last_id,) = c.execute("SELECT coalesce(max(id), 0) FROM files").fetchone()
         last_id = max(last_id, name_index.watermark(c))  # ids only grow: the index is written behind
+        # in sha256 order, the files_by_sha256 index takes them page by page: 100,000 files insert
+        # and commit ~30% faster than in the order they came (measured at a million files)
         rows = [
             (last_id + 1 + i, session_id, f.name, f.name.lower(), f.size, f.sha256, f.chunk_size, f.chunk_list_sha256)
-            for i, f in enumerate(files)
+            for i, f in enumerate(sorted(files, key=lambda f: f.sha256))
         ]
         c.executemany(
             "INSERT INTO files(id, session_id, name, name_lower, size, sha256, chunk_size, chunk_list_sha256)"
@@ -328,19 +340,36 @@ class SqliteStore:
         """Tidy the name index a slice at a time for up to budget_seconds; True while work remains.
 
         New files are indexed at once; a pass pruning stale postings starts at most every
-        PRUNE_EVERY_SECONDS (it reads every posting), unless prune_now.
+        PRUNE_EVERY_SECONDS (it reads every posting), unless prune_now. Then the WAL is
+        checkpointed, at most every CHECKPOINT_EVERY_SECONDS.
         """
         deadline = time.monotonic() + budget_seconds
-        while time.monotonic() < deadline:
+        more = True
+        while more and time.monotonic() < deadline:
             prune = self._tidy_cursor > 0 or prune_now or time.monotonic() >= self._next_prune
             with self._write() as c:
                 more, self._tidy_cursor = name_index.tidy(c, self._vocabulary, self._tidy_cursor, prune)
             if prune and self._tidy_cursor == 0:
                 self._next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
                 prune_now = False
-            if not more:
-                return False
-        return True
+        if time.monotonic() >= self._next_checkpoint:
+            self.checkpoint()
+            self._next_checkpoint = time.monotonic() + CHECKPOINT_EVERY_SECONDS
+        return more
+
+    def checkpoint(self) -> tuple[int, int]:
+        """Copy committed WAL frames into the database file without holding up writers or readers.
+
+        Runs on a connection of its own, outside the write lock (a PASSIVE checkpoint takes no
+        lock a writer needs). Returns (frames in the WAL, frames checkpointed); (0, 0) in memory.
+        """
+        if self._memory:
+            return 0, 0
+        with self._checkpoint_lock:
+            if self._checkpointer is None:
+                self._checkpointer = self._connect()
+            _, frames, copied = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(frames), int(copied)
 
     def secret(self, key: str, size: int) -> bytes:
         with self._write() as c:
