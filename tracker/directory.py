@@ -75,6 +75,9 @@ class Directory:
         self.config = config
         self.clock = clock
         self._tickets = auth.TicketSigner(store.secret("ticket-hmac", 32))
+        # set by every published index: the Reaper then tidies the store at once, rather than at
+        # its next round (until the new names are indexed, every query also scans them)
+        self.index_changed = threading.Event()
 
     # -- accounts and sessions ---------------------------------------------------------
     def add_account(self, name: str, password: str) -> None:
@@ -168,11 +171,14 @@ class Directory:
             problem = name_problem(name)
             if problem:
                 raise InvalidArgument(f"remove {name!r}: name {problem}")
-        if replace:
-            if remove:
-                raise InvalidArgument("remove must be empty with INDEX_MODE_REPLACE")
-            return self.store.replace_index(session.id, add)
-        return self.store.update_index(session.id, add, remove)
+        if replace and remove:
+            raise InvalidArgument("remove must be empty with INDEX_MODE_REPLACE")
+        try:
+            if replace:
+                return self.store.replace_index(session.id, add)
+            return self.store.update_index(session.id, add, remove)
+        finally:
+            self.index_changed.set()
 
     def query(self, pattern: str, sha256: str, page_size: int, page_token: str) -> tuple[list[st.Match], str]:
         if len(pattern) > MAX_PATTERN or any(ord(c) < 0x20 for c in pattern):
@@ -215,7 +221,8 @@ def _decode_page_token(token: str) -> str:
 class Reaper(threading.Thread):
     """Deletes expired sessions (and so their files) every few seconds; queries already skip them.
 
-    Between rounds it also lets the store tidy its indexes, a bounded slice at a time.
+    Between rounds, and at once when an index was published, it also lets the store tidy itself
+    (index new names, checkpoint), a bounded slice at a time.
     """
 
     def __init__(self, directory: Directory, interval: float):
@@ -225,15 +232,24 @@ class Reaper(threading.Thread):
         self._stop = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.wait(self._interval):
+        changed = self._directory.index_changed
+        while not self._stop.is_set():
+            changed.wait(self._interval)
+            changed.clear()
+            if self._stop.is_set():
+                return
             try:
                 removed = self._directory.expire()
                 if removed:
                     log.info("expired %d sessions", removed)
+                started = time.monotonic()
                 while self._directory.store.maintain(0.1) and not self._stop.wait(0.05):
                     pass  # short slices, so that writers never wait long
+                if time.monotonic() - started > 1:
+                    log.info("store upkeep took %.1f s", time.monotonic() - started)
             except Exception:
                 log.exception("expiring sessions failed")
 
     def stop(self) -> None:
         self._stop.set()
+        self._directory.index_changed.set()

@@ -337,13 +337,16 @@ class SqliteStore:
         return [PeerInfo(*r) for r in rows]
 
     def maintain(self, budget_seconds: float = 0.2, prune_now: bool = False) -> bool:
-        """Tidy the name index a slice at a time for up to budget_seconds; True while work remains.
+        """Tidy the store a slice at a time for up to budget_seconds; True while work remains.
 
-        New files are indexed at once; a pass pruning stale postings starts at most every
-        PRUNE_EVERY_SECONDS (it reads every posting), unless prune_now. Then the WAL is
-        checkpointed, at most every CHECKPOINT_EVERY_SECONDS.
+        First the WAL is checkpointed (at most every CHECKPOINT_EVERY_SECONDS: until then a
+        large commit's pages are read from the WAL with a system call each), then new files are
+        indexed. A pass pruning stale postings starts at most every PRUNE_EVERY_SECONDS (it reads
+        every posting), unless prune_now. The last slice's writes are checkpointed at once.
         """
         deadline = time.monotonic() + budget_seconds
+        if time.monotonic() >= self._next_checkpoint:
+            self.checkpoint()
         more = True
         while more and time.monotonic() < deadline:
             prune = self._tidy_cursor > 0 or prune_now or time.monotonic() >= self._next_prune
@@ -352,9 +355,8 @@ class SqliteStore:
             if prune and self._tidy_cursor == 0:
                 self._next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
                 prune_now = False
-        if time.monotonic() >= self._next_checkpoint:
+        if not more:
             self.checkpoint()
-            self._next_checkpoint = time.monotonic() + CHECKPOINT_EVERY_SECONDS
         return more
 
     def checkpoint(self) -> tuple[int, int]:
@@ -369,6 +371,7 @@ class SqliteStore:
             if self._checkpointer is None:
                 self._checkpointer = self._connect()
             _, frames, copied = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            self._next_checkpoint = time.monotonic() + CHECKPOINT_EVERY_SECONDS
         return int(frames), int(copied)
 
     def secret(self, key: str, size: int) -> bytes:

@@ -511,3 +511,28 @@ def test_a_source_whose_chunk_list_disagrees_with_the_majority_is_left_out(clien
     (match,) = looker.query("song").files
     assert match.chunk_list_sha256 == honest.chunk_list_sha256
     assert sorted(s.peer_name for s in match.sources) == ["a", "b"]
+
+
+def test_a_published_index_is_indexed_at_once_not_at_the_reapers_next_round(start_tracker_at, tmp_path):
+    """The reaper's round is 10 s at a 60 s lease; a publish wakes it, and until its names are
+    indexed every query scans them too."""
+    from tests.helpers import TrackerClientForTests
+
+    tracker = start_tracker_at(lease_seconds=60)
+    c = TrackerClientForTests(f"127.0.0.1:{tracker.port}")
+    db = sqlite3.connect(tmp_path / "tracker.db")
+    try:
+        c.login("alice", address="127.0.0.1:7001")
+        tracks = [file_entry(f"album/track {i}.flac", i.to_bytes(2, "big")) for i in range(300)]
+        c.send_index(tpb.SendIndexRequest(mode=REPLACE, add=tracks))
+
+        def indexed() -> bool:
+            (upto,) = db.execute("SELECT upto FROM index_progress WHERE name = 'files'").fetchone()
+            (top,) = db.execute("SELECT max(id) FROM files").fetchone()
+            return bool(upto == top)
+
+        wait_for(indexed, timeout=5, what="the new names to be indexed")
+        assert sorted(f.name for f in c.query("track 5").files) == sorted(f"album/track {i}.flac" for i in [5, *range(50, 60)])
+    finally:
+        c.close()
+        db.close()
