@@ -80,7 +80,7 @@ def test_peer_killed_mid_download_the_rest_comes_from_others(start_peer_at, clie
 
 def test_corrupt_peer_is_detected_and_routed_around(start_peer_at, client, tmp_path):
     content = data_of(24 * MiB, seed=5)
-    liar = start_peer_at("liar", {"data.bin": content})
+    liar = start_peer_at("liar", {"data.bin": content}, rescan_seconds=3600)  # no rescan mid-corruption
     start_peer_at("honest", {"data.bin": content})
     # corrupt the liar's copy behind its back, keeping size and mtime, so it serves bad bytes
     path = liar.share.root / "data.bin"
@@ -215,7 +215,9 @@ def test_upload_refused_when_not_allowed_or_too_large(start_peer_at, client, tmp
 
 def test_only_lying_sources_give_a_clear_error_and_no_file(start_peer_at, client, tmp_path):
     content = data_of(3 * MiB, seed=11)
-    liar = start_peer_at("liar", {"x.bin": content})
+    # no rescan while the file is corrupted in place (one between the write and the utime saw a
+    # file being written, and unpublished it)
+    liar = start_peer_at("liar", {"x.bin": content}, rescan_seconds=3600)
     path = liar.share.root / "x.bin"
     st = path.stat()
     with open(path, "r+b") as f:
