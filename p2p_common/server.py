@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from p2p_common.errors import P2PError
 from p2p_common.options import GRPC_OPTIONS
+from p2p_common.reflection import enable_reflection
 from p2p_common.rpc_log import RpcLoggingInterceptor
 from p2p_common.tls import ServerTls
 
@@ -79,7 +79,7 @@ def start_server(
     for service in services:
         service.register(server)
     names = [s.name for s in services]
-    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    enable_reflection([*names, health.SERVICE_NAME], server)
     try:
         port = server.add_secure_port(listen, tls.credentials()) if tls else server.add_insecure_port(listen)
     except RuntimeError as exc:

@@ -32,7 +32,24 @@ def test_list_shows_every_service(address):
         "p2p.v1.TrackerService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
+        "grpc.reflection.v1.ServerReflection",
     }
+
+
+def test_reflection_v1_is_served_as_well_as_v1alpha(address):
+    """Newer clients ask for grpc.reflection.v1 first. grpcurl 1.8 itself speaks v1alpha: through
+    it, v1 is described and then called over the wire like any other service."""
+    described = grpcurl(address, "describe", "grpc.reflection.v1.ServerReflection")
+    assert described.returncode == 0, described.stderr
+    assert "rpc ServerReflectionInfo ( stream .grpc.reflection.v1.ServerReflectionRequest )" in described.stdout
+    listed = grpcurl("-d", '{"list_services": ""}', address, "grpc.reflection.v1.ServerReflection/ServerReflectionInfo")
+    assert listed.returncode == 0, listed.stderr
+    services = {s["name"] for s in json.loads(listed.stdout)["list_services_response"]["service"]}
+    assert {"p2p.v1.TrackerService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"} <= services
+    symbol = '{"file_containing_symbol": "p2p.v1.TrackerService"}'
+    found = grpcurl("-d", symbol, address, "grpc.reflection.v1.ServerReflection/ServerReflectionInfo")
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["file_descriptor_response"]["file_descriptor_proto"]  # base64 FileDescriptorProtos
 
 
 def test_describe_shows_documented_rpcs(address):
