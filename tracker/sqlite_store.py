@@ -301,31 +301,45 @@ class SqliteStore:
 
     def query(self, query: Query, now: float) -> list[Match]:
         with self._read() as c:
-            deadline = time.monotonic() + QUERY_SECONDS
-            c.set_progress_handler(lambda: time.monotonic() > deadline, CLOCK_CHECK_STEPS)
+            # One snapshot for all of the query's statements: the index is written behind, and a
+            # catch-up committed between two of them (postings read before, the watermark after)
+            # would hide the files it just indexed.
+            c.execute("BEGIN")
             try:
-                contents = self._matching_contents(c, query, now)
-            except sqlite3.OperationalError as exc:
-                if "interrupt" not in str(exc):
-                    raise
-                raise TooBroad(f"searching for {query.name_pattern!r} took over {QUERY_SECONDS:.0f} s") from None
+                rows = self._query_rows(c, query, now)
             finally:
-                c.set_progress_handler(None, 0)
-            if not contents:
-                return []
-            marks = ",".join("?" * len(contents))
-            columns = ["f.sha256", "f.name", "f.size", "f.chunk_size", "f.chunk_list_sha256", "s.account", "s.address"]
-            rest = f"FROM files f JOIN sessions s ON s.id = f.session_id WHERE f.sha256 IN ({marks})"
-            rest += " AND s.expires_at > ? AND s.address <> ''"
-            if len(contents) > PACK_ABOVE:
-                rows: list[Any] = _packed_rows(c, columns, rest, [*contents, now])
-            else:
-                rows = c.execute(f"SELECT {', '.join(columns)} {rest}", [*contents, now]).fetchall()
-        rows.sort(key=lambda r: (r[0], r[1], r[5]))  # by content, then name and peer
+                if c.in_transaction:
+                    c.execute("COMMIT")
+        if rows is None:
+            return []
+        contents, found = rows
+        found.sort(key=lambda r: (r[0], r[1], r[5]))  # by content, then name and peer
         by_content: dict[str, list[Sequence]] = defaultdict(list)
-        for row in rows:
+        for row in found:
             by_content[row[0]].append(row)
         return [_match(by_content[sha]) for sha in contents if by_content[sha]]
+
+    def _query_rows(self, c: sqlite3.Connection, query: Query, now: float) -> tuple[list[str], list[Any]] | None:
+        """The contents of the page, in order, and the rows of their live sources; None if no match."""
+        deadline = time.monotonic() + QUERY_SECONDS
+        c.set_progress_handler(lambda: time.monotonic() > deadline, CLOCK_CHECK_STEPS)
+        try:
+            contents = self._matching_contents(c, query, now)
+        except sqlite3.OperationalError as exc:
+            if "interrupt" not in str(exc):
+                raise
+            raise TooBroad(f"searching for {query.name_pattern!r} took over {QUERY_SECONDS:.0f} s") from None
+        finally:
+            c.set_progress_handler(None, 0)
+        if not contents:
+            return None
+        marks = ",".join("?" * len(contents))
+        columns = ["f.sha256", "f.name", "f.size", "f.chunk_size", "f.chunk_list_sha256", "s.account", "s.address"]
+        rest = f"FROM files f JOIN sessions s ON s.id = f.session_id WHERE f.sha256 IN ({marks})"
+        rest += " AND s.expires_at > ? AND s.address <> ''"
+        if len(contents) > PACK_ABOVE:
+            return contents, _packed_rows(c, columns, rest, [*contents, now])
+        return contents, c.execute(f"SELECT {', '.join(columns)} {rest}", [*contents, now]).fetchall()
 
     def live_peers(self, now: float) -> list[PeerInfo]:
         with self._read() as c:

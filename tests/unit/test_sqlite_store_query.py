@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 import random
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from tracker import name_index
 from tracker.sqlite_store import SqliteStore
 from tracker.store import FileRecord, Query
 
@@ -158,3 +160,26 @@ def test_sha_keys_order_like_the_sha256s_they_come_from():
     shas = sorted(hashlib.sha256(str(i).encode()).hexdigest() for i in range(2000))
     keys = [sha_key(s) for s in shas]
     assert keys == sorted(keys) and all(0 <= k < 2**63 for k in keys)
+
+
+def test_a_catch_up_committed_in_the_middle_of_a_query_hides_nothing(tmp_path: Path, monkeypatch) -> None:
+    """A query reads the postings, then the files not indexed yet: in one snapshot. Read apart, a
+    catch-up committed in between hid the files it had just indexed."""
+    store = SqliteStore(str(tmp_path / "tracker.db"))
+    store.add_account("a", "not-a-hash")
+    session = store.open_session("a", "token", "127.0.0.1:7000", NOW + 600, NOW)
+    sha = hashlib.sha256(b"axb").hexdigest()
+    store.replace_index(session.id, [FileRecord("docs/axb.txt", 3, sha, 1 << 20, sha)])  # not indexed yet
+    ids_sql = name_index.ids_sql
+
+    def catch_up_meanwhile(file_ids: list[int]) -> tuple[str, list[object]]:
+        worker = threading.Thread(target=lambda: store.maintain(5.0))  # the reaper, on its own thread
+        worker.start()
+        worker.join()
+        return ids_sql(file_ids)
+
+    monkeypatch.setattr(name_index, "ids_sql", catch_up_meanwhile)
+    assert [m.name for m in store.query(Query(name_pattern="xb"), NOW)] == ["docs/axb.txt"]
+    monkeypatch.setattr(name_index, "ids_sql", ids_sql)
+    assert [m.name for m in store.query(Query(name_pattern="xb"), NOW)] == ["docs/axb.txt"]  # now from the index
+    store.close()
