@@ -23,6 +23,10 @@ from peer.manifest import Manifest
 log = logging.getLogger(__name__)
 
 WINDOW = 8  # chunks asked ahead per source: keeps the stream busy across the round trip
+# Sources streamed from at once; the others wait as spares and step in when one is dropped. Like a
+# BitTorrent client's active peers: past a few, another stream adds no speed, only a window of
+# buffered chunks, a channel and a thread (a popular file can list 64 sources).
+MAX_ACTIVE_SOURCES = 8
 ENDGAME_COPIES = 2  # near the end a missing chunk may be asked from this many sources at once
 
 
@@ -156,9 +160,10 @@ class _Schedule:
 class Download:
     """Fetch one content from several sources into dest.
 
-    One receiving thread per source keeps a window of chunks asked on its stream and hands what
-    arrives to a queue; WRITERS threads verify and write from it. Hashing and disk writes release
-    the GIL, so receiving overlaps verifying on a second core.
+    One receiving thread per active source keeps a window of chunks asked on its stream and hands
+    what arrives to a queue; WRITERS threads verify and write from it. Hashing and disk writes
+    release the GIL, so receiving overlaps verifying on a second core. At most max_sources
+    stream at once; a dropped one is replaced by the next spare.
     """
 
     WRITERS = 2
@@ -170,6 +175,7 @@ class Download:
         dest: Path,
         on_progress: Callable[[Progress], None] | None = None,
         window: int = WINDOW,
+        max_sources: int | None = None,  # MAX_ACTIVE_SOURCES
     ):
         if not sources:
             raise NotFound(f"no live peer has {wanted.sha256[:16]}")
@@ -178,8 +184,11 @@ class Download:
         self.dest = dest
         self.on_progress = on_progress
         self.window = window
+        self.max_sources = max_sources or MAX_ACTIVE_SOURCES
         self.dropped: dict[str, str] = {}
-        self._active = 0
+        self._active = 0  # receivers running (under the schedule's lock)
+        self._receivers: list[threading.Thread] = []
+        self._spares: deque[ChunkSource] = deque()
         self._stop = threading.Event()
         self._streams: list[ChunkStreamLike] = []
         self._received: queue.Queue[tuple[str, int, bytes | memoryview] | None] = queue.Queue(maxsize=2 * window)
@@ -192,20 +201,23 @@ class Download:
         reused = manifest.chunk_count - len(partial.missing())
         schedule = _Schedule(partial)
         live = [s for s in self.sources if s.label not in self.dropped]
-        receivers = [threading.Thread(target=self._receive, args=(s, schedule), name=f"fetch-{s.label}") for s in live]
+        self._spares.extend(live[self.max_sources :])
         writers = [threading.Thread(target=self._write, args=(schedule,), name="write") for _ in range(self.WRITERS)]
         interrupted = True
         try:
-            with schedule.cond:
-                self._active = len(receivers)
-            for t in [*writers, *receivers]:
+            for t in writers:
                 t.start()
+            with schedule.cond:
+                for source in live[: self.max_sources]:
+                    self._start_receiver(source, schedule)
             self._wait(schedule)
             interrupted = False
         finally:
             self._stop.set()
             for stream in list(self._streams):
                 stream.close()  # cancels the losers of duplicated endgame requests
+            with schedule.cond:
+                receivers = list(self._receivers)  # none starts once _stop is set
             for t in receivers:
                 t.join(timeout=10)
             for _ in writers:
@@ -236,8 +248,16 @@ class Download:
         if self.on_progress:
             self.on_progress(Progress(self.wanted.size, schedule.partial.bytes_held, self._active, schedule.received))
 
+    def _start_receiver(self, source: ChunkSource, schedule: _Schedule) -> None:
+        """Under schedule.cond: one more source streaming."""
+        thread = threading.Thread(target=self._receive, args=(source, schedule), name=f"fetch-{source.label}")
+        self._receivers.append(thread)
+        self._active += 1
+        thread.start()
+
     def _receive(self, source: ChunkSource, schedule: _Schedule) -> None:
         asked: deque[int] = deque()
+        stream: ChunkStreamLike | None = None
         try:
             stream = source.chunk_stream(self.wanted.sha256)
             self._streams.append(stream)
@@ -274,8 +294,12 @@ class Download:
                 self.dropped[source.label] = f"{type(exc).__name__}: {exc}"
                 log.exception("source %s failed", source.label)
         finally:
+            if stream is not None:
+                stream.close()  # a dropped source streams no more into buffers nobody reads
             schedule.give_back(source.label, list(asked))
             with schedule.cond:
+                if self._spares and not self._stop.is_set() and not schedule.partial.complete:
+                    self._start_receiver(self._spares.popleft(), schedule)
                 self._active -= 1
                 schedule.cond.notify_all()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import queue
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import grpc
 
@@ -21,15 +21,26 @@ _END = object()
 
 
 class PeerConnection:
-    """A channel to one peer, authenticated with a ticket addressed to it."""
+    """A channel to one peer, authenticated with a ticket addressed to it.
 
-    def __init__(self, peer_name: str, address: str, ticket: str, tls: ClientTls | None = None):
+    Nothing happens until the first call: the channel connects then, and the ticket is asked
+    for then (a spare source that is never used costs no tracker call and no connection).
+    """
+
+    def __init__(self, peer_name: str, address: str, ticket: Callable[[], str], tls: ClientTls | None = None):
         self.peer_name = peer_name
         self.address = address
         self.label = f"{peer_name}@{address}"
-        self._md = bearer_metadata(ticket)
+        self._ticket = ticket
+        self._metadata: tuple[tuple[str, str], ...] | None = None
         self._channel = open_channel(address, tls, GRPC_OPTIONS)
         self._stub = pb_grpc.PeerServiceStub(self._channel)
+
+    @property
+    def _md(self) -> tuple[tuple[str, str], ...]:
+        if self._metadata is None:
+            self._metadata = bearer_metadata(self._ticket())
+        return self._metadata
 
     def manifest(self, sha256: str, timeout: float = 30) -> Manifest:
         try:

@@ -38,7 +38,7 @@ def resolve(tracker: TrackerClient, spec: str) -> RemoteFile:
 
 
 def connect(tracker: TrackerClient, peer_name: str, address: str) -> PeerConnection:
-    return PeerConnection(peer_name, address, tracker.ticket(peer_name), tracker.tls)
+    return PeerConnection(peer_name, address, lambda: tracker.ticket(peer_name), tracker.tls)
 
 
 def fetch(

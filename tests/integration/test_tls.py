@@ -64,7 +64,7 @@ def test_a_file_travels_between_tls_peers(tls_tracker, start_peer_at, tmp_path):
         remote = transfers.resolve(client, "song.bin")
         result = transfers.fetch(client, remote, tmp_path / "got.bin")
         assert result.per_source and (tmp_path / "got.bin").read_bytes() == data
-        plain = PeerConnection("alice", remote.sources[0].address, client.ticket("alice"))
+        plain = PeerConnection("alice", remote.sources[0].address, lambda: client.ticket("alice"))
         try:  # the peer's port speaks only TLS
             with pytest.raises(P2PError, match="unreachable"):
                 plain.manifest(remote.sha256, timeout=5)

@@ -9,6 +9,7 @@ import grpc
 import pytest
 
 from p2p_common.errors import NotFound, P2PError, PermissionDenied, ResourceExhausted
+from peer import downloader
 from peer.downloader import Progress
 from peer.transfers import fetch, push, resolve
 from tests.helpers import wait_for
@@ -59,6 +60,28 @@ def test_get_from_three_peers_uses_all(start_peer_at, client, tmp_path):
     result = fetch(client, remote, tmp_path / "big.iso")
     assert sha((tmp_path / "big.iso").read_bytes()) == sha(content)
     assert len(result.per_source) == 3 and sum(result.per_source.values()) == 48
+
+
+def test_spare_sources_cost_nothing_until_one_is_needed(start_peer_at, client, tmp_path, monkeypatch):
+    """With one source streaming at a time, the others get no ticket and no connection; when the
+    streaming one dies, the next steps in."""
+    monkeypatch.setattr(downloader, "MAX_ACTIVE_SOURCES", 1)
+    content = data_of(64 * MiB, seed=7)
+    nodes = {name: start_peer_at(name, {"set.tar": content}) for name in ("q1", "q2", "q3")}
+    remote = resolve(client, "set.tar")
+    first = remote.sources[0].peer_name
+    killed: list[str] = []
+
+    def kill_first(p: Progress) -> None:
+        if not killed and p.done_bytes > 0:
+            killed.append(first)
+            nodes[first].server.server.stop(0)
+
+    result = fetch(client, remote, tmp_path / "set.tar", kill_first)
+    assert sha((tmp_path / "set.tar").read_bytes()) == sha(content)
+    second = remote.sources[1].peer_name
+    assert killed and {label.split("@")[0] for label in result.per_source} == {first, second}
+    assert set(client._tickets) == {first, second}  # the third was never asked for
 
 
 def test_peer_killed_mid_download_the_rest_comes_from_others(start_peer_at, client, tmp_path):

@@ -26,12 +26,27 @@ def make(data: bytes) -> tuple[Manifest, Wanted]:
     return m, Wanted(m.sha256, m.size, CHUNK, chunking.chunk_list_sha256(digests))
 
 
+class Gauge:
+    """Streams open at once, and the most ever open."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.open = self.peak = 0
+
+    def change(self, by: int) -> None:
+        with self.lock:
+            self.open += by
+            self.peak = max(self.peak, self.open)
+
+
 class MemoryStream:
     def __init__(self, source: MemorySource):
         self.source = source
         self.asked: list[int] = []
         self.cond = threading.Condition()
         self.closed = False
+        source.opened += 1
+        source.gauge.change(+1)
 
     def ask(self, indexes: list[int]) -> None:
         with self.cond:
@@ -54,14 +69,25 @@ class MemoryStream:
 
     def close(self) -> None:
         with self.cond:
+            if not self.closed:
+                self.source.gauge.change(-1)
             self.closed = True
             self.cond.notify_all()
 
 
 class MemorySource:
-    def __init__(self, label: str, data: bytes, manifest: Manifest, corrupt: bool = False, die_after: int | None = None):
+    def __init__(
+        self,
+        label: str,
+        data: bytes,
+        manifest: Manifest,
+        corrupt: bool = False,
+        die_after: int | None = None,
+        gauge: Gauge | None = None,
+    ):
         self.label, self.data, self._manifest = label, data, manifest
         self.corrupt, self.die_after, self.served = corrupt, die_after, 0
+        self.gauge, self.opened = gauge or Gauge(), 0
 
     def manifest(self, sha256: str) -> Manifest:
         return self._manifest
@@ -97,6 +123,20 @@ def test_dying_source_is_dropped(tmp_path):
     sources = [MemorySource("dies", DATA, m, die_after=5), MemorySource("stays", DATA, m)]
     result = Download(wanted, sources, tmp_path / "out").run()
     assert (tmp_path / "out").read_bytes() == DATA and "went away" in result.dropped["dies"]
+
+
+def test_at_most_max_sources_stream_at_once_and_spares_replace_the_dropped(tmp_path):
+    m, wanted = make(DATA)
+    gauge = Gauge()
+    dying = [MemorySource(f"dies{i}", DATA, m, die_after=3, gauge=gauge) for i in range(2)]
+    spares = [MemorySource(f"spare{i}", DATA, m, gauge=gauge) for i in range(4)]
+    result = Download(wanted, [*dying, *spares], tmp_path / "out", max_sources=2).run()
+    assert (tmp_path / "out").read_bytes() == DATA
+    assert gauge.peak == 2 and gauge.open == 0
+    assert set(result.dropped) == {"dies0", "dies1"}
+    assert [s.opened for s in spares] == [1, 1, 0, 0]  # the first two spares stepped in, the rest never connected
+    assert set(result.per_source) <= {"dies0", "dies1", "spare0", "spare1"}
+    assert sum(result.per_source.values()) == m.chunk_count
 
 
 def test_manifest_not_matching_the_tracker_is_refused(tmp_path):
