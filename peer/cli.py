@@ -7,6 +7,7 @@ import getpass
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -27,6 +28,17 @@ def _env(name: str, default: str) -> str:
 
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def byte_size(text: str) -> int:
+    """A byte count: 1048576, 64K, 50M, 16G (binary units; a trailing B or iB is allowed)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a byte count (like 1048576, 64K, 50M or 16G)")
+    return int(match[1]) * _UNITS[match[2]]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,9 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--max-upload",
-        type=int,
-        default=int(_env("P2P_MAX_UPLOAD", str(1 << 34))),
-        help="largest upload accepted, in bytes [P2P_MAX_UPLOAD]",
+        type=byte_size,
+        default=_env("P2P_MAX_UPLOAD", "16G"),
+        help="largest upload accepted, in bytes (64K, 50M, 16G...) [P2P_MAX_UPLOAD]",
+    )
+    serve.add_argument(
+        "--max-serve-rate",
+        type=byte_size,
+        default=_env("P2P_MAX_SERVE_RATE", "0"),
+        help="bytes per second all downloads from this peer may take together (50M...); 0: no limit [P2P_MAX_SERVE_RATE]",
     )
     serve.add_argument(
         "--max-transfers",
@@ -119,6 +137,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         allow_uploads=args.allow_uploads,
         max_upload_bytes=args.max_upload,
         max_transfers=args.max_transfers,
+        max_serve_rate=args.max_serve_rate,
         rescan_seconds=args.rescan,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from peer.throttle import MIN_RATE
+
 SPARE_WORKERS = 8
 
 
@@ -22,6 +24,7 @@ class PeerConfig:
     max_upload_bytes: int = 1 << 34
     rescan_seconds: float = 2.0
     max_transfers: int = 16  # Download and Upload streams served at once ("upload slots")
+    max_serve_rate: int = 0  # bytes/s all Download streams together may send; 0: no limit
     tls_cert: str = ""  # PEM certificate chain and key: serve TLS only (p2p_common.tls)
     tls_key: str = ""
     tls_ca: str = ""  # PEM CA bundle: dial the tracker and other peers over TLS
@@ -33,6 +36,8 @@ class PeerConfig:
             raise ValueError("rescan interval must be positive")
         if not 1 <= self.max_transfers <= 1024:
             raise ValueError(f"max transfers must be 1-1024, got {self.max_transfers}")
+        if self.max_serve_rate and self.max_serve_rate < MIN_RATE:
+            raise ValueError(f"max serve rate must be 0 (no limit) or at least {MIN_RATE} bytes/s, got {self.max_serve_rate}")
 
     @property
     def max_workers(self) -> int:

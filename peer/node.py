@@ -16,6 +16,7 @@ from peer.chunk_wire import SERVICE_NAME, add_peer_service
 from peer.config import PeerConfig
 from peer.service import PeerServicer, UploadPolicy
 from peer.share import Share
+from peer.throttle import Throttle
 from peer.tracker_client import TrackerClient
 from peer.watcher import ShareWatcher, Wakeable
 
@@ -171,7 +172,8 @@ def start_peer(config: PeerConfig) -> PeerNode:
     verifier = TicketVerifier(tracker)
     watcher = ShareWatcher(share, config.rescan_seconds, lambda: keeper.wake())  # started once keeper is
     policy = UploadPolicy(config.allow_uploads, config.max_upload_bytes)
-    servicer = PeerServicer(share, policy, lambda _shared: watcher.wake(), max_transfers=config.max_transfers)
+    throttle = Throttle(config.max_serve_rate) if config.max_serve_rate else None
+    servicer = PeerServicer(share, policy, lambda _shared: watcher.wake(), max_transfers=config.max_transfers, throttle=throttle)
     service = Service(SERVICE_NAME, lambda s: add_peer_service(servicer, s))
     auth = BearerAuthInterceptor(verifier, f"/{SERVICE_NAME}/")
     try:

@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from peer.chunk_store import PartialFile, Write
 from peer.chunk_wire import encode_download_response
 from peer.manifest import Manifest
 from peer.share import Share, SharedFile, open_unchanged
+from peer.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,10 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         policy: UploadPolicy,
         on_new_file: Callable[[SharedFile], None] = lambda f: None,
         max_transfers: int = 16,
+        throttle: Throttle | None = None,
     ):
         self._share = share
+        self._throttle = throttle  # the rate all Download streams together may send at
         self._policy = policy
         self._on_new_file = on_new_file
         self._max_transfers = max_transfers
@@ -88,11 +92,19 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
     def Download(self, request_iterator: Iterator[pb.DownloadRequest], context: grpc.ServicerContext) -> Iterator[bytes]:
         try:
             with self._transfer_slot():
-                yield from self._serve_chunks(request_iterator)
+                yield from self._serve_chunks(request_iterator, context)
         except P2PError as exc:
             abort_with(context, exc)
 
-    def _serve_chunks(self, request_iterator: Iterator[pb.DownloadRequest]) -> Iterator[bytes]:
+    def _wait_for_budget(self, size: int, context: grpc.ServicerContext) -> None:
+        """Hold a chunk back as long as the serve rate asks; a cancelled stream stops waiting."""
+        if self._throttle is None:
+            return
+        deadline = time.monotonic() + self._throttle.take(size)
+        while (left := deadline - time.monotonic()) > 0 and context.is_active():
+            time.sleep(min(left, 0.5))
+
+    def _serve_chunks(self, request_iterator: Iterator[pb.DownloadRequest], context: grpc.ServicerContext) -> Iterator[bytes]:
         """Each requested chunk of the file the first request names, read as it is asked for."""
         first = next(request_iterator, None)
         if first is None:
@@ -108,6 +120,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                 for index in request.chunk_indexes:
                     if index >= m.chunk_count:
                         raise InvalidArgument(f"chunk {index} is out of range: {shared.name} has {m.chunk_count} chunks")
+                    self._wait_for_budget(m.chunk_length(index), context)
                     data = os.pread(fd, m.chunk_length(index), index * m.chunk_size)
                     if len(data) != m.chunk_length(index):
                         raise DataLoss(f"{shared.name} was truncated while being served")

@@ -5,6 +5,8 @@ On one file (1 GiB by default) over loopback, every receiver writing to disk:
   * curl fetching it from `python -m http.server` (the baseline the target is set against);
   * `p2p-peer get` from one serving peer and from three, and from one over TLS (what encryption costs;
     a TLS tracker and peer with the test certificates of tests/data/tls);
+  * `p2p-peer get` from one and from three peers that each serve at most --serve-rate-mib (what
+    swarming gains where sources, not this machine's two cores, are the limit);
   * hashing: `p2p-peer ls` on a fresh share (chained chunk digests, one pass) against `sha256sum`.
 Each is repeated (--runs, default 5) and the median reported, with peak RSS of the downloading
 and serving processes. Rounds alternate curl with each `get`, and "vs curl" is the median of the
@@ -35,6 +37,8 @@ BIN = Path(sys.executable).parent
 MiB = 1 << 20
 CURL = "curl <- python -m http.server"
 TLS_GET = "p2p-peer get, 1 peer, TLS"
+CAPPED_ONE = "p2p-peer get, 1 capped peer"
+CAPPED_THREE = "p2p-peer get, 3 capped peers"
 
 
 def free_port() -> int:
@@ -141,6 +145,7 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--dir", help="work folder (default: a temp folder)")
+    parser.add_argument("--serve-rate-mib", type=int, default=100, help="the capped peers' --max-serve-rate, MiB/s")
     args = parser.parse_args()
     precompile()
     work = Path(args.dir or tempfile.mkdtemp(prefix="bench-transfer-"))
@@ -160,7 +165,7 @@ def main() -> None:
         old = time.time() - 60
         os.utime(source, (old, old))
         shares = []
-        for i in range(4):  # the fourth serves over TLS
+        for i in range(7):  # the fourth serves over TLS, the last three with a serve rate
             share = work / f"share{i}"
             share.mkdir()
             os.link(source, share / "big.bin")  # the same bytes, shared by three peers
@@ -260,6 +265,24 @@ def main() -> None:
         wait_sources(1, tls_env)
         for _ in range(args.runs):
             paired_round(TLS_GET, get, tls_env)
+
+        # -- swarming where it pays: sources whose serve rate is capped (as on real uplinks) --
+        capped_tracker = f"127.0.0.1:{free_port()}"
+        capped_env = dict(env, P2P_TRACKER=capped_tracker)
+        procs.append(subprocess.Popen([str(BIN / "p2p-tracker"), "--listen", capped_tracker, "--db", ":memory:"], env=capped_env))
+        wait_healthy(capped_tracker, env=capped_env)
+        cap = ["--max-serve-rate", str(args.serve_rate_mib * MiB)]
+        start_peer(4, capped_env, *cap)
+        wait_sources(1, capped_env)
+        for _ in range(args.runs):
+            warm(source)
+            record(CAPPED_ONE, timed(get, env=capped_env))
+        start_peer(5, capped_env, *cap)
+        start_peer(6, capped_env, *cap)
+        wait_sources(3, capped_env)
+        for _ in range(args.runs):
+            warm(source)
+            record(CAPPED_THREE, timed(get, env=capped_env))
         for i, peer in enumerate(peers):
             serving_rss[f"seed{i}"] = peak_rss_kib(peer.pid)
     finally:
@@ -302,6 +325,11 @@ def main() -> None:
     print(f"{'what':<36} {'MiB/s':>8} {'vs sha256sum':>12}")
     for name in ("sha256sum", "p2p-peer ls (hash a share)"):
         print(f"{name:<36} {median_rate(name):>8.0f} {median_rate(name) / sha:>12.2f}")
+    one = median_rate(CAPPED_ONE)
+    print(f"\nSwarming where sources are the limit: every peer serves at most {args.serve_rate_mib} MiB/s (--max-serve-rate)")
+    print(f"{'what':<36} {'MiB/s':>8} {'vs 1 peer':>10}")
+    for name in (CAPPED_ONE, CAPPED_THREE):
+        print(f"{name:<36} {median_rate(name):>8.0f} {median_rate(name) / one:>10.2f}")
     print("(CPU: of the receiving process, medians. This VM charges first writes into fresh page-cache memory")
     print(" to the writer's system time, and that varies run to run: compare user time across runs.)")
     print("peak RSS of serving peers (MiB): " + ", ".join(f"{k} {v / 1024:.0f}" for k, v in serving_rss.items()))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+import time
 
 import grpc
 import pytest
@@ -262,3 +264,25 @@ def test_get_of_a_file_already_there_moves_nothing(start_peer_at, client, tmp_pa
     dest.write_bytes(b"something else")  # a different file of that name is replaced by the verified one
     replaced = fetch(client, resolve(client, "have.bin"), dest)
     assert replaced.bytes_received == len(content) and dest.read_bytes() == content
+
+
+def test_a_serve_rate_caps_what_a_peer_sends_to_all_downloaders_together(start_peer_at, client, tmp_path):
+    """8 MiB/s, of which a quarter second's worth goes at once: one 8 MiB download cannot end
+    before 0.75 s, two at once (16 MiB) not before 1.75 s. Lower bounds: a slow machine only
+    takes longer."""
+    content = data_of(8 * MiB, seed=13)
+    start_peer_at("capped", {"slow.bin": content}, max_serve_rate=8 * MiB)
+    remote = resolve(client, "slow.bin")
+    started = time.monotonic()
+    fetch(client, remote, tmp_path / "one.bin")
+    assert time.monotonic() - started >= 0.75
+    assert sha((tmp_path / "one.bin").read_bytes()) == sha(content)
+
+    started = time.monotonic()
+    pair = [threading.Thread(target=fetch, args=(client, remote, tmp_path / f"two-{i}.bin")) for i in range(2)]
+    for t in pair:
+        t.start()
+    for t in pair:
+        t.join(timeout=60)
+    assert time.monotonic() - started >= 1.75
+    assert all(sha((tmp_path / f"two-{i}.bin").read_bytes()) == sha(content) for i in range(2))

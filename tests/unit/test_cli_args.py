@@ -18,3 +18,31 @@ def test_a_bad_max_transfers_is_one_line(tmp_path, capsys):
     code = cli.main(["--password", "pw", "serve", "--share", str(tmp_path), "--listen", "127.0.0.1:0", "--max-transfers", "0"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "max transfers must be 1-1024" in err[0]
+
+
+def test_byte_sizes_take_binary_units_from_flags_and_variables(monkeypatch):
+    assert [cli.byte_size(t) for t in ["1048576", "64K", "50M", "16G", "2GiB", " 3 m "]] == [
+        1 << 20,
+        64 << 10,
+        50 << 20,
+        16 << 30,
+        2 << 30,
+        3 << 20,
+    ]
+    monkeypatch.setenv("P2P_MAX_SERVE_RATE", "20M")
+    args = cli.build_parser().parse_args(["serve", "--max-upload", "1G"])
+    assert (args.max_serve_rate, args.max_upload) == (20 << 20, 1 << 30)
+    assert cli.build_parser().parse_args(["serve"]).max_upload == 16 << 30
+
+
+def test_a_bad_byte_size_or_serve_rate_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("P2P_MAX_SERVE_RATE", "fast")
+    try:
+        cli.build_parser().parse_args(["serve"])
+    except SystemExit as exc:
+        assert exc.code == 2
+    assert "'fast' is not a byte count" in capsys.readouterr().err
+    monkeypatch.delenv("P2P_MAX_SERVE_RATE")
+    code = cli.main(["--password", "pw", "serve", "--share", str(tmp_path), "--listen", "127.0.0.1:0", "--max-serve-rate", "1K"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "at least 65536 bytes/s" in err[0]
