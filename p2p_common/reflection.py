@@ -29,15 +29,18 @@ def _add_v1_descriptor() -> None:
         pass
     v1 = descriptor_pb2.FileDescriptorProto()
     v1alpha.DESCRIPTOR.CopyToProto(v1)
-    old, new = f".{v1.package}.", f".{V1_PACKAGE}."
+    old = f".{v1.package}."
+
+    def renamed(type_name: str) -> str:
+        return f".{V1_PACKAGE}.{type_name[len(old) :]}" if type_name.startswith(old) else type_name
+
     for message in v1.message_type:
         for f in message.field:
-            if f.type_name.startswith(old):
-                f.type_name = new + f.type_name[len(old) :]
+            if f.HasField("type_name"):
+                f.type_name = renamed(f.type_name)
     for service in v1.service:
         for method in service.method:
-            method.input_type = method.input_type.replace(old, new, 1)
-            method.output_type = method.output_type.replace(old, new, 1)
+            method.input_type, method.output_type = renamed(method.input_type), renamed(method.output_type)
     v1.name, v1.package = _V1_FILE, V1_PACKAGE
     v1.options.Clear()  # v1alpha's options name its own Java and Go packages
     pool.AddSerializedFile(v1.SerializeToString())

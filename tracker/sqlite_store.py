@@ -27,7 +27,7 @@ PACK_ABOVE = 8  # contents: the sources of more than this many come packed in on
 CLOCK_CHECK_STEPS = 100_000  # SQLite VM steps between looks at the clock (~1 ms of work)
 PRUNE_EVERY_SECONDS = 600.0  # a pruning pass reads every posting: rarely, in the background
 # Commits never checkpoint the WAL (SQLite's default has the committing call copy it into the
-# database: 1.6-2.0 of a 100,000-file SendIndex's ~5 s); maintain() does, in the background.
+# database: 1.6-2.0 s of a 100,000-file SendIndex's ~5 s); maintain() does, in the background.
 CHECKPOINT_EVERY_SECONDS = 1.0
 WAL_KEEP_BYTES = 64 << 20  # a WAL grown past this by a large commit is cut back once checkpointed
 
@@ -208,7 +208,7 @@ class SqliteStore:
         # and commit ~30% faster than in the order they came (measured at a million files)
         rows = [
             (last_id + 1 + i, session_id, f.name, f.name.lower(), f.size, f.sha256, f.chunk_size, f.chunk_list_sha256)
-            for i, f in enumerate(sorted(files, key=lambda f: f.sha256))
+            for i, f in enumerate(sorted(files, key=lambda record: record.sha256))
         ]
         c.executemany(
             "INSERT INTO files(id, session_id, name, name_lower, size, sha256, chunk_size, chunk_list_sha256)"
