@@ -301,10 +301,14 @@ class SqliteStore:
 
     def query(self, query: Query, now: float) -> list[Match]:
         with self._read() as c:
-            # One snapshot for all of the query's statements: the index is written behind, and a
-            # catch-up committed between two of them (postings read before, the watermark after)
-            # would hide the files it just indexed.
+            # One snapshot for all of the query's statements, taken before the in-memory index is
+            # read. The index is written behind: a catch-up adds to memory, then commits. A file
+            # it committed before the snapshot is in memory by then; one it had not is still "not
+            # indexed yet" in the snapshot, and checked as such. Read otherwise (memory, then a
+            # snapshot; or postings and the watermark in two snapshots), a catch-up in between
+            # hid the files it had just indexed.
             c.execute("BEGIN")
+            c.execute("SELECT upto FROM index_progress").fetchone()  # the snapshot starts here
             try:
                 rows = self._query_rows(c, query, now)
             finally:

@@ -183,3 +183,26 @@ def test_a_catch_up_committed_in_the_middle_of_a_query_hides_nothing(tmp_path: P
     monkeypatch.setattr(name_index, "ids_sql", ids_sql)
     assert [m.name for m in store.query(Query(name_pattern="xb"), NOW)] == ["docs/axb.txt"]  # now from the index
     store.close()
+
+
+@pytest.mark.parametrize("pattern", ["xb", "my axb"])  # one run of letters; two, intersected in memory
+def test_a_catch_up_committed_between_reading_memory_and_sqlite_hides_nothing(tmp_path: Path, monkeypatch, pattern) -> None:
+    """The in-memory index is read after the query's snapshot starts: a catch-up that adds to
+    memory and commits in between cannot make a file neither indexed nor "not indexed yet"."""
+    store = SqliteStore(str(tmp_path / "tracker.db"))
+    store.add_account("a", "not-a-hash")
+    session = store.open_session("a", "token", "127.0.0.1:7000", NOW + 600, NOW)
+    sha = hashlib.sha256(b"axb").hexdigest()
+    store.replace_index(session.id, [FileRecord("docs/my axb.txt", 3, sha, 1 << 20, sha)])  # not indexed yet
+    runs_to_intersect = name_index.runs_to_intersect
+
+    def catch_up_after_reading_memory(*args: object) -> list[name_index.Candidates]:
+        runs = runs_to_intersect(*args)  # type: ignore[arg-type]
+        worker = threading.Thread(target=lambda: store.maintain(5.0))
+        worker.start()
+        worker.join()
+        return runs
+
+    monkeypatch.setattr(name_index, "runs_to_intersect", catch_up_after_reading_memory)
+    assert [m.name for m in store.query(Query(name_pattern=pattern), NOW)] == ["docs/my axb.txt"]
+    store.close()
