@@ -162,26 +162,39 @@ def test_sha_keys_order_like_the_sha256s_they_come_from():
     assert keys == sorted(keys) and all(0 <= k < 2**63 for k in keys)
 
 
-def test_a_catch_up_committed_in_the_middle_of_a_query_hides_nothing(tmp_path: Path, monkeypatch) -> None:
-    """A query reads the postings, then the files not indexed yet: in one snapshot. Read apart, a
-    catch-up committed in between hid the files it had just indexed."""
+NEW_FILE = "docs/my axb.txt"
+
+
+def _store_with_a_file_not_indexed_yet(tmp_path: Path) -> SqliteStore:
     store = SqliteStore(str(tmp_path / "tracker.db"))
     store.add_account("a", "not-a-hash")
     session = store.open_session("a", "token", "127.0.0.1:7000", NOW + 600, NOW)
     sha = hashlib.sha256(b"axb").hexdigest()
-    store.replace_index(session.id, [FileRecord("docs/axb.txt", 3, sha, 1 << 20, sha)])  # not indexed yet
+    store.replace_index(session.id, [FileRecord(NEW_FILE, 3, sha, 1 << 20, sha)])
+    return store
+
+
+def _catch_up_on_another_thread(store: SqliteStore) -> None:
+    """What the reaper does, at the moment a test chooses."""
+    worker = threading.Thread(target=lambda: store.maintain(5.0))
+    worker.start()
+    worker.join()
+
+
+def test_a_catch_up_committed_in_the_middle_of_a_query_hides_nothing(tmp_path: Path, monkeypatch) -> None:
+    """A query reads the postings, then the files not indexed yet: in one snapshot. Read apart, a
+    catch-up committed in between hid the files it had just indexed."""
+    store = _store_with_a_file_not_indexed_yet(tmp_path)
     ids_sql = name_index.ids_sql
 
     def catch_up_meanwhile(file_ids: list[int]) -> tuple[str, list[object]]:
-        worker = threading.Thread(target=lambda: store.maintain(5.0))  # the reaper, on its own thread
-        worker.start()
-        worker.join()
+        _catch_up_on_another_thread(store)
         return ids_sql(file_ids)
 
     monkeypatch.setattr(name_index, "ids_sql", catch_up_meanwhile)
-    assert [m.name for m in store.query(Query(name_pattern="xb"), NOW)] == ["docs/axb.txt"]
+    assert [m.name for m in store.query(Query(name_pattern="xb"), NOW)] == [NEW_FILE]
     monkeypatch.setattr(name_index, "ids_sql", ids_sql)
-    assert [m.name for m in store.query(Query(name_pattern="xb"), NOW)] == ["docs/axb.txt"]  # now from the index
+    assert [m.name for m in store.query(Query(name_pattern="xb"), NOW)] == [NEW_FILE]  # now from the index
     store.close()
 
 
@@ -189,20 +202,14 @@ def test_a_catch_up_committed_in_the_middle_of_a_query_hides_nothing(tmp_path: P
 def test_a_catch_up_committed_between_reading_memory_and_sqlite_hides_nothing(tmp_path: Path, monkeypatch, pattern) -> None:
     """The in-memory index is read after the query's snapshot starts: a catch-up that adds to
     memory and commits in between cannot make a file neither indexed nor "not indexed yet"."""
-    store = SqliteStore(str(tmp_path / "tracker.db"))
-    store.add_account("a", "not-a-hash")
-    session = store.open_session("a", "token", "127.0.0.1:7000", NOW + 600, NOW)
-    sha = hashlib.sha256(b"axb").hexdigest()
-    store.replace_index(session.id, [FileRecord("docs/my axb.txt", 3, sha, 1 << 20, sha)])  # not indexed yet
+    store = _store_with_a_file_not_indexed_yet(tmp_path)
     runs_to_intersect = name_index.runs_to_intersect
 
     def catch_up_after_reading_memory(*args: object) -> list[name_index.Candidates]:
         runs = runs_to_intersect(*args)  # type: ignore[arg-type]
-        worker = threading.Thread(target=lambda: store.maintain(5.0))
-        worker.start()
-        worker.join()
+        _catch_up_on_another_thread(store)
         return runs
 
     monkeypatch.setattr(name_index, "runs_to_intersect", catch_up_after_reading_memory)
-    assert [m.name for m in store.query(Query(name_pattern=pattern), NOW)] == ["docs/my axb.txt"]
+    assert [m.name for m in store.query(Query(name_pattern=pattern), NOW)] == [NEW_FILE]
     store.close()
