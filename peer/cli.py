@@ -144,7 +144,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tls_ca=args.tls_ca,
     )
     node = start_peer(config)
-    print(f"serving {node.share.root} on port {node.port} as {args.name} (indexing it in the background)", flush=True)
+    cap = f", at most {human_bytes(config.max_serve_rate)}/s" if config.max_serve_rate else ""
+    print(f"serving {node.share.root} on port {node.port} as {args.name}{cap} (indexing it in the background)", flush=True)
     wait_for_stop_signal()
     node.stop()
     return 0

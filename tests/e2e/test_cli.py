@@ -242,3 +242,9 @@ def test_tracker_passwd_changes_the_password(tmp_path):
         assert account is not None and check_password("new", account.password_hash)
     finally:
         store.close()
+
+
+def test_serve_says_its_serve_rate(cluster):
+    cluster.serve("capped", "--max-serve-rate", "20M")
+    said = "as capped, at most 20.0 MiB/s (indexing it in the background)"
+    wait_for(lambda: said in (cluster.work / "capped.log").read_text(), timeout=10, what="the serve line")
