@@ -224,6 +224,8 @@ class Download:
                 self._received.put(None)  # writers finish what was received, then stop
             for t in writers:
                 t.join(timeout=30)
+            for label, why in self._bad.items():  # caught lying after the download no longer needed it
+                self.dropped.setdefault(label, why)
             for s in self.sources:
                 s.close()
             if interrupted or not partial.complete:
