@@ -310,21 +310,18 @@ class SqliteStore:
             c.execute("BEGIN")
             c.execute("SELECT upto FROM index_progress").fetchone()  # the snapshot starts here
             try:
-                rows = self._query_rows(c, query, now)
+                contents, found = self._query_rows(c, query, now)
             finally:
                 if c.in_transaction:
                     c.execute("COMMIT")
-        if rows is None:
-            return []
-        contents, found = rows
         found.sort(key=lambda r: (r[0], r[1], r[5]))  # by content, then name and peer
         by_content: dict[str, list[Sequence]] = defaultdict(list)
         for row in found:
             by_content[row[0]].append(row)
         return [_match(by_content[sha]) for sha in contents if by_content[sha]]
 
-    def _query_rows(self, c: sqlite3.Connection, query: Query, now: float) -> tuple[list[str], list[Any]] | None:
-        """The contents of the page, in order, and the rows of their live sources; None if no match."""
+    def _query_rows(self, c: sqlite3.Connection, query: Query, now: float) -> tuple[list[str], list[Any]]:
+        """The contents of the page, in order, and the rows of their live sources."""
         deadline = time.monotonic() + QUERY_SECONDS
         c.set_progress_handler(lambda: time.monotonic() > deadline, CLOCK_CHECK_STEPS)
         try:
@@ -336,7 +333,7 @@ class SqliteStore:
         finally:
             c.set_progress_handler(None, 0)
         if not contents:
-            return None
+            return [], []
         marks = ",".join("?" * len(contents))
         columns = ["f.sha256", "f.name", "f.size", "f.chunk_size", "f.chunk_list_sha256", "s.account", "s.address"]
         rest = f"FROM files f JOIN sessions s ON s.id = f.session_id WHERE f.sha256 IN ({marks})"
@@ -357,14 +354,12 @@ class SqliteStore:
     def maintain(self, budget_seconds: float = 0.2, prune_now: bool = False) -> bool:
         """Tidy the store a slice at a time for up to budget_seconds; True while work remains.
 
-        First the WAL is checkpointed (at most every CHECKPOINT_EVERY_SECONDS: until then a
-        large commit's pages are read from the WAL with a system call each), then new files are
-        indexed. A pass pruning stale postings starts at most every PRUNE_EVERY_SECONDS (it reads
-        every posting), unless prune_now. The last slice's writes are checkpointed at once.
+        New files are indexed at once; a pass pruning stale postings starts at most every
+        PRUNE_EVERY_SECONDS (it reads every posting), unless prune_now. Then the WAL is
+        checkpointed: when the work is done, else at most every CHECKPOINT_EVERY_SECONDS (until
+        then a large commit's pages are read from the WAL with a system call each).
         """
         deadline = time.monotonic() + budget_seconds
-        if time.monotonic() >= self._next_checkpoint:
-            self.checkpoint()
         more = True
         while more and time.monotonic() < deadline:
             prune = self._tidy_cursor > 0 or prune_now or time.monotonic() >= self._next_prune
@@ -373,7 +368,7 @@ class SqliteStore:
             if prune and self._tidy_cursor == 0:
                 self._next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
                 prune_now = False
-        if not more:
+        if not more or time.monotonic() >= self._next_checkpoint:
             self.checkpoint()
         return more
 
