@@ -6,6 +6,8 @@ import re
 
 MAX_NAME_BYTES = 1024
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+MIN_SHA256_PREFIX = 8  # as `git` abbreviates ids: short enough to type, long enough to be unique
+_SHA256_PREFIX = re.compile(rf"[0-9a-f]{{{MIN_SHA256_PREFIX},64}}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _BAD_COMPONENT = re.compile(r"(^|/)\.{0,2}(/|$)")  # an empty, '.' or '..' component
 
@@ -50,3 +52,8 @@ def name_problem(name: str) -> str | None:
 def is_sha256_hex(value: str) -> bool:
     """True for exactly 64 lowercase hex digits, the form sha256sum prints."""
     return bool(_SHA256_HEX.fullmatch(value))
+
+
+def is_sha256_prefix(value: str) -> bool:
+    """True for 8 to 64 lowercase hex digits: a sha256 or the start of one (search shows 12)."""
+    return bool(_SHA256_PREFIX.fullmatch(value))

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -39,6 +40,12 @@ def byte_size(text: str) -> int:
     if not match:
         raise argparse.ArgumentTypeError(f"{text!r} is not a byte count (like 1048576, 64K, 50M or 16G)")
     return int(match[1]) * _UNITS[match[2]]
+
+
+def _positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,11 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = sub.add_parser("search", help="find files shared by live peers")
     search.add_argument("pattern", nargs="?", default="", help="substring or glob (*, ?, [...]) of the name; empty: everything")
+    search.add_argument("--sha256", default="", help="only contents whose sha256 starts with these (8 or more) digits")
+    search.add_argument("--limit", type=_positive_int, default=1000, help="show at most this many matches (1000)")
     search.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
 
     get = sub.add_parser("get", help="download a file from every live peer that has it")
-    get.add_argument("file", help="a shared name or a sha256")
-    get.add_argument("-o", "--output", help="where to write it (default: the file's name in the current directory)")
+    get.add_argument("file", help="a shared name, a sha256 or its first 8+ digits (as search shows them)")
+    get.add_argument("-o", "--output", help="file or directory (an existing one, or ending in /) to write it to (default: here)")
+    get.add_argument("--force", action="store_true", help="replace a different file already at the destination")
 
     put = sub.add_parser("put", help="upload a file to a named peer")
     put.add_argument("file", help="the local file to send")
@@ -154,9 +164,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     client = _client(args)
     try:
-        found = client.query(pattern=args.pattern)
+        found = client.query(pattern=args.pattern, sha256=args.sha256.lower(), limit=args.limit + 1)
     finally:
         client.logout()
+    if len(found) > args.limit:
+        found = found[: args.limit]
+        print(f"(the first {args.limit} matches; narrow the pattern or raise --limit)", file=sys.stderr)
     if args.json:
         rows = [
             {
@@ -185,12 +198,10 @@ def cmd_get(args: argparse.Namespace) -> int:
     client = _client(args)
     try:
         remote = resolve(client, args.file)
-        dest = Path(args.output) if args.output else Path.cwd() / remote.name.rsplit("/", 1)[-1]
-        if dest.is_dir():
-            dest = dest / remote.name.rsplit("/", 1)[-1]
+        dest = _destination(args.output, remote.name.rsplit("/", 1)[-1])
         bar = ProgressBar(dest.name)
         try:
-            result = fetch(client, remote, dest, bar.on_download)
+            result = fetch(client, remote, dest, bar.on_download, replace=args.force)
         finally:
             bar.close()
     finally:
@@ -204,6 +215,16 @@ def cmd_get(args: argparse.Namespace) -> int:
         f"{f'; {result.chunks_reused} resumed' if result.chunks_reused else ''})"
     )
     return 0
+
+
+def _destination(output: str | None, name: str) -> Path:
+    """-o as cp and curl read it: a directory (existing, or spelled with a trailing slash) takes
+    the file's own name; anything else is the file's path."""
+    if not output:
+        return Path.cwd() / name
+    if output.endswith(("/", os.sep)) or Path(output).is_dir():
+        return Path(output) / name
+    return Path(output)
 
 
 def cmd_put(args: argparse.Namespace) -> int:
@@ -255,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     tune_malloc()
     try:
         return COMMANDS[args.command](args)
+    except BrokenPipeError:  # `p2p-peer search | head` stopped reading: not an error worth a line
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except (P2PError, ValueError) as exc:
         print(f"p2p-peer {args.command}: {exc}", file=sys.stderr)
         return 1

@@ -10,8 +10,8 @@ from pathlib import Path
 import grpc
 
 from p2p.v1 import peer_pb2 as pb
-from p2p_common.errors import FailedPrecondition, InvalidArgument, NotFound, P2PError
-from p2p_common.names import is_sha256_hex
+from p2p_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, P2PError
+from p2p_common.names import is_sha256_prefix
 from peer import chunking
 from peer.downloader import DownloadResult, Progress, Wanted, download
 from peer.manifest import Manifest
@@ -20,21 +20,37 @@ from peer.tracker_client import RemoteFile, TrackerClient, rpc_error
 
 
 def resolve(tracker: TrackerClient, spec: str) -> RemoteFile:
-    """The one content spec names: a sha256, an exact shared name, or a unique name pattern."""
-    if is_sha256_hex(spec):
-        found = tracker.query(sha256=spec, limit=1)
-        if not found:
+    """The one content spec names: a sha256 or its first 8+ digits (what `search` shows is enough),
+    an exact shared name, or a name pattern that matches one content."""
+    digits = spec.lower()
+    if is_sha256_prefix(digits):
+        found = tracker.query(sha256=digits, limit=_LISTED + 1)
+        if len(found) == 1:
+            return found[0]
+        if found:
+            several = f"{len(found)} files" if len(found) <= _LISTED else f"more than {_LISTED} files"
+            raise FailedPrecondition(f"{several} have a sha256 starting with {spec}: {_listing(found)}; give more digits")
+        if len(digits) == 64:
             raise NotFound(f"no live peer has content {spec}")
-        return found[0]
+        # hex digits can be a name too ("cafebabe.txt" matches "cafebabe")
     found = tracker.query(pattern=spec, limit=1000)
     exact = [f for f in found if any(s.name == spec or s.name.rsplit("/", 1)[-1] == spec for s in f.sources)]
     candidates = exact or found
     if not candidates:
-        raise NotFound(f"no file named {spec!r} is shared by a live peer")
+        also = " and no shared content's sha256 starts with it" if is_sha256_prefix(digits) else ""
+        raise NotFound(f"no file named {spec!r} is shared by a live peer{also}")
     if len(candidates) > 1:
-        listing = ", ".join(f"{f.name} ({f.sha256[:12]})" for f in candidates[:5])
-        raise FailedPrecondition(f"{len(candidates)} files match {spec!r}: {listing}; name one by its sha256")
+        raise FailedPrecondition(
+            f"{len(candidates)} files match {spec!r}: {_listing(candidates)}; name one by its sha256 (the digits shown will do)"
+        )
     return candidates[0]
+
+
+_LISTED = 5  # contents named in an "ambiguous" error
+
+
+def _listing(found: list[RemoteFile]) -> str:
+    return ", ".join(f"{f.name} ({f.sha256[:12]})" for f in found[:_LISTED])
 
 
 def connect(tracker: TrackerClient, peer_name: str, address: str) -> PeerConnection:
@@ -46,11 +62,19 @@ def fetch(
     remote: RemoteFile,
     dest: Path,
     on_progress: Callable[[Progress], None] | None = None,
+    replace: bool = False,
 ) -> DownloadResult:
-    """Download remote from all its live sources into dest; nothing moves if dest already holds it."""
+    """Download remote from all its live sources into dest; nothing moves if dest already holds it.
+
+    A different file at dest is kept unless replace says otherwise: a download never destroys
+    what it did not write (an upload to a peer is refused the same way)."""
     if dest.is_file() and dest.stat().st_size == remote.size and chunking.sha256_of(dest) == remote.sha256:
         chunks = chunking.chunk_count(remote.size, remote.chunk_size)
         return DownloadResult(dest, remote.size, bytes_received=0, chunks_fetched=0, chunks_reused=chunks)
+    if dest.is_dir():
+        raise AlreadyExists(f"{dest} is a directory")
+    if not replace and (dest.exists() or dest.is_symlink()):
+        raise AlreadyExists(f"{dest} already exists with other content (--force replaces it)")
     if not remote.sources:
         raise NotFound(f"no live peer has {remote.name}")
     sources = [connect(tracker, s.peer_name, s.address) for s in remote.sources]

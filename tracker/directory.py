@@ -18,7 +18,7 @@ from p2p_common.errors import (
     ResourceExhausted,
     Unauthenticated,
 )
-from p2p_common.names import is_sha256_hex, name_problem
+from p2p_common.names import MIN_SHA256_PREFIX, is_sha256_hex, is_sha256_prefix, name_problem
 from tracker import auth
 from tracker import store as st
 from tracker.config import TrackerConfig
@@ -183,8 +183,8 @@ class Directory:
     def query(self, pattern: str, sha256: str, page_size: int, page_token: str) -> tuple[list[st.Match], str]:
         if len(pattern) > MAX_PATTERN or any(ord(c) < 0x20 for c in pattern):
             raise InvalidArgument(f"name_pattern must be at most {MAX_PATTERN} printable characters")
-        if sha256 and not is_sha256_hex(sha256):
-            raise InvalidArgument("sha256 must be 64 lowercase hex digits")
+        if sha256 and not is_sha256_prefix(sha256):
+            raise InvalidArgument(f"sha256 must be 64 lowercase hex digits, or the first {MIN_SHA256_PREFIX} or more of them")
         if page_size > MAX_PAGE_SIZE:
             raise InvalidArgument(f"page_size must be at most {MAX_PAGE_SIZE}")
         limit = page_size or DEFAULT_PAGE_SIZE

@@ -257,11 +257,18 @@ class SqliteStore:
     ) -> list[str]:
         """The first page of contents (sha256 order) that match q among the candidate files
         (packed: when a page of many rows is expected, see _packed_rows)."""
-        where = ["s.expires_at > ?", "s.address <> ''", "f.sha256 > ?"]
-        args: list[object] = [now, q.after_sha256]
-        if q.sha256:
-            where.append("f.sha256 = ?")
+        where = ["s.expires_at > ?", "s.address <> ''"]
+        args: list[object] = [now]
+        # one range of the sha256 index (SQLite takes only one lower bound from it: give it the higher)
+        if q.sha256 and q.after_sha256 < q.sha256:
+            where.append("f.sha256 >= ?")
             args.append(q.sha256)
+        else:
+            where.append("f.sha256 > ?")
+            args.append(q.after_sha256)
+        if q.sha256:  # every sha256 starting with these hex digits sorts below the digits + 'g'
+            where.append("f.sha256 < ?")
+            args.append(q.sha256 + "g")
         if candidates is not None:
             where.append(candidates[0])
             args.extend(candidates[1])

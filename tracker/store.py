@@ -78,7 +78,7 @@ class Query:
 
     name_pattern: str = ""
     glob: bool = False
-    sha256: str = ""
+    sha256: str = ""  # a whole sha256 or its first digits: contents starting with it
     after_sha256: str = ""  # keyset pagination: only contents ordered after this one
     limit: int = 100
 

@@ -248,3 +248,43 @@ def test_serve_says_its_serve_rate(cluster):
     cluster.serve("capped", "--max-serve-rate", "20M")
     said = "as capped, at most 20.0 MiB/s (indexing it in the background)"
     wait_for(lambda: said in (cluster.work / "capped.log").read_text(), timeout=10, what="the serve line")
+
+
+def test_get_destinations_sha256_digits_and_search_limits(cluster):
+    share = cluster.serve("src")
+    for i in range(4):
+        (share / f"item{i}.txt").write_text(f"item {i}")
+    wait_for(lambda: len(cluster.search("item")) == 4, timeout=20, what="4 items published")
+    digest = hashlib.sha256(b"item 1").hexdigest()
+    work = cluster.work
+
+    out = cluster.peer("get", digest[:12], "-o", "new/dir/")  # the digits search shows; a dir by its slash
+    assert out.returncode == 0, out.stderr
+    assert (work / "new" / "dir" / "item1.txt").read_text() == "item 1"
+    (work / "existing").mkdir()
+    assert cluster.peer("get", "item1.txt", "-o", "existing").returncode == 0
+    assert (work / "existing" / "item1.txt").read_text() == "item 1"
+
+    (work / "mine.txt").write_text("my own notes")  # never destroyed without --force
+    refused = cluster.peer("get", "item1.txt", "-o", "mine.txt")
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "already exists" in refused.stderr
+    assert (work / "mine.txt").read_text() == "my own notes"
+    assert cluster.peer("get", "item1.txt", "-o", "mine.txt", "--force").returncode == 0
+    assert (work / "mine.txt").read_text() == "item 1"
+
+    limited = cluster.peer("search", "item", "--limit", "2", "--json")
+    assert limited.returncode == 0 and len(json.loads(limited.stdout)) == 2 and "the first 2 matches" in limited.stderr
+    by_digits = cluster.peer("search", "--sha256", digest[:10], "--json")
+    assert [row["name"] for row in json.loads(by_digits.stdout)] == ["item1.txt"]
+    short = cluster.peer("search", "--sha256", digest[:5])
+    assert short.returncode == 1 and "8 or more" in short.stderr and short.stderr.count("\n") == 1
+
+
+def test_a_closed_pipe_ends_search_quietly(cluster):
+    """`p2p-peer search | head`: the reader went away; like any Unix tool, exit on SIGPIPE's status, say nothing."""
+    cmd = [str(BIN / "p2p-peer"), "--name", "user", "search", "--json"]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cluster.env, cwd=cluster.work) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # long before the command, which imports grpc and logs in first, prints anything
+        assert proc.wait(timeout=60) == 128 + signal.SIGPIPE
+        assert proc.stderr.read() == b""

@@ -217,12 +217,40 @@ def test_query_rejects_bad_input(client_factory):
     c.login("bob")
     for kwargs, fragment in (
         ({"sha256": "xyz"}, "sha256"),
+        ({"sha256": "abc1234"}, "8 or more"),  # too short a prefix to name anything
+        ({"sha256": "ABCDEF12"}, "lowercase"),
+        ({"sha256": "a" * 65}, "sha256"),
         ({"page_size": 5000}, "page_size"),
         ({"page_token": "garbage!"}, "page_token"),
         ({"pattern": "p" * 2000}, "name_pattern"),
     ):
         code, msg = code_of(c.query, **kwargs)
         assert code == grpc.StatusCode.INVALID_ARGUMENT and fragment in msg
+
+
+def test_query_by_sha256_prefix_finds_every_content_starting_with_it(client_factory):
+    c = client_factory()
+    c.login("alice", address="127.0.0.1:7001")
+    # the tracker takes digests as published: five contents share their first 8 digits (and the
+    # neighbours of that range, just below and just above it, must stay out)
+    shas = [f"abcdef01{i}" + "7" * 55 for i in range(5)] + ["abcdef00" + "f" * 56, "abcdef02" + "0" * 56]
+    entries = []
+    for i, sha in enumerate(shas):
+        entry = file_entry(f"f{i}.bin", str(i).encode())
+        entry.sha256 = sha
+        entries.append(entry)
+    c.send_index(tpb.SendIndexRequest(mode=REPLACE, add=entries))
+    assert [f.sha256 for f in c.query(sha256=shas[3]).files] == [shas[3]]
+    assert [f.sha256 for f in c.query(sha256=shas[3][:9]).files] == [shas[3]]
+    found, token = [], ""
+    for _ in range(10):  # two a page: page boundaries fall inside the prefix
+        page = c.query(sha256="abcdef01", page_size=2, page_token=token)
+        found.extend(f.sha256 for f in page.files)
+        token = page.next_page_token
+        if not token:
+            break
+    assert found == shas[:5]
+    assert c.query(sha256="abcdef03").files == []
 
 
 def test_query_paginates_without_gaps_or_repeats(client_factory):

@@ -10,7 +10,7 @@ import time
 import grpc
 import pytest
 
-from p2p_common.errors import NotFound, P2PError, PermissionDenied, ResourceExhausted
+from p2p_common.errors import AlreadyExists, FailedPrecondition, NotFound, P2PError, PermissionDenied, ResourceExhausted
 from peer import downloader
 from peer.downloader import Progress
 from peer.transfers import fetch, push, resolve
@@ -152,6 +152,20 @@ def test_get_of_unknown_or_ambiguous_names(start_peer_at, client):
     assert resolve(client, "a/report.txt").sha256 == sha(b"1")
 
 
+def test_get_by_the_sha256_digits_search_shows(start_peer_at, client):
+    # two contents whose sha256 share their first 8 digits (found by trying c0, c1, ...)
+    start_peer_at("p", {"one.txt": b"c17439", "two.txt": b"c24164", "deadbeef.txt": b"named like hex"})
+    assert sha(b"c17439")[:8] == sha(b"c24164")[:8] == "c51deb06"
+    assert resolve(client, sha(b"c17439")[:12]).name == "one.txt"
+    assert resolve(client, sha(b"c24164")[:9].upper()).name == "two.txt"
+    ambiguous = r"2 files have a sha256 starting with c51deb06: two.txt \(c51deb064c76\), one.txt"
+    with pytest.raises(FailedPrecondition, match=ambiguous):
+        resolve(client, "c51deb06")
+    assert resolve(client, "deadbeef").name == "deadbeef.txt"  # hex digits that start no sha256: a name
+    with pytest.raises(NotFound, match="and no shared content's sha256 starts with it"):
+        resolve(client, "0123456789")
+
+
 def test_fetched_file_in_a_serving_share_becomes_available(start_peer_at, client):
     start_peer_at("origin", {"song.mp3": b"la la la"})
     downloader = start_peer_at("downloader", {})
@@ -261,8 +275,11 @@ def test_get_of_a_file_already_there_moves_nothing(start_peer_at, client, tmp_pa
     assert first.bytes_received == len(content)
     again = fetch(client, resolve(client, "have.bin"), dest)
     assert again.bytes_received == 0 and again.chunks_fetched == 0 and dest.read_bytes() == content
-    dest.write_bytes(b"something else")  # a different file of that name is replaced by the verified one
-    replaced = fetch(client, resolve(client, "have.bin"), dest)
+    dest.write_bytes(b"something else")  # a different file of that name is kept...
+    with pytest.raises(AlreadyExists, match="already exists with other content"):
+        fetch(client, resolve(client, "have.bin"), dest)
+    assert dest.read_bytes() == b"something else"
+    replaced = fetch(client, resolve(client, "have.bin"), dest, replace=True)  # ...unless asked (--force)
     assert replaced.bytes_received == len(content) and dest.read_bytes() == content
 
 
