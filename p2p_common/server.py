@@ -13,7 +13,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from p2p_common.errors import P2PError
-from p2p_common.options import GRPC_OPTIONS
+from p2p_common.options import KEEPALIVE_SECONDS, server_options
 from p2p_common.reflection import enable_reflection
 from p2p_common.rpc_log import RpcLoggingInterceptor
 from p2p_common.tls import ServerTls
@@ -61,6 +61,7 @@ def start_server(
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     max_workers: int = 32,
     tls: ServerTls | None = None,
+    keepalive_seconds: float = KEEPALIVE_SECONDS,
 ) -> RunningServer:
     """Start a server on listen with services, health and reflection; health starts NOT_SERVING.
 
@@ -71,7 +72,7 @@ def start_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
         interceptors=[RpcLoggingInterceptor(), *interceptors],
-        options=list(GRPC_OPTIONS),
+        options=server_options(keepalive_seconds),
         maximum_concurrent_rpcs=max_workers * 4,
     )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)

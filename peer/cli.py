@@ -14,11 +14,12 @@ from pathlib import Path
 
 from p2p_common.errors import P2PError
 from p2p_common.malloc import tune_malloc
+from p2p_common.names import name_problem
 from p2p_common.rpc_log import setup_logging
 from p2p_common.tls import ClientTls, add_server_tls_flags
 from peer.config import PeerConfig
 from peer.progress import ProgressBar, human_bytes
-from peer.tracker_client import TrackerClient
+from peer.tracker_client import RemoteFile, TrackerClient
 
 log = logging.getLogger("p2p.peer")
 
@@ -110,9 +111,24 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
 
     get = sub.add_parser("get", help="download a file from every live peer that has it")
-    get.add_argument("file", help="a shared name, a sha256 or its first 8+ digits (as search shows them)")
-    get.add_argument("-o", "--output", help="file or directory (an existing one, or ending in /) to write it to (default: here)")
+    get.add_argument(
+        "files", nargs="+", metavar="FILE", help="a shared name, a sha256 or its first 8+ digits (as search shows them)"
+    )
+    get.add_argument(
+        "-o",
+        "--output",
+        help="file, or directory (an existing one, one ending in /, or for several files) to write to (default: here)",
+    )
+    get.add_argument(
+        "--all", action="store_true", help="fetch every file each pattern matches, in its folders (a glob: 'album/*')"
+    )
     get.add_argument("--force", action="store_true", help="replace a different file already at the destination")
+    get.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=float(_env("P2P_STALL_TIMEOUT", "60")),
+        help="seconds a source may owe a chunk and send nothing before it is dropped [P2P_STALL_TIMEOUT]",
+    )
 
     put = sub.add_parser("put", help="upload a file to a named peer")
     put.add_argument("file", help="the local file to send")
@@ -170,6 +186,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if len(found) > args.limit:
         found = found[: args.limit]
         print(f"(the first {args.limit} matches; narrow the pattern or raise --limit)", file=sys.stderr)
+    found.sort(key=lambda f: (f.name.lower(), f.sha256))  # the tracker pages in sha256 order; people read names
     if args.json:
         rows = [
             {
@@ -193,38 +210,78 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    from peer.transfers import fetch, resolve
+    from peer.transfers import resolve, resolve_all
 
     client = _client(args)
     try:
-        remote = resolve(client, args.file)
-        dest = _destination(args.output, remote.name.rsplit("/", 1)[-1])
-        bar = ProgressBar(dest.name)
-        try:
-            result = fetch(client, remote, dest, bar.on_download, replace=args.force)
-        finally:
-            bar.close()
+        # every spec is resolved before any byte moves: a typo in the third name fails at once
+        if args.all:
+            found = sorted((r for spec in args.files for r in resolve_all(client, spec)), key=lambda r: r.name)
+            chosen = [(r, r.name) for r in found]  # each in its folders
+        else:
+            chosen = [(r, r.name.rsplit("/", 1)[-1]) for r in (resolve(client, spec) for spec in args.files)]
+        targets = _destinations(args.output, chosen)
+        failed = 0
+        for remote, dest in targets:
+            try:
+                _get_one(client, remote, dest, args.force, args.stall_timeout)
+            except (P2PError, OSError) as exc:
+                if len(targets) == 1:
+                    raise
+                failed += 1
+                text = _error_text(exc)
+                print(f"p2p-peer get: {text if str(dest) in text else f'{dest}: {text}'}", file=sys.stderr)
     finally:
         client.logout()
+    if failed:
+        print(f"p2p-peer get: {failed} of {len(targets)} files failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _get_one(client: TrackerClient, remote: RemoteFile, dest: Path, force: bool, stall_seconds: float) -> None:
+    from peer.transfers import fetch
+
+    bar = ProgressBar(dest.name)
+    try:
+        result = fetch(client, remote, dest, bar.on_download, replace=force, stall_seconds=stall_seconds)
+    finally:
+        bar.close()
     if result.chunks_fetched == 0 and result.bytes_received == 0 and dest.exists() and not result.per_source:
-        print(f"{result.path}: already up to date (sha256 {remote.sha256})")
-        return 0
+        print(f"{result.path}: already up to date (sha256 {remote.sha256})", flush=True)
+        return
     sources = ", ".join(f"{k.split('@')[0]}:{v}" for k, v in sorted(result.per_source.items())) or "none needed"
+    resumed = f"; {result.chunks_reused} resumed" if result.chunks_reused else ""
+    dropped = "".join(f"; dropped {k.split('@')[0]}: {why}" for k, why in sorted(result.dropped.items()))
     print(
-        f"{result.path}: {human_bytes(result.size)} sha256 {remote.sha256} verified (chunks from {sources}"
-        f"{f'; {result.chunks_reused} resumed' if result.chunks_reused else ''})"
+        f"{result.path}: {human_bytes(result.size)} sha256 {remote.sha256} verified (chunks from {sources}{resumed}{dropped})",
+        flush=True,
     )
-    return 0
 
 
-def _destination(output: str | None, name: str) -> Path:
-    """-o as cp and curl read it: a directory (existing, or spelled with a trailing slash) takes
-    the file's own name; anything else is the file's path."""
-    if not output:
-        return Path.cwd() / name
-    if output.endswith(("/", os.sep)) or Path(output).is_dir():
-        return Path(output) / name
-    return Path(output)
+def _destinations(output: str | None, chosen: list[tuple[RemoteFile, str]]) -> list[tuple[RemoteFile, Path]]:
+    """Where each chosen file goes. -o as cp and curl read it: a directory (existing, spelled with
+    a trailing slash, or because several files go there) takes each file's name; anything else
+    is the one file's path. Names come from the tracker, so they are checked as a share checks them."""
+    for _, name in chosen:
+        if problem := name_problem(name):
+            raise P2PError(f"the tracker named a file {name!r}, which {problem}")
+    into_dir = len(chosen) > 1 or (output is not None and (output.endswith(("/", os.sep)) or Path(output).is_dir()))
+    if output and not into_dir:
+        return [(chosen[0][0], Path(output))]
+    base = Path(output) if output else Path.cwd()
+    targets: dict[Path, RemoteFile] = {}
+    for remote, name in chosen:
+        dest = base / name
+        if dest in targets and targets[dest].sha256 != remote.sha256:
+            raise P2PError(f"two different files would be written to {dest}: name them one at a time with -o")
+        targets[dest] = remote
+    return [(remote, dest) for dest, remote in targets.items()]
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}"
+    return str(exc)
 
 
 def cmd_put(args: argparse.Namespace) -> int:
@@ -283,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"p2p-peer {args.command}: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"p2p-peer {args.command}: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", file=sys.stderr)
+        print(f"p2p-peer {args.command}: {_error_text(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"p2p-peer {args.command}: interrupted", file=sys.stderr)

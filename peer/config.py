@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from p2p_common.options import KEEPALIVE_SECONDS
 from peer.throttle import MIN_RATE
 
 SPARE_WORKERS = 8
@@ -24,6 +25,7 @@ class PeerConfig:
     max_upload_bytes: int = 1 << 34
     rescan_seconds: float = 2.0
     max_transfers: int = 16  # Download and Upload streams served at once ("upload slots")
+    keepalive_seconds: float = KEEPALIVE_SECONDS  # a caller gone silent loses its slot within 4/3 of this
     max_serve_rate: int = 0  # bytes/s all Download streams together may send; 0: no limit
     tls_cert: str = ""  # PEM certificate chain and key: serve TLS only (p2p_common.tls)
     tls_key: str = ""

@@ -10,6 +10,7 @@ import errno
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,10 @@ WINDOW = 8  # chunks asked ahead per source: keeps the stream busy across the ro
 # buffered chunks, a channel and a thread (a popular file can list 64 sources).
 MAX_ACTIVE_SOURCES = 8
 ENDGAME_COPIES = 2  # near the end a missing chunk may be asked from this many sources at once
+# A source that owes a chunk and sends nothing for this long is dropped. A peer that froze, or whose
+# network went silent without a reset (a laptop asleep, a Wi-Fi gone), never fails its stream: TCP
+# would retry for a quarter of an hour. A chunk (1 MiB) takes 60 s only below ~17 KiB/s.
+STALL_SECONDS = 60.0
 
 
 class ChunkStreamLike(Protocol):
@@ -176,6 +181,7 @@ class Download:
         on_progress: Callable[[Progress], None] | None = None,
         window: int = WINDOW,
         max_sources: int | None = None,  # MAX_ACTIVE_SOURCES
+        stall_seconds: float = STALL_SECONDS,
     ):
         if not sources:
             raise NotFound(f"no live peer has {wanted.sha256[:16]}")
@@ -185,6 +191,9 @@ class Download:
         self.on_progress = on_progress
         self.window = window
         self.max_sources = max_sources or MAX_ACTIVE_SOURCES
+        self.stall_seconds = stall_seconds
+        self._owed_since: dict[str, tuple[float, ChunkStreamLike]] = {}  # waiting for a chunk asked for
+        self._stalled: dict[str, str] = {}  # sources cut off for silence, and why
         self.dropped: dict[str, str] = {}
         self._active = 0  # receivers running (under the schedule's lock)
         self._receivers: list[threading.Thread] = []
@@ -239,16 +248,25 @@ class Download:
         return DownloadResult(path, manifest.size, schedule.received, schedule.fetched, reused, schedule.per_source, self.dropped)
 
     def _wait(self, schedule: _Schedule) -> None:
-        """Until complete, or no source is left, or writing failed; reports progress 20 times a second."""
+        """Until complete, or no source is left, or writing failed; reports progress 20 times a
+        second and cuts off sources that went silent."""
         while True:
             with schedule.cond:
                 if schedule.partial.complete or self._active == 0 or self._fatal is not None:
                     break
                 schedule.cond.wait(0.05)
+            self._cut_off_silent_sources()
             if self.on_progress:  # outside the lock: drawing never holds up the workers
                 self.on_progress(Progress(self.wanted.size, schedule.partial.bytes_held, self._active, schedule.received))
         if self.on_progress:
             self.on_progress(Progress(self.wanted.size, schedule.partial.bytes_held, self._active, schedule.received))
+
+    def _cut_off_silent_sources(self) -> None:
+        now = time.monotonic()
+        for label, (since, stream) in list(self._owed_since.items()):
+            if now - since > self.stall_seconds and label not in self._stalled:
+                self._stalled[label] = f"sent nothing for {self.stall_seconds:g} s"
+                stream.close()  # its receiver's wait ends in an error, and the source is dropped
 
     def _start_receiver(self, source: ChunkSource, schedule: _Schedule) -> None:
         """Under schedule.cond: one more source streaming."""
@@ -281,7 +299,9 @@ class Download:
                     with schedule.cond:
                         schedule.cond.wait(0.1)
                     continue
+                self._owed_since[source.label] = (time.monotonic(), stream)
                 index, data = stream.next_chunk()
+                del self._owed_since[source.label]
                 expected = asked.popleft()
                 if index != expected:
                     asked.appendleft(expected)
@@ -289,13 +309,16 @@ class Download:
                 self._received.put((source.label, index, data))
         except P2PError as exc:
             if not self._stop.is_set():
-                self.dropped[source.label] = str(exc)
-                log.warning("dropping source %s: %s", source.label, exc)
+                self.dropped[source.label] = self._stalled.get(source.label, str(exc))
+                # the result (or the error, when none is left) says it to the user; a log line
+                # would break into a progress bar
+                log.info("dropping source %s: %s", source.label, self.dropped[source.label])
         except Exception as exc:  # a bug: say so, and carry on with the other sources
             if not self._stop.is_set():
                 self.dropped[source.label] = f"{type(exc).__name__}: {exc}"
                 log.exception("source %s failed", source.label)
         finally:
+            self._owed_since.pop(source.label, None)
             if stream is not None:
                 stream.close()  # a dropped source streams no more into buffers nobody reads
             schedule.give_back(source.label, list(asked))
@@ -339,9 +362,10 @@ def download(
     sources: Sequence[ChunkSource],
     dest: Path,
     on_progress: Callable[[Progress], None] | None = None,
+    stall_seconds: float = STALL_SECONDS,
 ) -> DownloadResult:
     """Fetch wanted into dest from sources; the file appears only complete and verified."""
-    result = Download(wanted, sources, dest, on_progress).run()
+    result = Download(wanted, sources, dest, on_progress, stall_seconds=stall_seconds).run()
     if result.size != wanted.size:
         raise DataLoss(f"{dest} has {result.size} bytes, expected {wanted.size}")
     return result

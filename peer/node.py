@@ -177,7 +177,14 @@ def start_peer(config: PeerConfig) -> PeerNode:
     service = Service(SERVICE_NAME, lambda s: add_peer_service(servicer, s))
     auth = BearerAuthInterceptor(verifier, f"/{SERVICE_NAME}/")
     try:
-        server = start_server(config.listen, [service], [auth], max_workers=config.max_workers, tls=server_tls)
+        server = start_server(
+            config.listen,
+            [service],
+            [auth],
+            max_workers=config.max_workers,
+            tls=server_tls,
+            keepalive_seconds=config.keepalive_seconds,
+        )
     except Exception:
         share.close()
         tracker.close()

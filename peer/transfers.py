@@ -13,7 +13,7 @@ from p2p.v1 import peer_pb2 as pb
 from p2p_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, P2PError
 from p2p_common.names import is_sha256_prefix
 from peer import chunking
-from peer.downloader import DownloadResult, Progress, Wanted, download
+from peer.downloader import STALL_SECONDS, DownloadResult, Progress, Wanted, download
 from peer.manifest import Manifest
 from peer.peer_client import PeerConnection
 from peer.tracker_client import RemoteFile, TrackerClient, rpc_error
@@ -41,9 +41,22 @@ def resolve(tracker: TrackerClient, spec: str) -> RemoteFile:
         raise NotFound(f"no file named {spec!r} is shared by a live peer{also}")
     if len(candidates) > 1:
         raise FailedPrecondition(
-            f"{len(candidates)} files match {spec!r}: {_listing(candidates)}; name one by its sha256 (the digits shown will do)"
+            f"{len(candidates)} files match {spec!r}: {_listing(candidates)}; "
+            "name one by its sha256 (the digits shown will do), or take all (--all)"
         )
     return candidates[0]
+
+
+def resolve_all(tracker: TrackerClient, spec: str, limit: int = 10_000) -> list[RemoteFile]:
+    """Every content spec names: those starting with its digits if it is a sha256 (prefix) that
+    some content starts with, else those whose name matches it; at least one."""
+    digits = spec.lower()
+    if is_sha256_prefix(digits) and (found := tracker.query(sha256=digits, limit=limit)):
+        return found
+    found = tracker.query(pattern=spec, limit=limit)
+    if not found:
+        raise NotFound(f"no live peer shares a file matching {spec!r}")
+    return found
 
 
 _LISTED = 5  # contents named in an "ambiguous" error
@@ -63,6 +76,7 @@ def fetch(
     dest: Path,
     on_progress: Callable[[Progress], None] | None = None,
     replace: bool = False,
+    stall_seconds: float = STALL_SECONDS,
 ) -> DownloadResult:
     """Download remote from all its live sources into dest; nothing moves if dest already holds it.
 
@@ -79,7 +93,7 @@ def fetch(
         raise NotFound(f"no live peer has {remote.name}")
     sources = [connect(tracker, s.peer_name, s.address) for s in remote.sources]
     wanted = Wanted(remote.sha256, remote.size, remote.chunk_size, remote.chunk_list_sha256)
-    return download(wanted, sources, dest, on_progress)
+    return download(wanted, sources, dest, on_progress, stall_seconds)
 
 
 @dataclass(frozen=True)

@@ -190,6 +190,8 @@ class Directory:
         limit = page_size or DEFAULT_PAGE_SIZE
         after = _decode_page_token(page_token)
         glob = any(c in pattern for c in "*?[")
+        if glob and _has_unclosed_class(pattern):
+            raise InvalidArgument("name_pattern has a '[' that no ']' closes (a literal '[' is written [[])")
         q = st.Query(name_pattern=pattern.lower(), glob=glob, sha256=sha256, after_sha256=after, limit=limit)
         try:
             matches = self.store.query(q, self.clock())
@@ -200,6 +202,20 @@ class Directory:
 
     def peers(self) -> list[st.PeerInfo]:
         return self.store.live_peers(self.clock())
+
+
+def _has_unclosed_class(pattern: str) -> bool:
+    """A glob character class without its ']' (SQLite's GLOB then matches nothing, silently)."""
+    i = pattern.find("[")
+    while i >= 0:
+        j = i + 1
+        j += pattern.startswith("^", j)
+        j += pattern.startswith("]", j)  # a ']' right after '[' or '[^' is a member, not the end
+        end = pattern.find("]", j)
+        if end < 0:
+            return True
+        i = pattern.find("[", end + 1)
+    return False
 
 
 def _encode_page_token(last_sha256: str) -> str:

@@ -272,6 +272,8 @@ def test_get_destinations_sha256_digits_and_search_limits(cluster):
     assert cluster.peer("get", "item1.txt", "-o", "mine.txt", "--force").returncode == 0
     assert (work / "mine.txt").read_text() == "item 1"
 
+    table = cluster.peer("search", "item")  # the tracker pages in sha256 order; the table is by name
+    assert [line.split()[0] for line in table.stdout.splitlines()[1:]] == [f"item{i}.txt" for i in range(4)]
     limited = cluster.peer("search", "item", "--limit", "2", "--json")
     assert limited.returncode == 0 and len(json.loads(limited.stdout)) == 2 and "the first 2 matches" in limited.stderr
     by_digits = cluster.peer("search", "--sha256", digest[:10], "--json")
@@ -288,3 +290,72 @@ def test_a_closed_pipe_ends_search_quietly(cluster):
         proc.stdout.close()  # long before the command, which imports grpc and logs in first, prints anything
         assert proc.wait(timeout=60) == 128 + signal.SIGPIPE
         assert proc.stderr.read() == b""
+
+
+def test_get_several_files_and_every_match_of_a_pattern(cluster):
+    share = cluster.serve("src")
+    files = {"album/01.mp3": "one", "album/02.mp3": "two", "album/cover.jpg": "front", "other/cover.jpg": "back"}
+    files["loose.txt"] = "loose"
+    for name, text in files.items():
+        (share / name).parent.mkdir(parents=True, exist_ok=True)
+        (share / name).write_text(text)
+    wait_for(lambda: len(cluster.search()) == 5, timeout=20, what="5 files published")
+    work = cluster.work
+
+    out = cluster.peer("get", "--all", "album/*", "-o", "music")
+    assert out.returncode == 0, out.stderr
+    got = {p.relative_to(work / "music").as_posix(): p.read_text() for p in (work / "music").rglob("*") if p.is_file()}
+    assert got == {name: text for name, text in files.items() if name.startswith("album/")}
+
+    out = cluster.peer("get", "--all", "cover.jpg", "-o", "covers")  # same base name: each keeps its folder
+    assert out.returncode == 0, out.stderr
+    assert (work / "covers/album/cover.jpg").read_text() == "front" and (work / "covers/other/cover.jpg").read_text() == "back"
+
+    ambiguous = cluster.peer("get", "cover.jpg")
+    assert ambiguous.returncode == 1 and "2 files match" in ambiguous.stderr and "--all" in ambiguous.stderr
+
+    out = cluster.peer("get", "loose.txt", "01.mp3", "-o", "two")  # several names: -o is a directory
+    assert out.returncode == 0, out.stderr
+    assert (work / "two/loose.txt").read_text() == "loose" and (work / "two/01.mp3").read_text() == "one"
+
+    typo = cluster.peer("get", "loose.txt", "missing.txt", "-o", "three")  # resolved before any byte moves
+    assert typo.returncode == 1 and "no file named 'missing.txt'" in typo.stderr and not (work / "three").exists()
+
+    clash = cluster.peer("get", "album/cover.jpg", "other/cover.jpg", "-o", "clash")
+    assert clash.returncode == 1 and "two different files would be written to" in clash.stderr
+
+    (work / "four").mkdir()
+    (work / "four/loose.txt").write_text("mine")
+    partly = cluster.peer("get", "loose.txt", "01.mp3", "-o", "four")  # one fails, the other still comes
+    assert partly.returncode == 1 and "already exists" in partly.stderr and "1 of 2 files failed" in partly.stderr
+    assert (work / "four/loose.txt").read_text() == "mine" and (work / "four/01.mp3").read_text() == "one"
+
+
+def test_a_source_that_freezes_is_cut_off_and_the_get_resumes_later(cluster):
+    """SIGSTOP: the peer's sockets stay open and silent, as a peer asleep or cut off without a reset."""
+    share = cluster.serve("sleepy", "--max-serve-rate", "8M")  # slow enough to be caught mid-way
+    digest = big_file(share / "slow.bin", 40 * MiB, "slow")
+    wait_for(lambda: cluster.search("slow.bin"), timeout=30, what="slow.bin to be published")
+    dest = cluster.work / "slow.bin"
+    cmd = [str(BIN / "p2p-peer"), "--name", "user", "get", "slow.bin", "-o", str(dest), "--stall-timeout", "2"]
+    env = dict(cluster.env, P2P_LOG_LEVEL="warning")  # as users run it
+    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        wait_for(
+            lambda: any(p.stat().st_size >= 4 * 5 for p in cluster.work.glob(".slow.bin.*.p2p-have")),
+            timeout=60,
+            interval=0.01,
+            what="5 chunks written",
+        )
+        sleepy = cluster.procs["sleepy"]
+        sleepy.send_signal(signal.SIGSTOP)
+        try:
+            out, err = proc.communicate(timeout=60)
+        finally:
+            sleepy.send_signal(signal.SIGCONT)
+    assert proc.returncode == 1, out + err
+    assert "sleepy" in err and "sent nothing for 2 s" in err and err.count("\n") == 1, err
+    assert not dest.exists()
+    again = cluster.peer("get", "slow.bin", "-o", str(dest))
+    assert again.returncode == 0, again.stderr
+    assert int(again.stdout.split("; ")[1].split(" resumed")[0]) >= 5
+    assert hashlib.sha256(dest.read_bytes()).hexdigest() == digest

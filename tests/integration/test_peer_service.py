@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -225,3 +228,51 @@ def test_transfers_beyond_the_slots_are_refused_until_one_ends(start_peer_at, cl
 
     assert wait_for(second_download, what="the slot of the cancelled stream to come back") == data[2 * MiB :]
     channel.close()
+
+
+_FREEZING_DOWNLOADER = """
+import os, signal, sys
+import grpc
+from p2p.v1 import peer_pb2 as pb
+from p2p.v1 import peer_pb2_grpc
+from p2p_common.auth import bearer_metadata
+
+address, ticket, sha256 = sys.argv[1:]
+stub = peer_pb2_grpc.PeerServiceStub(grpc.insecure_channel(address))
+asks = iter([pb.DownloadRequest(sha256=sha256, chunk_indexes=list(range(16)))])
+reply = stub.Download(asks, metadata=bearer_metadata(ticket))
+next(reply)
+print("holding", flush=True)
+os.kill(os.getpid(), signal.SIGSTOP)  # frozen with its connection open: no reset, no reading
+"""
+
+
+def test_a_downloader_that_freezes_loses_its_slot_to_keepalive(start_peer_at, client):
+    data = os.urandom(16 * MiB)
+    node = start_peer_at("keeper", {"a.bin": data}, max_transfers=1, keepalive_seconds=1.5)
+    address = f"127.0.0.1:{node.port}"
+    cmd = [sys.executable, "-c", _FREEZING_DOWNLOADER, address, client.ticket("keeper"), sha(data)]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2]) as frozen:
+        try:
+            assert frozen.stdout is not None and frozen.stdout.readline() == "holding\n"
+            wait_for(lambda: frozen_state(frozen.pid), timeout=10, what="the downloader to freeze")
+            channel = grpc.insecure_channel(address)
+            stub, md = peer_pb2_grpc.PeerServiceStub(channel), bearer_metadata(client.ticket("keeper"))
+
+            def download() -> bytes:
+                try:
+                    reply = stub.Download(iter([pb.DownloadRequest(sha256=sha(data), chunk_indexes=[3])]), metadata=md, timeout=5)
+                    return next(reply).data
+                except grpc.RpcError as exc:
+                    assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # the frozen caller still holds it
+                    return b""
+
+            # unanswered pings close the frozen caller's connection (after 1.5 + 0.5 s), and its slot frees
+            assert wait_for(download, timeout=30, interval=0.2, what="the slot back") == data[3 * MiB : 4 * MiB]
+            channel.close()
+        finally:
+            frozen.kill()
+
+
+def frozen_state(pid: int) -> bool:
+    return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("T")

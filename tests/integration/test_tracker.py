@@ -135,6 +135,17 @@ def test_short_patterns_and_special_characters_match_literally(client_factory):
     assert sorted(f.name for f in peer.query("xb").files) == ["axb.txt"]
 
 
+def test_glob_classes_including_a_literal_bracket(client_factory):
+    peer = client_factory()
+    peer.login("alice", address="127.0.0.1:7001")
+    names = ["take[1].wav", "take2.wav", "take3.wav"]
+    peer.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry(n, n.encode()) for n in names]))
+    assert sorted(f.name for f in peer.query("take[12].wav").files) == ["take2.wav"]
+    assert sorted(f.name for f in peer.query("take[^2]*").files) == ["take3.wav", "take[1].wav"]
+    assert [f.name for f in peer.query("take[[]*").files] == ["take[1].wav"]
+    assert [f.name for f in peer.query("take[[]1[]]*").files] == ["take[1].wav"]
+
+
 def test_same_content_from_several_peers_is_one_match(client_factory):
     for i, name in enumerate(["alice", "bob", "carol"]):
         c = client_factory()
@@ -223,6 +234,8 @@ def test_query_rejects_bad_input(client_factory):
         ({"page_size": 5000}, "page_size"),
         ({"page_token": "garbage!"}, "page_token"),
         ({"pattern": "p" * 2000}, "name_pattern"),
+        ({"pattern": "song[1"}, "no ']' closes"),
+        ({"pattern": "*[]"}, "no ']' closes"),  # ']' first in a class is a member
     ):
         code, msg = code_of(c.query, **kwargs)
         assert code == grpc.StatusCode.INVALID_ARGUMENT and fragment in msg

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 
 import pytest
 
@@ -13,6 +14,7 @@ from peer.chunk_store import PartialFile, Write, staging_paths
 from peer.downloader import Download, Wanted
 from peer.manifest import Manifest
 from peer.sha256_chain import Sha256Chain
+from tests.helpers import wait_for
 
 CHUNK = 64 * 1024
 
@@ -59,6 +61,11 @@ class MemoryStream:
                 self.source.gate.wait(timeout=5)  # every gated source reached its first chunk
             if self.source.after is not None:
                 assert self.source.after.wait(timeout=5), f"{self.source.label} waited in vain"
+        if self.source.freeze_after is not None and self.source.served >= self.source.freeze_after:
+            self.source.frozen.set()  # a peer stopped (SIGSTOP, a network gone silent): nothing until closed
+            with self.cond:
+                self.cond.wait_for(lambda: self.closed, timeout=30)
+            raise P2PError("cancelled")
         with self.cond:
             self.cond.wait_for(lambda: self.asked or self.closed, timeout=5)
             if self.closed or not self.asked:
@@ -93,11 +100,13 @@ class MemorySource:
         gauge: Gauge | None = None,
         gate: threading.Barrier | None = None,
         after: threading.Event | None = None,
+        freeze_after: int | None = None,
     ):
         self.label, self.data, self._manifest = label, data, manifest
         self.corrupt, self.die_after, self.served = corrupt, die_after, 0
         self.gauge, self.opened, self.gate, self.after = gauge or Gauge(), 0, gate, after
         self.started, self.gone = threading.Event(), threading.Event()  # served a chunk; went away
+        self.freeze_after, self.frozen = freeze_after, threading.Event()
 
     def manifest(self, sha256: str) -> Manifest:
         return self._manifest
@@ -154,6 +163,39 @@ def test_at_most_max_sources_stream_at_once_and_spares_replace_the_dropped(tmp_p
     assert [s.opened for s in spares] == [1, 1, 0, 0]  # the first two spares stepped in, the rest never connected
     assert set(result.per_source) <= {"dies0", "dies1", "spare0", "spare1"}
     assert sum(result.per_source.values()) == m.chunk_count
+
+
+def test_a_source_that_goes_silent_is_dropped_and_the_rest_resumes_elsewhere(tmp_path):
+    m, wanted = make(DATA)
+    silent = MemorySource("silent", DATA, m, freeze_after=5)
+    started = time.monotonic()
+    with pytest.raises(Unavailable, match=r"silent: sent nothing for 0\.3 s"):
+        Download(wanted, [silent], tmp_path / "out", stall_seconds=0.3).run()
+    assert time.monotonic() - started < 20  # cut off, not waited on for ever (nor the test's 30 s)
+    assert not (tmp_path / "out").exists()
+    result = Download(wanted, [MemorySource("other", DATA, m)], tmp_path / "out").run()
+    assert (tmp_path / "out").read_bytes() == DATA
+    assert result.chunks_reused == 5 and result.chunks_fetched == m.chunk_count - 5
+
+
+def test_a_silent_source_among_others_is_dropped_for_its_silence(tmp_path):
+    m, wanted = make(DATA)
+    silent = MemorySource("silent", DATA, m, freeze_after=0)
+    slow = threading.Event()  # the other source waits until the silent one is cut off
+
+    class Patient(MemorySource):
+        def chunk_stream(self, sha256: str) -> MemoryStream:
+            assert slow.wait(timeout=20), "the silent source was never cut off"
+            return super().chunk_stream(sha256)
+
+    download = Download(wanted, [silent, Patient("patient", DATA, m)], tmp_path / "out", stall_seconds=0.3)
+    cut_off = lambda: "silent" in download._stalled  # noqa: E731
+    watcher = threading.Thread(target=lambda: (wait_for(cut_off, timeout=20, interval=0.01, what="a cut-off"), slow.set()))
+    watcher.start()
+    result = download.run()
+    watcher.join()
+    assert (tmp_path / "out").read_bytes() == DATA
+    assert result.dropped == {"silent": "sent nothing for 0.3 s"} and result.per_source == {"patient": m.chunk_count}
 
 
 def test_manifest_not_matching_the_tracker_is_refused(tmp_path):
