@@ -49,6 +49,15 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def add_stall_flag(command: argparse.ArgumentParser, what: str) -> None:
+    command.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=float(_env("P2P_STALL_TIMEOUT", "60")),
+        help=f"seconds {what} [P2P_STALL_TIMEOUT]",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="p2p-peer", description="Share files with peers through a p2p tracker.")
     parser.add_argument("--tracker", default=_env("P2P_TRACKER", "127.0.0.1:50051"), help="tracker host:port [P2P_TRACKER]")
@@ -123,17 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--all", action="store_true", help="fetch every file each pattern matches, in its folders (a glob: 'album/*')"
     )
     get.add_argument("--force", action="store_true", help="replace a different file already at the destination")
-    get.add_argument(
-        "--stall-timeout",
-        type=float,
-        default=float(_env("P2P_STALL_TIMEOUT", "60")),
-        help="seconds a source may owe a chunk and send nothing before it is dropped [P2P_STALL_TIMEOUT]",
-    )
+    add_stall_flag(get, "a source may owe a chunk and send nothing before it is dropped")
 
     put = sub.add_parser("put", help="upload a file to a named peer")
     put.add_argument("file", help="the local file to send")
     put.add_argument("--to", required=True, help="the receiving peer's account name")
     put.add_argument("--as", dest="as_name", help="name to publish it under (default: the file's name)")
+    add_stall_flag(put, "the receiver may take nothing before the upload stops")
 
     ls = sub.add_parser("ls", help="list what a directory would share, with sizes and sha256")
     ls.add_argument("--share", default=_env("P2P_SHARE", "./share"), help="directory [P2P_SHARE]")
@@ -291,7 +296,7 @@ def cmd_put(args: argparse.Namespace) -> int:
     path = Path(args.file)
     bar = ProgressBar(path.name)
     try:
-        result = push(client, path, args.to, args.as_name, lambda done, total: bar.update(done, total))
+        result = push(client, path, args.to, args.as_name, lambda done, total: bar.update(done, total), args.stall_timeout)
     finally:
         bar.close()
         client.logout()

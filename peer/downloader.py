@@ -46,7 +46,7 @@ class ChunkSource(Protocol):
 
     label: str
 
-    def manifest(self, sha256: str) -> Manifest: ...
+    def manifest(self, sha256: str, timeout: float) -> Manifest: ...
     def chunk_stream(self, sha256: str) -> ChunkStreamLike: ...
     def close(self) -> None: ...
 
@@ -86,11 +86,13 @@ class BadSource(P2PError):
     """A source sent something wrong; it is not asked again."""
 
 
-def verified_manifest(wanted: Wanted, sources: Sequence[ChunkSource], dropped: dict[str, str]) -> Manifest:
+def verified_manifest(
+    wanted: Wanted, sources: Sequence[ChunkSource], dropped: dict[str, str], timeout: float = STALL_SECONDS
+) -> Manifest:
     """The first manifest a source gives that matches what the tracker vouches for."""
     for source in sources:
         try:
-            m = source.manifest(wanted.sha256)
+            m = source.manifest(wanted.sha256, timeout)
         except P2PError as exc:
             dropped[source.label] = f"manifest: {exc}"
             continue
@@ -205,7 +207,7 @@ class Download:
         self._fatal: Exception | None = None  # writing failed (disk full...): the download stops
 
     def run(self) -> DownloadResult:
-        manifest = verified_manifest(self.wanted, self.sources, self.dropped)
+        manifest = verified_manifest(self.wanted, self.sources, self.dropped, self.stall_seconds)
         partial = PartialFile(self.dest, manifest)
         reused = manifest.chunk_count - len(partial.missing())
         schedule = _Schedule(partial)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 import grpc
 
@@ -42,7 +43,7 @@ class PeerConnection:
             self._metadata = bearer_metadata(self._ticket())
         return self._metadata
 
-    def manifest(self, sha256: str, timeout: float = 30) -> Manifest:
+    def manifest(self, sha256: str, timeout: float) -> Manifest:
         try:
             reply = self._stub.GetManifest(pb.GetManifestRequest(sha256=sha256), metadata=self._md, timeout=timeout)
         except grpc.RpcError as exc:
@@ -52,12 +53,19 @@ class PeerConnection:
     def chunk_stream(self, sha256: str) -> ChunkStream:
         return ChunkStream(self._channel, self._md, sha256, self.peer_name)
 
-    def upload(self, requests: Iterator[pb.UploadRequest]) -> Iterator[pb.UploadResponse]:
+    def upload(self, requests: Iterator[pb.UploadRequest]) -> UploadCall:
         """Start an Upload stream; the caller reads the responses (RpcError on failure)."""
         return self._stub.Upload(requests, metadata=self._md)
 
     def close(self) -> None:
         self._channel.close()
+
+
+class UploadCall(Protocol):
+    """The responses of an Upload stream, which can be cancelled."""
+
+    def __next__(self) -> pb.UploadResponse: ...
+    def cancel(self) -> bool: ...
 
 
 class ChunkStream:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import grpc
 
 from p2p.v1 import peer_pb2 as pb
-from p2p_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, P2PError
+from p2p_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, P2PError, Unavailable
 from p2p_common.names import is_sha256_prefix
 from peer import chunking
 from peer.downloader import STALL_SECONDS, DownloadResult, Progress, Wanted, download
@@ -105,6 +106,33 @@ class UploadResult:
     chunks_skipped: int  # the receiver already held them (a resumed upload)
 
 
+class _Watchdog:
+    """Calls cancel when progress() has not been called for stall_seconds."""
+
+    def __init__(self, stall_seconds: float):
+        self.stall_seconds = stall_seconds
+        self.fired = False
+        self._last = time.monotonic()
+        self._done = threading.Event()
+
+    def progress(self) -> None:
+        self._last = time.monotonic()
+
+    def watch(self, cancel: Callable[[], object]) -> None:
+        def run() -> None:
+            while not self._done.wait(min(0.1, self.stall_seconds / 4)):
+                if time.monotonic() - self._last > self.stall_seconds:
+                    self.fired = True
+                    cancel()
+                    return
+
+        self.progress()
+        threading.Thread(target=run, name="upload-watchdog", daemon=True).start()
+
+    def stop(self) -> None:
+        self._done.set()
+
+
 def find_peer_address(tracker: TrackerClient, peer_name: str) -> str:
     for peer in tracker.peers():
         if peer.name == peer_name:
@@ -118,8 +146,12 @@ def push(
     peer_name: str,
     name: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    stall_seconds: float = STALL_SECONDS,
 ) -> UploadResult:
-    """Upload the file at path to peer_name; only the chunks it does not hold yet are sent."""
+    """Upload the file at path to peer_name; only the chunks it does not hold yet are sent.
+
+    A receiver that takes nothing and says nothing for stall_seconds (frozen, or its network gone
+    without a reset) is given up on; a rerun resumes."""
     if not path.is_file():
         raise InvalidArgument(f"{path} is not a readable file")
     manifest = Manifest.from_hashes(chunking.hash_file(path))
@@ -128,6 +160,7 @@ def push(
     have_ready = threading.Event()
     have: set[int] = set()
     sent = [0]
+    watchdog = _Watchdog(stall_seconds)
 
     def requests() -> Iterator[pb.UploadRequest]:
         yield pb.UploadRequest(
@@ -146,6 +179,7 @@ def push(
                     continue
                 f.seek(index * manifest.chunk_size)
                 data = f.read(manifest.chunk_length(index))
+                watchdog.progress()
                 sent[0] += len(data)
                 if on_progress:
                     on_progress(sent[0], manifest.size)
@@ -153,7 +187,9 @@ def push(
 
     try:
         responses = conn.upload(requests())
+        watchdog.watch(responses.cancel)
         first = next(responses)
+        watchdog.progress()
         if not first.HasField("accepted"):
             raise P2PError(f"{peer_name} did not accept the offer")
         have.update(first.accepted.have_chunks)
@@ -162,8 +198,11 @@ def push(
         if not final.HasField("complete") or final.complete.sha256 != manifest.sha256:
             raise P2PError(f"{peer_name} did not confirm the upload")
     except grpc.RpcError as exc:
+        if watchdog.fired:
+            raise Unavailable(f"{peer_name} took nothing for {stall_seconds:g} s; the upload stopped (rerun to resume)") from None
         raise rpc_error(exc, f"upload to {peer_name}") from None
     finally:
+        watchdog.stop()
         have_ready.set()
         conn.close()
     return UploadResult(final.complete.name, manifest.sha256, manifest.size, sent[0], len(have))

@@ -359,3 +359,20 @@ def test_a_source_that_freezes_is_cut_off_and_the_get_resumes_later(cluster):
     assert again.returncode == 0, again.stderr
     assert int(again.stdout.split("; ")[1].split(" resumed")[0]) >= 5
     assert hashlib.sha256(dest.read_bytes()).hexdigest() == digest
+
+
+def test_put_to_a_frozen_receiver_stops_and_a_rerun_completes_it(cluster):
+    inbox = cluster.serve("inbox", "--allow-uploads")
+    local = cluster.work / "up.dat"
+    digest = big_file(local, 8 * MiB + 3, "frozen")
+    receiver = cluster.procs["inbox"]
+    receiver.send_signal(signal.SIGSTOP)  # its port still accepts connections: the kernel answers, nobody reads
+    try:
+        env = dict(cluster.env, P2P_LOG_LEVEL="warning")
+        out = cluster.peer("put", str(local), "--to", "inbox", "--stall-timeout", "2", env=env, timeout=60)
+    finally:
+        receiver.send_signal(signal.SIGCONT)
+    assert out.returncode == 1 and "inbox took nothing for 2 s" in out.stderr and out.stderr.count("\n") == 1, out.stderr
+    again = cluster.peer("put", str(local), "--to", "inbox")
+    assert again.returncode == 0, again.stderr
+    assert hashlib.sha256((inbox / "up.dat").read_bytes()).hexdigest() == digest

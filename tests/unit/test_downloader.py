@@ -108,7 +108,7 @@ class MemorySource:
         self.started, self.gone = threading.Event(), threading.Event()  # served a chunk; went away
         self.freeze_after, self.frozen = freeze_after, threading.Event()
 
-    def manifest(self, sha256: str) -> Manifest:
+    def manifest(self, sha256: str, timeout: float) -> Manifest:
         return self._manifest
 
     def chunk_stream(self, sha256: str) -> MemoryStream:
