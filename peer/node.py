@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from dataclasses import dataclass
@@ -127,14 +128,15 @@ class SessionKeeper(Wakeable):
                     log.error("%s (the password was changed?); retrying in a minute", exc)
                     wait = 60.0
                 else:
-                    log.warning("tracker: %s; retrying in %.1fs", exc, backoff)
-                    wait = backoff
+                    # jittered: after a tracker restart, its peers do not all come back in step
+                    wait = backoff * random.uniform(0.5, 1.0)
+                    log.warning("tracker: %s; retrying in %.1fs", exc, wait)
                 self._need_login = True  # then a full publish, as the session is new
                 backoff = min(MAX_BACKOFF, backoff * 2)
             except Exception:
                 log.exception("session keeper failed; retrying")
                 self._need_login = True
-                wait = backoff
+                wait = backoff * random.uniform(0.5, 1.0)
                 backoff = min(MAX_BACKOFF, backoff * 2)
             self._wake.wait(wait)
 

@@ -20,6 +20,7 @@ class TrackerConfig:
     log_level: str = "info"
     max_workers: int = 32
     ticket_seconds: int = 300
+    free_failed_logins: int = 5  # wrong passwords (per account and host) before each try must wait
     tls_cert: str = ""  # PEM certificate chain and key: serve TLS only (p2p_common.tls)
     tls_key: str = ""
 

@@ -22,6 +22,7 @@ from p2p_common.names import MIN_SHA256_PREFIX, is_sha256_hex, is_sha256_prefix,
 from tracker import auth
 from tracker import store as st
 from tracker.config import TrackerConfig
+from tracker.login_guard import LoginGuard
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class Directory:
         self.config = config
         self.clock = clock
         self._tickets = auth.TicketSigner(store.secret("ticket-hmac", 32))
+        self.login_guard = LoginGuard(free_failures=config.free_failed_logins)
         # set by every published index: the Reaper then tidies the store at once, rather than at
         # its next round (until the new names are indexed, every query also scans them)
         self.index_changed = threading.Event()
@@ -94,23 +96,32 @@ class Directory:
         except st.NotFound as exc:
             raise NotFound(str(exc)) from exc
 
-    def login(self, name: str, password: str, address: str) -> LoginResult:
+    def login(self, name: str, password: str, address: str, caller_host: str = "") -> LoginResult:
         check_credentials(name, password)
         if address and (len(address) > MAX_ADDRESS or not _ADDRESS.fullmatch(address) or int(address.rsplit(":", 1)[1]) > 65535):
             raise InvalidArgument(f"address {address!r} must be host:port")
+        self.login_guard.check_allowed(name, caller_host)
         account = self.store.account(name)
         registered = False
         if account is None:
             if not self.config.open_registration:
                 raise Unauthenticated(f"unknown account {name!r} (registration is closed)")
             try:
-                self.add_account(name, password)
+                with self.login_guard.hashing():
+                    self.add_account(name, password)
                 registered = True
             except AlreadyExists:
                 pass  # registered by a concurrent login; check the password below
             account = self.store.account(name)
-        if account is None or (not registered and not auth.check_password(password, account.password_hash)):
-            raise Unauthenticated(f"wrong password for {name!r}")
+        if account is None:
+            raise Unauthenticated(f"unknown account {name!r}")  # deleted meanwhile
+        if not registered:
+            with self.login_guard.hashing():
+                right = auth.check_password(password, account.password_hash)
+            if not right:
+                self.login_guard.failed(name, caller_host)
+                raise Unauthenticated(f"wrong password for {name!r}")
+        self.login_guard.succeeded(name, caller_host)
         token = auth.new_token()
         now = self.clock()
         self.store.open_session(name, auth.token_hash(token), address, now + self.config.lease_seconds, now)

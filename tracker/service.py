@@ -48,6 +48,11 @@ def _query_response(matches: list[Match], next_page_token: str) -> pb.QueryRespo
     return response
 
 
+def _host_of(peer: str) -> str:
+    """'ipv4:10.0.0.7:50312' -> 'ipv4:10.0.0.7' ('ipv6:[::1]:5' -> 'ipv6:[::1]'): the caller, not its port."""
+    return peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer
+
+
 def _session() -> Session:
     session = current_principal()
     assert isinstance(session, Session), "auth interceptor did not run"
@@ -62,7 +67,7 @@ class TrackerServicer(pb_grpc.TrackerServiceServicer):
 
     @translate_errors
     def Login(self, request: pb.LoginRequest, context: grpc.ServicerContext) -> pb.LoginResponse:
-        result = self._dir.login(request.name, request.password, request.address)
+        result = self._dir.login(request.name, request.password, request.address, _host_of(context.peer()))
         return pb.LoginResponse(
             session_token=result.token, lease_seconds=self._dir.config.lease_seconds, registered=result.registered
         )

@@ -11,7 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from p2p.v1 import tracker_pb2 as tpb
 from p2p_common.auth import bearer_metadata
-from tests.helpers import file_entry, sha256_hex, wait_for
+from tests.helpers import TrackerClientForTests, file_entry, sha256_hex, wait_for
 from tracker.auth import token_hash
 
 REPLACE, UPDATE = tpb.INDEX_MODE_REPLACE, tpb.INDEX_MODE_UPDATE
@@ -33,6 +33,30 @@ def test_login_registers_then_checks_password(client_factory, tracker):
         c.stub.Heartbeat(tpb.HeartbeatRequest(), metadata=bearer_metadata(token), timeout=5)
     code, msg = code_of(c.login, "alice", "wrong")
     assert code == grpc.StatusCode.UNAUTHENTICATED and "wrong password" in msg
+
+
+def test_repeated_wrong_passwords_make_the_next_try_wait(start_tracker_at):
+    tracker = start_tracker_at(free_failed_logins=2)
+    c = TrackerClientForTests(f"127.0.0.1:{tracker.port}")
+    c.login("alice", "secret")
+    for _ in range(2):
+        code, msg = code_of(c.login, "alice", "guess")
+        assert code == grpc.StatusCode.UNAUTHENTICATED and "wrong password" in msg
+    code, msg = code_of(c.login, "alice", "secret")  # even the right one, for now: no scrypt run at all
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "2 wrong passwords for 'alice'" in msg and "try again in" in msg
+    assert c.login("bob", "pw").registered  # other accounts are not held up
+
+    def right_password_works() -> bool:
+        try:
+            return bool(c.login("alice", "secret").session_token)
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            return False
+
+    wait_for(right_password_works, timeout=15, interval=0.2, what="the 2 s wait to pass")
+    code, _ = code_of(c.login, "alice", "guess")  # the right password cleared the count
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    c.close()
 
 
 def test_tokens_and_passwords_are_stored_only_as_hashes(client_factory, tracker, tmp_path):
