@@ -47,6 +47,24 @@ class Unavailable(P2PError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+# The error a status code stands for, on the client side: this table, not P2PError's subclasses
+# (modules add their own, like BindError, whose code must not shadow the canonical class)
+BY_CODE: dict[grpc.StatusCode, type[P2PError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidArgument,
+        Unauthenticated,
+        PermissionDenied,
+        NotFound,
+        AlreadyExists,
+        FailedPrecondition,
+        ResourceExhausted,
+        DataLoss,
+        Unavailable,
+    )
+}
+
+
 def abort_with(context: grpc.ServicerContext, error: P2PError) -> None:
     """End the call with error's status code and message."""
     context.abort(error.code, str(error))

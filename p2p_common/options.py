@@ -8,6 +8,9 @@ GRPC_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.so_reuseport", 0),  # a second server must fail to bind, not share the port
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # a channel retries a lost connection at most this far apart (gRPC's default grows to 2 min): a
+    # restarted tracker or peer is found again within seconds, as the callers' own backoff expects
+    ("grpc.max_reconnect_backoff_ms", 10_000),
 )
 # A server pings a connection quiet for this long and closes it when the ping goes unanswered for a
 # third of that: a caller that froze or vanished without a reset (asleep, unplugged) would otherwise

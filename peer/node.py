@@ -76,8 +76,9 @@ class PeerNode:
 class SessionKeeper(Wakeable):
     """Logs in, publishes the index, renews the lease and publishes what the watcher found.
 
-    When the tracker forgets the session or is unreachable, it logs in again with backoff and
-    republishes everything, with no operator action.
+    While the tracker is unreachable it retries with backoff, keeping its session (a restarted
+    tracker carries sessions on) and the changes not published yet; when the tracker has forgotten
+    the session it logs in again and republishes everything; no operator action either way.
     """
 
     def __init__(self, tracker: TrackerClient, share: Share, watcher: ShareWatcher, logged_in: bool = False):
@@ -89,6 +90,7 @@ class SessionKeeper(Wakeable):
         self._need_login = not logged_in
         self.ready = threading.Event()  # set once the whole share's index is published
         self.publishes = 0
+        self.failures = 0  # rounds that failed (the tracker unreachable, the session forgotten...)
 
     def _cycle(self, last_beat: float) -> float:
         """One round: (re)login and full publish if needed, else publish changes; heartbeat when due."""
@@ -96,18 +98,22 @@ class SessionKeeper(Wakeable):
             self._tracker.login()
             self._need_login = False
         indexed = self._watcher.indexed.is_set()  # first: all it covers is pending or in files() below
-        changes = self._watcher.pending.take()  # lost if publishing fails; the full publish after re-login covers it
-        if self._tracker.generation != self._published_generation:
-            generation = self._tracker.generation
-            count = self._tracker.send_index(True, self._share.files())
-            self._published_generation = generation
-            self.publishes += 1
-            log.info("published %d files to %s as %s", count, self._tracker.address, self._tracker.name)
-            last_beat = time.monotonic()
-        elif changes:
-            count = self._tracker.send_index(False, changes.added, changes.removed)
-            self.publishes += 1
-            log.info("published %d changed, %d removed (%d files now)", len(changes.added), len(changes.removed), count)
+        changes = self._watcher.pending.take()
+        try:
+            if self._tracker.generation != self._published_generation:
+                generation = self._tracker.generation
+                count = self._tracker.send_index(True, self._share.files())
+                self._published_generation = generation
+                self.publishes += 1
+                log.info("published %d files to %s as %s", count, self._tracker.address, self._tracker.name)
+                last_beat = time.monotonic()
+            elif changes:
+                count = self._tracker.send_index(False, changes.added, changes.removed)
+                self.publishes += 1
+                log.info("published %d changed, %d removed (%d files now)", len(changes.added), len(changes.removed), count)
+        except BaseException:
+            self._watcher.pending.restore(changes)  # for the next round (a full publish covers them too)
+            raise
         if indexed:
             self.ready.set()
         if time.monotonic() - last_beat >= self._tracker.lease_seconds / 3:
@@ -124,6 +130,9 @@ class SessionKeeper(Wakeable):
                 backoff = 0.5
                 wait = max(0.05, last_beat + max(0.5, self._tracker.lease_seconds / 3) - time.monotonic())
             except P2PError as exc:
+                self.failures += 1
+                if isinstance(exc, Unauthenticated):
+                    self._need_login = True  # the tracker forgot the session: a new one, a full publish
                 if isinstance(exc, Unauthenticated) and "wrong password" in str(exc):
                     log.error("%s (the password was changed?); retrying in a minute", exc)
                     wait = 60.0
@@ -131,9 +140,9 @@ class SessionKeeper(Wakeable):
                     # jittered: after a tracker restart, its peers do not all come back in step
                     wait = backoff * random.uniform(0.5, 1.0)
                     log.warning("tracker: %s; retrying in %.1fs", exc, wait)
-                self._need_login = True  # then a full publish, as the session is new
                 backoff = min(MAX_BACKOFF, backoff * 2)
             except Exception:
+                self.failures += 1
                 log.exception("session keeper failed; retrying")
                 self._need_login = True
                 wait = backoff * random.uniform(0.5, 1.0)

@@ -37,6 +37,16 @@ class PendingChanges:
                 self._removed.discard(shared.name)
                 self._added[shared.name] = shared
 
+    def restore(self, taken: ShareChanges) -> None:
+        """Put back what take() gave and could not be published; what was found since wins."""
+        with self._lock:
+            for name in taken.removed:
+                if name not in self._added:
+                    self._removed.add(name)
+            for shared in taken.added:
+                if shared.name not in self._removed:
+                    self._added.setdefault(shared.name, shared)
+
     def take(self) -> ShareChanges:
         """Everything pending, which is pending no more."""
         with self._lock:

@@ -21,6 +21,7 @@ class TrackerConfig:
     max_workers: int = 32
     ticket_seconds: int = 300
     free_failed_logins: int = 5  # wrong passwords (per account and host) before each try must wait
+    resume_grace_seconds: float = 20.0  # after a restart, on top of a lease: time for peers to reconnect
     tls_cert: str = ""  # PEM certificate chain and key: serve TLS only (p2p_common.tls)
     tls_key: str = ""
 

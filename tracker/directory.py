@@ -147,6 +147,16 @@ class Directory:
     def expire(self) -> int:
         return self.store.expire_sessions(self.clock())
 
+    def resume_sessions(self) -> int:
+        """At start: the sessions the tracker held when it stopped get a fresh lease.
+
+        Their peers could not renew while the tracker was down; expiring them for that would
+        make every peer log in (a scrypt each: minutes for thousands) and republish (the names all
+        indexed anew). Peers that are really gone expire a lease later, as usual. Stored sessions
+        are those alive at the reaper's last round (it deletes the expired every few seconds). The
+        grace covers the peers' reconnection: their backoff, and their channels', is up to 10 s each."""
+        return self.store.resume_sessions(self.clock() + self.config.lease_seconds + self.config.resume_grace_seconds)
+
     # -- tickets -----------------------------------------------------------------------
     def issue_ticket(self, session: st.Session, audience: str) -> tuple[str, int]:
         check_account_name(audience)

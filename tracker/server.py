@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from p2p.v1 import tracker_pb2, tracker_pb2_grpc
@@ -15,6 +16,7 @@ from tracker.sqlite_store import SqliteStore
 
 SERVICE_NAME = tracker_pb2.DESCRIPTOR.services_by_name["TrackerService"].full_name
 PUBLIC_METHODS = frozenset({f"/{SERVICE_NAME}/Login"})
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -40,6 +42,9 @@ def start_tracker(config: TrackerConfig) -> Tracker:
     tls = ServerTls.load(config.tls_cert, config.tls_key)  # a bad certificate fails before the store opens
     store = SqliteStore(config.db)
     directory = Directory(store, config)
+    resumed = directory.resume_sessions()
+    if resumed:
+        log.info("%d sessions from before the restart carry on, each with a fresh lease to renew", resumed)
     service = Service(
         SERVICE_NAME, lambda s: tracker_pb2_grpc.add_TrackerServiceServicer_to_server(TrackerServicer(directory), s)
     )

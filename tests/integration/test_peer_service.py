@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from p2p.v1 import peer_pb2 as pb
 from p2p.v1 import peer_pb2_grpc
 from p2p_common.auth import bearer_metadata
+from p2p_common.errors import Unavailable
 from tests.helpers import wait_for
 from tracker.auth import Ticket, TicketSigner, token_hash
 
@@ -180,6 +182,51 @@ def test_tracker_restart_during_serve_relogs_in_and_republishes(start_tracker_at
         c.login()
         wait_for(lambda: c.query("keep.txt"), timeout=20, interval=0.2, what="the peer to log in again and republish")
         assert node.keeper.publishes > published_before
+        c.close()
+    finally:
+        node.stop(grace=0)
+
+
+def test_a_tracker_restart_longer_than_the_lease_costs_peers_no_login(start_tracker_at, tmp_path):
+    """The tracker carries sessions over a restart; the peer keeps its session and its unpublished changes."""
+    from peer.config import PeerConfig
+    from peer.node import start_peer
+    from peer.tracker_client import TrackerClient
+
+    first = start_tracker_at(lease_seconds=3)
+    port = first.port
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "keep.txt").write_bytes(b"still here")
+    os.utime(share / "keep.txt", (time.time() - 10, time.time() - 10))
+    config = PeerConfig(
+        tracker=f"127.0.0.1:{port}", name="srv", password="pw", share=share, listen="127.0.0.1:0", rescan_seconds=0.2
+    )
+    node = start_peer(config)
+    try:
+        assert node.keeper.ready.wait(10)
+        logins = node.tracker.generation
+        first.stop(grace=0)
+        (share / "new.txt").write_bytes(b"added while the tracker was down")
+        os.utime(share / "new.txt", (time.time() - 10, time.time() - 10))
+        wait_for(lambda: node.keeper.failures >= 2, timeout=20, what="the peer to find the tracker gone")
+        db = sqlite3.connect(tmp_path / "tracker.db")
+        expiry = db.execute("SELECT max(expires_at) FROM sessions").fetchone()[0]
+        db.close()
+        wait_for(lambda: time.time() > expiry + 0.5, timeout=10, what="the lease to run out meanwhile")
+        second = start_tracker_at(listen=f"127.0.0.1:{port}", lease_seconds=3)
+        c = TrackerClient(f"127.0.0.1:{second.port}", "tester", "pw")
+
+        def logged_in() -> bool:  # this process's channels to that address share one reconnect backoff
+            try:
+                return c.login() is not None
+            except Unavailable:
+                return False
+
+        wait_for(logged_in, timeout=15, interval=0.2, what="the restarted tracker")
+        assert [f.name for f in c.query("keep.txt")] == ["keep.txt"]  # still listed: the session carried on
+        wait_for(lambda: c.query("new.txt"), timeout=20, interval=0.2, what="the change made during the outage")
+        assert node.tracker.generation == logins  # no new login, so no full republish either
         c.close()
     finally:
         node.stop(grace=0)

@@ -410,6 +410,41 @@ def test_sessions_and_name_search_survive_a_restart(start_tracker_at):
         c.close()
 
 
+def test_sessions_get_a_fresh_lease_after_a_restart_longer_than_the_lease(start_tracker_at, tmp_path):
+    """Peers could not renew while the tracker was down: their sessions carry on, for a lease."""
+    first = start_tracker_at(lease_seconds=2)
+    peer = TrackerClientForTests(f"127.0.0.1:{first.port}")
+    peer.login("alice", address="127.0.0.1:7001")
+    peer.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry("kept.iso", b"kept")]))
+    token = peer.token
+    peer.close()
+    first.stop(grace=0)
+    db = sqlite3.connect(tmp_path / "tracker.db")
+
+    def lease_ran_out() -> bool:
+        return db.execute("SELECT max(expires_at) FROM sessions").fetchone()[0] < time.time()
+
+    wait_for(lease_ran_out, timeout=10, what="the lease to run out while the tracker is down")
+    db.close()
+    second = start_tracker_at(lease_seconds=2, resume_grace_seconds=1)
+    searcher, peer = TrackerClientForTests(f"127.0.0.1:{second.port}"), TrackerClientForTests(f"127.0.0.1:{second.port}")
+    try:
+        searcher.login("bob")
+        assert [f.name for f in searcher.query("kept").files] == ["kept.iso"]  # listed at once, no re-login
+        peer.token = token
+        peer.stub.Heartbeat(tpb.HeartbeatRequest(), metadata=peer.md, timeout=5)  # and renewable
+
+        # a peer that is really gone still expires, a lease later
+        def gone() -> bool:
+            searcher.login("bob")  # its own lease is as short
+            return not searcher.query("kept").files
+
+        wait_for(gone, timeout=15, interval=0.2, what="the unrenewed session to expire")
+    finally:
+        searcher.close()
+        peer.close()
+
+
 def test_peer_tickets_prove_identity_to_the_named_peer_only(client_factory):
     server_peer, other_peer, caller = client_factory(), client_factory(), client_factory()
     server_peer.login("server", address="127.0.0.1:7001")
