@@ -38,10 +38,15 @@ log = logging.getLogger(__name__)
 _WORD = re.compile(r"[^\W_]+")  # runs of letters and digits, in any script
 _GLOB_SYNTAX = re.compile(r"\*|\?|\[[^\]]*\]?")
 PRUNE_WORDS_PER_SLICE = 200
+MERGE_POSTINGS_PER_SLICE = 50_000  # recent postings moved into file_words per slice: ~0.1 s
+POSTINGS_TABLES = ("file_words", "file_words_recent")  # see schema.sql
 INTERSECT_RUNS = 3  # at most this many runs' postings are intersected
 INDEX_FILES_PER_SLICE = 5000  # ~0.5 s of work at a million files: writers (logins, heartbeats) wait little
 NOT_YET_INDEXED = "SELECT id FROM files WHERE id > (SELECT upto FROM index_progress WHERE name = 'files')"
-WORD_POSTINGS = "FROM file_words WHERE word_id IN (SELECT value FROM json_each(?))"  # ? = the word ids, as JSON
+WORD_POSTINGS = (  # ? = the word ids, as JSON; SQLite takes the condition into both tables' keys
+    "FROM (SELECT word_id, file_id, sha_key FROM file_words UNION ALL SELECT word_id, file_id, sha_key FROM file_words_recent)"
+    " WHERE word_id IN (SELECT value FROM json_each(?))"
+)
 
 
 def words_of(name_lower: str) -> set[str]:
@@ -98,10 +103,11 @@ class Vocabulary:
         """The postings of word ids in [first_id, end_id) as SQLite holds them (at start, and after a prune)."""
         where, args = ("word_id >= ?", (first_id,)) if end_id is None else ("word_id >= ? AND word_id < ?", (first_id, end_id))
         fresh: dict[int, array[int]] = {}
-        cursor = c.execute(f"SELECT word_id, file_id FROM file_words WHERE {where}", args)  # in key order
-        while rows := cursor.fetchmany(100_000):
-            for word_id, group in groupby(rows, itemgetter(0)):
-                fresh.setdefault(word_id, array("q")).extend(row[1] for row in group)
+        for table in POSTINGS_TABLES:
+            cursor = c.execute(f"SELECT word_id, file_id FROM {table} WHERE {where}", args)  # in key order
+            while rows := cursor.fetchmany(100_000):
+                for word_id, group in groupby(rows, itemgetter(0)):
+                    fresh.setdefault(word_id, array("q")).extend(row[1] for row in group)
         with self._lock:
             if end_id is None:
                 self._postings = fresh
@@ -274,21 +280,40 @@ def add(c: sqlite3.Connection, vocabulary: Vocabulary, files: Iterable[tuple[int
             ids[word] = word_id
     postings = sorted((ids[w], file_id, key) for file_id, key, words in per_file for w in words)  # B-tree order
     vocabulary.add_postings([(word_id, file_id) for word_id, file_id, _ in postings])
-    c.executemany("INSERT OR IGNORE INTO file_words(word_id, file_id, sha_key) VALUES (?,?,?)", postings)
+    c.executemany("INSERT OR IGNORE INTO file_words_recent(word_id, file_id, sha_key) VALUES (?,?,?)", postings)
+
+
+def merge_recent(c: sqlite3.Connection) -> bool:
+    """Move one slice of recent postings (the lowest word ids) into file_words; True while more remain."""
+    (first,) = c.execute("SELECT min(word_id) FROM file_words_recent").fetchone()
+    if first is None:
+        return False
+    row = c.execute(
+        "SELECT word_id FROM file_words_recent ORDER BY word_id LIMIT 1 OFFSET ?", (MERGE_POSTINGS_PER_SLICE,)
+    ).fetchone()
+    end = max(row[0], first + 1) if row else 1 << 62  # a word of more postings than a slice goes whole
+    c.execute(
+        "INSERT OR IGNORE INTO file_words(word_id, file_id, sha_key)"
+        " SELECT word_id, file_id, sha_key FROM file_words_recent WHERE word_id < ? ORDER BY word_id, file_id",
+        (end,),
+    )
+    c.execute("DELETE FROM file_words_recent WHERE word_id < ?", (end,))
+    return row is not None
 
 
 def tidy(c: sqlite3.Connection, vocabulary: Vocabulary, cursor: int, prune: bool) -> tuple[bool, int]:
-    """One bounded slice of upkeep: index new files first, then (when prune) drop the stale
-    postings of one range of words. Returns (more work remains, next cursor); the cursor is back
-    at 0 when a pruning pass over the vocabulary is complete.
+    """One bounded slice of upkeep: index new files first, then merge recent postings into the
+    large table, then (when prune) drop the stale postings of one range of words. Returns (more
+    work remains, next cursor); the cursor is back at 0 when a pruning pass is complete.
     """
-    if catch_up(c, vocabulary):
+    if catch_up(c, vocabulary) or merge_recent(c):
         return True, cursor
     if not prune:
         return False, cursor
     end = cursor + PRUNE_WORDS_PER_SLICE
     in_range = "word_id >= ? AND word_id < ?"
-    c.execute(f"DELETE FROM file_words WHERE {in_range} AND file_id NOT IN (SELECT id FROM files)", (cursor, end))
+    for table in POSTINGS_TABLES:
+        c.execute(f"DELETE FROM {table} WHERE {in_range} AND file_id NOT IN (SELECT id FROM files)", (cursor, end))
     vocabulary.reload_postings(c, cursor, end)
     (top,) = c.execute("SELECT coalesce(max(id), 0) FROM words").fetchone()
     cursor += PRUNE_WORDS_PER_SLICE

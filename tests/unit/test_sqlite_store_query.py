@@ -39,8 +39,8 @@ def _files(rng: random.Random, count: int, tag: str, shared: list[str]) -> list[
     return files
 
 
-@pytest.fixture
-def store_and_live(tmp_path: Path) -> tuple[SqliteStore, list[FileRecord]]:
+@pytest.fixture(params=["merged", "half recent"])
+def store_and_live(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[SqliteStore, list[FileRecord]]:
     rng = random.Random(5)
     store = SqliteStore(str(tmp_path / "tracker.db"))
     store.add_account("a", "not-a-hash")
@@ -54,6 +54,10 @@ def store_and_live(tmp_path: Path) -> tuple[SqliteStore, list[FileRecord]]:
     store.replace_index(dead, _files(rng, 150, "dead", shared))
     while store.maintain(1.0):
         pass
+    if request.param == "half recent":  # postings not merged yet: a query reads both tables
+        with store._write() as c:
+            c.execute("INSERT INTO file_words_recent SELECT * FROM file_words WHERE (word_id + file_id) % 2 = 0")
+            c.execute("DELETE FROM file_words WHERE (word_id + file_id) % 2 = 0")
     removed = [f.name for f in live[sessions[0]][:40]]  # their postings stay until pruned
     store.update_index(sessions[0], [], removed)
     live[sessions[0]] = live[sessions[0]][40:]
@@ -152,6 +156,45 @@ def test_an_index_of_an_earlier_version_is_upgraded_at_start(tmp_path: Path, sto
     assert {p: _pages(upgraded, p, 50) for p in expected} == expected
     upgraded.close()
     assert SqliteStore(path).query(Query(name_pattern="kaiwe", limit=50), NOW)  # a second start has nothing to upgrade
+
+
+def test_recent_postings_move_into_the_large_table_a_slice_at_a_time(store_and_live, monkeypatch):
+    store, _ = store_and_live
+    monkeypatch.setattr(name_index, "MERGE_POSTINGS_PER_SLICE", 40)
+    while store.maintain(1.0):  # index and merge everything
+        pass
+    db = sqlite3.connect(store._path)
+    assert db.execute("SELECT count(*) FROM file_words_recent").fetchone() == (0,)
+    with store._write() as c:  # a third of the postings not merged yet
+        c.execute("INSERT INTO file_words_recent SELECT * FROM file_words WHERE file_id % 3 = 0")
+        c.execute("DELETE FROM file_words WHERE file_id % 3 = 0")
+
+    def postings() -> list[tuple[int, int, int]]:
+        return sorted(db.execute("SELECT * FROM file_words UNION ALL SELECT * FROM file_words_recent").fetchall())
+
+    before = postings()
+    (recent,) = db.execute("SELECT count(*) FROM file_words_recent").fetchone()
+    (widest,) = db.execute("SELECT max(n) FROM (SELECT count(*) AS n FROM file_words_recent GROUP BY word_id)").fetchone()
+    slices, more = 0, True
+    while more:
+        with store._write() as c:
+            more = name_index.merge_recent(c)
+        slices += 1
+        assert postings() == before  # moved, never lost or doubled
+        (left,) = db.execute("SELECT count(*) FROM file_words_recent").fetchone()
+        assert 0 < recent - left <= 40 + widest  # a bounded slice (a word goes whole)
+        recent = left
+    assert recent == 0 and slices > 3
+    db.close()
+
+
+def test_a_restart_reads_both_tables_of_postings_into_memory(tmp_path: Path, store_and_live):
+    store, live = store_and_live
+    path = store._path
+    store.close()
+    reopened = SqliteStore(path)  # a title's words are intersected in memory: it must hold them all
+    assert _pages(reopened, "kaiwe dunor", 50) == _oracle(live, "kaiwe dunor")
+    reopened.close()
 
 
 def test_sha_keys_order_like_the_sha256s_they_come_from():
