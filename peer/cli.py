@@ -49,10 +49,20 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
+
+
 def add_stall_flag(command: argparse.ArgumentParser, what: str) -> None:
     command.add_argument(
         "--stall-timeout",
-        type=float,
+        type=_positive_seconds,
         default=float(_env("P2P_STALL_TIMEOUT", "60")),
         help=f"seconds {what} [P2P_STALL_TIMEOUT]",
     )

@@ -32,6 +32,7 @@ MAX_ADDRESS = 255
 MIN_CHUNK, MAX_CHUNK = 64 * 1024, 4 * 1024 * 1024
 MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE = 1000, 100
 MAX_PATTERN = 1024
+STATS_MAX_AGE = 10.0
 _ADDRESS = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})")
 
 
@@ -77,6 +78,9 @@ class Directory:
         self.clock = clock
         self._tickets = auth.TicketSigner(store.secret("ticket-hmac", 32))
         self.login_guard = LoginGuard(free_failures=config.free_failed_logins)
+        self.started = time.monotonic()
+        self._stats: tuple[float, st.StoreStats] | None = None  # (when counted, what)
+        self._stats_lock = threading.Lock()
         # set by every published index: the Reaper then tidies the store at once, rather than at
         # its next round (until the new names are indexed, every query also scans them)
         self.index_changed = threading.Event()
@@ -220,6 +224,14 @@ class Directory:
             raise ResourceExhausted(f"{exc}; add letters or words to narrow it down") from None
         next_token = _encode_page_token(matches[-1].sha256) if len(matches) == limit else ""
         return matches, next_token
+
+    def stats(self) -> st.StoreStats:
+        """The store's figures, counted at most STATS_MAX_AGE seconds ago (counting the distinct
+        contents walks an index: an operator's polling must not cost the tracker)."""
+        with self._stats_lock:
+            if self._stats is None or time.monotonic() - self._stats[0] > STATS_MAX_AGE:
+                self._stats = (time.monotonic(), self.store.stats(self.clock()))
+            return self._stats[1]
 
     def peers(self) -> list[st.PeerInfo]:
         return self.store.live_peers(self.clock())

@@ -46,6 +46,8 @@ class LoginGuard:
         self._slots = threading.BoundedSemaphore(concurrent or max(2, os.cpu_count() or 2))
         self._lock = threading.Lock()
         self._failures: OrderedDict[tuple[str, str], _Failures] = OrderedDict()
+        self.refused_busy = 0  # logins told to retry: no password check could start in time
+        self.refused_wrong_passwords = 0  # tries refused while a wait after wrong passwords ran
 
     def check_allowed(self, account: str, host: str) -> None:
         """RESOURCE_EXHAUSTED while this host must still wait before its next try at account."""
@@ -56,12 +58,14 @@ class LoginGuard:
         delay = min(MAX_DELAY, 2.0 ** (failures.count - self.free_failures + 1))
         left = failures.last + delay - self._clock()
         if left > 0:
+            self.refused_wrong_passwords += 1
             raise ResourceExhausted(f"{failures.count} wrong passwords for {account!r} from this host; try again in {left:.0f} s")
 
     @contextmanager
     def hashing(self) -> Iterator[None]:
         """One password hash at a time per slot; RESOURCE_EXHAUSTED when none frees up in time."""
         if not self._slots.acquire(timeout=self.wait_seconds):
+            self.refused_busy += 1
             raise ResourceExhausted("the tracker is busy checking passwords; retry in a moment")
         try:
             yield

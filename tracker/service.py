@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import Any, TypeVar
@@ -119,6 +120,22 @@ class TrackerServicer(pb_grpc.TrackerServiceServicer):
         except Unauthenticated as exc:  # the ticket is bad, not the caller's session
             return pb.VerifyPeerTicketResponse(valid=False, reason=str(exc))
         return pb.VerifyPeerTicketResponse(valid=True, peer_name=holder, ttl_seconds=ttl)
+
+    @translate_errors
+    def GetStats(self, request: pb.GetStatsRequest, context: grpc.ServicerContext) -> pb.GetStatsResponse:
+        stats, guard = self._dir.stats(), self._dir.login_guard
+        return pb.GetStatsResponse(
+            live_sessions=stats.live_sessions,
+            serving_peers=stats.serving_peers,
+            files=stats.files,
+            contents=stats.contents,
+            accounts=stats.accounts,
+            names_waiting_to_be_indexed=stats.names_waiting,
+            uptime_seconds=int(time.monotonic() - self._dir.started),
+            lease_seconds=self._dir.config.lease_seconds,
+            logins_refused_busy=guard.refused_busy,
+            logins_refused_wrong_passwords=guard.refused_wrong_passwords,
+        )
 
     @translate_errors
     def Logout(self, request: pb.LogoutRequest, context: grpc.ServicerContext) -> pb.LogoutResponse:

@@ -16,7 +16,19 @@ from importlib import resources
 from typing import Any
 
 from tracker import name_index
-from tracker.store import Account, AlreadyExists, FileRecord, Match, NotFound, PeerInfo, Query, Session, Source, TooBroad
+from tracker.store import (
+    Account,
+    AlreadyExists,
+    FileRecord,
+    Match,
+    NotFound,
+    PeerInfo,
+    Query,
+    Session,
+    Source,
+    StoreStats,
+    TooBroad,
+)
 
 MAX_SOURCES_PER_MATCH = 64  # keeps a popular file's result small; a sample spreads the load
 # Above this many candidate postings a name query walks contents in sha256 order instead, checking
@@ -362,6 +374,24 @@ class SqliteStore:
                 (now,),
             ).fetchall()
         return [PeerInfo(*r) for r in rows]
+
+    def stats(self, now: float) -> StoreStats:
+        """Counted in one snapshot; the distinct contents take a walk of the sha256 index
+        (~0.3 s at a million files: callers cache it)."""
+        with self._read() as c:
+            c.execute("BEGIN")
+            try:
+                live, serving = c.execute(
+                    "SELECT count(*), count(*) FILTER (WHERE address <> '') FROM sessions WHERE expires_at > ?", (now,)
+                ).fetchone()
+                (files,) = c.execute("SELECT count(*) FROM files").fetchone()
+                (contents,) = c.execute("SELECT count(DISTINCT sha256) FROM files").fetchone()
+                (accounts,) = c.execute("SELECT count(*) FROM accounts").fetchone()
+                (waiting,) = c.execute(f"SELECT count(*) FROM ({name_index.NOT_YET_INDEXED})").fetchone()
+            finally:
+                if c.in_transaction:
+                    c.execute("COMMIT")
+        return StoreStats(live, serving, files, contents, accounts, waiting)
 
     def maintain(self, budget_seconds: float = 0.2, prune_now: bool = False) -> bool:
         """Tidy the store a slice at a time for up to budget_seconds; True while work remains.

@@ -92,6 +92,18 @@ class PeerInfo:
     file_count: int
 
 
+@dataclass(frozen=True)
+class StoreStats:
+    """The directory's size, for operators (GetStats)."""
+
+    live_sessions: int
+    serving_peers: int
+    files: int
+    contents: int
+    accounts: int
+    names_waiting: int  # published, not in the name index yet
+
+
 class Store(Protocol):
     """Persistent directory state. Times are Unix seconds; `now` is passed in for testability."""
 
@@ -113,6 +125,7 @@ class Store(Protocol):
     def update_index(self, session_id: int, add: list[FileRecord], remove: list[str]) -> int: ...
     def query(self, query: Query, now: float) -> list[Match]: ...
     def live_peers(self, now: float) -> list[PeerInfo]: ...
+    def stats(self, now: float) -> StoreStats: ...
 
     def maintain(self, budget_seconds: float, prune_now: bool = False) -> bool: ...
     def secret(self, key: str, size: int) -> bytes: ...

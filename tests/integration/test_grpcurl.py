@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import pytest
 
 from p2p.v1 import tracker_pb2 as tpb
@@ -55,7 +56,7 @@ def test_reflection_v1_is_served_as_well_as_v1alpha(address):
 def test_describe_shows_documented_rpcs(address):
     out = grpcurl(address, "describe", "p2p.v1.TrackerService")
     assert out.returncode == 0, out.stderr
-    for rpc in ("Login", "Heartbeat", "SendIndex", "Query", "Logout"):
+    for rpc in ("Login", "Heartbeat", "SendIndex", "Query", "Logout", "GetStats"):
         assert f"rpc {rpc}" in out.stdout
     out = grpcurl(address, "describe", "p2p.v1.QueryRequest")
     assert "name_pattern" in out.stdout and "page_token" in out.stdout
@@ -87,3 +88,24 @@ def test_login_and_query_with_bearer_header(address, client_factory):
 def test_health_check_through_grpcurl(address):
     out = grpcurl("-d", '{"service": "p2p.v1.TrackerService"}', address, "grpc.health.v1.Health/Check")
     assert out.returncode == 0 and json.loads(out.stdout)["status"] == "SERVING"
+
+
+def test_stats_through_grpcurl(address, client_factory):
+    for name, files in (("alice", [("a.iso", b"same"), ("b.iso", b"other"), ("c.iso", b"same")]), ("bob", [("d.iso", b"same")])):
+        peer = client_factory()
+        peer.login(name, address=f"127.0.0.1:{7000 + len(name)}")
+        peer.send_index(tpb.SendIndexRequest(mode=tpb.INDEX_MODE_REPLACE, add=[file_entry(n, d) for n, d in files]))
+    guesser = client_factory()
+    guesser.login("carol", "right")
+    for _ in range(6):  # five wrong passwords, then a try that must wait
+        with pytest.raises(grpc.RpcError):
+            guesser.login("carol", "wrong")
+    login = grpcurl("-d", json.dumps({"name": "ops", "password": "pw"}), address, "p2p.v1.TrackerService/Login")
+    token = json.loads(login.stdout)["session_token"]
+    out = grpcurl("-H", f"authorization: Bearer {token}", "-d", "{}", address, "p2p.v1.TrackerService/GetStats")
+    assert out.returncode == 0, out.stderr
+    stats = {k: int(v) for k, v in json.loads(out.stdout).items()}  # grpcurl prints 64-bit numbers as strings
+    assert stats["live_sessions"] == 4 and stats["serving_peers"] == 2 and stats["accounts"] == 4
+    assert stats["files"] == 4 and stats["contents"] == 2 and stats["lease_seconds"] == 60
+    assert stats["logins_refused_wrong_passwords"] == 1 and stats.get("logins_refused_busy", 0) == 0
+    assert 0 <= stats.get("uptime_seconds", 0) < 600 and stats.get("names_waiting_to_be_indexed", 0) <= 4

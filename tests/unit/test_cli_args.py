@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from peer import cli
 from peer.config import SPARE_WORKERS, PeerConfig
 
@@ -46,3 +48,13 @@ def test_a_bad_byte_size_or_serve_rate_is_one_line(tmp_path, monkeypatch, capsys
     code = cli.main(["--password", "pw", "serve", "--share", str(tmp_path), "--listen", "127.0.0.1:0", "--max-serve-rate", "1K"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "at least 65536 bytes/s" in err[0]
+
+
+def test_the_stall_timeout_comes_from_its_variable_and_must_be_above_zero(monkeypatch, capsys):
+    monkeypatch.setenv("P2P_STALL_TIMEOUT", "7.5")
+    assert cli.build_parser().parse_args(["get", "x"]).stall_timeout == 7.5
+    assert cli.build_parser().parse_args(["put", "f", "--to", "p", "--stall-timeout", "3"]).stall_timeout == 3.0
+    for bad in ("0", "-1", "soon"):
+        with pytest.raises(SystemExit):
+            cli.build_parser().parse_args(["get", "x", "--stall-timeout", bad])
+        assert f"{bad!r} is not a number of seconds above 0" in capsys.readouterr().err

@@ -181,3 +181,31 @@ class LogoutRequest(_message.Message):
 class LogoutResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class GetStatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetStatsResponse(_message.Message):
+    __slots__ = ("live_sessions", "serving_peers", "files", "contents", "accounts", "names_waiting_to_be_indexed", "uptime_seconds", "lease_seconds", "logins_refused_busy", "logins_refused_wrong_passwords")
+    LIVE_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    SERVING_PEERS_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    CONTENTS_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    NAMES_WAITING_TO_BE_INDEXED_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LOGINS_REFUSED_BUSY_FIELD_NUMBER: _ClassVar[int]
+    LOGINS_REFUSED_WRONG_PASSWORDS_FIELD_NUMBER: _ClassVar[int]
+    live_sessions: int
+    serving_peers: int
+    files: int
+    contents: int
+    accounts: int
+    names_waiting_to_be_indexed: int
+    uptime_seconds: int
+    lease_seconds: int
+    logins_refused_busy: int
+    logins_refused_wrong_passwords: int
+    def __init__(self, live_sessions: _Optional[int] = ..., serving_peers: _Optional[int] = ..., files: _Optional[int] = ..., contents: _Optional[int] = ..., accounts: _Optional[int] = ..., names_waiting_to_be_indexed: _Optional[int] = ..., uptime_seconds: _Optional[int] = ..., lease_seconds: _Optional[int] = ..., logins_refused_busy: _Optional[int] = ..., logins_refused_wrong_passwords: _Optional[int] = ...) -> None: ...

@@ -76,6 +76,11 @@ class TrackerServiceStub:
                 request_serializer=p2p_dot_v1_dot_tracker__pb2.LogoutRequest.SerializeToString,
                 response_deserializer=p2p_dot_v1_dot_tracker__pb2.LogoutResponse.FromString,
                 _registered_method=True)
+        self.GetStats = channel.unary_unary(
+                '/p2p.v1.TrackerService/GetStats',
+                request_serializer=p2p_dot_v1_dot_tracker__pb2.GetStatsRequest.SerializeToString,
+                response_deserializer=p2p_dot_v1_dot_tracker__pb2.GetStatsResponse.FromString,
+                _registered_method=True)
 
 
 class TrackerServiceServicer:
@@ -147,6 +152,13 @@ class TrackerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStats(self, request, context):
+        """GetStats reports the size and state of the directory, for operators (with grpcurl, say).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrackerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -189,6 +201,11 @@ def add_TrackerServiceServicer_to_server(servicer, server):
                     servicer.Logout,
                     request_deserializer=p2p_dot_v1_dot_tracker__pb2.LogoutRequest.FromString,
                     response_serializer=p2p_dot_v1_dot_tracker__pb2.LogoutResponse.SerializeToString,
+            ),
+            'GetStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStats,
+                    request_deserializer=p2p_dot_v1_dot_tracker__pb2.GetStatsRequest.FromString,
+                    response_serializer=p2p_dot_v1_dot_tracker__pb2.GetStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -409,6 +426,33 @@ class TrackerService:
             '/p2p.v1.TrackerService/Logout',
             p2p_dot_v1_dot_tracker__pb2.LogoutRequest.SerializeToString,
             p2p_dot_v1_dot_tracker__pb2.LogoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/p2p.v1.TrackerService/GetStats',
+            p2p_dot_v1_dot_tracker__pb2.GetStatsRequest.SerializeToString,
+            p2p_dot_v1_dot_tracker__pb2.GetStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,
