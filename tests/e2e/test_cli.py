@@ -376,3 +376,19 @@ def test_put_to_a_frozen_receiver_stops_and_a_rerun_completes_it(cluster):
     again = cluster.peer("put", str(local), "--to", "inbox")
     assert again.returncode == 0, again.stderr
     assert hashlib.sha256((inbox / "up.dat").read_bytes()).hexdigest() == digest
+
+
+def test_a_port_in_use_is_one_line_for_tracker_and_peer(cluster):
+    taken = cluster.tracker  # the cluster's tracker listens there
+    env = {k: v for k, v in cluster.env.items() if k != "GRPC_VERBOSITY"}  # as a user's shell has it
+    tracker = subprocess.run(
+        [str(BIN / "p2p-tracker"), "--listen", taken, "--db", str(cluster.work / "second.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    serve = cluster.peer("serve", "--share", str(cluster.work / "s"), "--listen", taken, env=env, timeout=60)
+    for out in (tracker, serve):
+        assert out.returncode == 1, out
+        assert f"cannot listen on {taken}" in out.stderr and out.stderr.count("\n") == 1, out.stderr
