@@ -91,6 +91,11 @@ def add_peer_service(servicer: pb_grpc.PeerServiceServicer, server: grpc.Server)
             request_deserializer=pb.DownloadRequest.FromString,
             response_serializer=bytes,
         ),
+        "GetStatus": grpc.unary_unary_rpc_method_handler(
+            servicer.GetStatus,
+            request_deserializer=pb.GetStatusRequest.FromString,
+            response_serializer=pb.GetStatusResponse.SerializeToString,
+        ),
         "Upload": grpc.stream_stream_rpc_method_handler(
             servicer.Upload,
             request_deserializer=pb.UploadRequest.FromString,

@@ -67,14 +67,21 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         # ones are refused at once, so threads stay free for health checks and manifests and
         # the caller turns to another source instead of queueing behind the busy ones.
         self._slots = threading.BoundedSemaphore(max_transfers)
+        self._started = time.monotonic()
+        self._tally_lock = threading.Lock()
+        self._active = self._chunks_served = self._bytes_served = self._uploads_received = 0
 
     @contextmanager
     def _transfer_slot(self) -> Iterator[None]:
         if not self._slots.acquire(blocking=False):
             raise ResourceExhausted(f"this peer is already serving {self._max_transfers} transfers; try again shortly")
+        with self._tally_lock:
+            self._active += 1
         try:
             yield
         finally:
+            with self._tally_lock:
+                self._active -= 1
             self._slots.release()
 
     def _lookup(self, sha256: str) -> SharedFile:
@@ -88,6 +95,23 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         except P2PError as exc:
             abort_with(context, exc)
         return pb.GetManifestResponse(sha256=m.sha256, size=m.size, chunk_size=m.chunk_size, chunk_digests=list(m.chunk_digests))
+
+    def GetStatus(self, request: pb.GetStatusRequest, context: grpc.ServicerContext) -> pb.GetStatusResponse:
+        files = self._share.files()
+        with self._tally_lock:
+            return pb.GetStatusResponse(
+                files=len(files),
+                bytes=sum(f.manifest.size for f in files),
+                indexed=self._share.complete,
+                transfers_active=self._active,
+                transfers_max=self._max_transfers,
+                chunks_served=self._chunks_served,
+                bytes_served=self._bytes_served,
+                uploads_received=self._uploads_received,
+                max_serve_rate=self._throttle.rate if self._throttle else 0,
+                uploads_allowed=self._policy.allowed,
+                uptime_seconds=int(time.monotonic() - self._started),
+            )
 
     def Download(self, request_iterator: Iterator[pb.DownloadRequest], context: grpc.ServicerContext) -> Iterator[bytes]:
         try:
@@ -124,6 +148,9 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                     data = os.pread(fd, m.chunk_length(index), index * m.chunk_size)
                     if len(data) != m.chunk_length(index):
                         raise DataLoss(f"{shared.name} was truncated while being served")
+                    with self._tally_lock:
+                        self._chunks_served += 1
+                        self._bytes_served += len(data)
                     yield encode_download_response(index, data)
                 request = next(request_iterator, None)
         finally:
@@ -174,6 +201,8 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
             shared = self._share.add_verified(name, path, manifest)
             log.info("received %s (%d bytes) from %s", name, manifest.size, current_principal())
             self._on_new_file(shared)
+            with self._tally_lock:
+                self._uploads_received += 1
             yield pb.UploadResponse(complete=pb.UploadComplete(name=name, sha256=manifest.sha256, bytes_received=received))
         finally:
             if partial is not None:

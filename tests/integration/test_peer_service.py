@@ -55,6 +55,25 @@ def test_manifest_and_download_with_a_ticket(served):
     assert [(c.index, c.data) for c in chunks] == [(0, b"hello world"), (0, b"hello world")]
 
 
+def test_status_counts_what_was_shared_served_and_received(served):
+    _node, stub, md = served
+    before = stub.GetStatus(pb.GetStatusRequest(), metadata=md, timeout=5)
+    assert (before.files, before.bytes, before.indexed, before.uploads_allowed) == (1, 11, True, True)
+    assert (before.transfers_active, before.transfers_max, before.chunks_served, before.uploads_received) == (0, 8, 0, 0)
+    list(stub.Download(iter([pb.DownloadRequest(sha256=sha(b"hello world"), chunk_indexes=[0, 0])]), metadata=md, timeout=5))
+    data = b"uploaded"
+    offer = pb.UploadOffer(
+        name="up.txt", size=len(data), sha256=sha(data), chunk_size=MiB, chunk_digests=[hashlib.sha256(data).digest()]
+    )
+    upload = [pb.UploadRequest(offer=offer), pb.UploadRequest(chunk=pb.UploadChunk(index=0, data=data))]
+    assert list(stub.Upload(iter(upload), metadata=md, timeout=5))[-1].complete.sha256 == sha(data)
+    after = stub.GetStatus(pb.GetStatusRequest(), metadata=md, timeout=5)
+    assert (after.files, after.bytes, after.chunks_served, after.bytes_served, after.uploads_received) == (2, 19, 2, 22, 1)
+    assert after.transfers_active == 0 and after.max_serve_rate == 0
+    code, _ = fail(stub.GetStatus, pb.GetStatusRequest(), timeout=5)  # like every PeerService call: a ticket
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+
+
 @pytest.mark.parametrize(
     ("metadata", "fragment"),
     [((), "missing"), ((("authorization", "Bearer junk"),), "not signed"), ((("authorization", "Token x"),), "Bearer")],

@@ -93,3 +93,33 @@ class UploadResponse(_message.Message):
     accepted: UploadAccepted
     complete: UploadComplete
     def __init__(self, accepted: _Optional[_Union[UploadAccepted, _Mapping]] = ..., complete: _Optional[_Union[UploadComplete, _Mapping]] = ...) -> None: ...
+
+class GetStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetStatusResponse(_message.Message):
+    __slots__ = ("files", "bytes", "indexed", "transfers_active", "transfers_max", "chunks_served", "bytes_served", "uploads_received", "max_serve_rate", "uploads_allowed", "uptime_seconds")
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    INDEXED_FIELD_NUMBER: _ClassVar[int]
+    TRANSFERS_ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    TRANSFERS_MAX_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_SERVED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_SERVED_FIELD_NUMBER: _ClassVar[int]
+    UPLOADS_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    MAX_SERVE_RATE_FIELD_NUMBER: _ClassVar[int]
+    UPLOADS_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    files: int
+    bytes: int
+    indexed: bool
+    transfers_active: int
+    transfers_max: int
+    chunks_served: int
+    bytes_served: int
+    uploads_received: int
+    max_serve_rate: int
+    uploads_allowed: bool
+    uptime_seconds: int
+    def __init__(self, files: _Optional[int] = ..., bytes: _Optional[int] = ..., indexed: _Optional[bool] = ..., transfers_active: _Optional[int] = ..., transfers_max: _Optional[int] = ..., chunks_served: _Optional[int] = ..., bytes_served: _Optional[int] = ..., uploads_received: _Optional[int] = ..., max_serve_rate: _Optional[int] = ..., uploads_allowed: _Optional[bool] = ..., uptime_seconds: _Optional[int] = ...) -> None: ...

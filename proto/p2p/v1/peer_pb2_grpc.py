@@ -52,6 +52,11 @@ class PeerServiceStub:
                 request_serializer=p2p_dot_v1_dot_peer__pb2.UploadRequest.SerializeToString,
                 response_deserializer=p2p_dot_v1_dot_peer__pb2.UploadResponse.FromString,
                 _registered_method=True)
+        self.GetStatus = channel.unary_unary(
+                '/p2p.v1.PeerService/GetStatus',
+                request_serializer=p2p_dot_v1_dot_peer__pb2.GetStatusRequest.SerializeToString,
+                response_deserializer=p2p_dot_v1_dot_peer__pb2.GetStatusResponse.FromString,
+                _registered_method=True)
 
 
 class PeerServiceServicer:
@@ -88,6 +93,14 @@ class PeerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStatus(self, request, context):
+        """GetStatus reports what this peer shares and serves, for operators (grpcurl, with a ticket
+        from the tracker like any caller).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -105,6 +118,11 @@ def add_PeerServiceServicer_to_server(servicer, server):
                     servicer.Upload,
                     request_deserializer=p2p_dot_v1_dot_peer__pb2.UploadRequest.FromString,
                     response_serializer=p2p_dot_v1_dot_peer__pb2.UploadResponse.SerializeToString,
+            ),
+            'GetStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStatus,
+                    request_deserializer=p2p_dot_v1_dot_peer__pb2.GetStatusRequest.FromString,
+                    response_serializer=p2p_dot_v1_dot_peer__pb2.GetStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -191,6 +209,33 @@ class PeerService:
             '/p2p.v1.PeerService/Upload',
             p2p_dot_v1_dot_peer__pb2.UploadRequest.SerializeToString,
             p2p_dot_v1_dot_peer__pb2.UploadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/p2p.v1.PeerService/GetStatus',
+            p2p_dot_v1_dot_peer__pb2.GetStatusRequest.SerializeToString,
+            p2p_dot_v1_dot_peer__pb2.GetStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,
