@@ -153,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("ls", help="list what a directory would share, with sizes and sha256")
     ls.add_argument("--share", default=_env("P2P_SHARE", "./share"), help="directory [P2P_SHARE]")
     sub.add_parser("peers", help="list the peers online now")
+    status = sub.add_parser("status", help="what a serving peer shares and serves now")
+    status.add_argument("peer", help="the serving peer's account name")
+    status.add_argument("--json", action="store_true", help="print a JSON list (one object per serving session)")
     return parser
 
 
@@ -339,7 +342,43 @@ def cmd_peers(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "search": cmd_search, "get": cmd_get, "put": cmd_put, "ls": cmd_ls, "peers": cmd_peers}
+def cmd_status(args: argparse.Namespace) -> int:
+    from peer.transfers import peer_statuses
+
+    client = _client(args)
+    try:
+        found = peer_statuses(client, args.peer)
+    finally:
+        client.logout()
+    if args.json:
+        # every field as a plain number or boolean (protobuf's JSON prints 64-bit numbers as strings)
+        rows = [{"address": address, **{f.name: getattr(s, f.name) for f in s.DESCRIPTOR.fields}} for address, s in found]
+        print(json.dumps(rows, indent=2))
+        return 0
+    for address, s in found:
+        rate = f"{human_bytes(s.max_serve_rate)}/s" if s.max_serve_rate else "no limit"
+        print(f"{args.peer} at {address}, up {_duration(s.uptime_seconds)}")
+        print(f"  shares     {s.files} files, {human_bytes(s.bytes)}{'' if s.indexed else ' (still hashing)'}")
+        print(f"  transfers  {s.transfers_active} now, at most {s.transfers_max}; serve rate {rate}")
+        print(f"  served     {s.chunks_served} chunks, {human_bytes(s.bytes_served)}")
+        print(f"  uploads    {s.uploads_received} received" + ("" if s.uploads_allowed else " (not accepted)"))
+    return 0
+
+
+def _duration(seconds: int) -> str:
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h {rest // 60:02d}m" if hours else f"{rest // 60}m {rest % 60:02d}s"
+
+
+COMMANDS = {
+    "serve": cmd_serve,
+    "search": cmd_search,
+    "get": cmd_get,
+    "put": cmd_put,
+    "ls": cmd_ls,
+    "peers": cmd_peers,
+    "status": cmd_status,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,6 +50,12 @@ class PeerConnection:
             raise rpc_error(exc, f"manifest from {self.peer_name}") from None
         return Manifest(reply.sha256, reply.size, reply.chunk_size, tuple(reply.chunk_digests))
 
+    def status(self, timeout: float = 10) -> pb.GetStatusResponse:
+        try:
+            return self._stub.GetStatus(pb.GetStatusRequest(), metadata=self._md, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, f"status of {self.peer_name}") from None
+
     def chunk_stream(self, sha256: str) -> ChunkStream:
         return ChunkStream(self._channel, self._md, sha256, self.peer_name)
 

@@ -133,6 +133,21 @@ class _Watchdog:
         self._done.set()
 
 
+def peer_statuses(tracker: TrackerClient, peer_name: str) -> list[tuple[str, pb.GetStatusResponse]]:
+    """(address, status) of every serving session of peer_name (an account may serve from several)."""
+    addresses = [p.address for p in tracker.peers() if p.name == peer_name]
+    if not addresses:
+        raise NotFound(f"peer {peer_name!r} is not online")
+    found = []
+    for address in addresses:
+        conn = connect(tracker, peer_name, address)
+        try:
+            found.append((address, conn.status()))
+        finally:
+            conn.close()
+    return found
+
+
 def find_peer_address(tracker: TrackerClient, peer_name: str) -> str:
     for peer in tracker.peers():
         if peer.name == peer_name:

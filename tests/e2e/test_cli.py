@@ -392,3 +392,18 @@ def test_a_port_in_use_is_one_line_for_tracker_and_peer(cluster):
     for out in (tracker, serve):
         assert out.returncode == 1, out
         assert f"cannot listen on {taken}" in out.stderr and out.stderr.count("\n") == 1, out.stderr
+
+
+def test_status_of_a_serving_peer(cluster):
+    share = cluster.serve("shop", "--max-serve-rate", "20M")
+    (share / "wares.txt").write_text("wares")
+    wait_for(lambda: cluster.search("wares"), timeout=20, what="wares.txt published")
+    assert cluster.peer("get", "wares.txt", "-o", "got.txt").returncode == 0
+    table = cluster.peer("status", "shop")
+    assert table.returncode == 0, table.stderr
+    assert "shares     1 files, 5 B" in table.stdout and "served     1 chunks, 5 B" in table.stdout
+    assert "serve rate 20.0 MiB/s" in table.stdout and "(not accepted)" in table.stdout
+    [row] = json.loads(cluster.peer("status", "shop", "--json").stdout)
+    assert (row["files"], row["bytes"], row["chunks_served"], row["max_serve_rate"]) == (1, 5, 1, 20 << 20)
+    gone = cluster.peer("status", "nobody")
+    assert gone.returncode == 1 and "peer 'nobody' is not online" in gone.stderr and gone.stderr.count("\n") == 1
