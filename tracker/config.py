@@ -22,6 +22,7 @@ class TrackerConfig:
     ticket_seconds: int = 300
     free_failed_logins: int = 5  # wrong passwords (per account and host) before each try must wait
     resume_grace_seconds: float = 20.0  # after a restart, on top of a lease: time for peers to reconnect
+    max_files_per_session: int = 2_000_000  # what one peer may publish: bounds the directory it can fill
     tls_cert: str = ""  # PEM certificate chain and key: serve TLS only (p2p_common.tls)
     tls_key: str = ""
 
@@ -30,6 +31,8 @@ class TrackerConfig:
             raise ValueError(f"lease must be 2-86400 seconds, got {self.lease_seconds}")
         if not 1 <= self.max_workers <= 1024:
             raise ValueError(f"workers must be 1-1024, got {self.max_workers}")
+        if self.max_files_per_session < 1:
+            raise ValueError(f"max files per session must be at least 1, got {self.max_files_per_session}")
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -57,6 +60,12 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=int, default=int(env("P2P_WORKERS", d.max_workers)), help="RPC worker threads [P2P_WORKERS]"
     )
+    parser.add_argument(
+        "--max-files-per-session",
+        type=int,
+        default=int(env("P2P_MAX_FILES_PER_SESSION", d.max_files_per_session)),
+        help="files one peer may publish; a SendIndex past it is refused whole [P2P_MAX_FILES_PER_SESSION]",
+    )
     add_server_tls_flags(parser)
     parser.add_argument(
         "--log-level",
@@ -74,6 +83,7 @@ def config_from_args(args: argparse.Namespace) -> TrackerConfig:
         open_registration=not args.closed_registration,
         log_level=args.log_level,
         max_workers=args.workers,
+        max_files_per_session=args.max_files_per_session,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
     )

@@ -198,10 +198,13 @@ class Directory:
                 raise InvalidArgument(f"remove {name!r}: name {problem}")
         if replace and remove:
             raise InvalidArgument("remove must be empty with INDEX_MODE_REPLACE")
+        cap = self.config.max_files_per_session
         try:
             if replace:
-                return self.store.replace_index(session.id, add)
-            return self.store.update_index(session.id, add, remove)
+                return self.store.replace_index(session.id, add, cap)
+            return self.store.update_index(session.id, add, remove, cap)
+        except st.TooManyFiles as exc:
+            raise ResourceExhausted(f"a peer may publish at most {cap} files; this index would hold {exc.count}") from None
         finally:
             self.index_changed.set()
 

@@ -28,6 +28,7 @@ from tracker.store import (
     Source,
     StoreStats,
     TooBroad,
+    TooManyFiles,
 )
 
 MAX_SOURCES_PER_MATCH = 64  # keeps a popular file's result small; a sample spreads the load
@@ -245,17 +246,22 @@ class SqliteStore:
     def _count(c: sqlite3.Connection, session_id: int) -> int:
         return int(c.execute("SELECT count(*) FROM files WHERE session_id=?", (session_id,)).fetchone()[0])
 
-    def replace_index(self, session_id: int, files: list[FileRecord]) -> int:
+    def replace_index(self, session_id: int, files: list[FileRecord], max_files: int = 1 << 62) -> int:
+        if len(files) > max_files:
+            raise TooManyFiles(len(files))
         with self._write() as c:
             self._delete_files(c, session_id, None)
             self._insert(c, session_id, files)
             return self._count(c, session_id)
 
-    def update_index(self, session_id: int, add: list[FileRecord], remove: list[str]) -> int:
+    def update_index(self, session_id: int, add: list[FileRecord], remove: list[str], max_files: int = 1 << 62) -> int:
         with self._write() as c:
             self._delete_files(c, session_id, [*remove, *(f.name for f in add)])
             self._insert(c, session_id, add)
-            return self._count(c, session_id)
+            count = self._count(c, session_id)
+            if count > max_files:
+                raise TooManyFiles(count)  # rolled back whole
+            return count
 
     # -- queries -----------------------------------------------------------------------
     def _matching_contents(self, c: sqlite3.Connection, q: Query, now: float) -> list[str]:

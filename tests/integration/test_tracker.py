@@ -247,6 +247,38 @@ def test_bad_digests_sizes_and_modes(client_factory):
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "empty" in msg
 
 
+def test_a_peer_cannot_publish_more_files_than_its_cap(start_tracker_at):
+    tracker = start_tracker_at(max_files_per_session=5)
+    c = TrackerClientForTests(f"127.0.0.1:{tracker.port}")
+    c.login("alice", address="127.0.0.1:7001")
+    code, msg = code_of(c.send_index, tpb.SendIndexRequest(mode=REPLACE, add=[file_entry(f"f{i}", b"%d" % i) for i in range(6)]))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "at most 5 files; this index would hold 6" in msg
+    assert (
+        c.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry(f"f{i}", b"%d" % i) for i in range(4)])).file_count == 4
+    )
+    more = tpb.SendIndexRequest(mode=UPDATE, add=[file_entry("g1", b"g1"), file_entry("g2", b"g2")])
+    code, msg = code_of(c.send_index, more)
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "would hold 6" in msg
+    assert sorted(f.name for f in c.query("").files) == ["f0", "f1", "f2", "f3"]  # nothing of it applied
+    swap = tpb.SendIndexRequest(mode=UPDATE, add=[file_entry("g1", b"g1"), file_entry("g2", b"g2")], remove=["f0", "f1"])
+    assert c.send_index(swap).file_count == 4
+    c.close()
+
+
+def test_tracker_flags_come_from_their_variables(monkeypatch):
+    import argparse
+
+    from tracker.config import add_serve_flags, config_from_args
+
+    monkeypatch.setenv("P2P_MAX_FILES_PER_SESSION", "1000")
+    monkeypatch.setenv("P2P_LEASE", "30")
+    parser = argparse.ArgumentParser()
+    add_serve_flags(parser)
+    config = config_from_args(parser.parse_args([]))
+    assert (config.max_files_per_session, config.lease_seconds) == (1000, 30)
+    assert config_from_args(parser.parse_args(["--max-files-per-session", "7"])).max_files_per_session == 7
+
+
 def test_query_rejects_bad_input(client_factory):
     c = client_factory()
     c.login("bob")
