@@ -29,6 +29,8 @@ WINDOW = 8  # chunks asked ahead per source: keeps the stream busy across the ro
 # buffered chunks, a channel and a thread (a popular file can list 64 sources).
 MAX_ACTIVE_SOURCES = 8
 ENDGAME_COPIES = 2  # near the end a missing chunk may be asked from this many sources at once
+MANIFEST_ASKS = 4  # sources asked for the manifest at once, at most
+MANIFEST_HEDGE = 1.0  # seconds without an answer before the next source is asked too
 # A source that owes a chunk and sends nothing for this long is dropped. A peer that froze, or whose
 # network went silent without a reset (a laptop asleep, a Wi-Fi gone), never fails its stream: TCP
 # would retry for a quarter of an hour. A chunk (1 MiB) takes 60 s only below ~17 KiB/s.
@@ -89,15 +91,39 @@ class BadSource(P2PError):
 def verified_manifest(
     wanted: Wanted, sources: Sequence[ChunkSource], dropped: dict[str, str], timeout: float = STALL_SECONDS
 ) -> Manifest:
-    """The first manifest a source gives that matches what the tracker vouches for."""
-    for source in sources:
+    """The first manifest a source gives that matches what the tracker vouches for.
+
+    One source is asked; when it has not answered within MANIFEST_HEDGE seconds the next is asked
+    too (up to MANIFEST_ASKS at once), and the first good answer wins. One after another, each
+    unreachable source (a peer behind NAT advertising an address nobody can dial, whose packets
+    are dropped) cost the download up to `timeout` before the next was asked; all at once, every
+    spare source would be dialled (and given a ticket) for nothing."""
+    answers: queue.Queue[tuple[ChunkSource, Manifest | P2PError]] = queue.Queue()
+
+    def ask(source: ChunkSource) -> None:
         try:
-            m = source.manifest(wanted.sha256, timeout)
+            answers.put((source, source.manifest(wanted.sha256, timeout)))
         except P2PError as exc:
-            dropped[source.label] = f"manifest: {exc}"
+            answers.put((source, exc))
+        except Exception as exc:  # a bug: a failed source, not a hung download
+            answers.put((source, P2PError(f"{type(exc).__name__}: {exc}")))
+
+    waiting = deque(sources)
+    asked = 0
+    while asked or waiting:
+        if waiting and asked < MANIFEST_ASKS:
+            threading.Thread(target=ask, args=(waiting.popleft(),), name="manifest", daemon=True).start()
+            asked += 1
+        try:
+            source, answer = answers.get(timeout=MANIFEST_HEDGE if waiting and asked < MANIFEST_ASKS else None)
+        except queue.Empty:
+            continue  # no answer yet: ask one more source beside
+        asked -= 1
+        if isinstance(answer, P2PError):
+            dropped[source.label] = f"manifest: {answer}"
             continue
-        problem = m.problem()
-        if problem is None and (m.sha256, m.size, m.chunk_size, m.chunk_list_sha256) != (
+        problem = answer.problem()
+        if problem is None and (answer.sha256, answer.size, answer.chunk_size, answer.chunk_list_sha256) != (
             wanted.sha256,
             wanted.size,
             wanted.chunk_size,
@@ -107,7 +133,7 @@ def verified_manifest(
         if problem:
             dropped[source.label] = f"manifest {problem}"
             continue
-        return m
+        return answer  # sources still answering are left to finish on their own (bounded by timeout)
     raise Unavailable(f"no source gave a valid manifest for {wanted.sha256[:16]}: {_reasons(dropped)}")
 
 
@@ -126,6 +152,7 @@ class _Schedule:
         self.received = 0
         self.per_source: dict[str, int] = {}
         self.fetched = 0
+        self.delivered: set[str] = set()  # sources that have sent a chunk
 
     def take(self, label: str) -> int | None:
         with self.cond:
@@ -134,7 +161,11 @@ class _Schedule:
                 if not self.partial.has(index):
                     self.inflight.setdefault(index, set()).add(label)
                     return index
-            # endgame: help with a chunk another source is still fetching
+            # endgame: help with a chunk another source is still fetching. Only a source that has
+            # delivered something helps: copies held by sources that never answer (frozen, or
+            # unreachable) would take the places of the ones that do until the stall cut-off
+            if label not in self.delivered:
+                return None
             for index, askers in self.inflight.items():
                 if label not in askers and len(askers) < ENDGAME_COPIES and not self.partial.has(index):
                     askers.add(label)
@@ -143,6 +174,7 @@ class _Schedule:
 
     def done(self, index: int, label: str, size: int, first: bool) -> None:
         with self.cond:
+            self.delivered.add(label)
             self.received += size
             if first:
                 self.fetched += 1

@@ -101,14 +101,19 @@ class MemorySource:
         gate: threading.Barrier | None = None,
         after: threading.Event | None = None,
         freeze_after: int | None = None,
+        unreachable: threading.Event | None = None,
     ):
         self.label, self.data, self._manifest = label, data, manifest
         self.corrupt, self.die_after, self.served = corrupt, die_after, 0
         self.gauge, self.opened, self.gate, self.after = gauge or Gauge(), 0, gate, after
         self.started, self.gone = threading.Event(), threading.Event()  # served a chunk; went away
         self.freeze_after, self.frozen = freeze_after, threading.Event()
+        self.unreachable = unreachable  # its manifest waits for this (a dropped SYN: only a timeout ends it)
 
     def manifest(self, sha256: str, timeout: float) -> Manifest:
+        if self.unreachable is not None:
+            self.unreachable.wait(timeout)
+            raise P2PError(f"{self.label}: timed out")
         return self._manifest
 
     def chunk_stream(self, sha256: str) -> MemoryStream:
@@ -196,6 +201,38 @@ def test_a_silent_source_among_others_is_dropped_for_its_silence(tmp_path):
     watcher.join()
     assert (tmp_path / "out").read_bytes() == DATA
     assert result.dropped == {"silent": "sent nothing for 0.3 s"} and result.per_source == {"patient": m.chunk_count}
+
+
+def test_unreachable_sources_listed_first_do_not_hold_up_the_download(tmp_path):
+    m, wanted = make(DATA)
+    release = threading.Event()
+    dark = [MemorySource(f"dark{i}", DATA, m, unreachable=release, freeze_after=0) for i in range(3)]
+    started = time.monotonic()
+    try:
+        result = Download(wanted, [*dark, MemorySource("lit", DATA, m)], tmp_path / "out", stall_seconds=30).run()
+    finally:
+        release.set()
+    assert time.monotonic() - started < 15  # ~3 s (one more source asked each second), not 3 x 30 s
+    assert (tmp_path / "out").read_bytes() == DATA and result.per_source == {"lit": m.chunk_count}
+
+
+def test_only_a_source_that_has_delivered_gets_endgame_copies(tmp_path):
+    """Copies of the last chunks (two per chunk at most) taken by sources that never answer
+    (frozen, unreachable) left the answering source waiting for the stall cut-off."""
+    from peer.downloader import _Schedule
+
+    m, _ = make(DATA)
+    schedule = _Schedule(PartialFile(tmp_path / "out", m))
+    first = schedule.take("answers")
+    schedule.done(first, "answers", CHUNK, first=True)  # it has delivered
+    while len(schedule.pending) > 3:
+        schedule.take("answers")
+    silent = [schedule.take("silent0") for _ in range(3)]  # the last new chunks
+    assert None not in silent and not schedule.pending
+    assert schedule.take("silent1") is None  # never delivered: no copy of anyone's chunk
+    copies = [schedule.take("answers") for _ in range(3)]
+    assert copies == silent  # the answering source can still fetch every one of them
+    schedule.partial.close()
 
 
 def test_manifest_not_matching_the_tracker_is_refused(tmp_path):
