@@ -19,6 +19,7 @@ from p2p.v1 import peer_pb2 as pb
 from p2p.v1 import peer_pb2_grpc
 from p2p_common.auth import bearer_metadata
 from p2p_common.errors import Unavailable
+from peer.node import PeerNode
 from tests.helpers import wait_for
 from tracker.auth import Ticket, TicketSigner, token_hash
 
@@ -178,20 +179,29 @@ def test_peer_health_and_reflection(served):
     assert peer_health(node.port) == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_tracker_restart_during_serve_relogs_in_and_republishes(start_tracker_at, tmp_path):
+def _settled_file(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+    os.utime(path, (time.time() - 10, time.time() - 10))  # not "still being written"
+
+
+def _peer_of(port: int, share: Path) -> PeerNode:
+    """A serving peer (not the fixture's: these tests restart its tracker) sharing keep.txt."""
     from peer.config import PeerConfig
     from peer.node import start_peer
+
+    share.mkdir()
+    _settled_file(share / "keep.txt", b"still here")
+    return start_peer(
+        PeerConfig(tracker=f"127.0.0.1:{port}", name="srv", password="pw", share=share, listen="127.0.0.1:0", rescan_seconds=0.2)
+    )
+
+
+def test_tracker_restart_during_serve_relogs_in_and_republishes(start_tracker_at, tmp_path):
     from peer.tracker_client import TrackerClient
 
     first = start_tracker_at(db=":memory:", lease_seconds=5)
     port = first.port
-    share = tmp_path / "share"
-    share.mkdir()
-    (share / "keep.txt").write_bytes(b"still here")
-    os.utime(share / "keep.txt", (time.time() - 10, time.time() - 10))
-    node = start_peer(
-        PeerConfig(tracker=f"127.0.0.1:{port}", name="srv", password="pw", share=share, listen="127.0.0.1:0", rescan_seconds=0.2)
-    )
+    node = _peer_of(port, tmp_path / "share")
     try:
         assert node.keeper.ready.wait(10)
         published_before = node.keeper.publishes
@@ -208,26 +218,16 @@ def test_tracker_restart_during_serve_relogs_in_and_republishes(start_tracker_at
 
 def test_a_tracker_restart_longer_than_the_lease_costs_peers_no_login(start_tracker_at, tmp_path):
     """The tracker carries sessions over a restart; the peer keeps its session and its unpublished changes."""
-    from peer.config import PeerConfig
-    from peer.node import start_peer
     from peer.tracker_client import TrackerClient
 
     first = start_tracker_at(lease_seconds=3)
     port = first.port
-    share = tmp_path / "share"
-    share.mkdir()
-    (share / "keep.txt").write_bytes(b"still here")
-    os.utime(share / "keep.txt", (time.time() - 10, time.time() - 10))
-    config = PeerConfig(
-        tracker=f"127.0.0.1:{port}", name="srv", password="pw", share=share, listen="127.0.0.1:0", rescan_seconds=0.2
-    )
-    node = start_peer(config)
+    node = _peer_of(port, tmp_path / "share")
     try:
         assert node.keeper.ready.wait(10)
         logins = node.tracker.generation
         first.stop(grace=0)
-        (share / "new.txt").write_bytes(b"added while the tracker was down")
-        os.utime(share / "new.txt", (time.time() - 10, time.time() - 10))
+        _settled_file(tmp_path / "share" / "new.txt", b"added while the tracker was down")
         wait_for(lambda: node.keeper.failures >= 2, timeout=20, what="the peer to find the tracker gone")
         db = sqlite3.connect(tmp_path / "tracker.db")
         expiry = db.execute("SELECT max(expires_at) FROM sessions").fetchone()[0]
