@@ -157,6 +157,19 @@ def demo(work: Path, tls: bool = False) -> None:
         if got != want:
             raise DemoFailed("the downloaded file differs from the original")
 
+        step("dave fetches every photo at once (a pattern, --all), each in its folder")
+        run("p2p-peer", "--name", "dave", "get", "--all", "photos/*", "-o", str(downloads), env=env)
+        for i, name in enumerate(PEERS):
+            if (downloads / "photos" / f"{name}-{i}.jpg").read_bytes() != sample_bytes(300_000 + i, name):
+                raise DemoFailed(f"photo {name}-{i}.jpg differs from the original")
+
+        notes = f"notes kept by {PEERS[1]}\n".encode() * 100
+        digits = hashlib.sha256(notes).hexdigest()[:12]
+        step(f"dave fetches {PEERS[1]}'s notes by the first sha256 digits search shows ({digits})")
+        run("p2p-peer", "--name", "dave", "get", digits, "-o", str(downloads / "notes.txt"), env=env)
+        if (downloads / "notes.txt").read_bytes() != notes:
+            raise DemoFailed("the notes fetched by their sha256 differ")
+
         step("dave uploads a report to alice, who accepts uploads")
         report = work / "report.txt"
         report.write_text("quarterly report\n" * 1000)
@@ -174,6 +187,8 @@ def demo(work: Path, tls: bool = False) -> None:
         run("grpcurl", *transport, tracker_addr, "list")
         run("grpcurl", *transport, peer_addrs["bob"], "list")
         run("grpcurl", *transport, "-d", '{"service": "p2p.v1.TrackerService"}', tracker_addr, "grpc.health.v1.Health/Check")
+        step("what bob has served meanwhile (its GetStatus)")
+        run("p2p-peer", "--name", "dave", "status", "bob", env=env)
 
 
 def main() -> int:
