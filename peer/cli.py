@@ -19,6 +19,7 @@ from p2p_common.rpc_log import setup_logging
 from p2p_common.tls import ClientTls, add_server_tls_flags
 from peer.config import PeerConfig
 from peer.progress import ProgressBar, human_bytes
+from peer.throttle import MIN_RATE
 from peer.tracker_client import RemoteFile, TrackerClient
 
 log = logging.getLogger("p2p.peer")
@@ -47,6 +48,14 @@ def _positive_int(text: str) -> int:
     if not text.strip().isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
     return int(text)
+
+
+def _rate_cap(text: str) -> int:
+    """A byte rate: 0 for none, else at least MIN_RATE (a slower cap would look like a stall)."""
+    value = byte_size(text)
+    if 0 < value < MIN_RATE:
+        raise argparse.ArgumentTypeError(f"{text!r} is below the smallest rate cap, {MIN_RATE // 1024}K per second")
+    return value
 
 
 def _positive_seconds(text: str) -> float:
@@ -143,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     get.add_argument("--force", action="store_true", help="replace a different file already at the destination")
     add_stall_flag(get, "a source may owe a chunk and send nothing before it is dropped")
+    get.add_argument(
+        "--max-rate",
+        type=_rate_cap,
+        default=_env("P2P_MAX_RATE", "0"),
+        help="bytes per second all sources together may deliver (50M...; at least 64K; 0: no limit) [P2P_MAX_RATE]",
+    )
 
     put = sub.add_parser("put", help="upload a file to a named peer")
     put.add_argument("file", help="the local file to send")
@@ -242,7 +257,7 @@ def cmd_get(args: argparse.Namespace) -> int:
         failed = 0
         for remote, dest in targets:
             try:
-                _get_one(client, remote, dest, args.force, args.stall_timeout)
+                _get_one(client, remote, dest, args)
             except (P2PError, OSError) as exc:
                 if len(targets) == 1:
                     raise
@@ -256,12 +271,14 @@ def cmd_get(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _get_one(client: TrackerClient, remote: RemoteFile, dest: Path, force: bool, stall_seconds: float) -> None:
+def _get_one(client: TrackerClient, remote: RemoteFile, dest: Path, args: argparse.Namespace) -> None:
     from peer.transfers import fetch
 
     bar = ProgressBar(dest.name)
     try:
-        result = fetch(client, remote, dest, bar.on_download, replace=force, stall_seconds=stall_seconds)
+        result = fetch(
+            client, remote, dest, bar.on_download, replace=args.force, stall_seconds=args.stall_timeout, max_rate=args.max_rate
+        )
     finally:
         bar.close()
     if result.chunks_fetched == 0 and result.bytes_received == 0 and dest.exists() and not result.per_source:

@@ -20,6 +20,7 @@ from typing import Protocol
 from p2p_common.errors import DataLoss, NotFound, P2PError, ResourceExhausted, Unavailable
 from peer.chunk_store import PartialFile, Write
 from peer.manifest import Manifest
+from peer.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +217,7 @@ class Download:
         window: int = WINDOW,
         max_sources: int | None = None,  # MAX_ACTIVE_SOURCES
         stall_seconds: float = STALL_SECONDS,
+        throttle: Throttle | None = None,  # the rate all sources together may deliver at
     ):
         if not sources:
             raise NotFound(f"no live peer has {wanted.sha256[:16]}")
@@ -226,6 +228,7 @@ class Download:
         self.window = window
         self.max_sources = max_sources or MAX_ACTIVE_SOURCES
         self.stall_seconds = stall_seconds
+        self.throttle = throttle
         self._owed_since: dict[str, tuple[float, ChunkStreamLike]] = {}  # waiting for a chunk asked for
         self._stalled: dict[str, str] = {}  # sources cut off for silence, and why
         self.dropped: dict[str, str] = {}
@@ -333,6 +336,8 @@ class Download:
                     with schedule.cond:
                         schedule.cond.wait(0.1)
                     continue
+                if self.throttle is not None:  # read the next chunk only when the rate allows it
+                    self._stop.wait(self.throttle.take(schedule.partial.manifest.chunk_length(asked[0])))
                 self._owed_since[source.label] = (time.monotonic(), stream)
                 index, data = stream.next_chunk()
                 del self._owed_since[source.label]
@@ -397,9 +402,10 @@ def download(
     dest: Path,
     on_progress: Callable[[Progress], None] | None = None,
     stall_seconds: float = STALL_SECONDS,
+    throttle: Throttle | None = None,
 ) -> DownloadResult:
     """Fetch wanted into dest from sources; the file appears only complete and verified."""
-    result = Download(wanted, sources, dest, on_progress, stall_seconds=stall_seconds).run()
+    result = Download(wanted, sources, dest, on_progress, stall_seconds=stall_seconds, throttle=throttle).run()
     if result.size != wanted.size:
         raise DataLoss(f"{dest} has {result.size} bytes, expected {wanted.size}")
     return result

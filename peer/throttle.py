@@ -1,4 +1,5 @@
-"""One byte rate shared by every stream a peer serves (--max-serve-rate), as P2P clients cap uploads.
+"""One byte rate shared by several streams: all a peer serves (--max-serve-rate), or all one `get`
+receives (--max-rate), as P2P clients cap uploads and downloads.
 
 A generic cell rate algorithm: each chunk reserves len/rate seconds of the peer's time line; a
 chunk that would run more than BURST_SECONDS ahead of the clock waits until it does not. Idle
@@ -21,7 +22,7 @@ class Throttle:
 
     def __init__(self, bytes_per_second: int, clock: Callable[[], float] = time.monotonic):
         if bytes_per_second < MIN_RATE:
-            raise ValueError(f"a serve rate must be at least {MIN_RATE} bytes/s, got {bytes_per_second}")
+            raise ValueError(f"a rate cap must be at least {MIN_RATE} bytes/s, got {bytes_per_second}")
         self.rate = bytes_per_second
         self._clock = clock
         self._lock = threading.Lock()

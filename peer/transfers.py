@@ -17,6 +17,7 @@ from peer import chunking
 from peer.downloader import STALL_SECONDS, DownloadResult, Progress, Wanted, download
 from peer.manifest import Manifest
 from peer.peer_client import PeerConnection
+from peer.throttle import Throttle
 from peer.tracker_client import RemoteFile, TrackerClient, rpc_error
 
 
@@ -78,6 +79,7 @@ def fetch(
     on_progress: Callable[[Progress], None] | None = None,
     replace: bool = False,
     stall_seconds: float = STALL_SECONDS,
+    max_rate: int = 0,
 ) -> DownloadResult:
     """Download remote from all its live sources into dest; nothing moves if dest already holds it.
 
@@ -94,7 +96,7 @@ def fetch(
         raise NotFound(f"no live peer has {remote.name}")
     sources = [connect(tracker, s.peer_name, s.address) for s in remote.sources]
     wanted = Wanted(remote.sha256, remote.size, remote.chunk_size, remote.chunk_list_sha256)
-    return download(wanted, sources, dest, on_progress, stall_seconds)
+    return download(wanted, sources, dest, on_progress, stall_seconds, Throttle(max_rate) if max_rate else None)
 
 
 @dataclass(frozen=True)

@@ -283,6 +283,16 @@ def test_get_of_a_file_already_there_moves_nothing(start_peer_at, client, tmp_pa
     assert replaced.bytes_received == len(content) and dest.read_bytes() == content
 
 
+def test_a_download_rate_cap_holds_across_sources(start_peer_at, client, tmp_path):
+    content = data_of(4 * MiB, seed=21)
+    for name in ("r1", "r2"):
+        start_peer_at(name, {"capped.bin": content})
+    started = time.monotonic()
+    result = fetch(client, resolve(client, "capped.bin"), tmp_path / "capped.bin", max_rate=2 * MiB)
+    assert (tmp_path / "capped.bin").read_bytes() == content and len(result.per_source) >= 1
+    assert time.monotonic() - started >= 2.0 - 0.25  # 4 MiB at 2 MiB/s, less the burst
+
+
 def test_a_serve_rate_caps_what_a_peer_sends_to_all_downloaders_together(start_peer_at, client, tmp_path):
     """8 MiB/s, of which a quarter second's worth goes at once: one 8 MiB download cannot end
     before 0.75 s, two at once (16 MiB) not before 1.75 s. Lower bounds: a slow machine only

@@ -58,3 +58,12 @@ def test_the_stall_timeout_comes_from_its_variable_and_must_be_above_zero(monkey
         with pytest.raises(SystemExit):
             cli.build_parser().parse_args(["get", "x", "--stall-timeout", bad])
         assert f"{bad!r} is not a number of seconds above 0" in capsys.readouterr().err
+
+
+def test_the_download_rate_cap_takes_units_and_a_floor(monkeypatch, capsys):
+    monkeypatch.setenv("P2P_MAX_RATE", "5M")
+    assert cli.build_parser().parse_args(["get", "x"]).max_rate == 5 << 20
+    assert cli.build_parser().parse_args(["get", "x", "--max-rate", "0"]).max_rate == 0
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["get", "x", "--max-rate", "1K"])
+    assert "'1K' is below the smallest rate cap, 64K per second" in capsys.readouterr().err

@@ -235,6 +235,19 @@ def test_only_a_source_that_has_delivered_gets_endgame_copies(tmp_path):
     schedule.partial.close()
 
 
+def test_a_rate_cap_spaces_what_all_sources_together_deliver(tmp_path):
+    from peer.throttle import BURST_SECONDS, Throttle
+
+    m, wanted = make(DATA)
+    rate = len(DATA)  # the whole file in one second, from three sources together
+    sources = [MemorySource(f"s{i}", DATA, m) for i in range(3)]
+    started = time.monotonic()
+    Download(wanted, sources, tmp_path / "out", throttle=Throttle(rate)).run()
+    elapsed = time.monotonic() - started
+    assert (tmp_path / "out").read_bytes() == DATA
+    assert elapsed >= 1.0 - BURST_SECONDS  # a lower bound only: a slow machine cannot fail it
+
+
 def test_manifest_not_matching_the_tracker_is_refused(tmp_path):
     m, wanted = make(DATA)
     fake = (hashlib.sha256(b"x").digest(),) * (m.chunk_count - 1)
