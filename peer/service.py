@@ -98,10 +98,11 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
 
     def GetStatus(self, request: pb.GetStatusRequest, context: grpc.ServicerContext) -> pb.GetStatusResponse:
         files = self._share.files()
+        size = sum(f.manifest.size for f in files)  # outside the lock the serving threads count under
         with self._tally_lock:
             return pb.GetStatusResponse(
                 files=len(files),
-                bytes=sum(f.manifest.size for f in files),
+                bytes=size,
                 indexed=self._share.complete,
                 transfers_active=self._active,
                 transfers_max=self._max_transfers,
