@@ -2,6 +2,8 @@
 
 The partial data and the list of chunks already verified live next to the destination, so an
 interrupted transfer resumes where it stopped, and the destination only ever appears complete.
+The chunk list lives there too: a serving peer whose share holds the staging files (a `get`
+into the share, in another process) serves the chunks verified so far (StagedFile).
 Chunk digests chain into the file's sha256 (peer.sha256_chain), so a file whose every chunk
 was verified has been checked whole too, with no second pass over its bytes.
 """
@@ -16,12 +18,17 @@ import struct
 import threading
 from pathlib import Path
 
-from p2p_common.errors import DataLoss, FailedPrecondition, ResourceExhausted
+from google.protobuf.message import DecodeError
+
+from p2p.v1 import peer_pb2 as pb
+from p2p_common.errors import DataLoss, FailedPrecondition, NotFound, ResourceExhausted
 from peer import sha256_chain
 from peer.manifest import Manifest
 
 PART_SUFFIX = ".p2p-part"
 HAVE_SUFFIX = ".p2p-have"
+MANIFEST_SUFFIX = ".p2p-chunks"
+_STAGING_SUFFIXES = (PART_SUFFIX, HAVE_SUFFIX, MANIFEST_SUFFIX, MANIFEST_SUFFIX + ".tmp")
 _RECORD = struct.Struct("<I")
 
 
@@ -40,7 +47,28 @@ def staging_paths(dest: Path, sha256: str) -> tuple[Path, Path]:
 
 
 def is_staging_file(name: str) -> bool:
-    return name.endswith((PART_SUFFIX, HAVE_SUFFIX))
+    return name.endswith(_STAGING_SUFFIXES)
+
+
+def _manifest_path(part_path: Path) -> Path:
+    return part_path.with_name(part_path.name.removesuffix(PART_SUFFIX) + MANIFEST_SUFFIX)
+
+
+def _write_manifest(path: Path, manifest: Manifest) -> None:
+    """Once per staged file, whole or not at all (written aside, renamed)."""
+    if path.exists():
+        return
+    reply = pb.GetManifestResponse(
+        sha256=manifest.sha256, size=manifest.size, chunk_size=manifest.chunk_size, chunk_digests=manifest.chunk_digests
+    )
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(reply.SerializeToString())
+    os.replace(tmp, path)
+
+
+def _read_records(have_path: Path, chunk_count: int) -> set[int]:
+    raw = have_path.read_bytes()
+    return {i for o in range(0, len(raw) - len(raw) % 4, 4) if (i := _RECORD.unpack_from(raw, o)[0]) < chunk_count}
 
 
 class PartialFile:
@@ -70,6 +98,8 @@ class PartialFile:
         self._held_bytes = 0  # kept up to date: progress displays ask for it many times a second
         self._recover()
         self._have_file = open(self.have_path, "ab")  # noqa: SIM115 - lives as long as self
+        if manifest.chunk_count > 1:  # for a serving peer to serve what is verified meanwhile
+            _write_manifest(_manifest_path(self.part_path), manifest)
 
     def _preallocate(self) -> None:
         """Reserve the whole file's blocks up front: writes into allocated blocks cost a tenth of
@@ -96,9 +126,7 @@ class PartialFile:
         """Trust only recorded chunks whose bytes on disk still match their digest."""
         if not self.have_path.exists():
             return
-        raw = self.have_path.read_bytes()
-        recorded = {_RECORD.unpack_from(raw, o)[0] for o in range(0, len(raw) - len(raw) % 4, 4)}
-        for index in sorted(i for i in recorded if i < self.manifest.chunk_count):
+        for index in sorted(_read_records(self.have_path, self.manifest.chunk_count)):
             data = os.pread(self._fd, self.manifest.chunk_length(index), index * self.manifest.chunk_size)
             if self.manifest.chunk_ok(index, data):
                 self._have[index] = 1
@@ -164,6 +192,7 @@ class PartialFile:
             self._close()
             os.replace(self.part_path, self.dest)
             self.have_path.unlink(missing_ok=True)
+            _manifest_path(self.part_path).unlink(missing_ok=True)
         return self.dest
 
     def _close(self) -> None:
@@ -179,6 +208,54 @@ class PartialFile:
         self._close()
         self.part_path.unlink(missing_ok=True)
         self.have_path.unlink(missing_ok=True)
+        _manifest_path(self.part_path).unlink(missing_ok=True)
+
+
+class StagedFile:
+    """The read side of a PartialFile that another process is writing (a `get` into the share):
+    its chunk list, and the chunks it has verified so far, re-read as it goes on."""
+
+    def __init__(self, dest: Path, manifest: Manifest):
+        self.dest = dest
+        self.manifest = manifest
+        self.part_path, self.have_path = staging_paths(dest, manifest.sha256)
+
+    @classmethod
+    def find(cls, have_path: Path) -> StagedFile | None:
+        """The staged file whose chunk record this is; None when it is not one that can be served
+        (its chunk list not written yet, by an earlier version, or for one chunk only)."""
+        stem = have_path.name.removesuffix(HAVE_SUFFIX)
+        dest_name, _, sha16 = stem[1:].rpartition(".")
+        if not stem.startswith(".") or not dest_name or len(sha16) != 16:
+            return None
+        try:
+            reply = pb.GetManifestResponse.FromString(have_path.with_name(stem + MANIFEST_SUFFIX).read_bytes())
+        except (OSError, DecodeError):
+            return None
+        manifest = Manifest(reply.sha256, reply.size, reply.chunk_size, tuple(reply.chunk_digests))
+        if manifest.problem() or not manifest.sha256.startswith(sha16):
+            return None
+        staged = cls(have_path.with_name(dest_name), manifest)
+        return staged if staged.part_path.exists() else None
+
+    def held(self) -> set[int]:
+        """The chunks recorded as verified now (each is checked again when read: read_chunk)."""
+        try:
+            return _read_records(self.have_path, self.manifest.chunk_count)
+        except OSError:  # finished (renamed into place) or discarded meanwhile
+            return set()
+
+    def open(self) -> int:
+        try:
+            return os.open(self.part_path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise NotFound(f"{self.dest.name} is no longer being downloaded here: {exc.strerror}") from exc
+
+    def read_chunk(self, fd: int, index: int) -> bytes | None:
+        """Chunk index as verified, or None: the record is written after the chunk, and a writer
+        restarting rewrites both, so a chunk is served only when its bytes check out."""
+        data = os.pread(fd, self.manifest.chunk_length(index), index * self.manifest.chunk_size)
+        return data if self.manifest.chunk_ok(index, data) else None
 
 
 def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:

@@ -1,6 +1,6 @@
 """The hot path of Download on the wire: chunk messages encoded and parsed without extra copies.
 
-A DownloadResponse is two fields, so both ends handle its bytes directly: the server writes the
+A DownloadResponse carrying a chunk is two fields, so both ends handle its bytes directly: the server writes the
 field headers in front of the chunk it read, the client reads the chunk as a view into the
 received message. Each saves a 1 MiB copy per chunk over the generated code; the bytes on the
 wire are the same protobuf encoding, so any other client or server interoperates.
@@ -12,6 +12,7 @@ import grpc
 
 from p2p.v1 import peer_pb2 as pb
 from p2p.v1 import peer_pb2_grpc as pb_grpc
+from peer.availability import ChunkMap, NotHeld
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PeerService"].full_name
 DOWNLOAD_METHOD = f"/{SERVICE_NAME}/Download"
@@ -33,6 +34,11 @@ def encode_download_response(index: int, data: bytes) -> bytes:
     return b"".join((_INDEX_TAG, _encode_varint(index), _DATA_TAG, _encode_varint(len(data)), data))
 
 
+def encode_not_held(index: int, held: ChunkMap) -> bytes:
+    """The serialized DownloadResponse(index=index, not_held=True, held_chunks=held.bits)."""
+    return pb.DownloadResponse(index=index, not_held=True, held_chunks=held.bits).SerializeToString()
+
+
 def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
     value = shift = 0
     while True:
@@ -46,14 +52,16 @@ def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
             raise ValueError("varint too long")
 
 
-def parse_download_response(raw: bytes) -> tuple[int, memoryview]:
-    """DownloadResponse as (index, data) without copying the chunk: data is a view into raw.
+def parse_download_response(raw: bytes) -> tuple[int, memoryview] | NotHeld:
+    """DownloadResponse as (index, data) without copying the chunk: data is a view into raw; or,
+    from a partial source, NotHeld (not raised: returned, for the caller to raise).
 
-    The generated parser would copy every 1 MiB chunk once more; this reads the two fields of
-    the wire format directly and skips any field it does not know, as protobuf parsers must.
+    The generated parser would copy every 1 MiB chunk once more; this reads the fields of the
+    wire format directly and skips any field it does not know, as protobuf parsers must.
     """
     buf = memoryview(raw)
     index, data, pos = 0, buf[0:0], 0
+    not_held, held = False, b""
     while pos < len(buf):
         key, pos = _varint(buf, pos)
         field, wire = key >> 3, key & 7
@@ -61,10 +69,14 @@ def parse_download_response(raw: bytes) -> tuple[int, memoryview]:
             value, pos = _varint(buf, pos)
             if field == 1:
                 index = value
+            elif field == 3:
+                not_held = bool(value)
         elif wire == 2:
             length, pos = _varint(buf, pos)
             if field == 2:
                 data = buf[pos : pos + length]
+            elif field == 4:
+                held = bytes(buf[pos : pos + length])
             pos += length
         elif wire == 1:
             pos += 8
@@ -74,6 +86,8 @@ def parse_download_response(raw: bytes) -> tuple[int, memoryview]:
             raise ValueError(f"unsupported wire type {wire}")
     if pos != len(buf):
         raise ValueError("truncated message")
+    if not_held:
+        return NotHeld(index, ChunkMap(held))
     return index, data
 
 

@@ -226,7 +226,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                 "name": f.name,
                 "size": f.size,
                 "sha256": f.sha256,
-                "peers": [{"name": s.peer_name, "address": s.address} for s in f.sources],
+                "peers": [{"name": s.peer_name, "address": s.address, "partial": s.partial} for s in f.sources],
             }
             for f in found
         ]
@@ -238,7 +238,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     width = max(len(f.name) for f in found)
     print(f"{'NAME':<{width}}  {'SIZE':>10}  {'SHA256':<12}  PEERS")
     for f in found:
-        print(f"{f.name:<{width}}  {human_bytes(f.size):>10}  {f.sha256[:12]}  {len(f.sources)}")
+        partial = sum(s.partial for s in f.sources)  # still downloading it: they hold some chunks
+        peers = f"{len(f.sources) - partial}" + (f" (+{partial} downloading)" if partial else "")
+        print(f"{f.name:<{width}}  {human_bytes(f.size):>10}  {f.sha256[:12]}  {peers}")
     return 0
 
 

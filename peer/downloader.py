@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import logging
 import queue
+import random
 import threading
 import time
 from collections import deque
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from p2p_common.errors import DataLoss, NotFound, P2PError, ResourceExhausted, Unavailable
+from peer.availability import ChunkMap, NotHeld
 from peer.chunk_store import PartialFile, Write
 from peer.manifest import Manifest
 from peer.throttle import Throttle
@@ -36,6 +38,9 @@ MANIFEST_HEDGE = 1.0  # seconds without an answer before the next source is aske
 # network went silent without a reset (a laptop asleep, a Wi-Fi gone), never fails its stream: TCP
 # would retry for a quarter of an hour. A chunk (1 MiB) takes 60 s only below ~17 KiB/s.
 STALL_SECONDS = 60.0
+# A partial source (a peer still downloading the file) is asked again for a chunk it did not hold
+# this often, to learn what it has verified since (its answer carries its whole chunk map).
+PROBE_SECONDS = 2.0
 
 
 class ChunkStreamLike(Protocol):
@@ -45,9 +50,11 @@ class ChunkStreamLike(Protocol):
 
 
 class ChunkSource(Protocol):
-    """One peer to fetch from."""
+    """One peer to fetch from. A partial one holds only some chunks: asked for another, its
+    stream's next_chunk raises NotHeld with what it holds."""
 
     label: str
+    partial: bool
 
     def manifest(self, sha256: str, timeout: float) -> Manifest: ...
     def chunk_stream(self, sha256: str) -> ChunkStreamLike: ...
@@ -143,12 +150,23 @@ def _reasons(dropped: dict[str, str]) -> str:
 
 
 class _Schedule:
-    """Which chunk goes to which source; shared by the source workers under one lock."""
+    """Which chunk goes to which source; shared by the source workers under one lock.
 
-    def __init__(self, partial: PartialFile):
+    Each download starts at a chunk of its own (at random) and goes round: downloads of one file
+    from one source hold different chunks early on, which they can then swap. A partial source
+    is asked only for chunks its chunk map lists, and a whole source first for chunks no partial
+    source holds (rarest first, as BitTorrent clients pick pieces).
+    """
+
+    def __init__(self, partial: PartialFile, partial_sources: set[str]):
         self.partial = partial
         self.cond = threading.Condition()
         self.pending: deque[int] = deque(partial.missing())
+        self.pending.rotate(-random.randrange(len(self.pending) or 1))
+        self.partial_sources = partial_sources
+        self.maps: dict[str, ChunkMap] = {}  # what each partial source holds, as last heard
+        self.covered: set[int] = set()  # chunks some partial source holds
+        self.probed: dict[str, float] = {}  # when each partial source was last asked beyond its map
         self.inflight: dict[int, set[str]] = {}
         self.received = 0
         self.per_source: dict[str, int] = {}
@@ -157,23 +175,65 @@ class _Schedule:
 
     def take(self, label: str) -> int | None:
         with self.cond:
-            while self.pending:
-                index = self.pending.popleft()
-                if not self.partial.has(index):
-                    self.inflight.setdefault(index, set()).add(label)
-                    return index
+            index = self._next_pending(label)
+            if index is not None:
+                self.inflight.setdefault(index, set()).add(label)
+                return index
             # endgame: help with a chunk another source is still fetching. Only a source that has
             # delivered something helps: copies held by sources that never answer (frozen, or
             # unreachable) would take the places of the ones that do until the stall cut-off
             if label not in self.delivered:
                 return None
             for index, askers in self.inflight.items():
-                if label not in askers and len(askers) < ENDGAME_COPIES and not self.partial.has(index):
+                if (
+                    label not in askers
+                    and len(askers) < ENDGAME_COPIES
+                    and not self.partial.has(index)
+                    and self._holds(label, index)
+                ):
                     askers.add(label)
                     return index
             return None
 
+    def _holds(self, label: str, index: int) -> bool:
+        held = self.maps.get(label)
+        return held is None or index in held
+
+    def _next_pending(self, label: str) -> int | None:
+        """Under the lock: the next chunk for label to fetch, taken out of pending. A partial source
+        not heard from yet is asked as if it held everything: its first "not held" brings its map."""
+        while self.pending and self.partial.has(self.pending[0]):
+            self.pending.popleft()  # held by now (an endgame copy came first)
+        held = self.maps.get(label)
+        if held is not None:
+            found = next((i for i in self.pending if i in held and not self.partial.has(i)), None)
+            now = time.monotonic()
+            if found is None and self.pending and now - self.probed.get(label, 0.0) >= PROBE_SECONDS:
+                self.probed[label] = now  # ask beyond its map: the chunk, or what it holds now
+                found = self.pending[-1]
+        elif self.covered and label not in self.partial_sources:
+            found = next((i for i in self.pending if i not in self.covered and not self.partial.has(i)), None)
+            if found is None and self.pending:
+                found = self.pending[0]
+        else:
+            return self.pending.popleft() if self.pending else None
+        if found is not None:
+            self.pending.remove(found)
+        return found
+
+    def heard(self, label: str, held: ChunkMap | None) -> None:
+        """A partial source's chunk map, from its answer for a chunk it did not hold (None: it sent
+        one beyond its map, which is out of date: ask it as if it held everything, once more)."""
+        with self.cond:
+            if held is None:
+                self.maps.pop(label, None)
+            else:
+                self.maps[label] = held
+            self.covered = {i for i in self.partial.missing() if any(i in m for m in self.maps.values())}
+
     def done(self, index: int, label: str, size: int, first: bool) -> None:
+        if not self._holds(label, index):  # a partial source holds more than its map says
+            self.heard(label, None)
         with self.cond:
             self.delivered.add(label)
             self.received += size
@@ -245,7 +305,7 @@ class Download:
         manifest = verified_manifest(self.wanted, self.sources, self.dropped, self.stall_seconds)
         partial = PartialFile(self.dest, manifest)
         reused = manifest.chunk_count - len(partial.missing())
-        schedule = _Schedule(partial)
+        schedule = _Schedule(partial, {s.label for s in self.sources if s.partial})
         live = [s for s in self.sources if s.label not in self.dropped]
         self._spares.extend(live[self.max_sources :])
         writers = [threading.Thread(target=self._write, args=(schedule,), name="write") for _ in range(self.WRITERS)]
@@ -315,6 +375,7 @@ class Download:
     def _receive(self, source: ChunkSource, schedule: _Schedule) -> None:
         asked: deque[int] = deque()
         stream: ChunkStreamLike | None = None
+        idle_since = time.monotonic()  # since the last chunk this source delivered
         try:
             stream = source.chunk_stream(self.wanted.sha256)
             self._streams.append(stream)
@@ -332,6 +393,8 @@ class Download:
                 if batch:
                     asked.extend(batch)
                     stream.ask(batch)
+                if source.partial and time.monotonic() - idle_since > self.stall_seconds:
+                    raise P2PError(f"held none of the chunks still missing for {self.stall_seconds:g} s")
                 if not asked:
                     with schedule.cond:
                         schedule.cond.wait(0.1)
@@ -339,12 +402,20 @@ class Download:
                 if self.throttle is not None:  # read the next chunk only when the rate allows it
                     self._stop.wait(self.throttle.take(schedule.partial.manifest.chunk_length(asked[0])))
                 self._owed_since[source.label] = (time.monotonic(), stream)
-                index, data = stream.next_chunk()
+                try:
+                    index, data = stream.next_chunk()
+                except NotHeld as answer:
+                    index, data = answer.index, None
+                    schedule.heard(source.label, answer.held)
                 del self._owed_since[source.label]
                 expected = asked.popleft()
                 if index != expected:
                     asked.appendleft(expected)
                     raise BadSource(f"sent chunk {index} when chunk {expected} was next")
+                if data is None:  # not held yet: another source, or this one later, fetches it
+                    schedule.give_back(source.label, [index])
+                    continue
+                idle_since = time.monotonic()
                 self._received.put((source.label, index, data))
         except P2PError as exc:
             if not self._stop.is_set():

@@ -102,7 +102,7 @@ class SessionKeeper(Wakeable):
         try:
             if self._tracker.generation != self._published_generation:
                 generation = self._tracker.generation
-                count = self._tracker.send_index(True, self._share.files())
+                count = self._tracker.send_index(True, self._share.published())
                 self._published_generation = generation
                 self.publishes += 1
                 log.info("published %d files to %s as %s", count, self._tracker.address, self._tracker.name)

@@ -14,6 +14,7 @@ from p2p_common.auth import bearer_metadata
 from p2p_common.errors import P2PError
 from p2p_common.options import GRPC_OPTIONS
 from p2p_common.tls import ClientTls, open_channel
+from peer.availability import NotHeld
 from peer.chunk_wire import DOWNLOAD_METHOD, parse_download_response
 from peer.manifest import Manifest
 from peer.tracker_client import rpc_error
@@ -28,10 +29,13 @@ class PeerConnection:
     for then (a spare source that is never used costs no tracker call and no connection).
     """
 
-    def __init__(self, peer_name: str, address: str, ticket: Callable[[], str], tls: ClientTls | None = None):
+    def __init__(
+        self, peer_name: str, address: str, ticket: Callable[[], str], tls: ClientTls | None = None, partial: bool = False
+    ):
         self.peer_name = peer_name
         self.address = address
         self.label = f"{peer_name}@{address}"
+        self.partial = partial  # still downloading the file: holds only some chunks
         self._ticket = ticket
         self._metadata: tuple[tuple[str, str], ...] | None = None
         self._channel = open_channel(address, tls, GRPC_OPTIONS)
@@ -103,15 +107,19 @@ class ChunkStream:
         self._asks.put(request)
 
     def next_chunk(self) -> tuple[int, memoryview]:
-        """The next chunk asked for; P2PError when the peer fails or ends the stream early."""
+        """The next chunk asked for; P2PError when the peer fails or ends the stream early,
+        NotHeld when a partial source does not hold it yet."""
         try:
-            return next(self._call)
+            answer = next(self._call)
         except StopIteration:
             raise P2PError(f"{self.peer_name} ended the stream early") from None
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.INTERNAL and "deserializ" in (exc.details() or "").lower():
                 raise P2PError(f"{self.peer_name} sent a malformed message") from None
             raise rpc_error(exc, f"download from {self.peer_name}") from None
+        if isinstance(answer, NotHeld):
+            raise answer
+        return answer
 
     def close(self) -> None:
         """Cancel whatever is still in flight (the loser of a duplicated request, or a dropped peer)."""

@@ -27,8 +27,9 @@ from p2p_common.errors import (
     abort_with,
 )
 from p2p_common.names import is_sha256_hex, name_problem
+from peer.availability import ChunkMap
 from peer.chunk_store import PartialFile, Write
-from peer.chunk_wire import encode_download_response
+from peer.chunk_wire import encode_download_response, encode_not_held
 from peer.manifest import Manifest
 from peer.share import Share, SharedFile, open_unchanged
 from peer.throttle import Throttle
@@ -135,7 +136,9 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         if first is None:
             return
         shared = self._lookup(first.sha256)
-        fd = open_unchanged(shared)
+        staged = shared.staged
+        fd = open_unchanged(shared) if staged is None else staged.open()
+        held: set[int] = set()  # of a staged file: the chunks verified when last looked
         try:
             m = shared.manifest
             request: pb.DownloadRequest | None = first
@@ -145,10 +148,20 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                 for index in request.chunk_indexes:
                     if index >= m.chunk_count:
                         raise InvalidArgument(f"chunk {index} is out of range: {shared.name} has {m.chunk_count} chunks")
-                    self._wait_for_budget(m.chunk_length(index), context)
-                    data = os.pread(fd, m.chunk_length(index), index * m.chunk_size)
-                    if len(data) != m.chunk_length(index):
-                        raise DataLoss(f"{shared.name} was truncated while being served")
+                    if staged is None:
+                        self._wait_for_budget(m.chunk_length(index), context)
+                        data = os.pread(fd, m.chunk_length(index), index * m.chunk_size)
+                        if len(data) != m.chunk_length(index):
+                            raise DataLoss(f"{shared.name} was truncated while being served")
+                    else:
+                        if index not in held:
+                            held = staged.held()
+                        chunk = staged.read_chunk(fd, index) if index in held else None
+                        if chunk is None:
+                            yield encode_not_held(index, ChunkMap.of(held, m.chunk_count))
+                            continue
+                        self._wait_for_budget(len(chunk), context)
+                        data = chunk
                     with self._tally_lock:
                         self._chunks_served += 1
                         self._bytes_served += len(data)
@@ -174,7 +187,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
             name, manifest = self._accept(first.offer, str(current_principal()))
             dest = self._share.path_for(name)
             existing = self._share.by_name(name)
-            if existing is not None and existing.manifest.sha256 == manifest.sha256:
+            if existing is not None and existing.staged is None and existing.manifest.sha256 == manifest.sha256:
                 yield pb.UploadResponse(accepted=pb.UploadAccepted(have_chunks=list(range(manifest.chunk_count))))
                 yield pb.UploadResponse(complete=pb.UploadComplete(name=name, sha256=manifest.sha256))
                 return

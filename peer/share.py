@@ -15,7 +15,7 @@ from pathlib import Path
 from p2p_common.errors import InvalidArgument, NotFound
 from p2p_common.names import name_problem
 from peer import chunking
-from peer.chunk_store import is_staging_file
+from peer.chunk_store import HAVE_SUFFIX, StagedFile, is_staging_file
 from peer.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,11 @@ class SharedFile:
     mtime_ns: int
     inode: int
     manifest: Manifest
+    staged: StagedFile | None = None  # still being downloaded here: only some chunks are held
+
+    @property
+    def partial(self) -> bool:
+        return self.staged is not None
 
 
 @dataclass
@@ -134,10 +139,11 @@ class Share:
         self._unreadable: set[str] = set()  # folders already warned about: one warning, not one a rescan
 
     # -- scanning ------------------------------------------------------------------------
-    def _walk(self) -> Iterator[tuple[str, str, os.stat_result]]:
+    def _walk(self, staged: list[tuple[str, str]]) -> Iterator[tuple[str, str, os.stat_result]]:
         """(name, path, stat) of the regular files under root; symlinks, staging files and the
-        state dir are skipped. Plain strings, not Paths: a rescan of 100,000 unchanged files is
-        mostly this loop."""
+        state dir are skipped (the chunk records of staged files are listed in staged, as their
+        folder's prefix and path). Plain strings, not Paths: a rescan of 100,000 unchanged files
+        is mostly this loop."""
         state_dir = str(self.state_dir)
         stack = [(str(self.root), "")]
         while stack:
@@ -153,6 +159,8 @@ class Share:
             self._unreadable.discard(folder)
             for entry in entries:
                 if entry.is_symlink() or is_staging_file(entry.name) or entry.path == state_dir:
+                    if entry.name.endswith(HAVE_SUFFIX) and not entry.is_symlink():
+                        staged.append((prefix, entry.path))
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((entry.path, f"{prefix}{entry.name}/"))
@@ -170,7 +178,8 @@ class Share:
         now_ns = time.time_ns()
         deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
         complete, indexed_any = True, False
-        for name, path, st in self._walk():
+        staged: list[tuple[str, str]] = []
+        for name, path, st in self._walk(staged):
             known = self._by_name.get(name)
             if known and known.mtime_ns == st.st_mtime_ns and known.inode == st.st_ino and known.manifest.size == st.st_size:
                 seen.add(name)
@@ -187,6 +196,8 @@ class Share:
             shared = self._index_file(name, Path(path), st)
             if shared is not None:
                 changes.added.append(shared)
+        for prefix, have_path in staged:
+            self._index_staged(prefix, Path(have_path), seen, changes)
         with self._lock:
             gone = [n for n in self._by_name if n not in seen]
             for name in gone:
@@ -220,6 +231,21 @@ class Share:
             self.cache.put(name, st, manifest)
         return SharedFile(name, path, st.st_mtime_ns, st.st_ino, manifest)
 
+    def _index_staged(self, prefix: str, have_path: Path, seen: set[str], changes: ShareChanges) -> None:
+        """A file being downloaded into the share is shared partially (its verified chunks), under
+        the name it will have; a whole file of that name comes first."""
+        found = StagedFile.find(have_path)
+        if found is None:
+            return
+        name = prefix + found.dest.name
+        if name in seen or name_problem(name) is not None:
+            return
+        seen.add(name)
+        known = self._by_name.get(name)
+        if known is not None and known.staged is not None and known.manifest.sha256 == found.manifest.sha256:
+            return  # shared partially already; which chunks it holds is read as they are asked for
+        changes.added.append(SharedFile(name, found.part_path, 0, 0, found.manifest, staged=found))
+
     def _add(self, shared: SharedFile) -> None:
         self._drop(shared.name)
         self._by_name[shared.name] = shared
@@ -247,6 +273,12 @@ class Share:
 
     # -- lookups -------------------------------------------------------------------------
     def files(self) -> list[SharedFile]:
+        """The whole files of the share."""
+        with self._lock:
+            return sorted((f for f in self._by_name.values() if f.staged is None), key=lambda f: f.name)
+
+    def published(self) -> list[SharedFile]:
+        """Everything published: the whole files and those still being downloaded here."""
         with self._lock:
             return sorted(self._by_name.values(), key=lambda f: f.name)
 
@@ -256,8 +288,8 @@ class Share:
 
     def by_sha256(self, sha256: str) -> SharedFile:
         with self._lock:
-            names = self._by_sha.get(sha256)
-            shared = next(iter(names.values())) if names else None
+            names = self._by_sha.get(sha256) or {}
+            shared = min(names.values(), key=lambda f: f.staged is not None, default=None)  # a whole one first
         if shared is None:
             raise NotFound(f"this peer does not share content {sha256}")
         return shared

@@ -40,6 +40,7 @@ class Source:
     peer_name: str
     address: str
     name: str
+    partial: bool = False  # holds only some chunks so far (still downloading it)
 
 
 @dataclass(frozen=True)
@@ -62,13 +63,20 @@ class OnlinePeer:
 
 
 def _remote_file(m: pb.FileMatch) -> RemoteFile:
-    sources = tuple(Source(s.peer_name, s.address, s.name) for s in m.sources)
+    sources = tuple(Source(s.peer_name, s.address, s.name, s.partial) for s in m.sources)
     return RemoteFile(m.sha256, m.name, m.size, m.chunk_size, m.chunk_list_sha256, sources)
 
 
 def _entry(f: SharedFile) -> pb.FileEntry:
     m = f.manifest
-    return pb.FileEntry(name=f.name, size=m.size, sha256=m.sha256, chunk_size=m.chunk_size, chunk_list_sha256=m.chunk_list_sha256)
+    return pb.FileEntry(
+        name=f.name,
+        size=m.size,
+        sha256=m.sha256,
+        chunk_size=m.chunk_size,
+        chunk_list_sha256=m.chunk_list_sha256,
+        partial=f.partial,
+    )
 
 
 class TrackerClient:

@@ -68,8 +68,8 @@ def _listing(found: list[RemoteFile]) -> str:
     return ", ".join(f"{f.name} ({f.sha256[:12]})" for f in found[:_LISTED])
 
 
-def connect(tracker: TrackerClient, peer_name: str, address: str) -> PeerConnection:
-    return PeerConnection(peer_name, address, lambda: tracker.ticket(peer_name), tracker.tls)
+def connect(tracker: TrackerClient, peer_name: str, address: str, partial: bool = False) -> PeerConnection:
+    return PeerConnection(peer_name, address, lambda: tracker.ticket(peer_name), tracker.tls, partial)
 
 
 def fetch(
@@ -92,9 +92,12 @@ def fetch(
         raise AlreadyExists(f"{dest} is a directory")
     if not replace and (dest.exists() or dest.is_symlink()):
         raise AlreadyExists(f"{dest} already exists with other content (--force replaces it)")
-    if not remote.sources:
+    # a partial source of this account is, as a rule, this very download seen by the serving
+    # peer whose share it goes into: it holds nothing this download lacks
+    listed = [s for s in remote.sources if not (s.partial and s.peer_name == tracker.name)]
+    if not listed:
         raise NotFound(f"no live peer has {remote.name}")
-    sources = [connect(tracker, s.peer_name, s.address) for s in remote.sources]
+    sources = [connect(tracker, s.peer_name, s.address, s.partial) for s in listed]
     wanted = Wanted(remote.sha256, remote.size, remote.chunk_size, remote.chunk_list_sha256)
     return download(wanted, sources, dest, on_progress, stall_seconds, Throttle(max_rate) if max_rate else None)
 

@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS files (
     sha256            TEXT NOT NULL,
     chunk_size        INTEGER NOT NULL,
     chunk_list_sha256 TEXT NOT NULL,
+    partial           INTEGER NOT NULL DEFAULT 0,  -- 1 while the peer is still downloading it
     UNIQUE (session_id, name)
 );
 CREATE INDEX IF NOT EXISTS files_by_sha256 ON files(sha256, session_id);

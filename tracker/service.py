@@ -34,7 +34,7 @@ def translate_errors(method: F) -> F:
 
 
 def _file_record(entry: pb.FileEntry) -> FileRecord:
-    return FileRecord(entry.name, entry.size, entry.sha256, entry.chunk_size, entry.chunk_list_sha256)
+    return FileRecord(entry.name, entry.size, entry.sha256, entry.chunk_size, entry.chunk_list_sha256, entry.partial)
 
 
 def _query_response(matches: list[Match], next_page_token: str) -> pb.QueryResponse:
@@ -45,7 +45,7 @@ def _query_response(matches: list[Match], next_page_token: str) -> pb.QueryRespo
             sha256=m.sha256, name=m.name, size=m.size, chunk_size=m.chunk_size, chunk_list_sha256=m.chunk_list_sha256
         )
         for s in m.sources:
-            found.sources.add(peer_name=s.peer_name, address=s.address, name=s.name)
+            found.sources.add(peer_name=s.peer_name, address=s.address, name=s.name, partial=s.partial)
     return response
 
 

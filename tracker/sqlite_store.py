@@ -71,6 +71,7 @@ class SqliteStore:
             writer = self._writer_conn()
             name_index.set_aside_old_postings(writer)
             writer.executescript(_schema())
+            _add_partial_column(writer)
             name_index.upgrade(writer)
         self._vocabulary = name_index.Vocabulary()
         with self._read() as c:
@@ -225,12 +226,12 @@ class SqliteStore:
         # in sha256 order, the files_by_sha256 index takes them page by page: 100,000 files insert
         # and commit ~30% faster than in the order they came (measured at a million files)
         rows = [
-            (last_id + 1 + i, session_id, f.name, f.name.lower(), f.size, f.sha256, f.chunk_size, f.chunk_list_sha256)
+            (last_id + 1 + i, session_id, f.name, f.name.lower(), f.size, f.sha256, f.chunk_size, f.chunk_list_sha256, f.partial)
             for i, f in enumerate(sorted(files, key=lambda record: record.sha256))
         ]
         c.executemany(
-            "INSERT INTO files(id, session_id, name, name_lower, size, sha256, chunk_size, chunk_list_sha256)"
-            " VALUES (?,?,?,?,?,?,?,?)",
+            "INSERT INTO files(id, session_id, name, name_lower, size, sha256, chunk_size, chunk_list_sha256, partial)"
+            " VALUES (?,?,?,?,?,?,?,?,?)",
             rows,
         )
 
@@ -365,7 +366,7 @@ class SqliteStore:
         if not contents:
             return [], []
         marks = ",".join("?" * len(contents))
-        columns = ["f.sha256", "f.name", "f.size", "f.chunk_size", "f.chunk_list_sha256", "s.account", "s.address"]
+        columns = ["f.sha256", "f.name", "f.size", "f.chunk_size", "f.chunk_list_sha256", "s.account", "s.address", "f.partial"]
         rest = f"FROM files f JOIN sessions s ON s.id = f.session_id WHERE f.sha256 IN ({marks})"
         rest += " AND s.expires_at > ? AND s.address <> ''"
         if len(contents) > PACK_ABOVE:
@@ -469,10 +470,23 @@ def _match(rows: list[Sequence]) -> Match:
     else:
         chunking = Counter((r[3], r[4]) for r in rows).most_common(1)[0][0]
         agreeing = [r for r in rows if (r[3], r[4]) == chunking]
-    sources = [Source(peer_name=r[5], address=r[6], name=r[1]) for r in agreeing]
-    if len(sources) > MAX_SOURCES_PER_MATCH:
-        sources = random.sample(sources, MAX_SOURCES_PER_MATCH)
+    sources = [Source(peer_name=r[5], address=r[6], name=r[1], partial=bool(r[7])) for r in agreeing]
+    whole, partial = [s for s in sources if not s.partial], [s for s in sources if s.partial]
+    if len(sources) > MAX_SOURCES_PER_MATCH:  # a sample spreads a popular content's load
+        whole = random.sample(whole, min(len(whole), MAX_SOURCES_PER_MATCH))
+        partial = random.sample(partial, min(len(partial), MAX_SOURCES_PER_MATCH - len(whole)))
     first = agreeing[0]
     return Match(
-        sha256=first[0], name=first[1], size=first[2], chunk_size=chunking[0], chunk_list_sha256=chunking[1], sources=sources
+        sha256=first[0],
+        name=first[1],
+        size=first[2],
+        chunk_size=chunking[0],
+        chunk_list_sha256=chunking[1],
+        sources=whole + partial,  # those holding it whole first
     )
+
+
+def _add_partial_column(c: sqlite3.Connection) -> None:
+    """Databases of earlier versions have no files.partial: add it (instant: a constant default)."""
+    if "partial" not in {row[1] for row in c.execute("PRAGMA table_info(files)")}:
+        c.execute("ALTER TABLE files ADD COLUMN partial INTEGER NOT NULL DEFAULT 0")

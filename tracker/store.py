@@ -57,6 +57,7 @@ class FileRecord:
     sha256: str
     chunk_size: int
     chunk_list_sha256: str
+    partial: bool = False  # the peer is still downloading it and holds only some chunks
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Source:
     peer_name: str
     address: str
     name: str
+    partial: bool = False  # holds only some chunks so far
 
 
 @dataclass(frozen=True)

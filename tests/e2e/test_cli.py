@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -407,3 +408,39 @@ def test_status_of_a_serving_peer(cluster):
     assert (row["files"], row["bytes"], row["chunks_served"], row["max_serve_rate"]) == (1, 5, 1, 20 << 20)
     gone = cluster.peer("status", "nobody")
     assert gone.returncode == 1 and "peer 'nobody' is not online" in gone.stderr and gone.stderr.count("\n") == 1
+
+
+def test_peers_still_downloading_a_file_serve_its_chunks_to_each_other(cluster):
+    """BitTorrent's swarming: a peer fetching a file into its share serves the chunks it has
+    verified before it has them all, so a second downloader takes part of the file from it and
+    not everything from the one (slow) seed."""
+    seed = cluster.serve("seed", "--max-serve-rate", "4M")
+    digest = big_file(seed / "movie.bin", 24 * MiB, "movie")
+    wait_for(lambda: cluster.search("movie.bin"), timeout=30, what="movie.bin to be published")
+    bob_share = cluster.serve("bob")
+    bob_get = subprocess.Popen(
+        [str(BIN / "p2p-peer"), "--name", "bob", "get", "movie.bin", "-o", str(bob_share / "movie.bin")],
+        env=cluster.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        partial = lambda: [p for r in cluster.search("movie.bin") for p in r["peers"] if p["name"] == "bob" and p["partial"]]  # noqa: E731
+        wait_for(partial, timeout=30, interval=0.2, what="bob listed as a partial source")
+        table = cluster.peer("search", "movie.bin")
+        assert "1 (+1 downloading)" in table.stdout, table.stdout
+        out = cluster.peer("get", "movie.bin", "-o", "carol.bin", name="carol")
+        assert out.returncode == 0, out.stderr
+        assert hashlib.sha256((cluster.work / "carol.bin").read_bytes()).hexdigest() == digest
+        from_bob = re.search(r"\bbob:(\d+)", out.stdout)
+        assert from_bob and int(from_bob[1]) > 0, out.stdout  # chunks bob had verified went from bob to carol
+        _, bob_err = bob_get.communicate(timeout=120)
+        assert bob_get.returncode == 0, bob_err
+    finally:
+        if bob_get.poll() is None:
+            bob_get.kill()
+            bob_get.wait()
+    assert hashlib.sha256((bob_share / "movie.bin").read_bytes()).hexdigest() == digest
+    whole = lambda: [p for r in cluster.search("movie.bin") for p in r["peers"] if p["name"] == "bob" and not p["partial"]]  # noqa: E731
+    wait_for(whole, timeout=30, interval=0.2, what="bob listed with the whole file")

@@ -342,3 +342,43 @@ def test_a_downloader_that_freezes_loses_its_slot_to_keepalive(start_peer_at, cl
 
 def frozen_state(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("T")
+
+
+def test_a_file_being_downloaded_into_the_share_is_served_as_far_as_it_is_verified(start_peer_at, client, tmp_path):
+    from peer import chunking
+    from peer.chunk_store import PartialFile
+    from peer.manifest import Manifest
+
+    node = start_peer_at("midway", {})
+    data = os.urandom(4 * 64 * 1024)
+    source = tmp_path / "movie.bin"
+    source.write_bytes(data)
+    manifest = Manifest.from_hashes(chunking.hash_file(source, chunk_size=64 * 1024))
+    chunk = lambda i: data[i * 64 * 1024 : (i + 1) * 64 * 1024]  # noqa: E731
+    partial = PartialFile(node.share.root / "films" / "movie.bin", manifest)  # as a `get` into the share does
+    partial.write_chunk(0, chunk(0))
+    partial.write_chunk(2, chunk(2))
+
+    def sources() -> list[tuple[str, bool]]:
+        found = client.query(sha256=manifest.sha256)
+        return [(s.peer_name, s.partial) for f in found for s in f.sources]
+
+    wait_for(lambda: sources() == [("midway", True)], timeout=15, what="the partial file on the tracker")
+    channel = grpc.insecure_channel(f"127.0.0.1:{node.port}")
+    stub, md = peer_pb2_grpc.PeerServiceStub(channel), bearer_metadata(client.ticket("midway"))
+    try:
+        ask = pb.DownloadRequest(sha256=manifest.sha256, chunk_indexes=[0, 1, 2])
+        answers = list(stub.Download(iter([ask]), metadata=md, timeout=5))
+        assert [(a.index, a.data, a.not_held) for a in answers] == [(0, chunk(0), False), (1, b"", True), (2, chunk(2), False)]
+        assert answers[1].held_chunks == bytes([0b0101])  # chunks 0 and 2
+        got = stub.GetManifest(pb.GetManifestRequest(sha256=manifest.sha256), metadata=md, timeout=5)
+        assert tuple(got.chunk_digests) == manifest.chunk_digests
+        partial.write_chunk(1, chunk(1))  # the download goes on: asked again, chunk 1 is served
+        (again,) = stub.Download(iter([pb.DownloadRequest(sha256=manifest.sha256, chunk_indexes=[1])]), metadata=md, timeout=5)
+        assert (again.index, again.data, again.not_held) == (1, chunk(1), False)
+        partial.write_chunk(3, chunk(3))
+        partial.finish()  # complete: published whole under the same name
+        wait_for(lambda: sources() == [("midway", False)], timeout=15, what="the whole file on the tracker")
+        assert (node.share.root / "films" / "movie.bin").read_bytes() == data
+    finally:
+        channel.close()

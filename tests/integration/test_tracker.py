@@ -180,6 +180,43 @@ def test_same_content_from_several_peers_is_one_match(client_factory):
     assert sorted(s.peer_name for s in reply.files[0].sources) == ["alice", "bob", "carol"]
 
 
+def test_peers_still_downloading_are_listed_as_partial_sources_after_whole_ones(client_factory):
+    for i, (name, partial) in enumerate([("alice", True), ("bob", False), ("carol", True)]):
+        c = client_factory()
+        c.login(name, address=f"127.0.0.1:{7001 + i}")
+        entry = file_entry("movie.mkv", b"the movie")
+        entry.partial = partial
+        c.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[entry]))
+    (match,) = c.query("movie").files
+    assert [(s.peer_name, s.partial) for s in match.sources] == [("bob", False), ("alice", True), ("carol", True)]
+    done = file_entry("movie.mkv", b"the movie")  # carol's download completed: published whole
+    c.send_index(tpb.SendIndexRequest(mode=UPDATE, add=[done]))
+    (match,) = c.query("movie").files
+    assert sorted((s.peer_name, s.partial) for s in match.sources) == [("alice", True), ("bob", False), ("carol", False)]
+
+
+def test_a_database_of_an_earlier_version_gains_the_partial_column(tmp_path):
+    from tracker.sqlite_store import SqliteStore
+    from tracker.store import FileRecord, Query
+
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as c:  # the files table as versions before partial sources made it
+        c.executescript(
+            "CREATE TABLE files (id INTEGER PRIMARY KEY, session_id INTEGER NOT NULL, name TEXT NOT NULL,"
+            " name_lower TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL, chunk_size INTEGER NOT NULL,"
+            " chunk_list_sha256 TEXT NOT NULL, UNIQUE (session_id, name));"
+        )
+    store = SqliteStore(str(db))
+    try:
+        store.add_account("alice", "hash")
+        session = store.open_session("alice", "t" * 64, "127.0.0.1:1", time.time() + 60, time.time())
+        store.replace_index(session.id, [FileRecord("a.bin", 1, "a" * 64, 1 << 20, "b" * 64, partial=True)])
+        (match,) = store.query(Query(sha256="a" * 64), time.time())
+        assert match.sources[0].partial is True
+    finally:
+        store.close()
+
+
 def test_client_only_sessions_cannot_publish(client_factory):
     c = client_factory()
     c.login("bob")

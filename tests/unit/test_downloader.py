@@ -10,8 +10,9 @@ import pytest
 
 from p2p_common.errors import P2PError, Unavailable
 from peer import chunking
+from peer.availability import ChunkMap, NotHeld
 from peer.chunk_store import PartialFile, Write, staging_paths
-from peer.downloader import Download, Wanted
+from peer.downloader import WINDOW, Download, Wanted
 from peer.manifest import Manifest
 from peer.sha256_chain import Sha256Chain
 from tests.helpers import wait_for
@@ -71,7 +72,12 @@ class MemoryStream:
             if self.closed or not self.asked:
                 raise P2PError("stream closed")
             index = self.asked.pop(0)
+        holds = self.source.holds
+        if holds is not None and index not in holds:
+            self.source.not_held += 1
+            raise NotHeld(index, ChunkMap.of(set(holds), self.source._manifest.chunk_count))
         self.source.served += 1
+        self.source.delivered.append(index)
         self.source.started.set()
         if self.source.die_after is not None and self.source.served > self.source.die_after:
             self.source.gone.set()
@@ -102,6 +108,7 @@ class MemorySource:
         after: threading.Event | None = None,
         freeze_after: int | None = None,
         unreachable: threading.Event | None = None,
+        holds: set[int] | None = None,
     ):
         self.label, self.data, self._manifest = label, data, manifest
         self.corrupt, self.die_after, self.served = corrupt, die_after, 0
@@ -109,6 +116,10 @@ class MemorySource:
         self.started, self.gone = threading.Event(), threading.Event()  # served a chunk; went away
         self.freeze_after, self.frozen = freeze_after, threading.Event()
         self.unreachable = unreachable  # its manifest waits for this (a dropped SYN: only a timeout ends it)
+        self.holds = holds  # a partial source: the chunks it holds (a test may add to them meanwhile)
+        self.partial = holds is not None
+        self.not_held = 0  # answers "not held yet"
+        self.delivered: list[int] = []  # chunk indexes sent, in order
 
     def manifest(self, sha256: str, timeout: float) -> Manifest:
         if self.unreachable is not None:
@@ -222,7 +233,7 @@ def test_only_a_source_that_has_delivered_gets_endgame_copies(tmp_path):
     from peer.downloader import _Schedule
 
     m, _ = make(DATA)
-    schedule = _Schedule(PartialFile(tmp_path / "out", m))
+    schedule = _Schedule(PartialFile(tmp_path / "out", m), set())
     first = schedule.take("answers")
     schedule.done(first, "answers", CHUNK, first=True)  # it has delivered
     while len(schedule.pending) > 3:
@@ -233,6 +244,78 @@ def test_only_a_source_that_has_delivered_gets_endgame_copies(tmp_path):
     copies = [schedule.take("answers") for _ in range(3)]
     assert copies == silent  # the answering source can still fetch every one of them
     schedule.partial.close()
+
+
+def test_a_partial_source_is_asked_for_what_it_holds_and_whole_sources_for_the_rest_first(tmp_path):
+    from peer.downloader import _Schedule
+
+    m, _ = make(DATA)
+    schedule = _Schedule(PartialFile(tmp_path / "out", m), {"partial"})
+    evens = {i for i in range(m.chunk_count) if i % 2 == 0}
+    first = schedule.take("partial")  # nothing heard of it yet: asked as if it held everything
+    assert first is not None
+    schedule.give_back("partial", [first])  # as a "not held" answer does, with its chunk map:
+    schedule.heard("partial", ChunkMap.of(evens, m.chunk_count))
+    odds = m.chunk_count - len(evens)
+    assert all(schedule.take("whole") % 2 == 1 for _ in range(odds))  # rarest first: no partial source has them
+    taken = [schedule.take("partial") for _ in range(len(evens))]
+    assert sorted(taken) == sorted(evens)
+    schedule.give_back("whole", [1])  # the whole source was dropped: chunk 1 is to fetch again
+    assert schedule.take("partial") == 1  # nothing it holds is left: asked beyond its map (a probe)
+    schedule.give_back("partial", [1])  # "not held" again
+    assert schedule.take("partial") is None  # and not asked again before PROBE_SECONDS
+    schedule.partial.close()
+
+
+def test_whole_and_partial_sources_together(tmp_path):
+    m, wanted = make(DATA)
+    evens = {i for i in range(m.chunk_count) if i % 2 == 0}
+    partial = MemorySource("partial", DATA, m, holds=evens)
+    whole = MemorySource("whole", DATA, m, after=partial.started)  # starts once the partial one has served
+    result = Download(wanted, [whole, partial], tmp_path / "out").run()
+    assert (tmp_path / "out").read_bytes() == DATA
+    assert partial.delivered and set(partial.delivered) <= evens
+    assert result.per_source["partial"] > 0 and not result.dropped
+    assert partial.not_held <= WINDOW + 2  # its first window (asked blind) tells its map, then only what it holds
+
+
+def test_partial_sources_alone_complete_a_file_between_them(tmp_path):
+    m, wanted = make(DATA)
+    first_half = set(range(m.chunk_count // 2))
+    sources = [
+        MemorySource("front", DATA, m, holds=first_half),
+        MemorySource("back", DATA, m, holds=set(range(m.chunk_count)) - first_half),
+    ]
+    result = Download(wanted, sources, tmp_path / "out").run()
+    assert (tmp_path / "out").read_bytes() == DATA
+    assert result.per_source == {"front": len(first_half), "back": m.chunk_count - len(first_half)}
+
+
+def test_a_partial_source_is_asked_again_as_it_gets_more(tmp_path):
+    m, wanted = make(DATA)
+    holds = set(range(10))
+    growing = MemorySource("growing", DATA, m, holds=holds)
+
+    def download_on() -> None:  # the peer's own download goes on once the first ten were taken
+        wait_for(lambda: len(growing.delivered) >= 10, timeout=20, interval=0.01, what="the first ten chunks")
+        holds.update(range(m.chunk_count))
+
+    thread = threading.Thread(target=download_on)
+    thread.start()
+    result = Download(wanted, [growing], tmp_path / "out", stall_seconds=20).run()
+    thread.join()
+    assert (tmp_path / "out").read_bytes() == DATA
+    assert result.per_source == {"growing": m.chunk_count} and growing.not_held >= 1
+
+
+def test_partial_sources_that_lack_the_rest_end_the_download_resumably(tmp_path):
+    m, wanted = make(DATA)
+    half = MemorySource("half", DATA, m, holds=set(range(20)))
+    with pytest.raises(Unavailable, match=r"held none of the chunks still missing for 0\.5 s"):
+        Download(wanted, [half], tmp_path / "out", stall_seconds=0.5).run()
+    result = Download(wanted, [MemorySource("whole", DATA, m)], tmp_path / "out").run()
+    assert (tmp_path / "out").read_bytes() == DATA
+    assert result.chunks_reused == 20 and result.chunks_fetched == m.chunk_count - 20
 
 
 def test_a_rate_cap_spaces_what_all_sources_together_deliver(tmp_path):

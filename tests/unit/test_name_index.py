@@ -26,7 +26,7 @@ def _database() -> sqlite3.Connection:
 
 
 def _add_file(c: sqlite3.Connection, file_id: int, name: str) -> None:
-    c.execute("INSERT INTO files VALUES (?, 1, ?, ?, 1, ?, 65536, ?)", (file_id, name, name.lower(), "0" * 64, "0" * 64))
+    c.execute("INSERT INTO files VALUES (?, 1, ?, ?, 1, ?, 65536, ?, 0)", (file_id, name, name.lower(), "0" * 64, "0" * 64))
 
 
 def test_vocabulary_counts_postings_and_forgets_pruned_ones():

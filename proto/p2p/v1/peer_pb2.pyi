@@ -33,12 +33,16 @@ class DownloadRequest(_message.Message):
     def __init__(self, sha256: _Optional[str] = ..., chunk_indexes: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class DownloadResponse(_message.Message):
-    __slots__ = ("index", "data")
+    __slots__ = ("index", "data", "not_held", "held_chunks")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    NOT_HELD_FIELD_NUMBER: _ClassVar[int]
+    HELD_CHUNKS_FIELD_NUMBER: _ClassVar[int]
     index: int
     data: bytes
-    def __init__(self, index: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+    not_held: bool
+    held_chunks: bytes
+    def __init__(self, index: _Optional[int] = ..., data: _Optional[bytes] = ..., not_held: _Optional[bool] = ..., held_chunks: _Optional[bytes] = ...) -> None: ...
 
 class UploadOffer(_message.Message):
     __slots__ = ("name", "size", "sha256", "chunk_size", "chunk_digests")

@@ -77,7 +77,8 @@ class PeerServiceServicer:
         """Download streams chunks of one file. The first request names the file; every request
         (the first included) may ask for more chunk indexes, and the server answers each index
         with one response, in the order asked. The caller keeps the stream open as long as it
-        wants chunks and closes it when done.
+        wants chunks and closes it when done. A peer still downloading the file itself (a
+        partial source) answers an index it does not hold yet with not_held and its chunk map.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -47,18 +47,20 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, lease_seconds: _Optional[int] = ...) -> None: ...
 
 class FileEntry(_message.Message):
-    __slots__ = ("name", "size", "sha256", "chunk_size", "chunk_list_sha256")
+    __slots__ = ("name", "size", "sha256", "chunk_size", "chunk_list_sha256", "partial")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
     CHUNK_LIST_SHA256_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
     name: str
     size: int
     sha256: str
     chunk_size: int
     chunk_list_sha256: str
-    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., chunk_size: _Optional[int] = ..., chunk_list_sha256: _Optional[str] = ...) -> None: ...
+    partial: bool
+    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., chunk_size: _Optional[int] = ..., chunk_list_sha256: _Optional[str] = ..., partial: _Optional[bool] = ...) -> None: ...
 
 class SendIndexRequest(_message.Message):
     __slots__ = ("mode", "add", "remove")
@@ -89,14 +91,16 @@ class QueryRequest(_message.Message):
     def __init__(self, name_pattern: _Optional[str] = ..., sha256: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class Source(_message.Message):
-    __slots__ = ("peer_name", "address", "name")
+    __slots__ = ("peer_name", "address", "name", "partial")
     PEER_NAME_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
     peer_name: str
     address: str
     name: str
-    def __init__(self, peer_name: _Optional[str] = ..., address: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+    partial: bool
+    def __init__(self, peer_name: _Optional[str] = ..., address: _Optional[str] = ..., name: _Optional[str] = ..., partial: _Optional[bool] = ...) -> None: ...
 
 class FileMatch(_message.Message):
     __slots__ = ("sha256", "name", "size", "chunk_size", "chunk_list_sha256", "sources")
