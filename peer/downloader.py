@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import queue
 import random
 import threading
@@ -26,7 +27,11 @@ from peer.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
-WINDOW = 8  # chunks asked ahead per source: keeps the stream busy across the round trip
+WINDOW = 8  # chunks asked ahead per source at most: keeps the stream busy across the round trip
+# A slower source is asked ahead for what it delivers in this long (at least 2 chunks): chunks
+# asked of it wait there, unavailable to the other sources, and, from a seed that other
+# downloaders share, may leave it in vain (another downloader's copy reached this one first).
+WINDOW_SECONDS = 0.25
 # Sources streamed from at once; the others wait as spares and step in when one is dropped. Like a
 # BitTorrent client's active peers: past a few, another stream adds no speed, only a window of
 # buffered chunks, a channel and a thread (a popular file can list 64 sources).
@@ -38,9 +43,13 @@ MANIFEST_HEDGE = 1.0  # seconds without an answer before the next source is aske
 # network went silent without a reset (a laptop asleep, a Wi-Fi gone), never fails its stream: TCP
 # would retry for a quarter of an hour. A chunk (1 MiB) takes 60 s only below ~17 KiB/s.
 STALL_SECONDS = 60.0
-# A partial source (a peer still downloading the file) is asked again for a chunk it did not hold
-# this often, to learn what it has verified since (its answer carries its whole chunk map).
-PROBE_SECONDS = 2.0
+# A partial source (a peer still downloading the file) is asked for a chunk beyond its chunk map
+# this often, to learn what it has verified since (its "not held" answer carries its whole map):
+# with a stale map, whole sources are asked for chunks it could give.
+PROBE_SECONDS = 1.0
+# How often the tracker is asked again for the file's sources while it downloads: peers that
+# started the same download meanwhile (partial sources) or finished it join as sources.
+REFRESH_SECONDS = 3.0
 
 
 class ChunkStreamLike(Protocol):
@@ -155,7 +164,7 @@ class _Schedule:
     Each download starts at a chunk of its own (at random) and goes round: downloads of one file
     from one source hold different chunks early on, which they can then swap. A partial source
     is asked only for chunks its chunk map lists, and a whole source first for chunks no partial
-    source holds (rarest first, as BitTorrent clients pick pieces).
+    source holds, at random among them (rarest first, as BitTorrent clients pick pieces).
     """
 
     def __init__(self, partial: PartialFile, partial_sources: set[str]):
@@ -206,15 +215,18 @@ class _Schedule:
             self.pending.popleft()  # held by now (an endgame copy came first)
         held = self.maps.get(label)
         if held is not None:
-            found = next((i for i in self.pending if i in held and not self.partial.has(i)), None)
+            found = None
             now = time.monotonic()
-            if found is None and self.pending and now - self.probed.get(label, 0.0) >= PROBE_SECONDS:
-                self.probed[label] = now  # ask beyond its map: the chunk, or what it holds now
-                found = self.pending[-1]
+            if now - self.probed.get(label, 0.0) >= PROBE_SECONDS:  # ask beyond its map: the chunk, or what it holds now
+                found = next((i for i in reversed(self.pending) if i not in held and not self.partial.has(i)), None)
+                self.probed[label] = now
+            if found is None:
+                found = next((i for i in self.pending if i in held and not self.partial.has(i)), None)
         elif self.covered and label not in self.partial_sources:
-            found = next((i for i in self.pending if i not in self.covered and not self.partial.has(i)), None)
-            if found is None and self.pending:
-                found = self.pending[0]
+            # rarest first, and at random among those: taken in order, two downloads whose own chunks
+            # meet would both ask the seed for the same next ones (as BitTorrent clients pick pieces)
+            rarest = [i for i in self.pending if i not in self.covered and not self.partial.has(i)]
+            found = random.choice(rarest) if rarest else self.pending[0] if self.pending else None
         else:
             return self.pending.popleft() if self.pending else None
         if found is not None:
@@ -278,6 +290,8 @@ class Download:
         max_sources: int | None = None,  # MAX_ACTIVE_SOURCES
         stall_seconds: float = STALL_SECONDS,
         throttle: Throttle | None = None,  # the rate all sources together may deliver at
+        find_sources: Callable[[], Sequence[ChunkSource]] | None = None,  # the sources listed now
+        refresh_seconds: float = REFRESH_SECONDS,
     ):
         if not sources:
             raise NotFound(f"no live peer has {wanted.sha256[:16]}")
@@ -289,6 +303,10 @@ class Download:
         self.max_sources = max_sources or MAX_ACTIVE_SOURCES
         self.stall_seconds = stall_seconds
         self.throttle = throttle
+        self.find_sources = find_sources
+        self.refresh_seconds = refresh_seconds
+        self._found: queue.SimpleQueue[Sequence[ChunkSource]] = queue.SimpleQueue()  # from refreshes
+        self._refreshing = threading.Event()  # a refresh is under way
         self._owed_since: dict[str, tuple[float, ChunkStreamLike]] = {}  # waiting for a chunk asked for
         self._stalled: dict[str, str] = {}  # sources cut off for silence, and why
         self.dropped: dict[str, str] = {}
@@ -347,16 +365,49 @@ class Download:
     def _wait(self, schedule: _Schedule) -> None:
         """Until complete, or no source is left, or writing failed; reports progress 20 times a
         second and cuts off sources that went silent."""
+        next_refresh = time.monotonic() + self.refresh_seconds
         while True:
             with schedule.cond:
                 if schedule.partial.complete or self._active == 0 or self._fatal is not None:
                     break
                 schedule.cond.wait(0.05)
             self._cut_off_silent_sources()
+            if self.find_sources is not None and time.monotonic() >= next_refresh and not self._refreshing.is_set():
+                self._refreshing.set()
+                threading.Thread(target=self._refresh, args=(self.find_sources,), name="refresh", daemon=True).start()
+                next_refresh = time.monotonic() + self.refresh_seconds
+            while not self._found.empty():
+                self._add_sources(self._found.get(), schedule)
             if self.on_progress:  # outside the lock: drawing never holds up the workers
                 self.on_progress(Progress(self.wanted.size, schedule.partial.bytes_held, self._active, schedule.received))
         if self.on_progress:
             self.on_progress(Progress(self.wanted.size, schedule.partial.bytes_held, self._active, schedule.received))
+
+    def _refresh(self, find_sources: Callable[[], Sequence[ChunkSource]]) -> None:
+        """On a thread of its own: a slow tracker never holds up progress or the stall cut-off."""
+        try:
+            self._found.put(find_sources())
+        except Exception as exc:  # the tracker being away does not stop a download
+            log.info("could not refresh the sources: %s", exc)
+        finally:
+            self._refreshing.clear()
+
+    def _add_sources(self, found: Sequence[ChunkSource], schedule: _Schedule) -> None:
+        """Sources listed since the download started stream at once, or wait as spares."""
+        known = {s.label for s in self.sources}
+        with schedule.cond:
+            for source in found:
+                if source.label in known or source.label in self.dropped or self._stop.is_set():
+                    source.close()
+                    continue
+                known.add(source.label)
+                self.sources.append(source)
+                if source.partial:
+                    schedule.partial_sources.add(source.label)
+                if self._active < self.max_sources:
+                    self._start_receiver(source, schedule)
+                else:
+                    self._spares.append(source)
 
     def _cut_off_silent_sources(self) -> None:
         now = time.monotonic()
@@ -376,6 +427,8 @@ class Download:
         asked: deque[int] = deque()
         stream: ChunkStreamLike | None = None
         idle_since = time.monotonic()  # since the last chunk this source delivered
+        arrivals: deque[float] = deque(maxlen=self.window)  # when its last chunks came in
+        window = self.window
         try:
             stream = source.chunk_stream(self.wanted.sha256)
             self._streams.append(stream)
@@ -385,7 +438,7 @@ class Download:
                 # refill only once half the window came in: one request for several chunks, not
                 # one a chunk, spares both ends ~10-15% of their CPU (measured on 1 GiB)
                 batch: list[int] = []
-                while len(asked) <= self.window // 2 and len(asked) + len(batch) < self.window:
+                while len(asked) <= window // 2 and len(asked) + len(batch) < window:
                     index = schedule.take(source.label)
                     if index is None:
                         break
@@ -416,6 +469,10 @@ class Download:
                     schedule.give_back(source.label, [index])
                     continue
                 idle_since = time.monotonic()
+                arrivals.append(idle_since)
+                if len(arrivals) == arrivals.maxlen and arrivals[-1] > arrivals[0]:
+                    rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])  # chunks a second
+                    window = max(2, min(self.window, math.ceil(rate * WINDOW_SECONDS)))
                 self._received.put((source.label, index, data))
         except P2PError as exc:
             if not self._stop.is_set():
@@ -474,9 +531,14 @@ def download(
     on_progress: Callable[[Progress], None] | None = None,
     stall_seconds: float = STALL_SECONDS,
     throttle: Throttle | None = None,
+    find_sources: Callable[[], Sequence[ChunkSource]] | None = None,
 ) -> DownloadResult:
-    """Fetch wanted into dest from sources; the file appears only complete and verified."""
-    result = Download(wanted, sources, dest, on_progress, stall_seconds=stall_seconds, throttle=throttle).run()
+    """Fetch wanted into dest from sources (and those find_sources lists later); the file appears
+    only complete and verified."""
+    download_ = Download(
+        wanted, sources, dest, on_progress, stall_seconds=stall_seconds, throttle=throttle, find_sources=find_sources
+    )
+    result = download_.run()
     if result.size != wanted.size:
         raise DataLoss(f"{dest} has {result.size} bytes, expected {wanted.size}")
     return result

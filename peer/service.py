@@ -122,13 +122,15 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         except P2PError as exc:
             abort_with(context, exc)
 
-    def _wait_for_budget(self, size: int, context: grpc.ServicerContext) -> None:
-        """Hold a chunk back as long as the serve rate asks; a cancelled stream stops waiting."""
+    def _wait_for_budget(self, size: int, context: grpc.ServicerContext) -> bool:
+        """Hold a chunk back as long as the serve rate asks; False when the caller went away
+        meanwhile (a finished download cancels the chunks it still had asked for)."""
         if self._throttle is None:
-            return
+            return True
         deadline = time.monotonic() + self._throttle.take(size)
         while (left := deadline - time.monotonic()) > 0 and context.is_active():
             time.sleep(min(left, 0.5))
+        return context.is_active()
 
     def _serve_chunks(self, request_iterator: Iterator[pb.DownloadRequest], context: grpc.ServicerContext) -> Iterator[bytes]:
         """Each requested chunk of the file the first request names, read as it is asked for."""
@@ -149,7 +151,8 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                     if index >= m.chunk_count:
                         raise InvalidArgument(f"chunk {index} is out of range: {shared.name} has {m.chunk_count} chunks")
                     if staged is None:
-                        self._wait_for_budget(m.chunk_length(index), context)
+                        if not self._wait_for_budget(m.chunk_length(index), context):
+                            return
                         data = os.pread(fd, m.chunk_length(index), index * m.chunk_size)
                         if len(data) != m.chunk_length(index):
                             raise DataLoss(f"{shared.name} was truncated while being served")
@@ -160,7 +163,8 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                         if chunk is None:
                             yield encode_not_held(index, ChunkMap.of(held, m.chunk_count))
                             continue
-                        self._wait_for_budget(len(chunk), context)
+                        if not self._wait_for_budget(len(chunk), context):
+                            return
                         data = chunk
                     with self._tally_lock:
                         self._chunks_served += 1

@@ -92,14 +92,30 @@ def fetch(
         raise AlreadyExists(f"{dest} is a directory")
     if not replace and (dest.exists() or dest.is_symlink()):
         raise AlreadyExists(f"{dest} already exists with other content (--force replaces it)")
-    # a partial source of this account is, as a rule, this very download seen by the serving
-    # peer whose share it goes into: it holds nothing this download lacks
-    listed = [s for s in remote.sources if not (s.partial and s.peer_name == tracker.name)]
-    if not listed:
+    sources = _sources(tracker, remote)
+    if not sources:
         raise NotFound(f"no live peer has {remote.name}")
-    sources = [connect(tracker, s.peer_name, s.address, s.partial) for s in listed]
     wanted = Wanted(remote.sha256, remote.size, remote.chunk_size, remote.chunk_list_sha256)
-    return download(wanted, sources, dest, on_progress, stall_seconds, Throttle(max_rate) if max_rate else None)
+
+    def listed_now() -> list[PeerConnection]:  # peers that started or finished this download since
+        for found in tracker.query(sha256=remote.sha256, limit=1):
+            if (found.sha256, found.chunk_size, found.chunk_list_sha256) == (
+                wanted.sha256,
+                wanted.chunk_size,
+                wanted.chunk_list_sha256,
+            ):
+                return _sources(tracker, found)
+        return []
+
+    throttle = Throttle(max_rate) if max_rate else None
+    return download(wanted, sources, dest, on_progress, stall_seconds, throttle, find_sources=listed_now)
+
+
+def _sources(tracker: TrackerClient, remote: RemoteFile) -> list[PeerConnection]:
+    """Connections (not made yet) to remote's sources. A partial source of this account is, as a
+    rule, this very download seen by the serving peer whose share it goes into: left out."""
+    listed = [s for s in remote.sources if not (s.partial and s.peer_name == tracker.name)]
+    return [connect(tracker, s.peer_name, s.address, s.partial) for s in listed]
 
 
 @dataclass(frozen=True)

@@ -444,3 +444,37 @@ def test_peers_still_downloading_a_file_serve_its_chunks_to_each_other(cluster):
     assert hashlib.sha256((bob_share / "movie.bin").read_bytes()).hexdigest() == digest
     whole = lambda: [p for r in cluster.search("movie.bin") for p in r["peers"] if p["name"] == "bob" and not p["partial"]]  # noqa: E731
     wait_for(whole, timeout=30, interval=0.2, what="bob listed with the whole file")
+
+
+def test_downloads_started_together_find_each_other_and_swap_chunks(cluster):
+    """A flash crowd: neither download is listed when the other starts; each learns of the other
+    when it asks the tracker again (every few seconds) and takes chunks from it."""
+    seed = cluster.serve("seed", "--max-serve-rate", "4M")
+    digest = big_file(seed / "album.bin", 24 * MiB, "album")
+    wait_for(lambda: cluster.search("album.bin"), timeout=30, what="album.bin to be published")
+    shares = {name: cluster.serve(name) for name in ("bob", "dave")}
+    gets = {
+        name: subprocess.Popen(
+            [str(BIN / "p2p-peer"), "--name", name, "get", "album.bin", "-o", str(share / "album.bin")],
+            env=cluster.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, share in shares.items()
+    }
+    said = {}
+    try:
+        for name, proc in gets.items():
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+            said[name] = out
+    finally:
+        for proc in gets.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    for name, other in (("bob", "dave"), ("dave", "bob")):
+        assert hashlib.sha256((shares[name] / "album.bin").read_bytes()).hexdigest() == digest
+        from_other = re.search(rf"\b{other}:(\d+)", said[name])
+        assert from_other and int(from_other[1]) > 0, said[name]

@@ -12,7 +12,7 @@ from p2p_common.errors import P2PError, Unavailable
 from peer import chunking
 from peer.availability import ChunkMap, NotHeld
 from peer.chunk_store import PartialFile, Write, staging_paths
-from peer.downloader import WINDOW, Download, Wanted
+from peer.downloader import PROBE_SECONDS, WINDOW, Download, Wanted
 from peer.manifest import Manifest
 from peer.sha256_chain import Sha256Chain
 from tests.helpers import wait_for
@@ -54,6 +54,8 @@ class MemoryStream:
     def ask(self, indexes: list[int]) -> None:
         with self.cond:
             self.asked.extend(indexes)
+            if self.source.served >= 9:
+                self.source.most_asked_ahead = max(self.source.most_asked_ahead, len(self.asked))
             self.cond.notify_all()
 
     def next_chunk(self) -> tuple[int, bytes]:
@@ -72,6 +74,7 @@ class MemoryStream:
             if self.closed or not self.asked:
                 raise P2PError("stream closed")
             index = self.asked.pop(0)
+        time.sleep(self.source.delay)
         holds = self.source.holds
         if holds is not None and index not in holds:
             self.source.not_held += 1
@@ -109,6 +112,7 @@ class MemorySource:
         freeze_after: int | None = None,
         unreachable: threading.Event | None = None,
         holds: set[int] | None = None,
+        delay: float = 0.0,
     ):
         self.label, self.data, self._manifest = label, data, manifest
         self.corrupt, self.die_after, self.served = corrupt, die_after, 0
@@ -120,6 +124,8 @@ class MemorySource:
         self.partial = holds is not None
         self.not_held = 0  # answers "not held yet"
         self.delivered: list[int] = []  # chunk indexes sent, in order
+        self.delay = delay  # seconds each chunk takes (a slow peer)
+        self.most_asked_ahead = 0  # chunks asked and not yet sent, at most, after its first eight
 
     def manifest(self, sha256: str, timeout: float) -> Manifest:
         if self.unreachable is not None:
@@ -261,7 +267,8 @@ def test_a_partial_source_is_asked_for_what_it_holds_and_whole_sources_for_the_r
     taken = [schedule.take("partial") for _ in range(len(evens))]
     assert sorted(taken) == sorted(evens)
     schedule.give_back("whole", [1])  # the whole source was dropped: chunk 1 is to fetch again
-    assert schedule.take("partial") == 1  # nothing it holds is left: asked beyond its map (a probe)
+    schedule.probed["partial"] = time.monotonic() - PROBE_SECONDS  # its last probe was that long ago
+    assert schedule.take("partial") == 1  # so it is asked beyond its map (a probe)
     schedule.give_back("partial", [1])  # "not held" again
     assert schedule.take("partial") is None  # and not asked again before PROBE_SECONDS
     schedule.partial.close()
@@ -316,6 +323,32 @@ def test_partial_sources_that_lack_the_rest_end_the_download_resumably(tmp_path)
     result = Download(wanted, [MemorySource("whole", DATA, m)], tmp_path / "out").run()
     assert (tmp_path / "out").read_bytes() == DATA
     assert result.chunks_reused == 20 and result.chunks_fetched == m.chunk_count - 20
+
+
+def test_sources_listed_after_the_start_join_the_download(tmp_path):
+    m, wanted = make(DATA)
+    late = MemorySource("late", DATA, m, holds=set(range(m.chunk_count)))  # started downloading meanwhile
+    early = MemorySource("early", DATA, m, after=late.started)  # delivers once the late one has
+    asked: list[int] = []
+
+    def listed_now() -> list[MemorySource]:
+        asked.append(1)
+        if len(asked) == 1:
+            raise P2PError("tracker unreachable")  # a failed refresh is only skipped
+        return [MemorySource("early", DATA, m), late]  # early is known already: not added twice
+
+    result = Download(wanted, [early], tmp_path / "out", find_sources=listed_now, refresh_seconds=0.05).run()
+    assert (tmp_path / "out").read_bytes() == DATA
+    assert result.per_source["late"] > 0 and early.opened == 1 and len(asked) >= 2
+
+
+def test_a_slow_source_is_asked_ahead_only_for_what_it_delivers_in_a_quarter_second(tmp_path):
+    data = DATA[: 24 * CHUNK]
+    m, wanted = make(data)
+    slow = MemorySource("slow", data, m, delay=0.1)  # 10 chunks a second: 3 asked ahead, not 8
+    result = Download(wanted, [slow], tmp_path / "out").run()
+    assert (tmp_path / "out").read_bytes() == data and result.per_source == {"slow": 24}
+    assert 2 <= slow.most_asked_ahead <= 4
 
 
 def test_a_rate_cap_spaces_what_all_sources_together_deliver(tmp_path):
