@@ -458,6 +458,8 @@ class Download:
                 try:
                     index, data = stream.next_chunk()
                 except NotHeld as answer:
+                    if answer.index in answer.held:  # asked again and again, it would never give it
+                        raise BadSource(f"said it lacks chunk {answer.index} and listed it as held") from None
                     index, data = answer.index, None
                     schedule.heard(source.label, answer.held)
                 del self._owed_since[source.label]

@@ -161,6 +161,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                             held = staged.held()
                         chunk = staged.read_chunk(fd, index) if index in held else None
                         if chunk is None:
+                            held.discard(index)  # recorded but its bytes do not check out: not held
                             yield encode_not_held(index, ChunkMap.of(held, m.chunk_count))
                             continue
                         if not self._wait_for_budget(len(chunk), context):

@@ -18,7 +18,7 @@ from peer.downloader import STALL_SECONDS, DownloadResult, Progress, Wanted, dow
 from peer.manifest import Manifest
 from peer.peer_client import PeerConnection
 from peer.throttle import Throttle
-from peer.tracker_client import RemoteFile, TrackerClient, rpc_error
+from peer.tracker_client import RemoteFile, Source, TrackerClient, rpc_error
 
 
 def resolve(tracker: TrackerClient, spec: str) -> RemoteFile:
@@ -112,10 +112,15 @@ def fetch(
 
 
 def _sources(tracker: TrackerClient, remote: RemoteFile) -> list[PeerConnection]:
-    """Connections (not made yet) to remote's sources. A partial source of this account is, as a
-    rule, this very download seen by the serving peer whose share it goes into: left out."""
-    listed = [s for s in remote.sources if not (s.partial and s.peer_name == tracker.name)]
-    return [connect(tracker, s.peer_name, s.address, s.partial) for s in listed]
+    """Connections (not made yet) to remote's sources, one a peer (a peer sharing the content under
+    two names is listed twice; the tracker lists whole copies first). A partial source of this
+    account is, as a rule, this very download seen by the serving peer whose share it goes into:
+    left out."""
+    listed: dict[tuple[str, str], Source] = {}
+    for s in remote.sources:
+        if not (s.partial and s.peer_name == tracker.name):
+            listed.setdefault((s.peer_name, s.address), s)
+    return [connect(tracker, s.peer_name, s.address, s.partial) for s in listed.values()]
 
 
 @dataclass(frozen=True)

@@ -373,6 +373,16 @@ def test_a_file_being_downloaded_into_the_share_is_served_as_far_as_it_is_verifi
         assert answers[1].held_chunks == bytes([0b0101])  # chunks 0 and 2
         got = stub.GetManifest(pb.GetManifestRequest(sha256=manifest.sha256), metadata=md, timeout=5)
         assert tuple(got.chunk_digests) == manifest.chunk_digests
+
+        def overwrite_chunk_2(data: bytes) -> None:
+            fd = os.open(partial.part_path, os.O_WRONLY)
+            os.pwrite(fd, data, 2 * 64 * 1024)
+            os.close(fd)
+
+        overwrite_chunk_2(b"\0" * 16)  # recorded as verified, but its bytes went bad
+        (bad,) = stub.Download(iter([pb.DownloadRequest(sha256=manifest.sha256, chunk_indexes=[2])]), metadata=md, timeout=5)
+        assert (bad.not_held, bad.held_chunks) == (True, bytes([0b0001]))  # neither served nor listed
+        overwrite_chunk_2(chunk(2)[:16])
         partial.write_chunk(1, chunk(1))  # the download goes on: asked again, chunk 1 is served
         (again,) = stub.Download(iter([pb.DownloadRequest(sha256=manifest.sha256, chunk_indexes=[1])]), metadata=md, timeout=5)
         assert (again.index, again.data, again.not_held) == (1, chunk(1), False)

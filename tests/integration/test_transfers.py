@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import threading
@@ -313,3 +314,16 @@ def test_a_serve_rate_caps_what_a_peer_sends_to_all_downloaders_together(start_p
         t.join(timeout=60)
     assert time.monotonic() - started >= 1.75
     assert all(sha((tmp_path / f"two-{i}.bin").read_bytes()) == sha(content) for i in range(2))
+
+
+def test_a_peer_sharing_a_content_twice_is_one_source_and_this_downloads_own_partial_copy_none(start_peer_at, client):
+    from peer.transfers import _sources
+
+    start_peer_at("twice", {"a/song.mp3": b"la la la", "b/same song.mp3": b"la la la"})
+    (remote,) = client.query(sha256=hashlib.sha256(b"la la la").hexdigest())
+    assert sorted(s.name for s in remote.sources) == ["a/song.mp3", "b/same song.mp3"]
+    assert [s.label for s in _sources(client, remote)] == [remote.sources[0].peer_name + "@" + remote.sources[0].address]
+    own = dataclasses.replace(
+        remote.sources[0], peer_name=client.name, partial=True
+    )  # this very download, as seen by the tracker
+    assert [s.peer_name for s in _sources(client, dataclasses.replace(remote, sources=(own, *remote.sources)))] == ["twice"]

@@ -342,6 +342,30 @@ def test_sources_listed_after_the_start_join_the_download(tmp_path):
     assert result.per_source["late"] > 0 and early.opened == 1 and len(asked) >= 2
 
 
+def test_a_partial_source_whose_map_lists_the_chunk_it_did_not_give_is_dropped(tmp_path):
+    m, wanted = make(DATA)
+
+    class Boasting(MemorySource):  # says "not held", with a map claiming every chunk
+        def chunk_stream(self, sha256: str) -> MemoryStream:
+            stream = super().chunk_stream(sha256)
+            inner = stream.next_chunk
+
+            def next_chunk() -> tuple[int, bytes]:
+                try:
+                    return inner()
+                except NotHeld as answer:
+                    raise NotHeld(answer.index, ChunkMap.of(range(m.chunk_count), m.chunk_count)) from None
+
+            stream.next_chunk = next_chunk  # type: ignore[method-assign]
+            return stream
+
+    boasting = Boasting("boasting", DATA, m, holds=set(range(5)))
+    whole = MemorySource("whole", DATA, m, delay=0.01)  # ~0.4 s in all: time for a loop to show
+    result = Download(wanted, [whole, boasting], tmp_path / "out").run()
+    assert (tmp_path / "out").read_bytes() == DATA and result.per_source["whole"] >= m.chunk_count - 5
+    assert boasting.not_held == 1 and "listed it as held" in result.dropped["boasting"]  # dropped, not asked in a loop
+
+
 def test_a_slow_source_is_asked_ahead_only_for_what_it_delivers_in_a_quarter_second(tmp_path):
     data = DATA[: 24 * CHUNK]
     m, wanted = make(data)
