@@ -186,14 +186,15 @@ class Share:
                 continue
             if not known and name_problem(name) is not None:
                 continue  # a name no peer could use safely (a control character, a backslash): never shared
-            if now_ns - st.st_mtime_ns < SETTLE_SECONDS * 1e9:
+            finished = _finished_download(known, st)  # verified chunk by chunk as it was written
+            if now_ns - st.st_mtime_ns < SETTLE_SECONDS * 1e9 and finished is None:
                 continue  # still being written: withdraw it, pick it up on a later scan
             if deadline is not None and indexed_any and time.monotonic() > deadline:
                 complete = False  # the next scan goes on from here (a changed file is withdrawn meanwhile)
                 continue
             seen.add(name)
             indexed_any = True
-            shared = self._index_file(name, Path(path), st)
+            shared = self._index_file(name, Path(path), st, finished)
             if shared is not None:
                 changes.added.append(shared)
         for prefix, have_path in staged:
@@ -216,8 +217,12 @@ class Share:
         self.complete = complete
         return changes
 
-    def _index_file(self, name: str, path: Path, st: os.stat_result) -> SharedFile | None:
+    def _index_file(self, name: str, path: Path, st: os.stat_result, verified: Manifest | None = None) -> SharedFile | None:
+        """Hashed, unless the cache knows it or it is a download that just finished (verified)."""
         manifest = self.cache.get(name, st)
+        if manifest is None and verified is not None:
+            manifest = verified
+            self.cache.put(name, st, manifest)
         if manifest is None:
             try:
                 hashes = chunking.hash_file(path, size=st.st_size)
@@ -244,7 +249,11 @@ class Share:
         known = self._by_name.get(name)
         if known is not None and known.staged is not None and known.manifest.sha256 == found.manifest.sha256:
             return  # shared partially already; which chunks it holds is read as they are asked for
-        changes.added.append(SharedFile(name, found.part_path, 0, 0, found.manifest, staged=found))
+        try:
+            inode = found.part_path.stat().st_ino  # the finished file keeps it (renamed into place)
+        except OSError:
+            return
+        changes.added.append(SharedFile(name, found.part_path, 0, inode, found.manifest, staged=found))
 
     def _add(self, shared: SharedFile) -> None:
         self._drop(shared.name)
@@ -307,6 +316,14 @@ class Share:
 
     def close(self) -> None:
         self.cache.close()
+
+
+def _finished_download(known: SharedFile | None, st: os.stat_result) -> Manifest | None:
+    """The manifest of a download into the share that has just finished at this name: its staged
+    file, renamed into place (same inode and size, staging gone), needs no second hashing."""
+    if known is None or known.staged is None or (known.inode, known.manifest.size) != (st.st_ino, st.st_size):
+        return None
+    return known.manifest if not known.staged.part_path.exists() else None
 
 
 def open_unchanged(shared: SharedFile) -> int:

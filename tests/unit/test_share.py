@@ -188,3 +188,62 @@ def test_an_unreadable_folder_is_skipped_with_one_warning(tmp_path, caplog, monk
         assert sum("cannot read" in r.getMessage() for r in caplog.records) == 1
     finally:
         share.close()
+
+
+def _manifest_of(tmp_path: Path, data: bytes):
+    from peer import chunking
+    from peer.manifest import Manifest
+
+    source = tmp_path / "source.bin"
+    source.write_bytes(data)
+    return Manifest.from_hashes(chunking.hash_file(source, chunk_size=64 * 1024))
+
+
+def test_a_download_into_the_share_is_shared_partially_then_whole_without_hashing_it_again(tmp_path, monkeypatch):
+    from peer import chunking
+    from peer.chunk_store import PartialFile
+
+    root = tmp_path / "share"
+    root.mkdir()
+    data = os.urandom(3 * 64 * 1024 + 5)
+    manifest = _manifest_of(tmp_path, data)
+    share = Share(root)
+    try:
+        partial = PartialFile(root / "films" / "dl.bin", manifest)
+        partial.write_chunk(1, data[64 * 1024 : 128 * 1024])
+        (staged,) = share.scan().added
+        assert (staged.name, staged.partial, staged.manifest) == ("films/dl.bin", True, manifest)
+        assert share.files() == [] and share.published() == [staged] and share.by_sha256(manifest.sha256) is staged
+        assert not share.scan()  # unchanged while it goes on: not published again
+        for i in (0, 2, 3):
+            partial.write_chunk(i, data[i * 64 * 1024 : (i + 1) * 64 * 1024])
+        partial.finish()
+
+        def no_hashing(*args: object, **kwargs: object) -> None:
+            raise AssertionError("a finished download was hashed again")
+
+        monkeypatch.setattr(chunking, "hash_file", no_hashing)
+        (whole,) = share.scan().added  # at once, though written less than a second ago
+        assert (whole.name, whole.partial, whole.manifest) == ("films/dl.bin", False, manifest)
+        assert [f.name for f in share.files()] == ["films/dl.bin"]
+    finally:
+        share.close()
+
+
+def test_a_whole_file_comes_before_a_download_of_other_content_under_its_name(tmp_path):
+    from peer.chunk_store import PartialFile
+
+    root = tmp_path / "share"
+    root.mkdir()
+    (root / "x.bin").write_bytes(b"the old content")
+    settle(root / "x.bin")
+    data = os.urandom(2 * 64 * 1024)
+    partial = PartialFile(root / "x.bin", _manifest_of(tmp_path, data))  # get --force, under way
+    partial.write_chunk(0, data[: 64 * 1024])
+    share = Share(root)
+    try:
+        share.scan()
+        assert [(f.name, f.partial) for f in share.published()] == [("x.bin", False)]
+    finally:
+        partial.close()
+        share.close()
