@@ -16,6 +16,7 @@ import fcntl
 import os
 import struct
 import threading
+import time
 from pathlib import Path
 
 from google.protobuf.message import DecodeError
@@ -23,6 +24,7 @@ from google.protobuf.message import DecodeError
 from p2p.v1 import peer_pb2 as pb
 from p2p_common.errors import DataLoss, FailedPrecondition, NotFound, ResourceExhausted
 from peer import sha256_chain
+from peer.availability import ChunkMap
 from peer.manifest import Manifest
 
 PART_SUFFIX = ".p2p-part"
@@ -213,12 +215,23 @@ class PartialFile:
 
 class StagedFile:
     """The read side of a PartialFile that another process is writing (a `get` into the share):
-    its chunk list, and the chunks it has verified so far, re-read as it goes on."""
+    its chunk list, and the chunks it has verified so far, re-read as it goes on.
+
+    One for all the streams serving it: the record is read on from where it was last read, at
+    most every REREAD_SECONDS, so callers asking for chunks it lacks cost no file reads each.
+    """
+
+    REREAD_SECONDS = 0.2
 
     def __init__(self, dest: Path, manifest: Manifest):
         self.dest = dest
         self.manifest = manifest
         self.part_path, self.have_path = staging_paths(dest, manifest.sha256)
+        self._lock = threading.Lock()
+        self._held: set[int] = set()
+        self._offset = 0  # of the record, read up to here
+        self._read_at = -self.REREAD_SECONDS
+        self._map: ChunkMap | None = None  # of _held, built when asked for
 
     @classmethod
     def find(cls, have_path: Path) -> StagedFile | None:
@@ -238,12 +251,42 @@ class StagedFile:
         staged = cls(have_path.with_name(dest_name), manifest)
         return staged if staged.part_path.exists() else None
 
-    def held(self) -> set[int]:
-        """The chunks recorded as verified now (each is checked again when read: read_chunk)."""
+    def holds(self, index: int) -> bool:
+        """Whether chunk index is recorded as verified (its bytes are checked again: read_chunk)."""
+        with self._lock:
+            if index not in self._held and time.monotonic() - self._read_at >= self.REREAD_SECONDS:
+                self._read_on()
+            return index in self._held
+
+    def chunk_map(self) -> ChunkMap:
+        with self._lock:
+            if self._map is None:
+                self._map = ChunkMap.of(self._held, self.manifest.chunk_count)
+            return self._map
+
+    def forget(self, index: int) -> None:
+        """Chunk index is recorded, but its bytes do not check out: not held after all."""
+        with self._lock:
+            if index in self._held:
+                self._held.discard(index)
+                self._map = None
+
+    def _read_on(self) -> None:
+        self._read_at = time.monotonic()
         try:
-            return _read_records(self.have_path, self.manifest.chunk_count)
+            with open(self.have_path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size < self._offset:  # rewritten by a writer that restarted: read it anew
+                    self._held, self._offset = set(), 0
+                f.seek(self._offset)
+                raw = f.read(size - self._offset)
         except OSError:  # finished (renamed into place) or discarded meanwhile
-            return set()
+            return
+        whole = len(raw) - len(raw) % 4
+        count = self.manifest.chunk_count
+        self._held.update(i for o in range(0, whole, 4) if (i := _RECORD.unpack_from(raw, o)[0]) < count)
+        self._offset += whole
+        self._map = None
 
     def open(self) -> int:
         try:

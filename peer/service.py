@@ -27,7 +27,6 @@ from p2p_common.errors import (
     abort_with,
 )
 from p2p_common.names import is_sha256_hex, name_problem
-from peer.availability import ChunkMap
 from peer.chunk_store import PartialFile, Write
 from peer.chunk_wire import encode_download_response, encode_not_held
 from peer.manifest import Manifest
@@ -140,7 +139,6 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         shared = self._lookup(first.sha256)
         staged = shared.staged
         fd = open_unchanged(shared) if staged is None else staged.open()
-        held: set[int] = set()  # of a staged file: the chunks verified when last looked
         try:
             m = shared.manifest
             request: pb.DownloadRequest | None = first
@@ -157,12 +155,10 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                         if len(data) != m.chunk_length(index):
                             raise DataLoss(f"{shared.name} was truncated while being served")
                     else:
-                        if index not in held:
-                            held = staged.held()
-                        chunk = staged.read_chunk(fd, index) if index in held else None
+                        chunk = staged.read_chunk(fd, index) if staged.holds(index) else None
                         if chunk is None:
-                            held.discard(index)  # recorded but its bytes do not check out: not held
-                            yield encode_not_held(index, ChunkMap.of(held, m.chunk_count))
+                            staged.forget(index)  # in case it was recorded but its bytes do not check out
+                            yield encode_not_held(index, staged.chunk_map())
                             continue
                         if not self._wait_for_budget(len(chunk), context):
                             return
