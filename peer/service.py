@@ -97,7 +97,8 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         return pb.GetManifestResponse(sha256=m.sha256, size=m.size, chunk_size=m.chunk_size, chunk_digests=list(m.chunk_digests))
 
     def GetStatus(self, request: pb.GetStatusRequest, context: grpc.ServicerContext) -> pb.GetStatusResponse:
-        files = self._share.files()
+        published = self._share.published()
+        files = [f for f in published if not f.partial]
         size = sum(f.manifest.size for f in files)  # outside the lock the serving threads count under
         with self._tally_lock:
             return pb.GetStatusResponse(
@@ -112,6 +113,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                 max_serve_rate=self._throttle.rate if self._throttle else 0,
                 uploads_allowed=self._policy.allowed,
                 uptime_seconds=int(time.monotonic() - self._started),
+                partial_files=len(published) - len(files),
             )
 
     def Download(self, request_iterator: Iterator[pb.DownloadRequest], context: grpc.ServicerContext) -> Iterator[bytes]:

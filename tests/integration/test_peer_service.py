@@ -367,6 +367,8 @@ def test_a_file_being_downloaded_into_the_share_is_served_as_far_as_it_is_verifi
     channel = grpc.insecure_channel(f"127.0.0.1:{node.port}")
     stub, md = peer_pb2_grpc.PeerServiceStub(channel), bearer_metadata(client.ticket("midway"))
     try:
+        status = stub.GetStatus(pb.GetStatusRequest(), metadata=md, timeout=5)
+        assert (status.files, status.partial_files) == (0, 1)
         ask = pb.DownloadRequest(sha256=manifest.sha256, chunk_indexes=[0, 1, 2])
         answers = list(stub.Download(iter([ask]), metadata=md, timeout=5))
         assert [(a.index, a.data, a.not_held) for a in answers] == [(0, chunk(0), False), (1, b"", True), (2, chunk(2), False)]
