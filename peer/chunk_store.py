@@ -233,14 +233,24 @@ class StagedFile:
         self._read_at = -self.REREAD_SECONDS
         self._map: ChunkMap | None = None  # of _held, built when asked for
 
-    @classmethod
-    def find(cls, have_path: Path) -> StagedFile | None:
-        """The staged file whose chunk record this is; None when it is not one that can be served
-        (its chunk list not written yet, by an earlier version, or for one chunk only)."""
+    @staticmethod
+    def staged_as(have_path: Path) -> tuple[str, str] | None:
+        """(destination name, first 16 digits of its sha256) of a chunk record's file name."""
         stem = have_path.name.removesuffix(HAVE_SUFFIX)
         dest_name, _, sha16 = stem[1:].rpartition(".")
         if not stem.startswith(".") or not dest_name or len(sha16) != 16:
             return None
+        return dest_name, sha16
+
+    @classmethod
+    def find(cls, have_path: Path) -> StagedFile | None:
+        """The staged file whose chunk record this is; None when it is not one that can be served
+        (its chunk list not written yet, by an earlier version, or for one chunk only)."""
+        named = cls.staged_as(have_path)
+        if named is None:
+            return None
+        dest_name, sha16 = named
+        stem = have_path.name.removesuffix(HAVE_SUFFIX)
         try:
             reply = pb.GetManifestResponse.FromString(have_path.with_name(stem + MANIFEST_SUFFIX).read_bytes())
         except (OSError, DecodeError):

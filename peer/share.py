@@ -239,16 +239,19 @@ class Share:
     def _index_staged(self, prefix: str, have_path: Path, seen: set[str], changes: ShareChanges) -> None:
         """A file being downloaded into the share is shared partially (its verified chunks), under
         the name it will have; a whole file of that name comes first."""
-        found = StagedFile.find(have_path)
-        if found is None:
+        named = StagedFile.staged_as(have_path)
+        if named is None or prefix + named[0] in seen:
             return
-        name = prefix + found.dest.name
-        if name in seen or name_problem(name) is not None:
+        name = prefix + named[0]
+        known = self._by_name.get(name)
+        if known is not None and known.staged is not None and known.manifest.sha256.startswith(named[1]):
+            if known.staged.part_path.exists():  # shared partially already (its chunk list is not read again)
+                seen.add(name)
+            return
+        found = StagedFile.find(have_path)
+        if found is None or name_problem(name) is not None:
             return
         seen.add(name)
-        known = self._by_name.get(name)
-        if known is not None and known.staged is not None and known.manifest.sha256 == found.manifest.sha256:
-            return  # shared partially already; which chunks it holds is read as they are asked for
         try:
             inode = found.part_path.stat().st_ino  # the finished file keeps it (renamed into place)
         except OSError:
