@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_transfer import BIN, MiB, free_port, precompile, wait_healthy
+from bench_transfer import BIN, MiB, free_port, precompile, random_file, stop, wait_healthy
 
 
 def sha256_of(path: Path) -> str:
@@ -61,11 +60,7 @@ def main() -> None:
         seed_share = work / "seed"
         seed_share.mkdir()
         source = seed_share / "big.bin"
-        with open(source, "wb") as f:
-            for _ in range(args.size_mib):
-                f.write(os.urandom(MiB))
-        old = time.time() - 60
-        os.utime(source, (old, old))
+        random_file(source, args.size_mib)
         digest = sha256_of(source)
 
         procs.append(subprocess.Popen([str(BIN / "p2p-tracker"), "--listen", tracker, "--db", ":memory:"], env=env))
@@ -163,13 +158,7 @@ def main() -> None:
         for name in names:
             print(f"  {name}: {said[name]}")
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(procs)
         if not args.dir:
             shutil.rmtree(work, ignore_errors=True)
 

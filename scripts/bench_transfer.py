@@ -109,6 +109,27 @@ def raw_tcp(source: Path, dest: Path) -> Run:
     return result
 
 
+def random_file(path: Path, size_mib: int) -> None:
+    """Incompressible bytes, settled (written a minute ago: a peer shares it at once)."""
+    with open(path, "wb") as f:
+        for _ in range(size_mib):
+            f.write(os.urandom(MiB))
+    old = time.time() - 60
+    os.utime(path, (old, old))
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to every process still running (servers log out and drain), a kill after 15 s."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def wait_port(port: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -159,11 +180,7 @@ def main() -> None:
         source_dir = work / "source"
         source_dir.mkdir()
         source = source_dir / "big.bin"
-        with open(source, "wb") as f:
-            for _ in range(args.size_mib):
-                f.write(os.urandom(MiB))
-        old = time.time() - 60
-        os.utime(source, (old, old))
+        random_file(source, args.size_mib)
         shares = []
         for i in range(7):  # the fourth serves over TLS, the last three with a serve rate
             share = work / f"share{i}"
@@ -286,14 +303,7 @@ def main() -> None:
         for i, peer in enumerate(peers):
             serving_rss[f"seed{i}"] = peak_rss_kib(peer.pid)
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(procs)
         if not args.dir:
             shutil.rmtree(work, ignore_errors=True)
 
