@@ -47,9 +47,12 @@ STALL_SECONDS = 60.0
 # this often, to learn what it has verified since (its "not held" answer carries its whole map):
 # with a stale map, whole sources are asked for chunks it could give.
 PROBE_SECONDS = 1.0
-# How often the tracker is asked again for the file's sources while it downloads: peers that
-# started the same download meanwhile (partial sources) or finished it join as sources.
+# When the tracker is asked again for the file's sources while it downloads (peers that started
+# the same download meanwhile, partial sources, or finished it join as sources): after 3 s, then
+# twice as long each time up to 30 s. Early is when a crowd starting together finds itself; a
+# thousand long downloads then ask ~30 times a second, not ~300.
 REFRESH_SECONDS = 3.0
+REFRESH_MAX_SECONDS = 30.0
 
 
 class ChunkStreamLike(Protocol):
@@ -365,7 +368,8 @@ class Download:
     def _wait(self, schedule: _Schedule) -> None:
         """Until complete, or no source is left, or writing failed; reports progress 20 times a
         second and cuts off sources that went silent."""
-        next_refresh = time.monotonic() + self.refresh_seconds
+        interval = self.refresh_seconds
+        next_refresh = time.monotonic() + interval
         while True:
             with schedule.cond:
                 if schedule.partial.complete or self._active == 0 or self._fatal is not None:
@@ -375,7 +379,8 @@ class Download:
             if self.find_sources is not None and time.monotonic() >= next_refresh and not self._refreshing.is_set():
                 self._refreshing.set()
                 threading.Thread(target=self._refresh, args=(self.find_sources,), name="refresh", daemon=True).start()
-                next_refresh = time.monotonic() + self.refresh_seconds
+                interval = min(2 * interval, max(REFRESH_MAX_SECONDS, self.refresh_seconds))
+                next_refresh = time.monotonic() + interval
             while not self._found.empty():
                 self._add_sources(self._found.get(), schedule)
             if self.on_progress:  # outside the lock: drawing never holds up the workers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 import time
 
@@ -373,6 +374,22 @@ def test_a_slow_source_is_asked_ahead_only_for_what_it_delivers_in_a_quarter_sec
     result = Download(wanted, [slow], tmp_path / "out").run()
     assert (tmp_path / "out").read_bytes() == data and result.per_source == {"slow": 24}
     assert 2 <= slow.most_asked_ahead <= 4
+
+
+def test_the_tracker_is_asked_for_sources_less_often_as_a_download_goes_on(tmp_path):
+    m, wanted = make(DATA)
+    asked: list[float] = []
+    started = time.monotonic()
+    slow = MemorySource("slow", DATA, m, delay=0.025)  # ~1 s in all
+
+    def listed_now() -> list[MemorySource]:
+        asked.append(time.monotonic() - started)
+        return []
+
+    Download(wanted, [slow], tmp_path / "out", find_sources=listed_now, refresh_seconds=0.05).run()
+    took = time.monotonic() - started
+    # after 0.05, 0.15, 0.35, 0.75 s... (intervals doubling): every 0.05 s would be took / 0.05 times
+    assert 2 <= len(asked) <= math.log2(took / 0.05) + 2
 
 
 def test_a_rate_cap_spaces_what_all_sources_together_deliver(tmp_path):
