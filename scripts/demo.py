@@ -1,4 +1,4 @@
-"""The one-command demo: a tracker and three peers on loopback sharing and fetching real files.
+"""The one-command demo: a tracker and peers on loopback sharing and fetching real files.
 
 Every step prints what it does; any failure stops the demo with a non-zero exit, and every
 process it started is stopped (SIGTERM, then SIGKILL) whatever happens. With --tls, every server
@@ -117,24 +117,26 @@ def demo(work: Path, tls: bool = False) -> None:
         procs.append(("tracker", proc))
         wait_healthy(tracker_addr, "p2p.v1.TrackerService", proc, log, env)
 
-        dataset = sample_bytes(64 * MiB, "dataset")
         peer_addrs: dict[str, str] = {}
+
+        def serve(name: str, share: Path, *flags: str, why: str = "") -> None:
+            port = free_port()
+            peer_addrs[name] = f"127.0.0.1:{port}"
+            step(f"starting peer {name} on 127.0.0.1:{port}{over}, sharing {share}{why}")
+            log = work / f"{name}.log"
+            cmd = ["p2p-peer", "--name", name, "serve", "--share", str(share), "--listen", peer_addrs[name], *flags]
+            with open(log, "w") as log_file:
+                proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+            procs.append((name, proc))
+            wait_healthy(peer_addrs[name], "p2p.v1.PeerService", proc, log, env)
+
+        dataset = sample_bytes(64 * MiB, "dataset")
         for i, name in enumerate(PEERS):
             share = work / f"share-{name}"
             write_settled(share / "dataset-64MiB.bin", dataset)  # every peer has it: a multi-source download
             write_settled(share / f"{name}-notes.txt", f"notes kept by {name}\n".encode() * 100)
             write_settled(share / "photos" / f"{name}-{i}.jpg", sample_bytes(300_000 + i, name))
-            port = free_port()
-            peer_addrs[name] = f"127.0.0.1:{port}"
-            step(f"starting peer {name} on 127.0.0.1:{port}{over}, sharing {share}")
-            log = work / f"{name}.log"
-            cmd = ["p2p-peer", "--name", name, "serve", "--share", str(share), "--listen", peer_addrs[name]]
-            if name == "alice":
-                cmd.append("--allow-uploads")
-            with open(log, "w") as log_file:
-                proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env)
-            procs.append((name, proc))
-            wait_healthy(peer_addrs[name], "p2p.v1.PeerService", proc, log, env)
+            serve(name, share, *(["--allow-uploads"] if name == "alice" else []))
 
         step("who is online")
         deadline = time.monotonic() + 20
@@ -182,6 +184,41 @@ def demo(work: Path, tls: bool = False) -> None:
             if time.monotonic() > deadline:
                 raise DemoFailed("the uploaded report was not published")
             time.sleep(0.5)
+
+        film = sample_bytes(48 * MiB, "film")
+        write_settled(work / "share-gina" / "film-48MiB.bin", film)
+        serve("gina", work / "share-gina", "--max-serve-rate", "16M", why=", at most 16 MiB/s to everyone together")
+        crowd = {name: work / f"share-{name}" for name in ("erin", "frank")}
+        for name, share in crowd.items():
+            serve(name, share, why=" (empty)")
+        deadline = time.monotonic() + 20
+        while "film-48MiB.bin" not in run("p2p-peer", "--name", "dave", "search", "film", env=env):
+            if time.monotonic() > deadline:
+                raise DemoFailed("gina's film was not published")
+            time.sleep(0.5)
+        step("erin and frank fetch the film into their shares at the same moment: each is listed as a partial source")
+        print("  at once and serves the chunks it has verified, so they swap chunks instead of both waiting on gina")
+        gets = {
+            name: subprocess.Popen(
+                ["p2p-peer", "--name", name, "get", "film-48MiB.bin", "-o", str(share / "film-48MiB.bin")],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for name, share in crowd.items()
+        }
+        try:
+            for name, get in gets.items():
+                out, err = get.communicate(timeout=120)
+                print(f"  {name}: {out.strip() or err.strip()}", flush=True)
+                if get.returncode != 0 or (crowd[name] / "film-48MiB.bin").read_bytes() != film:
+                    raise DemoFailed(f"{name}'s copy of the film is missing or differs")
+        finally:
+            for get in gets.values():
+                if get.poll() is None:
+                    get.kill()
+                    get.wait()
 
         step("the operator's view: grpcurl against the live tracker and a live peer (server reflection)")
         run("grpcurl", *transport, tracker_addr, "list")

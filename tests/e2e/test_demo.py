@@ -25,10 +25,13 @@ def test_demo_runs_every_step_and_cleans_up(flags):
         "dave downloads",
         "sha256 of the download",
         "uploads a report",
+        "partial source",
         "grpcurl",
         "demo complete",
     ):
         assert step in out.stdout
     assert "p2p.v1.TrackerService" in out.stdout and "p2p.v1.PeerService" in out.stdout
-    assert out.stdout.count("exited with 0") == 4  # tracker and three peers stopped cleanly
+    assert out.stdout.count("exited with 0") == 7  # tracker and six peers stopped cleanly
+    for name in ("erin", "frank"):
+        assert f"  {name}: " in out.stdout and "film-48MiB.bin" in out.stdout
     assert ("over TLS" in out.stdout) == bool(flags)
