@@ -108,6 +108,11 @@ class BadSource(P2PError):
     """A source sent something wrong; it is not asked again."""
 
 
+class NothingToGive(P2PError):
+    """A partial source held none of the chunks still missing for the stall time; it is asked
+    again if the tracker lists it later holding the whole file."""
+
+
 def verified_manifest(
     wanted: Wanted, sources: Sequence[ChunkSource], dropped: dict[str, str], timeout: float = STALL_SECONDS
 ) -> Manifest:
@@ -320,6 +325,7 @@ class Download:
         self._streams: list[ChunkStreamLike] = []
         self._received: queue.Queue[tuple[str, int, bytes | memoryview] | None] = queue.Queue(maxsize=2 * window)
         self._bad: dict[str, str] = {}  # sources a writer caught lying; their receivers stop
+        self._idle_partial: set[str] = set()  # partial sources dropped for having nothing to give
         self._fatal: Exception | None = None  # writing failed (disk full...): the download stops
 
     def run(self) -> DownloadResult:
@@ -398,13 +404,20 @@ class Download:
             self._refreshing.clear()
 
     def _add_sources(self, found: Sequence[ChunkSource], schedule: _Schedule) -> None:
-        """Sources listed since the download started stream at once, or wait as spares."""
+        """Sources listed since the download started stream at once, or wait as spares; so does a
+        partial source dropped for having nothing to give that now holds the whole file."""
         known = {s.label for s in self.sources}
         with schedule.cond:
             for source in found:
-                if source.label in known or source.label in self.dropped or self._stop.is_set():
+                rejoins = source.label in self._idle_partial and not source.partial
+                if (source.label in known and not rejoins) or self._stop.is_set():
                     source.close()
                     continue
+                if rejoins:
+                    self._idle_partial.discard(source.label)
+                    del self.dropped[source.label]
+                    schedule.partial_sources.discard(source.label)
+                    schedule.heard(source.label, None)
                 known.add(source.label)
                 self.sources.append(source)
                 if source.partial:
@@ -452,7 +465,7 @@ class Download:
                     asked.extend(batch)
                     stream.ask(batch)
                 if source.partial and time.monotonic() - idle_since > self.stall_seconds:
-                    raise P2PError(f"held none of the chunks still missing for {self.stall_seconds:g} s")
+                    raise NothingToGive(f"held none of the chunks still missing for {self.stall_seconds:g} s")
                 if not asked:
                     with schedule.cond:
                         schedule.cond.wait(0.1)
@@ -484,6 +497,8 @@ class Download:
         except P2PError as exc:
             if not self._stop.is_set():
                 self.dropped[source.label] = self._stalled.get(source.label, str(exc))
+                if isinstance(exc, NothingToGive):
+                    self._idle_partial.add(source.label)
                 # the result (or the error, when none is left) says it to the user; a log line
                 # would break into a progress bar
                 log.info("dropping source %s: %s", source.label, self.dropped[source.label])

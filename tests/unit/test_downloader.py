@@ -376,6 +376,22 @@ def test_a_slow_source_is_asked_ahead_only_for_what_it_delivers_in_a_quarter_sec
     assert 2 <= slow.most_asked_ahead <= 4
 
 
+def test_a_partial_source_dropped_for_having_nothing_rejoins_once_it_holds_the_whole_file(tmp_path):
+    m, wanted = make(DATA)
+    partial = MemorySource("p", DATA, m, holds=set(range(20)))
+    slow = MemorySource("slow", DATA, m, delay=0.2)  # alone, it would take ~4 s for the rest
+
+    def listed_now() -> list[MemorySource]:  # the tracker lists p again, now with the whole file
+        return [MemorySource("p", DATA, m)] if "p" in download.dropped else []
+
+    download = Download(
+        wanted, [slow, partial], tmp_path / "out", stall_seconds=0.3, find_sources=listed_now, refresh_seconds=0.05
+    )
+    result = download.run()
+    assert (tmp_path / "out").read_bytes() == DATA
+    assert result.per_source["p"] > 20 and "p" not in result.dropped  # more than its first 20
+
+
 def test_the_tracker_is_asked_for_sources_less_often_as_a_download_goes_on(tmp_path):
     m, wanted = make(DATA)
     asked: list[float] = []
