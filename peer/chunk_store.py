@@ -68,9 +68,10 @@ def _write_manifest(path: Path, manifest: Manifest) -> None:
     os.replace(tmp, path)
 
 
-def _read_records(have_path: Path, chunk_count: int) -> set[int]:
-    raw = have_path.read_bytes()
-    return {i for o in range(0, len(raw) - len(raw) % 4, 4) if (i := _RECORD.unpack_from(raw, o)[0]) < chunk_count}
+def _records(raw: bytes, chunk_count: int) -> set[int]:
+    """The chunk indexes in whole records of raw (a record being appended may be cut short)."""
+    whole = len(raw) - len(raw) % _RECORD.size
+    return {i for o in range(0, whole, _RECORD.size) if (i := _RECORD.unpack_from(raw, o)[0]) < chunk_count}
 
 
 class PartialFile:
@@ -128,7 +129,7 @@ class PartialFile:
         """Trust only recorded chunks whose bytes on disk still match their digest."""
         if not self.have_path.exists():
             return
-        for index in sorted(_read_records(self.have_path, self.manifest.chunk_count)):
+        for index in sorted(_records(self.have_path.read_bytes(), self.manifest.chunk_count)):
             data = os.pread(self._fd, self.manifest.chunk_length(index), index * self.manifest.chunk_size)
             if self.manifest.chunk_ok(index, data):
                 self._have[index] = 1
@@ -292,10 +293,8 @@ class StagedFile:
                 raw = f.read(size - self._offset)
         except OSError:  # finished (renamed into place) or discarded meanwhile
             return
-        whole = len(raw) - len(raw) % 4
-        count = self.manifest.chunk_count
-        self._held.update(i for o in range(0, whole, 4) if (i := _RECORD.unpack_from(raw, o)[0]) < count)
-        self._offset += whole
+        self._held |= _records(raw, self.manifest.chunk_count)
+        self._offset += len(raw) - len(raw) % _RECORD.size
         self._map = None
 
     def open(self) -> int:

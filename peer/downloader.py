@@ -557,10 +557,8 @@ def download(
 ) -> DownloadResult:
     """Fetch wanted into dest from sources (and those find_sources lists later); the file appears
     only complete and verified."""
-    download_ = Download(
-        wanted, sources, dest, on_progress, stall_seconds=stall_seconds, throttle=throttle, find_sources=find_sources
-    )
-    result = download_.run()
+    job = Download(wanted, sources, dest, on_progress, stall_seconds=stall_seconds, throttle=throttle, find_sources=find_sources)
+    result = job.run()
     if result.size != wanted.size:
         raise DataLoss(f"{dest} has {result.size} bytes, expected {wanted.size}")
     return result
