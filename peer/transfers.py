@@ -99,11 +99,7 @@ def fetch(
 
     def listed_now() -> list[PeerConnection]:  # peers that started or finished this download since
         for found in tracker.query(sha256=remote.sha256, limit=1):
-            if (found.sha256, found.chunk_size, found.chunk_list_sha256) == (
-                wanted.sha256,
-                wanted.chunk_size,
-                wanted.chunk_list_sha256,
-            ):
+            if Wanted(found.sha256, found.size, found.chunk_size, found.chunk_list_sha256) == wanted:
                 return _sources(tracker, found)
         return []
 
