@@ -14,7 +14,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -48,10 +48,11 @@ STALL_SECONDS = 60.0
 # with a stale map, whole sources are asked for chunks it could give.
 PROBE_SECONDS = 1.0
 # When the tracker is asked again for the file's sources while it downloads (peers that started
-# the same download meanwhile, partial sources, or finished it join as sources): after 3 s, then
-# twice as long each time up to 30 s. Early is when a crowd starting together finds itself; a
-# thousand long downloads then ask ~30 times a second, not ~300.
-REFRESH_SECONDS = 3.0
+# the same download meanwhile, partial sources, or finished it join as sources): after 1 s, then
+# twice as long each time up to 30 s (at 1, 3, 7, 15 s...). Early is when a crowd starting
+# together finds itself (until then each fetches blind from the seed, and two may fetch the same
+# chunks); a thousand long downloads then ask ~30 times a second, not ~1,000.
+REFRESH_SECONDS = 1.0
 REFRESH_MAX_SECONDS = 30.0
 
 
@@ -172,15 +173,20 @@ class _Schedule:
     Each download starts at a chunk of its own (at random) and goes round: downloads of one file
     from one source hold different chunks early on, which they can then swap. A partial source
     is asked only for chunks its chunk map lists, and a whole source first for chunks no partial
-    source holds, at random among them (rarest first, as BitTorrent clients pick pieces).
+    source holds (rarest first, as BitTorrent clients pick pieces): first those this download
+    owns among the crowd fetching the file (see _owned_by), then the others', at random.
     """
 
-    def __init__(self, partial: PartialFile, partial_sources: set[str]):
+    def __init__(self, partial: PartialFile, partial_sources: set[str], me: str = ""):
         self.partial = partial
         self.cond = threading.Condition()
         self.pending: deque[int] = deque(partial.missing())
         self.pending.rotate(-random.randrange(len(self.pending) or 1))
-        self.partial_sources = partial_sources
+        self.me = me
+        self.partial_sources: set[str] = set()
+        self.owned: set[int] | None = None  # the chunks this download owns; None: no crowd known
+        for label in partial_sources:
+            self.set_partial(label, True)
         self.maps: dict[str, ChunkMap] = {}  # what each partial source holds, as last heard
         self.covered: set[int] = set()  # chunks some partial source holds
         self.probed: dict[str, float] = {}  # when each partial source was last asked beyond its map
@@ -230,16 +236,33 @@ class _Schedule:
                 self.probed[label] = now
             if found is None:
                 found = next((i for i in self.pending if i in held and not self.partial.has(i)), None)
-        elif self.covered and label not in self.partial_sources:
-            # rarest first, and at random among those: taken in order, two downloads whose own chunks
-            # meet would both ask the seed for the same next ones (as BitTorrent clients pick pieces)
-            rarest = [i for i in self.pending if i not in self.covered and not self.partial.has(i)]
-            found = random.choice(rarest) if rarest else self.pending[0] if self.pending else None
+        elif (self.covered or self.owned is not None) and label not in self.partial_sources:
+            found = self._rarest()
         else:
             return self.pending.popleft() if self.pending else None
         if found is not None:
             self.pending.remove(found)
         return found
+
+    def _rarest(self) -> int | None:
+        """Under the lock: for a whole source, the next chunk no partial source holds that this
+        download owns; else one of the others' at random (taken in order, two downloads whose runs
+        met would go on asking for the same chunks); else any."""
+        rare = (i for i in self.pending if i not in self.covered and not self.partial.has(i))
+        if self.owned is not None and (mine := next((i for i in rare if i in self.owned), None)) is not None:
+            return mine
+        rarest = [i for i in self.pending if i not in self.covered and not self.partial.has(i)]
+        return random.choice(rarest) if rarest else self.pending[0] if self.pending else None
+
+    def set_partial(self, label: str, partial: bool) -> None:
+        """label is (or no longer is) a partial source: a peer fetching the file too."""
+        with self.cond:
+            if partial:
+                self.partial_sources.add(label)
+            else:
+                self.partial_sources.discard(label)
+            crowd = {self.me} | {source.rsplit("@", 1)[0] for source in self.partial_sources}
+            self.owned = _owned_by(self.me, crowd, self.pending) if self.me and len(crowd) > 1 else None
 
     def heard(self, label: str, held: ChunkMap | None) -> None:
         """A partial source's chunk map, from its answer for a chunk it did not hold (None: it sent
@@ -277,6 +300,20 @@ class _Schedule:
             self.cond.notify_all()
 
 
+def _owned_by(me: str, crowd: set[str], chunks: Iterable[int]) -> set[int]:
+    """The chunks that fall to me among a crowd of peers fetching one file at once (their account
+    names): every n-th, by my place among the names. Every member that knows the same crowd draws
+    the same lines without a word exchanged, in equal shares. Each asks the seed first for its own
+    share of the chunks nobody holds yet, and takes the rest from the others as they get them:
+    every chunk leaves the seed about once. Drawn at random instead, two downloads asked the seed
+    for chunks another had just taken (it cannot know: the maps it hears are up to a second old,
+    and requests in flight are not in them), and at the end all asked for the very same last ones;
+    shares of unequal size (hashing) sent the ones done first after the largest share's last."""
+    ordered = sorted(crowd)
+    place, n = ordered.index(me), len(ordered)
+    return {i for i in chunks if i % n == place}
+
+
 class Download:
     """Fetch one content from several sources into dest.
 
@@ -300,6 +337,7 @@ class Download:
         throttle: Throttle | None = None,  # the rate all sources together may deliver at
         find_sources: Callable[[], Sequence[ChunkSource]] | None = None,  # the sources listed now
         refresh_seconds: float = REFRESH_SECONDS,
+        me: str = "",  # the account downloading: its name among a crowd of partial sources
     ):
         if not sources:
             raise NotFound(f"no live peer has {wanted.sha256[:16]}")
@@ -313,6 +351,7 @@ class Download:
         self.throttle = throttle
         self.find_sources = find_sources
         self.refresh_seconds = refresh_seconds
+        self.me = me
         self._found: queue.SimpleQueue[Sequence[ChunkSource]] = queue.SimpleQueue()  # from refreshes
         self._refreshing = threading.Event()  # a refresh is under way
         self._owed_since: dict[str, tuple[float, ChunkStreamLike]] = {}  # waiting for a chunk asked for
@@ -332,7 +371,7 @@ class Download:
         manifest = verified_manifest(self.wanted, self.sources, self.dropped, self.stall_seconds)
         partial = PartialFile(self.dest, manifest)
         reused = manifest.chunk_count - len(partial.missing())
-        schedule = _Schedule(partial, {s.label for s in self.sources if s.partial})
+        schedule = _Schedule(partial, {s.label for s in self.sources if s.partial}, self.me)
         live = [s for s in self.sources if s.label not in self.dropped]
         self._spares.extend(live[self.max_sources :])
         writers = [threading.Thread(target=self._write, args=(schedule,), name="write") for _ in range(self.WRITERS)]
@@ -416,12 +455,12 @@ class Download:
                 if rejoins:
                     self._idle_partial.discard(source.label)
                     del self.dropped[source.label]
-                    schedule.partial_sources.discard(source.label)
+                    schedule.set_partial(source.label, False)
                     schedule.heard(source.label, None)
                 known.add(source.label)
                 self.sources.append(source)
                 if source.partial:
-                    schedule.partial_sources.add(source.label)
+                    schedule.set_partial(source.label, True)
                 if self._active < self.max_sources:
                     self._start_receiver(source, schedule)
                 else:
@@ -554,10 +593,13 @@ def download(
     stall_seconds: float = STALL_SECONDS,
     throttle: Throttle | None = None,
     find_sources: Callable[[], Sequence[ChunkSource]] | None = None,
+    me: str = "",
 ) -> DownloadResult:
     """Fetch wanted into dest from sources (and those find_sources lists later); the file appears
     only complete and verified."""
-    job = Download(wanted, sources, dest, on_progress, stall_seconds=stall_seconds, throttle=throttle, find_sources=find_sources)
+    job = Download(
+        wanted, sources, dest, on_progress, stall_seconds=stall_seconds, throttle=throttle, find_sources=find_sources, me=me
+    )
     result = job.run()
     if result.size != wanted.size:
         raise DataLoss(f"{dest} has {result.size} bytes, expected {wanted.size}")

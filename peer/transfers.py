@@ -104,7 +104,7 @@ def fetch(
         return []
 
     throttle = Throttle(max_rate) if max_rate else None
-    return download(wanted, sources, dest, on_progress, stall_seconds, throttle, find_sources=listed_now)
+    return download(wanted, sources, dest, on_progress, stall_seconds, throttle, find_sources=listed_now, me=tracker.name)
 
 
 def _sources(tracker: TrackerClient, remote: RemoteFile) -> list[PeerConnection]:

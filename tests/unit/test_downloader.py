@@ -275,6 +275,38 @@ def test_a_partial_source_is_asked_for_what_it_holds_and_whole_sources_for_the_r
     schedule.partial.close()
 
 
+def test_a_crowd_shares_out_the_chunks_nobody_holds_in_equal_parts_without_a_word():
+    """Each member draws the same lines from the same crowd: every chunk falls to exactly one."""
+    from peer.downloader import _owned_by
+
+    crowd = {"erin", "frank", "gina"}
+    shares = {name: _owned_by(name, crowd, range(100)) for name in crowd}
+    assert set().union(*shares.values()) == set(range(100))
+    assert sum(len(s) for s in shares.values()) == 100  # none falls to two
+    assert sorted(len(s) for s in shares.values()) == [33, 33, 34]
+
+
+def test_a_whole_source_is_asked_first_for_this_downloads_share_of_what_nobody_holds(tmp_path):
+    """Two peers fetch one file from a seed and from each other: each asks the seed for its own
+    share of the chunks neither holds, then for the other's, then for any."""
+    from peer.downloader import _owned_by, _Schedule
+
+    m, _ = make(DATA)
+    schedule = _Schedule(PartialFile(tmp_path / "out", m), {"frank@127.0.0.1:9"}, me="erin")
+    mine = _owned_by("erin", {"erin", "frank"}, range(m.chunk_count))
+    assert schedule.owned == mine and 0 < len(mine) < m.chunk_count
+    held_by_frank = {0, 1}
+    schedule.heard("frank@127.0.0.1:9", ChunkMap.of(held_by_frank, m.chunk_count))
+    rare_mine = mine - held_by_frank
+    assert {schedule.take("seed") for _ in range(len(rare_mine))} == rare_mine  # its own share first
+    rare_theirs = set(range(m.chunk_count)) - mine - held_by_frank
+    assert {schedule.take("seed") for _ in range(len(rare_theirs))} == rare_theirs  # then the other's
+    assert set(schedule.pending) == held_by_frank  # left for frank (or for the seed once nothing else is left)
+    schedule.set_partial("frank@127.0.0.1:9", False)  # frank finished: no crowd left to share with
+    assert schedule.owned is None
+    schedule.partial.close()
+
+
 def test_whole_and_partial_sources_together(tmp_path):
     m, wanted = make(DATA)
     evens = {i for i in range(m.chunk_count) if i % 2 == 0}
