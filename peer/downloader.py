@@ -10,17 +10,17 @@ import errno
 import logging
 import math
 import queue
-import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from p2p_common.errors import DataLoss, NotFound, P2PError, ResourceExhausted, Unavailable
-from peer.availability import ChunkMap, NotHeld
+from peer.availability import NotHeld
+from peer.chunk_schedule import ChunkSchedule
 from peer.chunk_store import PartialFile, Write
 from peer.manifest import Manifest
 from peer.throttle import Throttle
@@ -36,17 +36,12 @@ WINDOW_SECONDS = 0.25
 # BitTorrent client's active peers: past a few, another stream adds no speed, only a window of
 # buffered chunks, a channel and a thread (a popular file can list 64 sources).
 MAX_ACTIVE_SOURCES = 8
-ENDGAME_COPIES = 2  # near the end a missing chunk may be asked from this many sources at once
 MANIFEST_ASKS = 4  # sources asked for the manifest at once, at most
 MANIFEST_HEDGE = 1.0  # seconds without an answer before the next source is asked too
 # A source that owes a chunk and sends nothing for this long is dropped. A peer that froze, or whose
 # network went silent without a reset (a laptop asleep, a Wi-Fi gone), never fails its stream: TCP
 # would retry for a quarter of an hour. A chunk (1 MiB) takes 60 s only below ~17 KiB/s.
 STALL_SECONDS = 60.0
-# A partial source (a peer still downloading the file) is asked for a chunk beyond its chunk map
-# this often, to learn what it has verified since (its "not held" answer carries its whole map):
-# with a stale map, whole sources are asked for chunks it could give.
-PROBE_SECONDS = 1.0
 # When the tracker is asked again for the file's sources while it downloads (peers that started
 # the same download meanwhile, partial sources, or finished it join as sources): after 1 s, then
 # twice as long each time up to 30 s (at 1, 3, 7, 15 s...). Early is when a crowd starting
@@ -167,153 +162,6 @@ def _reasons(dropped: dict[str, str]) -> str:
     return "; ".join(f"{k}: {v}" for k, v in dropped.items()) or "no sources"
 
 
-class _Schedule:
-    """Which chunk goes to which source; shared by the source workers under one lock.
-
-    Each download starts at a chunk of its own (at random) and goes round: downloads of one file
-    from one source hold different chunks early on, which they can then swap. A partial source
-    is asked only for chunks its chunk map lists, and a whole source first for chunks no partial
-    source holds (rarest first, as BitTorrent clients pick pieces): first those this download
-    owns among the crowd fetching the file (see _owned_by), then the others', at random.
-    """
-
-    def __init__(self, partial: PartialFile, partial_sources: set[str], me: str = ""):
-        self.partial = partial
-        self.cond = threading.Condition()
-        self.pending: deque[int] = deque(partial.missing())
-        self.pending.rotate(-random.randrange(len(self.pending) or 1))
-        self.me = me
-        self.partial_sources: set[str] = set()
-        self.owned: set[int] | None = None  # the chunks this download owns; None: no crowd known
-        for label in partial_sources:
-            self.set_partial(label, True)
-        self.maps: dict[str, ChunkMap] = {}  # what each partial source holds, as last heard
-        self.covered: set[int] = set()  # chunks some partial source holds
-        self.probed: dict[str, float] = {}  # when each partial source was last asked beyond its map
-        self.inflight: dict[int, set[str]] = {}
-        self.received = 0
-        self.per_source: dict[str, int] = {}
-        self.fetched = 0
-        self.delivered: set[str] = set()  # sources that have sent a chunk
-
-    def take(self, label: str) -> int | None:
-        with self.cond:
-            index = self._next_pending(label)
-            if index is not None:
-                self.inflight.setdefault(index, set()).add(label)
-                return index
-            # endgame: help with a chunk another source is still fetching. Only a source that has
-            # delivered something helps: copies held by sources that never answer (frozen, or
-            # unreachable) would take the places of the ones that do until the stall cut-off
-            if label not in self.delivered:
-                return None
-            for index, askers in self.inflight.items():
-                if (
-                    label not in askers
-                    and len(askers) < ENDGAME_COPIES
-                    and not self.partial.has(index)
-                    and self._holds(label, index)
-                ):
-                    askers.add(label)
-                    return index
-            return None
-
-    def _holds(self, label: str, index: int) -> bool:
-        held = self.maps.get(label)
-        return held is None or index in held
-
-    def _next_pending(self, label: str) -> int | None:
-        """Under the lock: the next chunk for label to fetch, taken out of pending. A partial source
-        not heard from yet is asked as if it held everything: its first "not held" brings its map."""
-        while self.pending and self.partial.has(self.pending[0]):
-            self.pending.popleft()  # held by now (an endgame copy came first)
-        held = self.maps.get(label)
-        if held is not None:
-            found = None
-            now = time.monotonic()
-            if now - self.probed.get(label, 0.0) >= PROBE_SECONDS:  # ask beyond its map: the chunk, or what it holds now
-                found = next((i for i in reversed(self.pending) if i not in held and not self.partial.has(i)), None)
-                self.probed[label] = now
-            if found is None:
-                found = next((i for i in self.pending if i in held and not self.partial.has(i)), None)
-        elif (self.covered or self.owned is not None) and label not in self.partial_sources:
-            found = self._rarest()
-        else:
-            return self.pending.popleft() if self.pending else None
-        if found is not None:
-            self.pending.remove(found)
-        return found
-
-    def _rarest(self) -> int | None:
-        """Under the lock: for a whole source, the next chunk no partial source holds that this
-        download owns; else one of the others' at random (taken in order, two downloads whose runs
-        met would go on asking for the same chunks); else any."""
-        rare = (i for i in self.pending if i not in self.covered and not self.partial.has(i))
-        if self.owned is not None and (mine := next((i for i in rare if i in self.owned), None)) is not None:
-            return mine
-        rarest = [i for i in self.pending if i not in self.covered and not self.partial.has(i)]
-        return random.choice(rarest) if rarest else self.pending[0] if self.pending else None
-
-    def set_partial(self, label: str, partial: bool) -> None:
-        """label is (or no longer is) a partial source: a peer fetching the file too."""
-        with self.cond:
-            if partial:
-                self.partial_sources.add(label)
-            else:
-                self.partial_sources.discard(label)
-            crowd = {self.me} | {source.rsplit("@", 1)[0] for source in self.partial_sources}
-            self.owned = _owned_by(self.me, crowd, self.pending) if self.me and len(crowd) > 1 else None
-
-    def heard(self, label: str, held: ChunkMap | None) -> None:
-        """A partial source's chunk map, from its answer for a chunk it did not hold (None: it sent
-        one beyond its map, which is out of date: ask it as if it held everything, once more)."""
-        with self.cond:
-            if held is None:
-                self.maps.pop(label, None)
-            else:
-                self.maps[label] = held
-            self.covered = {i for i in self.partial.missing() if any(i in m for m in self.maps.values())}
-
-    def done(self, index: int, label: str, size: int, first: bool) -> None:
-        if not self._holds(label, index):  # a partial source holds more than its map says
-            self.heard(label, None)
-        with self.cond:
-            self.delivered.add(label)
-            self.received += size
-            if first:
-                self.fetched += 1
-                self.per_source[label] = self.per_source.get(label, 0) + 1
-            self.inflight.pop(index, None)
-            if self.partial.complete:  # nobody waits for one chunk more: only for the end
-                self.cond.notify_all()
-
-    def give_back(self, label: str, indexes: Sequence[int]) -> None:
-        with self.cond:
-            for index in indexes:
-                askers = self.inflight.get(index)
-                if askers is not None:
-                    askers.discard(label)
-                    if not askers:
-                        del self.inflight[index]
-                        if not self.partial.has(index):
-                            self.pending.appendleft(index)
-            self.cond.notify_all()
-
-
-def _owned_by(me: str, crowd: set[str], chunks: Iterable[int]) -> set[int]:
-    """The chunks that fall to me among a crowd of peers fetching one file at once (their account
-    names): every n-th, by my place among the names. Every member that knows the same crowd draws
-    the same lines without a word exchanged, in equal shares. Each asks the seed first for its own
-    share of the chunks nobody holds yet, and takes the rest from the others as they get them:
-    every chunk leaves the seed about once. Drawn at random instead, two downloads asked the seed
-    for chunks another had just taken (it cannot know: the maps it hears are up to a second old,
-    and requests in flight are not in them), and at the end all asked for the very same last ones;
-    shares of unequal size (hashing) sent the ones done first after the largest share's last."""
-    ordered = sorted(crowd)
-    place, n = ordered.index(me), len(ordered)
-    return {i for i in chunks if i % n == place}
-
-
 class Download:
     """Fetch one content from several sources into dest.
 
@@ -371,7 +219,7 @@ class Download:
         manifest = verified_manifest(self.wanted, self.sources, self.dropped, self.stall_seconds)
         partial = PartialFile(self.dest, manifest)
         reused = manifest.chunk_count - len(partial.missing())
-        schedule = _Schedule(partial, {s.label for s in self.sources if s.partial}, self.me)
+        schedule = ChunkSchedule(partial, {s.label for s in self.sources if s.partial}, self.me)
         live = [s for s in self.sources if s.label not in self.dropped]
         self._spares.extend(live[self.max_sources :])
         writers = [threading.Thread(target=self._write, args=(schedule,), name="write") for _ in range(self.WRITERS)]
@@ -410,7 +258,7 @@ class Download:
         path = partial.finish()
         return DownloadResult(path, manifest.size, schedule.received, schedule.fetched, reused, schedule.per_source, self.dropped)
 
-    def _wait(self, schedule: _Schedule) -> None:
+    def _wait(self, schedule: ChunkSchedule) -> None:
         """Until complete, or no source is left, or writing failed; reports progress 20 times a
         second and cuts off sources that went silent."""
         interval = self.refresh_seconds
@@ -442,7 +290,7 @@ class Download:
         finally:
             self._refreshing.clear()
 
-    def _add_sources(self, found: Sequence[ChunkSource], schedule: _Schedule) -> None:
+    def _add_sources(self, found: Sequence[ChunkSource], schedule: ChunkSchedule) -> None:
         """Sources listed since the download started stream at once, or wait as spares; so does a
         partial source dropped for having nothing to give that now holds the whole file."""
         known = {s.label for s in self.sources}
@@ -473,14 +321,14 @@ class Download:
                 self._stalled[label] = f"sent nothing for {self.stall_seconds:g} s"
                 stream.close()  # its receiver's wait ends in an error, and the source is dropped
 
-    def _start_receiver(self, source: ChunkSource, schedule: _Schedule) -> None:
+    def _start_receiver(self, source: ChunkSource, schedule: ChunkSchedule) -> None:
         """Under schedule.cond: one more source streaming."""
         thread = threading.Thread(target=self._receive, args=(source, schedule), name=f"fetch-{source.label}")
         self._receivers.append(thread)
         self._active += 1
         thread.start()
 
-    def _receive(self, source: ChunkSource, schedule: _Schedule) -> None:
+    def _receive(self, source: ChunkSource, schedule: ChunkSchedule) -> None:
         asked: deque[int] = deque()
         stream: ChunkStreamLike | None = None
         idle_since = time.monotonic()  # since the last chunk this source delivered
@@ -556,7 +404,7 @@ class Download:
                 self._active -= 1
                 schedule.cond.notify_all()
 
-    def _write(self, schedule: _Schedule) -> None:
+    def _write(self, schedule: ChunkSchedule) -> None:
         while (item := self._received.get()) is not None:
             label, index, data = item
             if self._fatal is not None:

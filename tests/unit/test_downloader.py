@@ -12,8 +12,9 @@ import pytest
 from p2p_common.errors import P2PError, Unavailable
 from peer import chunking
 from peer.availability import ChunkMap, NotHeld
+from peer.chunk_schedule import PROBE_SECONDS, ChunkSchedule, owned_by
 from peer.chunk_store import PartialFile, Write, staging_paths
-from peer.downloader import PROBE_SECONDS, WINDOW, Download, Wanted
+from peer.downloader import WINDOW, Download, Wanted
 from peer.manifest import Manifest
 from peer.sha256_chain import Sha256Chain
 from tests.helpers import wait_for
@@ -237,10 +238,9 @@ def test_unreachable_sources_listed_first_do_not_hold_up_the_download(tmp_path):
 def test_only_a_source_that_has_delivered_gets_endgame_copies(tmp_path):
     """Copies of the last chunks (two per chunk at most) taken by sources that never answer
     (frozen, unreachable) left the answering source waiting for the stall cut-off."""
-    from peer.downloader import _Schedule
 
     m, _ = make(DATA)
-    schedule = _Schedule(PartialFile(tmp_path / "out", m), set())
+    schedule = ChunkSchedule(PartialFile(tmp_path / "out", m), set())
     first = schedule.take("answers")
     schedule.done(first, "answers", CHUNK, first=True)  # it has delivered
     while len(schedule.pending) > 3:
@@ -254,10 +254,9 @@ def test_only_a_source_that_has_delivered_gets_endgame_copies(tmp_path):
 
 
 def test_a_partial_source_is_asked_for_what_it_holds_and_whole_sources_for_the_rest_first(tmp_path):
-    from peer.downloader import _Schedule
 
     m, _ = make(DATA)
-    schedule = _Schedule(PartialFile(tmp_path / "out", m), {"partial"})
+    schedule = ChunkSchedule(PartialFile(tmp_path / "out", m), {"partial"})
     evens = {i for i in range(m.chunk_count) if i % 2 == 0}
     first = schedule.take("partial")  # nothing heard of it yet: asked as if it held everything
     assert first is not None
@@ -277,10 +276,9 @@ def test_a_partial_source_is_asked_for_what_it_holds_and_whole_sources_for_the_r
 
 def test_a_crowd_shares_out_the_chunks_nobody_holds_in_equal_parts_without_a_word():
     """Each member draws the same lines from the same crowd: every chunk falls to exactly one."""
-    from peer.downloader import _owned_by
 
     crowd = {"erin", "frank", "gina"}
-    shares = {name: _owned_by(name, crowd, range(100)) for name in crowd}
+    shares = {name: owned_by(name, crowd, range(100)) for name in crowd}
     assert set().union(*shares.values()) == set(range(100))
     assert sum(len(s) for s in shares.values()) == 100  # none falls to two
     assert sorted(len(s) for s in shares.values()) == [33, 33, 34]
@@ -289,11 +287,10 @@ def test_a_crowd_shares_out_the_chunks_nobody_holds_in_equal_parts_without_a_wor
 def test_a_whole_source_is_asked_first_for_this_downloads_share_of_what_nobody_holds(tmp_path):
     """Two peers fetch one file from a seed and from each other: each asks the seed for its own
     share of the chunks neither holds, then for the other's, then for any."""
-    from peer.downloader import _owned_by, _Schedule
 
     m, _ = make(DATA)
-    schedule = _Schedule(PartialFile(tmp_path / "out", m), {"frank@127.0.0.1:9"}, me="erin")
-    mine = _owned_by("erin", {"erin", "frank"}, range(m.chunk_count))
+    schedule = ChunkSchedule(PartialFile(tmp_path / "out", m), {"frank@127.0.0.1:9"}, me="erin")
+    mine = owned_by("erin", {"erin", "frank"}, range(m.chunk_count))
     assert schedule.owned == mine and 0 < len(mine) < m.chunk_count
     held_by_frank = {0, 1}
     schedule.heard("frank@127.0.0.1:9", ChunkMap.of(held_by_frank, m.chunk_count))

@@ -1,0 +1,167 @@
+"""Which chunk of a download goes to which source: dynamic assignment, chunk maps of partial
+sources, rarest first, a crowd's shares, and the endgame. Pure bookkeeping under one lock, no
+I/O: the downloader's source threads ask it for work and report back."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+
+from peer.availability import ChunkMap
+from peer.chunk_store import PartialFile
+
+ENDGAME_COPIES = 2  # near the end a missing chunk may be asked from this many sources at once
+# A partial source (a peer still downloading the file) is asked for a chunk beyond its chunk map
+# this often, to learn what it has verified since (its "not held" answer carries its whole map):
+# with a stale map, whole sources are asked for chunks it could give.
+PROBE_SECONDS = 1.0
+
+
+class ChunkSchedule:
+    """Which chunk goes to which source; shared by the source workers under one lock.
+
+    Each download starts at a chunk of its own (at random) and goes round: downloads of one file
+    from one source hold different chunks early on, which they can then swap. A partial source
+    is asked only for chunks its chunk map lists, and a whole source first for chunks no partial
+    source holds (rarest first, as BitTorrent clients pick pieces): first those this download
+    owns among the crowd fetching the file (see owned_by), then the others', at random.
+    """
+
+    def __init__(self, partial: PartialFile, partial_sources: set[str], me: str = ""):
+        self.partial = partial
+        self.cond = threading.Condition()
+        self.pending: deque[int] = deque(partial.missing())
+        self.pending.rotate(-random.randrange(len(self.pending) or 1))
+        self.me = me
+        self.partial_sources: set[str] = set()
+        self.owned: set[int] | None = None  # the chunks this download owns; None: no crowd known
+        for label in partial_sources:
+            self.set_partial(label, True)
+        self.maps: dict[str, ChunkMap] = {}  # what each partial source holds, as last heard
+        self.covered: set[int] = set()  # chunks some partial source holds
+        self.probed: dict[str, float] = {}  # when each partial source was last asked beyond its map
+        self.inflight: dict[int, set[str]] = {}
+        self.received = 0
+        self.per_source: dict[str, int] = {}
+        self.fetched = 0
+        self.delivered: set[str] = set()  # sources that have sent a chunk
+
+    def take(self, label: str) -> int | None:
+        with self.cond:
+            index = self._next_pending(label)
+            if index is not None:
+                self.inflight.setdefault(index, set()).add(label)
+                return index
+            # endgame: help with a chunk another source is still fetching. Only a source that has
+            # delivered something helps: copies held by sources that never answer (frozen, or
+            # unreachable) would take the places of the ones that do until the stall cut-off
+            if label not in self.delivered:
+                return None
+            for index, askers in self.inflight.items():
+                if (
+                    label not in askers
+                    and len(askers) < ENDGAME_COPIES
+                    and not self.partial.has(index)
+                    and self._holds(label, index)
+                ):
+                    askers.add(label)
+                    return index
+            return None
+
+    def _holds(self, label: str, index: int) -> bool:
+        held = self.maps.get(label)
+        return held is None or index in held
+
+    def _next_pending(self, label: str) -> int | None:
+        """Under the lock: the next chunk for label to fetch, taken out of pending. A partial source
+        not heard from yet is asked as if it held everything: its first "not held" brings its map."""
+        while self.pending and self.partial.has(self.pending[0]):
+            self.pending.popleft()  # held by now (an endgame copy came first)
+        held = self.maps.get(label)
+        if held is not None:
+            found = None
+            now = time.monotonic()
+            if now - self.probed.get(label, 0.0) >= PROBE_SECONDS:  # ask beyond its map: the chunk, or what it holds now
+                found = next((i for i in reversed(self.pending) if i not in held and not self.partial.has(i)), None)
+                self.probed[label] = now
+            if found is None:
+                found = next((i for i in self.pending if i in held and not self.partial.has(i)), None)
+        elif (self.covered or self.owned is not None) and label not in self.partial_sources:
+            found = self._rarest()
+        else:
+            return self.pending.popleft() if self.pending else None
+        if found is not None:
+            self.pending.remove(found)
+        return found
+
+    def _rarest(self) -> int | None:
+        """Under the lock: for a whole source, the next chunk no partial source holds that this
+        download owns; else one of the others' at random (taken in order, two downloads whose runs
+        met would go on asking for the same chunks); else any."""
+        rare = (i for i in self.pending if i not in self.covered and not self.partial.has(i))
+        if self.owned is not None and (mine := next((i for i in rare if i in self.owned), None)) is not None:
+            return mine
+        rarest = [i for i in self.pending if i not in self.covered and not self.partial.has(i)]
+        return random.choice(rarest) if rarest else self.pending[0] if self.pending else None
+
+    def set_partial(self, label: str, partial: bool) -> None:
+        """label is (or no longer is) a partial source: a peer fetching the file too."""
+        with self.cond:
+            if partial:
+                self.partial_sources.add(label)
+            else:
+                self.partial_sources.discard(label)
+            crowd = {self.me} | {source.rsplit("@", 1)[0] for source in self.partial_sources}
+            self.owned = owned_by(self.me, crowd, self.pending) if self.me and len(crowd) > 1 else None
+
+    def heard(self, label: str, held: ChunkMap | None) -> None:
+        """A partial source's chunk map, from its answer for a chunk it did not hold (None: it sent
+        one beyond its map, which is out of date: ask it as if it held everything, once more)."""
+        with self.cond:
+            if held is None:
+                self.maps.pop(label, None)
+            else:
+                self.maps[label] = held
+            self.covered = {i for i in self.partial.missing() if any(i in m for m in self.maps.values())}
+
+    def done(self, index: int, label: str, size: int, first: bool) -> None:
+        if not self._holds(label, index):  # a partial source holds more than its map says
+            self.heard(label, None)
+        with self.cond:
+            self.delivered.add(label)
+            self.received += size
+            if first:
+                self.fetched += 1
+                self.per_source[label] = self.per_source.get(label, 0) + 1
+            self.inflight.pop(index, None)
+            if self.partial.complete:  # nobody waits for one chunk more: only for the end
+                self.cond.notify_all()
+
+    def give_back(self, label: str, indexes: Sequence[int]) -> None:
+        with self.cond:
+            for index in indexes:
+                askers = self.inflight.get(index)
+                if askers is not None:
+                    askers.discard(label)
+                    if not askers:
+                        del self.inflight[index]
+                        if not self.partial.has(index):
+                            self.pending.appendleft(index)
+            self.cond.notify_all()
+
+
+def owned_by(me: str, crowd: set[str], chunks: Iterable[int]) -> set[int]:
+    """The chunks that fall to me among a crowd of peers fetching one file at once (their account
+    names): every n-th, by my place among the names. Every member that knows the same crowd draws
+    the same lines without a word exchanged, in equal shares. Each asks the seed first for its own
+    share of the chunks nobody holds yet, and takes the rest from the others as they get them:
+    every chunk leaves the seed about once. Drawn at random instead, two downloads asked the seed
+    for chunks another had just taken (it cannot know: the maps it hears are up to a second old,
+    and requests in flight are not in them), and at the end all asked for the very same last ones;
+    shares of unequal size (hashing) sent the ones done first after the largest share's last."""
+    ordered = sorted(crowd)
+    place, n = ordered.index(me), len(ordered)
+    return {i for i in chunks if i % n == place}
