@@ -18,8 +18,9 @@ from p2p_common.names import name_problem
 from p2p_common.rpc_log import setup_logging
 from p2p_common.tls import ClientTls, add_server_tls_flags
 from peer.config import PeerConfig
-from peer.progress import ProgressBar, human_bytes
-from peer.throttle import MIN_RATE
+from peer.downloader import DownloadResult
+from peer.progress import BatchProgress, ProgressBar, human_bytes
+from peer.throttle import MIN_RATE, Throttle
 from peer.tracker_client import RemoteFile, TrackerClient
 
 log = logging.getLogger("p2p.peer")
@@ -151,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--all", action="store_true", help="fetch every file each pattern matches, in its folders (a glob: 'album/*')"
     )
     get.add_argument("--force", action="store_true", help="replace a different file already at the destination")
+    get.add_argument(
+        "-j",
+        "--jobs",
+        type=_positive_int,
+        default=_env("P2P_JOBS", "4"),
+        help="files fetched at once when several are asked for (4) [P2P_JOBS]",
+    )
     add_stall_flag(get, "a source may owe a chunk and send nothing before it is dropped")
     get.add_argument(
         "--max-rate",
@@ -256,16 +264,11 @@ def cmd_get(args: argparse.Namespace) -> int:
         else:
             chosen = [(r, r.name.rsplit("/", 1)[-1]) for r in (resolve(client, spec) for spec in args.files)]
         targets = _destinations(args.output, chosen)
-        failed = 0
-        for remote, dest in targets:
-            try:
-                _get_one(client, remote, dest, args)
-            except (P2PError, OSError) as exc:
-                if len(targets) == 1:
-                    raise
-                failed += 1
-                text = _error_text(exc)
-                print(f"p2p-peer get: {text if str(dest) in text else f'{dest}: {text}'}", file=sys.stderr)
+        throttle = Throttle(args.max_rate) if args.max_rate else None  # one cap for all the files
+        if len(targets) == 1:
+            _get_one(client, *targets[0], args, throttle)
+            return 0
+        failed = _get_many(client, targets, args, throttle)
     finally:
         client.logout()
     if failed:
@@ -273,26 +276,46 @@ def cmd_get(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _get_one(client: TrackerClient, remote: RemoteFile, dest: Path, args: argparse.Namespace) -> None:
+def _get_one(client: TrackerClient, remote: RemoteFile, dest: Path, args: argparse.Namespace, throttle: Throttle | None) -> None:
     from peer.transfers import fetch
 
     bar = ProgressBar(dest.name)
     try:
-        result = fetch(
-            client, remote, dest, bar.on_download, replace=args.force, stall_seconds=args.stall_timeout, max_rate=args.max_rate
-        )
+        result = fetch(client, remote, dest, bar.on_download, args.force, args.stall_timeout, throttle)
     finally:
         bar.close()
+    print(_fetched_line(remote, dest, result), flush=True)
+
+
+def _get_many(
+    client: TrackerClient, targets: list[tuple[RemoteFile, Path]], args: argparse.Namespace, throttle: Throttle | None
+) -> int:
+    """Several files, args.jobs at a time; a line for each as it ends. The number that failed."""
+    from peer.transfers import fetch_many
+
+    display = BatchProgress(len(targets), sum(remote.size for remote, _ in targets))
+    failed = 0
+    try:
+        for ended in fetch_many(client, targets, args.jobs, display.on_download, args.force, args.stall_timeout, throttle):
+            if ended.result is not None:
+                display.ended(ended.dest, ended.remote.size, _fetched_line(ended.remote, ended.dest, ended.result))
+                continue
+            failed += 1
+            text = _error_text(ended.error) if ended.error else "failed"
+            line = f"p2p-peer get: {text if str(ended.dest) in text else f'{ended.dest}: {text}'}"
+            display.ended(ended.dest, ended.remote.size, line, sys.stderr)
+    finally:
+        display.close()
+    return failed
+
+
+def _fetched_line(remote: RemoteFile, dest: Path, result: DownloadResult) -> str:
     if result.chunks_fetched == 0 and result.bytes_received == 0 and dest.exists() and not result.per_source:
-        print(f"{result.path}: already up to date (sha256 {remote.sha256})", flush=True)
-        return
+        return f"{result.path}: already up to date (sha256 {remote.sha256})"
     sources = ", ".join(f"{k.split('@')[0]}:{v}" for k, v in sorted(result.per_source.items())) or "none needed"
     resumed = f"; {result.chunks_reused} resumed" if result.chunks_reused else ""
     dropped = "".join(f"; dropped {k.split('@')[0]}: {why}" for k, why in sorted(result.dropped.items()))
-    print(
-        f"{result.path}: {human_bytes(result.size)} sha256 {remote.sha256} verified (chunks from {sources}{resumed}{dropped})",
-        flush=True,
-    )
+    return f"{result.path}: {human_bytes(result.size)} sha256 {remote.sha256} verified (chunks from {sources}{resumed}{dropped})"
 
 
 def _destinations(output: str | None, chosen: list[tuple[RemoteFile, str]]) -> list[tuple[RemoteFile, Path]]:

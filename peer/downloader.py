@@ -104,6 +104,10 @@ class BadSource(P2PError):
     """A source sent something wrong; it is not asked again."""
 
 
+class Cancelled(P2PError):
+    """The caller stopped the download (Ctrl-C in a `get` of several files); what was verified is kept."""
+
+
 class NothingToGive(P2PError):
     """A partial source held none of the chunks still missing for the stall time; it is asked
     again if the tracker lists it later holding the whole file."""
@@ -186,6 +190,7 @@ class Download:
         find_sources: Callable[[], Sequence[ChunkSource]] | None = None,  # the sources listed now
         refresh_seconds: float = REFRESH_SECONDS,
         me: str = "",  # the account downloading: its name among a crowd of partial sources
+        cancel: threading.Event | None = None,  # set: stop, keeping what was verified
     ):
         if not sources:
             raise NotFound(f"no live peer has {wanted.sha256[:16]}")
@@ -200,6 +205,7 @@ class Download:
         self.find_sources = find_sources
         self.refresh_seconds = refresh_seconds
         self.me = me
+        self.cancel = cancel
         self._found: queue.SimpleQueue[Sequence[ChunkSource]] = queue.SimpleQueue()  # from refreshes
         self._refreshing = threading.Event()  # a refresh is under way
         self._owed_since: dict[str, tuple[float, ChunkStreamLike]] = {}  # waiting for a chunk asked for
@@ -264,6 +270,8 @@ class Download:
         interval = self.refresh_seconds
         next_refresh = time.monotonic() + interval
         while True:
+            if self.cancel is not None and self.cancel.is_set():
+                raise Cancelled("stopped; a rerun fetches only what is missing")
             with schedule.cond:
                 if schedule.partial.complete or self._active == 0 or self._fatal is not None:
                     break
@@ -442,11 +450,20 @@ def download(
     throttle: Throttle | None = None,
     find_sources: Callable[[], Sequence[ChunkSource]] | None = None,
     me: str = "",
+    cancel: threading.Event | None = None,
 ) -> DownloadResult:
     """Fetch wanted into dest from sources (and those find_sources lists later); the file appears
     only complete and verified."""
     job = Download(
-        wanted, sources, dest, on_progress, stall_seconds=stall_seconds, throttle=throttle, find_sources=find_sources, me=me
+        wanted,
+        sources,
+        dest,
+        on_progress,
+        stall_seconds=stall_seconds,
+        throttle=throttle,
+        find_sources=find_sources,
+        me=me,
+        cancel=cancel,
     )
     result = job.run()
     if result.size != wanted.size:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from peer.downloader import Progress
@@ -20,8 +22,9 @@ def human_bytes(n: float) -> str:
 class ProgressBar:
     """Redraws in place at most ten times a second; draws nothing unless stream is a terminal."""
 
-    def __init__(self, label: str, stream: TextIO = sys.stderr, width: int = 28):
+    def __init__(self, label: str, stream: TextIO = sys.stderr, width: int = 28, counting: str = "peer"):
         self.label = label
+        self.counting = counting  # what the last number counts
         self.stream = stream
         self.enabled = stream.isatty()
         self.width = width
@@ -41,7 +44,7 @@ class ProgressBar:
         fraction = done / total if total else 1.0
         filled = int(self.width * fraction)
         eta = (total - done) / rate if rate > 0 and done < total else 0.0
-        peers_text = f" {peers} peer{'s' if peers != 1 else ''}" if peers is not None else ""
+        peers_text = f" {peers} {self.counting}{'s' if peers != 1 else ''}" if peers is not None else ""
         line = (
             f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {fraction * 100:5.1f}% "
             f"{human_bytes(done)}/{human_bytes(total)} {human_bytes(rate)}/s ETA {eta:4.0f}s{peers_text} "
@@ -53,6 +56,13 @@ class ProgressBar:
     def on_download(self, p: Progress) -> None:
         self.update(p.done_bytes, p.total_bytes, p.active_sources)
 
+    def clear(self) -> None:
+        """Erase the bar: a line is printed where it was, and the next update draws it below."""
+        if self._drawn:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._last = 0.0
+
     def close(self) -> None:
         """Draw the last state (throttling may have skipped it) and end the line."""
         if self._drawn and self._latest is not None:
@@ -60,3 +70,47 @@ class ProgressBar:
         if self._drawn:
             self.stream.write("\n")
             self.stream.flush()
+
+
+class BatchProgress:
+    """One bar for several downloads at once (files ended, bytes, rate, ETA, the streams of the
+    downloads under way), with each file's result line printed above it as the file ends. Called
+    from the downloads' threads."""
+
+    def __init__(self, files: int, total_bytes: int, stream: TextIO = sys.stderr):
+        self.files = files
+        self.total_bytes = total_bytes
+        self.bar = ProgressBar(f"0/{files} files", stream, counting="stream")
+        self._lock = threading.Lock()
+        self._held: dict[object, int] = {}  # bytes each download holds (a file that ended: its size)
+        self._streams: dict[object, int] = {}  # sources each download under way streams from
+        self._ended = 0
+
+    def on_download(self, key: object) -> Callable[[Progress], None]:
+        """The progress callback of the download of key."""
+
+        def update(p: Progress) -> None:
+            with self._lock:
+                if key in self._streams or key not in self._held:  # not after it ended
+                    self._held[key], self._streams[key] = p.done_bytes, p.active_sources
+                    self._draw()
+
+        return update
+
+    def ended(self, key: object, size: int, line: str, out: TextIO | None = None) -> None:
+        """key's download ended (its work is done, whatever happened): print line (to stdout
+        unless told) above the bar."""
+        with self._lock:
+            self._ended += 1
+            self._held[key] = size
+            self._streams.pop(key, None)
+            self.bar.clear()
+            print(line, file=out or sys.stdout, flush=True)
+            self.bar.label = f"{self._ended}/{self.files} files"
+            self._draw(final=True)
+
+    def _draw(self, final: bool = False) -> None:
+        self.bar.update(sum(self._held.values()), self.total_bytes, sum(self._streams.values()), final=final)
+
+    def close(self) -> None:
+        self.bar.close()

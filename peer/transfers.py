@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from peer.manifest import Manifest
 from peer.peer_client import PeerConnection
 from peer.throttle import Throttle
 from peer.tracker_client import RemoteFile, Source, TrackerClient, rpc_error
+
+log = logging.getLogger(__name__)
 
 
 def resolve(tracker: TrackerClient, spec: str) -> RemoteFile:
@@ -79,12 +83,14 @@ def fetch(
     on_progress: Callable[[Progress], None] | None = None,
     replace: bool = False,
     stall_seconds: float = STALL_SECONDS,
-    max_rate: int = 0,
+    throttle: Throttle | None = None,
+    cancel: threading.Event | None = None,
 ) -> DownloadResult:
     """Download remote from all its live sources into dest; nothing moves if dest already holds it.
 
     A different file at dest is kept unless replace says otherwise: a download never destroys
-    what it did not write (an upload to a peer is refused the same way)."""
+    what it did not write (an upload to a peer is refused the same way). throttle caps the rate
+    all sources together deliver at (shared by the files of one `get`)."""
     if dest.is_file() and dest.stat().st_size == remote.size and chunking.sha256_of(dest) == remote.sha256:
         chunks = chunking.chunk_count(remote.size, remote.chunk_size)
         return DownloadResult(dest, remote.size, bytes_received=0, chunks_fetched=0, chunks_reused=chunks)
@@ -103,8 +109,67 @@ def fetch(
                 return _sources(tracker, found)
         return []
 
-    throttle = Throttle(max_rate) if max_rate else None
-    return download(wanted, sources, dest, on_progress, stall_seconds, throttle, find_sources=listed_now, me=tracker.name)
+    return download(
+        wanted, sources, dest, on_progress, stall_seconds, throttle, find_sources=listed_now, me=tracker.name, cancel=cancel
+    )
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One file of fetch_many, as it ended: its result, or why it failed."""
+
+    remote: RemoteFile
+    dest: Path
+    result: DownloadResult | None
+    error: Exception | None
+
+
+def fetch_many(
+    tracker: TrackerClient,
+    targets: Sequence[tuple[RemoteFile, Path]],
+    jobs: int,
+    on_progress: Callable[[Path], Callable[[Progress], None]] | None = None,
+    replace: bool = False,
+    stall_seconds: float = STALL_SECONDS,
+    throttle: Throttle | None = None,
+) -> Iterator[Fetched]:
+    """Fetch several files, jobs of them at once (each from all its sources), within one rate cap;
+    yields each as it ends, a failed one with its error while the others go on. One after
+    another, an album of small files waited on a round trip or two per file, and files whose
+    sources are slow peers each waited for the last. When the caller stops (Ctrl-C raises in it
+    while it waits here), the downloads under way stop and keep what they verified, for a rerun."""
+    todo: queue.SimpleQueue[tuple[RemoteFile, Path]] = queue.SimpleQueue()
+    for target in targets:
+        todo.put(target)
+    ended: queue.SimpleQueue[Fetched] = queue.SimpleQueue()
+    cancel = threading.Event()
+
+    def work() -> None:
+        while not cancel.is_set():
+            try:
+                remote, dest = todo.get_nowait()
+            except queue.Empty:
+                return
+            progress = on_progress(dest) if on_progress else None
+            try:
+                result = fetch(tracker, remote, dest, progress, replace, stall_seconds, throttle, cancel)
+                ended.put(Fetched(remote, dest, result, None))
+            except (P2PError, OSError) as exc:
+                ended.put(Fetched(remote, dest, None, exc))
+            except Exception as exc:  # a bug: this file fails, the others go on
+                log.exception("fetching %s failed", remote.name)
+                ended.put(Fetched(remote, dest, None, P2PError(f"{type(exc).__name__}: {exc}")))
+
+    workers = [threading.Thread(target=work, name=f"get-{i}", daemon=True) for i in range(min(jobs, len(targets)))]
+    for worker in workers:
+        worker.start()
+    try:
+        for _ in targets:
+            yield ended.get()
+    finally:
+        cancel.set()  # the caller stopped early: the downloads under way end, keeping their chunks
+        for worker in workers:
+            worker.join(timeout=10)
 
 
 def _sources(tracker: TrackerClient, remote: RemoteFile) -> list[PeerConnection]:

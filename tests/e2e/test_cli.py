@@ -332,6 +332,38 @@ def test_get_several_files_and_every_match_of_a_pattern(cluster):
     assert (work / "four/loose.txt").read_text() == "mine" and (work / "four/01.mp3").read_text() == "one"
 
 
+def test_several_files_come_at_once_and_an_interrupted_batch_resumes(cluster):
+    """A `get` of several files fetches --jobs (4) of them at once: here two, each from its own
+    slow peer. Ctrl-C stops both, keeping their verified chunks; a rerun fetches only the rest."""
+    digests = {}
+    for name in ("north", "south"):
+        share = cluster.serve(name, "--max-serve-rate", "4M")
+        digests[name] = big_file(share / f"{name}.bin", 24 * MiB, name)
+    wait_for(lambda: len(cluster.search(".bin")) == 2, timeout=30, what="both files published")
+    into = cluster.work / "both"
+    cmd = [str(BIN / "p2p-peer"), "--name", "user", "get", "north.bin", "south.bin", "-o", str(into)]
+    proc = subprocess.Popen(cmd, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def chunks_recorded(name: str) -> int:
+        return sum(p.stat().st_size // 4 for p in into.glob(f".{name}.bin.*.p2p-have"))
+
+    wait_for(lambda: all(chunks_recorded(name) >= 2 for name in digests), timeout=60, what="both files coming at once")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "p2p-peer get: interrupted" and "Traceback" not in err
+    assert not (into / "north.bin").exists() and not (into / "south.bin").exists()
+    kept = {name: chunks_recorded(name) for name in digests}
+    assert all(2 <= n < 24 for n in kept.values())
+
+    rerun = cluster.peer("get", "north.bin", "south.bin", "-o", str(into))
+    assert rerun.returncode == 0, rerun.stderr
+    for name, digest in digests.items():
+        assert hashlib.sha256((into / f"{name}.bin").read_bytes()).hexdigest() == digest
+        line = next(line for line in rerun.stdout.splitlines() if line.startswith(str(into / f"{name}.bin")))
+        assert f"{name}:{24 - kept[name]}; {kept[name]} resumed" in line  # only the rest crossed the network
+
+
 def test_a_source_that_freezes_is_cut_off_and_the_get_resumes_later(cluster):
     """SIGSTOP: the peer's sockets stay open and silent, as a peer asleep or cut off without a reset."""
     share = cluster.serve("sleepy", "--max-serve-rate", "8M")  # slow enough to be caught mid-way

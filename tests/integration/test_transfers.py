@@ -14,6 +14,7 @@ import pytest
 from p2p_common.errors import AlreadyExists, FailedPrecondition, NotFound, P2PError, PermissionDenied, ResourceExhausted
 from peer import downloader
 from peer.downloader import Progress
+from peer.throttle import Throttle
 from peer.transfers import fetch, push, resolve
 from tests.helpers import wait_for
 
@@ -63,6 +64,32 @@ def test_get_from_three_peers_uses_all(start_peer_at, client, tmp_path):
     result = fetch(client, remote, tmp_path / "big.iso")
     assert sha((tmp_path / "big.iso").read_bytes()) == sha(content)
     assert len(result.per_source) == 3 and sum(result.per_source.values()) == 48
+
+
+def test_several_files_at_once_within_one_rate_cap_and_a_failure_stops_no_other(start_peer_at, client, tmp_path):
+    from peer.transfers import fetch_many
+
+    class CountingThrottle(Throttle):
+        taken = 0
+
+        def take(self, size: int) -> float:
+            self.taken += size
+            return super().take(size)
+
+    files = {f"album/{i:02d}.flac": data_of(MiB + 1000 * i, seed=i) for i in range(6)}
+    start_peer_at("band", files)
+    targets = [(resolve(client, name), tmp_path / name) for name in files]
+    (tmp_path / "album").mkdir()
+    (tmp_path / "album/03.flac").write_bytes(b"somebody else's file")
+    cap = CountingThrottle(1 << 30)
+    ended = list(fetch_many(client, targets, jobs=3, throttle=cap))
+    assert sorted(e.dest.name for e in ended) == sorted(p.name for _, p in targets)
+    failed = [e for e in ended if e.error is not None]
+    assert [e.dest.name for e in failed] == ["03.flac"] and isinstance(failed[0].error, AlreadyExists)
+    for name, content in files.items():
+        if name != "album/03.flac":
+            assert (tmp_path / name).read_bytes() == content
+    assert cap.taken == sum(len(c) for n, c in files.items() if n != "album/03.flac")  # every file within the one cap
 
 
 def test_spare_sources_cost_nothing_until_one_is_needed(start_peer_at, client, tmp_path, monkeypatch):
@@ -289,7 +316,7 @@ def test_a_download_rate_cap_holds_across_sources(start_peer_at, client, tmp_pat
     for name in ("r1", "r2"):
         start_peer_at(name, {"capped.bin": content})
     started = time.monotonic()
-    result = fetch(client, resolve(client, "capped.bin"), tmp_path / "capped.bin", max_rate=2 * MiB)
+    result = fetch(client, resolve(client, "capped.bin"), tmp_path / "capped.bin", throttle=Throttle(2 * MiB))
     assert (tmp_path / "capped.bin").read_bytes() == content and len(result.per_source) >= 1
     assert time.monotonic() - started >= 2.0 - 0.25  # 4 MiB at 2 MiB/s, less the burst
 

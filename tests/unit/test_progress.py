@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from peer.downloader import Progress
-from peer.progress import ProgressBar, human_bytes
+from peer.progress import BatchProgress, ProgressBar, human_bytes
 
 
 class FakeTerminal(io.StringIO):
@@ -43,3 +43,20 @@ def test_the_last_state_is_drawn_even_when_throttled():
     bar.update(100, 100, 2)  # within 0.1 s of the previous frame: skipped for now
     bar.close()
     assert out.getvalue().rstrip("\n").endswith("2 peers ") and "100.0%" in out.getvalue()
+
+
+def test_several_downloads_share_one_bar_and_each_result_line_is_printed_above_it():
+    out, lines = FakeTerminal(), io.StringIO()
+    display = BatchProgress(files=2, total_bytes=300, stream=out)
+    first, second = display.on_download("a"), display.on_download("b")
+    first(Progress(total_bytes=100, done_bytes=50, active_sources=2, received_bytes=50))
+    second(Progress(total_bytes=200, done_bytes=100, active_sources=1, received_bytes=100))
+    assert "0/2 files" in out.getvalue()  # (redrawn at most 10 times a second)
+    display.ended("a", 100, "a: verified", lines)
+    first(Progress(total_bytes=100, done_bytes=10, active_sources=2, received_bytes=10))  # too late: ignored
+    display.close()
+    drawn = out.getvalue()
+    assert lines.getvalue() == "a: verified\n"
+    assert "\r\x1b[K" in drawn  # the bar was erased for the line
+    last = drawn.rsplit("\r", 1)[1]  # the last state drawn: the late update changed nothing
+    assert "1/2 files" in last and "66.7%" in last and "1 stream " in last and drawn.endswith("\n")
