@@ -122,7 +122,14 @@ def verified_manifest(
     too (up to MANIFEST_ASKS at once), and the first good answer wins. One after another, each
     unreachable source (a peer behind NAT advertising an address nobody can dial, whose packets
     are dropped) cost the download up to `timeout` before the next was asked; all at once, every
-    spare source would be dialled (and given a ticket) for nothing."""
+    spare source would be dialled (and given a ticket) for nothing.
+
+    A file of one chunk asks nobody: its manifest follows from its sha256 and is checked against
+    the chunk list the tracker vouches for like any other (a round trip less a file: an album of
+    photos is mostly such files)."""
+    implied = Manifest.implied(wanted.sha256, wanted.size, wanted.chunk_size)
+    if implied is not None and implied.problem() is None and implied.chunk_list_sha256 == wanted.chunk_list_sha256:
+        return implied
     answers: queue.Queue[tuple[ChunkSource, Manifest | P2PError]] = queue.Queue()
 
     def ask(source: ChunkSource) -> None:

@@ -30,6 +30,14 @@ class Manifest:
     def from_hashes(cls, hashes: chunking.FileHashes) -> Manifest:
         return cls(hashes.sha256, hashes.size, hashes.chunk_size, hashes.chunk_digests)
 
+    @classmethod
+    def implied(cls, sha256: str, size: int, chunk_size: int) -> Manifest | None:
+        """The manifest of a file of at most one chunk, which its sha256 alone gives (its one
+        chained digest is the file's sha256); None for a larger file, or a malformed sha256."""
+        if size > chunk_size or not is_sha256_hex(sha256):
+            return None
+        return cls(sha256, size, chunk_size, (bytes.fromhex(sha256),) if size else ())
+
     @property
     def chunk_count(self) -> int:
         return len(self.chunk_digests)

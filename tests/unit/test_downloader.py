@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import threading
@@ -143,6 +144,24 @@ class MemorySource:
 
 
 DATA = bytes(range(256)) * (CHUNK * 40 // 256 + 3)  # 40 full chunks and a short one
+
+
+def test_a_file_of_one_chunk_asks_nobody_for_its_manifest(tmp_path):
+    """Its sha256 gives it; a source asked for it here would answer only after its timeout."""
+    photo = bytes(range(256)) * 100
+    m, wanted = make(photo)
+    source = MemorySource("camera", photo, m, unreachable=threading.Event())
+    result = Download(wanted, [source], tmp_path / "photo.jpg", stall_seconds=30).run()
+    assert (tmp_path / "photo.jpg").read_bytes() == photo and result.per_source == {"camera": 1}
+
+
+def test_a_one_chunk_manifest_that_the_tracker_does_not_vouch_for_is_not_taken(tmp_path):
+    photo = bytes(range(256)) * 100
+    m, wanted = make(photo)
+    wrong = dataclasses.replace(wanted, chunk_list_sha256="0" * 64)
+    with pytest.raises(Unavailable, match="does not match the chunk list the tracker vouches for"):
+        Download(wrong, [MemorySource("camera", photo, m)], tmp_path / "photo.jpg").run()
+    assert not (tmp_path / "photo.jpg").exists()
 
 
 def test_chunks_spread_over_sources(tmp_path):
