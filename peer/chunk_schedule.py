@@ -8,7 +8,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from peer.availability import ChunkMap
 from peer.chunk_store import PartialFile
@@ -27,7 +27,7 @@ class ChunkSchedule:
     from one source hold different chunks early on, which they can then swap. A partial source
     is asked only for chunks its chunk map lists, and a whole source first for chunks no partial
     source holds (rarest first, as BitTorrent clients pick pieces): first those this download
-    owns among the crowd fetching the file (see owned_by), then the others', at random.
+    owns among the crowd fetching the file (see crowd_share), then the others', at random.
     """
 
     def __init__(self, partial: PartialFile, partial_sources: set[str], me: str = ""):
@@ -37,7 +37,7 @@ class ChunkSchedule:
         self.pending.rotate(-random.randrange(len(self.pending) or 1))
         self.me = me
         self.partial_sources: set[str] = set()
-        self.owned: set[int] | None = None  # the chunks this download owns; None: no crowd known
+        self.share: tuple[int, int] | None = None  # this download's share of a crowd (crowd_share); None: no crowd
         for label in partial_sources:
             self.set_partial(label, True)
         self.maps: dict[str, ChunkMap] = {}  # what each partial source holds, as last heard
@@ -89,7 +89,7 @@ class ChunkSchedule:
                 self.probed[label] = now
             if found is None:
                 found = next((i for i in self.pending if i in held and not self.partial.has(i)), None)
-        elif (self.covered or self.owned is not None) and label not in self.partial_sources:
+        elif (self.covered or self.share is not None) and label not in self.partial_sources:
             found = self._rarest()
         else:
             return self.pending.popleft() if self.pending else None
@@ -98,14 +98,15 @@ class ChunkSchedule:
         return found
 
     def _rarest(self) -> int | None:
-        """Under the lock: for a whole source, the next chunk no partial source holds that this
-        download owns; else one of the others' at random (taken in order, two downloads whose runs
-        met would go on asking for the same chunks); else any."""
-        rare = (i for i in self.pending if i not in self.covered and not self.partial.has(i))
-        if self.owned is not None and (mine := next((i for i in rare if i in self.owned), None)) is not None:
-            return mine
-        rarest = [i for i in self.pending if i not in self.covered and not self.partial.has(i)]
-        return random.choice(rarest) if rarest else self.pending[0] if self.pending else None
+        """Under the lock: for a whole source, the next chunk no partial source holds of this
+        download's own share; else one of the others' shares, at random (in order, the downloads
+        that ran out of their own shares would all ask for the same next chunk); else any."""
+        rare = [i for i in self.pending if i not in self.covered and not self.partial.has(i)]
+        if self.share is not None:
+            place, size = self.share
+            if (mine := next((i for i in rare if i % size == place), None)) is not None:
+                return mine
+        return random.choice(rare) if rare else self.pending[0] if self.pending else None
 
     def set_partial(self, label: str, partial: bool) -> None:
         """label is (or no longer is) a partial source: a peer fetching the file too."""
@@ -115,7 +116,7 @@ class ChunkSchedule:
             else:
                 self.partial_sources.discard(label)
             crowd = {self.me} | {source.rsplit("@", 1)[0] for source in self.partial_sources}
-            self.owned = owned_by(self.me, crowd, self.pending) if self.me and len(crowd) > 1 else None
+            self.share = crowd_share(self.me, crowd) if self.me and len(crowd) > 1 else None
 
     def heard(self, label: str, held: ChunkMap | None) -> None:
         """A partial source's chunk map, from its answer for a chunk it did not hold (None: it sent
@@ -153,9 +154,9 @@ class ChunkSchedule:
             self.cond.notify_all()
 
 
-def owned_by(me: str, crowd: set[str], chunks: Iterable[int]) -> set[int]:
-    """The chunks that fall to me among a crowd of peers fetching one file at once (their account
-    names): every n-th, by my place among the names. Every member that knows the same crowd draws
+def crowd_share(me: str, crowd: set[str]) -> tuple[int, int]:
+    """(place, n): chunk i falls to me when i % n == place, among a crowd of n peers fetching one
+    file at once (their account names): every n-th, by my place among the names. Every member that knows the same crowd draws
     the same lines without a word exchanged, in equal shares. Each asks the seed first for its own
     share of the chunks nobody holds yet, and takes the rest from the others as they get them:
     every chunk leaves the seed about once. Drawn at random instead, two downloads asked the seed
@@ -163,5 +164,4 @@ def owned_by(me: str, crowd: set[str], chunks: Iterable[int]) -> set[int]:
     and requests in flight are not in them), and at the end all asked for the very same last ones;
     shares of unequal size (hashing) sent the ones done first after the largest share's last."""
     ordered = sorted(crowd)
-    place, n = ordered.index(me), len(ordered)
-    return {i for i in chunks if i % n == place}
+    return ordered.index(me), len(ordered)

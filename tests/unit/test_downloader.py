@@ -13,7 +13,7 @@ import pytest
 from p2p_common.errors import P2PError, Unavailable
 from peer import chunking
 from peer.availability import ChunkMap, NotHeld
-from peer.chunk_schedule import PROBE_SECONDS, ChunkSchedule, owned_by
+from peer.chunk_schedule import PROBE_SECONDS, ChunkSchedule, crowd_share
 from peer.chunk_store import PartialFile, Write, staging_paths
 from peer.downloader import WINDOW, Download, Wanted
 from peer.manifest import Manifest
@@ -273,7 +273,6 @@ def test_only_a_source_that_has_delivered_gets_endgame_copies(tmp_path):
 
 
 def test_a_partial_source_is_asked_for_what_it_holds_and_whole_sources_for_the_rest_first(tmp_path):
-
     m, _ = make(DATA)
     schedule = ChunkSchedule(PartialFile(tmp_path / "out", m), {"partial"})
     evens = {i for i in range(m.chunk_count) if i % 2 == 0}
@@ -295,9 +294,9 @@ def test_a_partial_source_is_asked_for_what_it_holds_and_whole_sources_for_the_r
 
 def test_a_crowd_shares_out_the_chunks_nobody_holds_in_equal_parts_without_a_word():
     """Each member draws the same lines from the same crowd: every chunk falls to exactly one."""
-
     crowd = {"erin", "frank", "gina"}
-    shares = {name: owned_by(name, crowd, range(100)) for name in crowd}
+    places = {name: crowd_share(name, crowd) for name in crowd}
+    shares = {name: {i for i in range(100) if i % size == place} for name, (place, size) in places.items()}
     assert set().union(*shares.values()) == set(range(100))
     assert sum(len(s) for s in shares.values()) == 100  # none falls to two
     assert sorted(len(s) for s in shares.values()) == [33, 33, 34]
@@ -306,11 +305,11 @@ def test_a_crowd_shares_out_the_chunks_nobody_holds_in_equal_parts_without_a_wor
 def test_a_whole_source_is_asked_first_for_this_downloads_share_of_what_nobody_holds(tmp_path):
     """Two peers fetch one file from a seed and from each other: each asks the seed for its own
     share of the chunks neither holds, then for the other's, then for any."""
-
     m, _ = make(DATA)
     schedule = ChunkSchedule(PartialFile(tmp_path / "out", m), {"frank@127.0.0.1:9"}, me="erin")
-    mine = owned_by("erin", {"erin", "frank"}, range(m.chunk_count))
-    assert schedule.owned == mine and 0 < len(mine) < m.chunk_count
+    place, size = crowd_share("erin", {"erin", "frank"})
+    assert schedule.share == (place, size) == (0, 2)
+    mine = {i for i in range(m.chunk_count) if i % size == place}
     held_by_frank = {0, 1}
     schedule.heard("frank@127.0.0.1:9", ChunkMap.of(held_by_frank, m.chunk_count))
     rare_mine = mine - held_by_frank
@@ -319,7 +318,7 @@ def test_a_whole_source_is_asked_first_for_this_downloads_share_of_what_nobody_h
     assert {schedule.take("seed") for _ in range(len(rare_theirs))} == rare_theirs  # then the other's
     assert set(schedule.pending) == held_by_frank  # left for frank (or for the seed once nothing else is left)
     schedule.set_partial("frank@127.0.0.1:9", False)  # frank finished: no crowd left to share with
-    assert schedule.owned is None
+    assert schedule.share is None
     schedule.partial.close()
 
 
