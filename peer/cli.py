@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from p2p_common.errors import P2PError
@@ -18,7 +19,7 @@ from p2p_common.names import name_problem
 from p2p_common.rpc_log import setup_logging
 from p2p_common.tls import ClientTls, add_server_tls_flags
 from peer.config import PeerConfig
-from peer.downloader import DownloadResult
+from peer.downloader import DownloadResult, Progress
 from peer.progress import BatchProgress, ProgressBar, human_bytes
 from peer.throttle import MIN_RATE, Throttle
 from peer.tracker_client import RemoteFile, TrackerClient
@@ -167,10 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="bytes per second all sources together may deliver (50M...; at least 64K; 0: no limit) [P2P_MAX_RATE]",
     )
 
-    put = sub.add_parser("put", help="upload a file to a named peer")
-    put.add_argument("file", help="the local file to send")
+    put = sub.add_parser("put", help="upload files or folders to a named peer")
+    put.add_argument("files", nargs="+", metavar="PATH", help="a local file, or a folder (sent with its files in their folders)")
     put.add_argument("--to", required=True, help="the receiving peer's account name")
-    put.add_argument("--as", dest="as_name", help="name to publish it under (default: the file's name)")
+    put.add_argument(
+        "--as",
+        dest="as_name",
+        help="name for one file or folder; with several, the folder they go into (default: their own names)",
+    )
     add_stall_flag(put, "the receiver may take nothing before the upload stops")
 
     ls = sub.add_parser("ls", help="list what a directory would share, with sizes and sha256")
@@ -345,19 +350,59 @@ def _error_text(exc: BaseException) -> str:
 
 
 def cmd_put(args: argparse.Namespace) -> int:
+    from peer.transfers import files_to_send, find_peer_address
+
+    sending = files_to_send([Path(p) for p in args.files], args.as_name)  # a typo fails before any login
+    sizes = {path: path.stat().st_size for path, _ in sending}
+    client = _client(args)
+    display = BatchProgress(len(sending), sum(sizes.values())) if len(sending) > 1 else None
+    failed = 0
+    try:
+        address = find_peer_address(client, args.to)
+        for path, name in sending:
+            try:
+                line = _put_one(client, path, name, address, args, display)
+            except (P2PError, OSError) as exc:
+                if display is None:
+                    raise
+                failed += 1
+                display.ended(path, sizes[path], f"p2p-peer put: {path}: {_error_text(exc)}", sys.stderr)
+                continue
+            if display is None:
+                print(line)
+            else:
+                display.ended(path, sizes[path], line)
+    finally:
+        if display is not None:
+            display.close()
+        client.logout()
+    if failed:
+        print(f"p2p-peer put: {failed} of {len(sending)} files failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _put_one(
+    client: TrackerClient, path: Path, name: str, address: str, args: argparse.Namespace, display: BatchProgress | None
+) -> str:
+    """Upload one file, drawing its own bar unless it is one of several; its result line."""
     from peer.transfers import push
 
-    client = _client(args)
-    path = Path(args.file)
-    bar = ProgressBar(path.name)
+    bar: ProgressBar | None = None
+    report: Callable[[Progress], None]
+    if display is None:
+        bar = ProgressBar(path.name)
+        report = bar.on_download
+    else:
+        report = display.on_download(path)
     try:
-        result = push(client, path, args.to, args.as_name, lambda done, total: bar.update(done, total), args.stall_timeout)
+        result = push(
+            client, path, args.to, name, lambda done, total: report(Progress(total, done, 1, done)), args.stall_timeout, address
+        )
     finally:
-        bar.close()
-        client.logout()
+        if bar is not None:
+            bar.close()
     resumed = f", {result.chunks_skipped} chunks already there" if result.chunks_skipped else ""
-    print(f"uploaded {path} to {args.to} as {result.name}: {human_bytes(result.size)} sha256 {result.sha256}{resumed}")
-    return 0
+    return f"uploaded {path} to {args.to} as {result.name}: {human_bytes(result.size)} sha256 {result.sha256}{resumed}"
 
 
 def cmd_ls(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -14,7 +15,7 @@ import grpc
 
 from p2p.v1 import peer_pb2 as pb
 from p2p_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, P2PError, Unavailable
-from p2p_common.names import is_sha256_prefix
+from p2p_common.names import is_sha256_prefix, name_problem
 from peer import chunking
 from peer.downloader import STALL_SECONDS, DownloadResult, Progress, Wanted, download
 from peer.manifest import Manifest
@@ -235,6 +236,45 @@ def peer_statuses(tracker: TrackerClient, peer_name: str) -> list[tuple[str, pb.
     return found
 
 
+def files_to_send(paths: Sequence[Path], as_name: str | None = None) -> list[tuple[Path, str]]:
+    """(local file, name on the receiver) for each file the paths hold, as `cp -r PATH... DEST`
+    names them: a file by its name, a folder as its files in their folders, under its own name.
+    as_name renames one file or folder; with several paths, it is the folder they go into.
+    Symbolic links are not followed (as a share does not follow them). Every path and name is
+    checked before any byte moves."""
+    found: list[tuple[Path, str]] = []
+    for path in paths:
+        if path.is_symlink():
+            raise InvalidArgument(f"{path} is a symbolic link (links are not followed: send what it points to)")
+        if not path.exists():
+            raise InvalidArgument(f"{path}: no such file or folder")
+        if not (path.is_file() or path.is_dir()):
+            raise InvalidArgument(f"{path} is not a file or folder")
+        top = path.resolve().name if as_name is None or len(paths) > 1 else as_name
+        if as_name is not None and len(paths) > 1:
+            top = f"{as_name.rstrip('/')}/{top}"
+        if path.is_file():
+            found.append((path, top))
+            continue
+        for folder, subfolders, names in os.walk(path):
+            subfolders.sort()
+            inside = Path(folder).relative_to(path)
+            for file_name in sorted(names):
+                local = Path(folder) / file_name
+                if local.is_file() and not local.is_symlink():
+                    found.append((local, (Path(top) / inside / file_name).as_posix()))
+    if not found:
+        raise InvalidArgument("no files to send: " + ", ".join(str(p) for p in paths) + " hold none")
+    named: dict[str, Path] = {}
+    for local, name in found:
+        if problem := name_problem(name):
+            raise InvalidArgument(f"{local} would be sent as {name!r}, which {problem}")
+        if name in named:
+            raise InvalidArgument(f"{named[name]} and {local} would both be sent as {name!r}")
+        named[name] = local
+    return found
+
+
 def find_peer_address(tracker: TrackerClient, peer_name: str) -> str:
     for peer in tracker.peers():
         if peer.name == peer_name:
@@ -249,8 +289,10 @@ def push(
     name: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     stall_seconds: float = STALL_SECONDS,
+    address: str | None = None,
 ) -> UploadResult:
-    """Upload the file at path to peer_name; only the chunks it does not hold yet are sent.
+    """Upload the file at path to peer_name (at address, if known); only the chunks it does not
+    hold yet are sent.
 
     A receiver that takes nothing and says nothing for stall_seconds (frozen, or its network gone
     without a reset) is given up on; a rerun resumes."""
@@ -258,7 +300,7 @@ def push(
         raise InvalidArgument(f"{path} is not a readable file")
     manifest = Manifest.from_hashes(chunking.hash_file(path))
     target_name = name or path.name
-    conn = connect(tracker, peer_name, find_peer_address(tracker, peer_name))
+    conn = connect(tracker, peer_name, address or find_peer_address(tracker, peer_name))
     have_ready = threading.Event()
     have: set[int] = set()
     sent = [0]

@@ -178,6 +178,25 @@ def test_put_and_its_refusal(cluster):
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "does not accept uploads" in refused.stderr
 
 
+def test_put_of_folders_and_several_files_and_one_that_fails(cluster):
+    inbox = cluster.serve("inbox", "--allow-uploads")
+    album = cluster.work / "album"
+    digests = {name: big_file(album / name, size, name) for name, size in (("01.flac", 3 * MiB), ("disc2/02.flac", 5))}
+    (cluster.work / "notes.txt").write_text("liner notes")
+    out = cluster.peer("put", "album", "notes.txt", "--to", "inbox", "--as", "music")
+    assert out.returncode == 0, out.stderr
+    for name, digest in digests.items():
+        assert hashlib.sha256((inbox / "music/album" / name).read_bytes()).hexdigest() == digest
+    assert (inbox / "music/notes.txt").read_text() == "liner notes"
+    assert out.stdout.count("uploaded ") == 3
+
+    (cluster.work / "notes.txt").write_text("other notes")  # music/notes.txt there holds other bytes
+    again = cluster.peer("put", "album", "notes.txt", "--to", "inbox", "--as", "music")
+    assert again.returncode == 1 and "1 of 3 files failed" in again.stderr and "already exists" in again.stderr
+    assert (inbox / "music/notes.txt").read_text() == "liner notes"  # nothing half-replaced
+    assert again.stdout.count("uploaded ") == 2 and again.stdout.count("chunks already there") == 2  # nothing resent
+
+
 def test_errors_are_one_line_and_exit_1(cluster):
     cluster.serve("holder")
     (cluster.shares["holder"] / "exists.txt").write_text("x")
@@ -187,7 +206,7 @@ def test_errors_are_one_line_and_exit_1(cluster):
         (cluster.peer("search", env=dict(cluster.env, P2P_TRACKER=f"127.0.0.1:{free_port()}")), "unreachable"),
         (cluster.peer("get", "no-such-file.txt"), "no file named"),
         (cluster.peer("get", "0" * 64), "no live peer"),
-        (cluster.peer("put", str(cluster.work / "missing.bin"), "--to", "holder"), "not a readable file"),
+        (cluster.peer("put", str(cluster.work / "missing.bin"), "--to", "holder"), "no such file or folder"),
         (cluster.peer("search", env={k: v for k, v in cluster.env.items() if k != "P2P_PASSWORD"}), "password is needed"),
     ]
     for out, fragment in cases:

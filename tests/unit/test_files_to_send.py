@@ -1,0 +1,58 @@
+"""What `put` sends: files by their names, folders with their files in their folders, as cp -r."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from p2p_common.errors import InvalidArgument
+from peer.transfers import files_to_send
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    (tmp_path / "photos/trip").mkdir(parents=True)
+    (tmp_path / "photos/a.jpg").write_bytes(b"a")
+    (tmp_path / "photos/trip/b.jpg").write_bytes(b"b")
+    os.symlink(tmp_path / "photos/a.jpg", tmp_path / "photos/link.jpg")  # not followed
+    (tmp_path / "notes.txt").write_text("n")
+    return tmp_path / "photos"
+
+
+def named(found: list[tuple[Path, str]]) -> dict[str, str]:
+    return {name: path.read_bytes().decode() for path, name in found}
+
+
+def test_a_file_goes_by_its_name_or_the_one_given(photos):
+    notes = photos.parent / "notes.txt"
+    assert files_to_send([notes]) == [(notes, "notes.txt")]
+    assert files_to_send([notes], "inbox/today.txt") == [(notes, "inbox/today.txt")]
+
+
+def test_a_folder_goes_with_its_files_in_their_folders_under_its_name_or_the_one_given(photos):
+    assert named(files_to_send([photos])) == {"photos/a.jpg": "a", "photos/trip/b.jpg": "b"}
+    assert named(files_to_send([photos], "backup")) == {"backup/a.jpg": "a", "backup/trip/b.jpg": "b"}
+
+
+def test_several_paths_go_into_the_folder_given(photos):
+    found = files_to_send([photos, photos.parent / "notes.txt"], "inbox/")
+    assert named(found) == {"inbox/photos/a.jpg": "a", "inbox/photos/trip/b.jpg": "b", "inbox/notes.txt": "n"}
+
+
+def test_what_cannot_be_sent_fails_before_anything_is_sent(photos, tmp_path):
+    with pytest.raises(InvalidArgument, match=re.escape("missing.txt: no such file or folder")):
+        files_to_send([photos, tmp_path / "missing.txt"])
+    with pytest.raises(InvalidArgument, match="is a symbolic link"):
+        files_to_send([photos / "link.jpg"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidArgument, match="no files to send"):
+        files_to_send([tmp_path / "empty"])
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other/notes.txt").write_text("other")
+    with pytest.raises(InvalidArgument, match=re.escape("would both be sent as 'notes.txt'")):
+        files_to_send([tmp_path / "notes.txt", tmp_path / "other/notes.txt"])
+    with pytest.raises(InvalidArgument, match=re.escape("has an empty, '.' or '..' component")):
+        files_to_send([tmp_path / "notes.txt"], "../outside.txt")
