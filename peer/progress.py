@@ -73,9 +73,9 @@ class ProgressBar:
 
 
 class BatchProgress:
-    """One bar for several downloads at once (files ended, bytes, rate, ETA, the streams of the
-    downloads under way), with each file's result line printed above it as the file ends. Called
-    from the downloads' threads."""
+    """One bar for the files of one `get` or `put` (files ended, bytes, rate, ETA, the streams of
+    the transfers under way), with each file's result line printed above it as the file ends.
+    Called from the transfers' threads."""
 
     def __init__(self, files: int, total_bytes: int, stream: TextIO = sys.stderr):
         self.files = files
@@ -87,7 +87,7 @@ class BatchProgress:
         self._ended = 0
 
     def on_download(self, key: object) -> Callable[[Progress], None]:
-        """The progress callback of the download of key."""
+        """The progress callback of the transfer of key."""
 
         def update(p: Progress) -> None:
             with self._lock:
@@ -98,7 +98,7 @@ class BatchProgress:
         return update
 
     def ended(self, key: object, size: int, line: str, out: TextIO | None = None) -> None:
-        """key's download ended (its work is done, whatever happened): print line (to stdout
+        """key's transfer ended (its work is done, whatever happened): print line (to stdout
         unless told) above the bar."""
         with self._lock:
             self._ended += 1

@@ -172,13 +172,18 @@ def demo(work: Path, tls: bool = False) -> None:
         if (downloads / "notes.txt").read_bytes() != notes:
             raise DemoFailed("the notes fetched by their sha256 differ")
 
-        step("dave uploads a report to alice, who accepts uploads")
+        step("dave uploads a report and a folder of scans to alice, who accepts uploads, into her inbox")
         report = work / "report.txt"
         report.write_text("quarterly report\n" * 1000)
-        run("p2p-peer", "--name", "dave", "put", str(report), "--to", "alice", "--as", "inbox/report.txt", env=env)
-        received = work / "share-alice" / "inbox" / "report.txt"
-        if received.read_bytes() != report.read_bytes():
-            raise DemoFailed("alice's copy of the report differs")
+        scans = {f"scans/page-{i}.txt": f"scanned page {i}\n" * 500 for i in (1, 2)}
+        for name, text in scans.items():
+            (work / name).parent.mkdir(exist_ok=True)
+            (work / name).write_text(text)
+        sent = [str(report), str(work / "scans")]
+        run("p2p-peer", "--name", "dave", "put", *sent, "--to", "alice", "--as", "inbox", env=env)
+        for name, text in {"report.txt": report.read_text(), **scans}.items():
+            if (work / "share-alice" / "inbox" / name).read_text() != text:
+                raise DemoFailed(f"alice's copy of {name} differs")
         deadline = time.monotonic() + 20
         while "inbox/report.txt" not in run("p2p-peer", "--name", "dave", "search", "report", env=env):
             if time.monotonic() > deadline:
