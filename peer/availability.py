@@ -35,7 +35,7 @@ class ChunkMap:
         return byte < len(self.bits) and bool(self.bits[byte] >> (index & 7) & 1)
 
     def count(self) -> int:
-        return sum(bin(b).count("1") for b in self.bits)
+        return int.from_bytes(self.bits, "little").bit_count()
 
 
 class NotHeld(Exception):

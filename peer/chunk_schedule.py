@@ -18,6 +18,10 @@ ENDGAME_COPIES = 2  # near the end a missing chunk may be asked from this many s
 # this often, to learn what it has verified since (its "not held" answer carries its whole map):
 # with a stale map, whole sources are asked for chunks it could give.
 PROBE_SECONDS = 1.0
+# A partial source whose chunk map has not grown for this long is not counted in the crowd
+# fetching the file (see crowd_share): nobody is downloading into it any more. Its map is heard
+# about once a second (PROBE_SECONDS); a peer fetching 1 MiB chunks at 40 KiB/s still gains one.
+CROWD_SECONDS = 30.0
 
 
 class ChunkSchedule:
@@ -38,6 +42,7 @@ class ChunkSchedule:
         self.me = me
         self.partial_sources: set[str] = set()
         self.share: tuple[int, int] | None = None  # this download's share of a crowd (crowd_share); None: no crowd
+        self.grew: dict[str, tuple[int, float]] = {}  # chunks each partial source held, and when that last grew
         for label in partial_sources:
             self.set_partial(label, True)
         self.maps: dict[str, ChunkMap] = {}  # what each partial source holds, as last heard
@@ -115,8 +120,18 @@ class ChunkSchedule:
                 self.partial_sources.add(label)
             else:
                 self.partial_sources.discard(label)
-            crowd = {self.me} | {source.rsplit("@", 1)[0] for source in self.partial_sources}
-            self.share = crowd_share(self.me, crowd) if self.me and len(crowd) > 1 else None
+            self._count_the_crowd()
+
+    def _count_the_crowd(self) -> None:
+        """Under the lock: this download's share among itself and the partial sources still
+        fetching the file. One whose chunk map has not grown for CROWD_SECONDS (a download
+        stopped half-way and left in a share, served as it is) fetches nothing from the seed:
+        counted in, its share of the chunks nobody holds would be left to the others' last,
+        random picks."""
+        now = time.monotonic()
+        fetching = [s for s in self.partial_sources if s not in self.grew or now - self.grew[s][1] < CROWD_SECONDS]
+        crowd = {self.me} | {source.rsplit("@", 1)[0] for source in fetching}
+        self.share = crowd_share(self.me, crowd) if self.me and len(crowd) > 1 else None
 
     def heard(self, label: str, held: ChunkMap | None) -> None:
         """A partial source's chunk map, from its answer for a chunk it did not hold (None: it sent
@@ -126,6 +141,10 @@ class ChunkSchedule:
                 self.maps.pop(label, None)
             else:
                 self.maps[label] = held
+                count = held.count()
+                if label not in self.grew or count > self.grew[label][0]:
+                    self.grew[label] = (count, time.monotonic())
+                self._count_the_crowd()
             self.covered = {i for i in self.partial.missing() if any(i in m for m in self.maps.values())}
 
     def done(self, index: int, label: str, size: int, first: bool) -> None:

@@ -39,3 +39,4 @@ def test_not_held_answers_carry_the_chunk_map_both_ways():
     answer = parse_download_response(pb.DownloadResponse(index=5, not_held=True, held_chunks=held.bits).SerializeToString())
     assert isinstance(answer, NotHeld)
     assert answer.index == 5 and [i for i in range(12) if i in answer.held] == [0, 2, 9]
+    assert answer.held.count() == 3 and ChunkMap.of(range(1001), 1001).count() == 1001 and ChunkMap().count() == 0

@@ -13,7 +13,7 @@ import pytest
 from p2p_common.errors import P2PError, Unavailable
 from peer import chunking
 from peer.availability import ChunkMap, NotHeld
-from peer.chunk_schedule import PROBE_SECONDS, ChunkSchedule, crowd_share
+from peer.chunk_schedule import CROWD_SECONDS, PROBE_SECONDS, ChunkSchedule, crowd_share
 from peer.chunk_store import PartialFile, Write, staging_paths
 from peer.downloader import WINDOW, Download, Wanted
 from peer.manifest import Manifest
@@ -319,6 +319,28 @@ def test_a_whole_source_is_asked_first_for_this_downloads_share_of_what_nobody_h
     assert set(schedule.pending) == held_by_frank  # left for frank (or for the seed once nothing else is left)
     schedule.set_partial("frank@127.0.0.1:9", False)  # frank finished: no crowd left to share with
     assert schedule.share is None
+    schedule.partial.close()
+
+
+def test_a_partial_source_whose_map_stopped_growing_leaves_the_crowd(tmp_path):
+    """A download stopped half-way and left in a share is still served, but nobody fetches into it:
+    its share of the chunks nobody holds is not left for it. Heard growing again, it is back."""
+    m, _ = make(DATA)
+    schedule = ChunkSchedule(PartialFile(tmp_path / "out", m), {"frank@127.0.0.1:1", "old@127.0.0.1:2"}, me="erin")
+    three, two = crowd_share("erin", {"erin", "frank", "old"}), crowd_share("erin", {"erin", "frank"})
+    assert three != two and schedule.share == three
+    schedule.heard("old@127.0.0.1:2", ChunkMap.of({5, 6}, m.chunk_count))
+    schedule.heard("frank@127.0.0.1:1", ChunkMap.of({1}, m.chunk_count))
+    assert schedule.share == three  # both just heard of
+    long_ago = time.monotonic() - CROWD_SECONDS - 1
+    schedule.grew["old@127.0.0.1:2"] = (2, long_ago)  # its map last grew that long ago...
+    schedule.heard("old@127.0.0.1:2", ChunkMap.of({5, 6}, m.chunk_count))  # ...and has not since
+    assert schedule.share == two
+    schedule.grew["frank@127.0.0.1:1"] = (1, long_ago)
+    schedule.heard("frank@127.0.0.1:1", ChunkMap.of({1, 2}, m.chunk_count))  # frank's grew: still fetching
+    assert schedule.share == two
+    schedule.heard("old@127.0.0.1:2", ChunkMap.of({5, 6, 7}, m.chunk_count))  # old fetches again
+    assert schedule.share == three
     schedule.partial.close()
 
 
