@@ -20,9 +20,10 @@ ENDGAME_COPIES = 2  # near the end a missing chunk may be asked from this many s
 PROBE_SECONDS = 1.0
 # A partial source whose chunk map has not grown for this long is not counted in the crowd
 # fetching the file (see crowd_share): nobody is downloading into it any more. Its map is heard
-# about once a second (PROBE_SECONDS); a peer fetching 1 MiB chunks at 100 KiB/s still gains
-# one. Misjudged, a slow peer only has its share picked at random by the others, as before.
-CROWD_SECONDS = 10.0
+# about once a second (PROBE_SECONDS); a peer fetching 1 MiB chunks at 200 KiB/s still gains
+# one. Misjudged, a slow peer only has its share picked at random by the others, as before. A
+# source is first counted in: until it has been heard for this long, it may be fetching.
+CROWD_SECONDS = 5.0
 
 
 class ChunkSchedule:

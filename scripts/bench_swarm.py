@@ -10,9 +10,11 @@ in two ways, rounds alternating:
 Reports, as the median of --runs (3): the time until every downloader has the file (sha256
 checked), the rate that makes for all of them together, and how much the seed itself sent
 (its GetStatus, through `p2p-peer status --json`). The ideal swarm sends every chunk out of the
-seed once: size / seed rate. Prints a table; numbers, not a test.
+seed once: size / seed rate. With --leftover-mib N, one more peer shares a copy of the file that a
+`get` left after N MiB (stopped half-way): a partial source that never grows, in every round.
+Prints a table; numbers, not a test.
 
-    python scripts/bench_swarm.py [--size-mib 256] [--seed-rate-mib 20] [--downloaders 3] [--runs 3]
+    python scripts/bench_swarm.py [--size-mib 256] [--seed-rate-mib 20] [--downloaders 3] [--runs 3] [--leftover-mib 0]
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def main() -> None:
     parser.add_argument("--seed-rate-mib", type=int, default=20)
     parser.add_argument("--downloaders", type=int, default=3)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--leftover-mib", type=int, default=0, help="a copy stopped after this many MiB, shared")
     parser.add_argument("--dir", help="work folder (default: a temp folder)")
     args = parser.parse_args()
     precompile()
@@ -100,6 +103,22 @@ def main() -> None:
             serve(name, shares[name])
         wait_for_sources(["seed"])
 
+        def leave_a_partial_copy(mib: int) -> list[str]:
+            """A serving peer 'left' into whose share a `get` was stopped after mib MiB."""
+            share = work / "share-left"
+            share.mkdir()
+            serve("left", share)
+            get = subprocess.Popen([*peer, "--name", "left", "get", digest, "-o", str(share / "big.bin")], env=env)
+            deadline = time.monotonic() + 120
+            while sum(p.stat().st_size // 4 for p in share.glob(".big.bin.*.p2p-have")) < mib:
+                if time.monotonic() > deadline or get.poll() is not None:
+                    raise SystemExit("could not stop a get half-way")
+                time.sleep(0.01)
+            get.kill()
+            get.wait()
+            wait_for_sources(["left", "seed"])
+            return ["left", "seed"]
+
         def one_round(folders: dict[str, Path]) -> tuple[float, float, int]:
             """All downloaders at once: (seconds until all are done, median seconds, bytes the seed sent)."""
             sent_before = seed_sent()
@@ -130,8 +149,12 @@ def main() -> None:
                 if sha256_of(result) != digest:
                     raise SystemExit(f"{name} got other bytes")
                 result.unlink()
-            wait_for_sources(["seed"])  # the swarm's copies withdrawn before the next round
+            wait_for_sources(listed)  # the swarm's copies withdrawn before the next round
             return max(took.values()), statistics.median(took.values()), seed_sent() - sent_before
+
+        listed = ["seed"]
+        if args.leftover_mib:
+            listed = leave_a_partial_copy(args.leftover_mib)
 
         said: dict[str, str] = {}  # the last round's result line of each get
         results: dict[str, list[tuple[float, float, int]]] = {"apart": [], "swarm": []}
@@ -143,7 +166,9 @@ def main() -> None:
         ideal = size / (args.seed_rate_mib * MiB)
         print(
             f"\n{args.downloaders} downloaders of {args.size_mib} MiB at once; the seed serves at most "
-            f"{args.seed_rate_mib} MiB/s (alone it needs {ideal:.1f} s for one copy); median of {args.runs}\n"
+            f"{args.seed_rate_mib} MiB/s (alone it needs {ideal:.1f} s for one copy); median of {args.runs}"
+            + (f"; a copy left after {args.leftover_mib} MiB is shared too" if args.leftover_mib else "")
+            + "\n"
         )
         print("| mode | all done s | median get s | MiB/s, all together | seed sent (copies) | vs apart |")
         print("|---|---|---|---|---|---|")
