@@ -401,7 +401,8 @@ def _put_one(
     finally:
         if bar is not None:
             bar.close()
-    resumed = f", {result.chunks_skipped} chunks already there" if result.chunks_skipped else ""
+    skipped = result.chunks_skipped
+    resumed = f", {skipped} chunk{'s' if skipped != 1 else ''} already there" if skipped else ""
     return f"uploaded {path} to {args.to} as {result.name}: {human_bytes(result.size)} sha256 {result.sha256}{resumed}"
 
 
