@@ -250,9 +250,9 @@ def files_to_send(paths: Sequence[Path], as_name: str | None = None) -> list[tup
             raise InvalidArgument(f"{path}: no such file or folder")
         if not (path.is_file() or path.is_dir()):
             raise InvalidArgument(f"{path} is not a file or folder")
-        top = path.resolve().name if as_name is None or len(paths) > 1 else as_name
-        if as_name is not None and len(paths) > 1:
-            top = f"{as_name.rstrip('/')}/{top}"
+        top = path.resolve().name
+        if as_name is not None:
+            top = as_name if len(paths) == 1 else f"{as_name.rstrip('/')}/{top}"
         if path.is_file():
             found.append((path, top))
             continue
