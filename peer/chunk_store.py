@@ -10,10 +10,12 @@ was verified has been checked whole too, with no second pass over its bytes.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import errno
 import fcntl
 import os
+import stat
 import struct
 import threading
 import time
@@ -224,10 +226,11 @@ class StagedFile:
 
     REREAD_SECONDS = 0.2
 
-    def __init__(self, dest: Path, manifest: Manifest):
+    def __init__(self, dest: Path, manifest: Manifest, inode: int):
         self.dest = dest
         self.manifest = manifest
         self.part_path, self.have_path = staging_paths(dest, manifest.sha256)
+        self.inode = inode  # of the staged data file: the finished file keeps it (renamed into place)
         self._lock = threading.Lock()
         self._held: set[int] = set()
         self._offset = 0  # of the record, read up to here
@@ -259,8 +262,12 @@ class StagedFile:
         manifest = Manifest(reply.sha256, reply.size, reply.chunk_size, tuple(reply.chunk_digests))
         if manifest.problem() or not manifest.sha256.startswith(sha16):
             return None
-        staged = cls(have_path.with_name(dest_name), manifest)
-        return staged if staged.part_path.exists() else None
+        part_path, _ = staging_paths(have_path.with_name(dest_name), manifest.sha256)
+        try:
+            inode = part_path.stat().st_ino
+        except OSError:
+            return None
+        return cls(have_path.with_name(dest_name), manifest, inode)
 
     def holds(self, index: int) -> bool:
         """Whether chunk index is recorded as verified (its bytes are checked again: read_chunk)."""
@@ -292,15 +299,31 @@ class StagedFile:
                 f.seek(self._offset)
                 raw = f.read(size - self._offset)
         except OSError:  # finished (renamed into place) or discarded meanwhile
+            if self._finished():
+                self._held = set(range(self.manifest.chunk_count))
+                self._map = None
             return
         self._held |= _records(raw, self.manifest.chunk_count)
         self._offset += len(raw) - len(raw) % _RECORD.size
         self._map = None
 
+    def _finished(self) -> bool:
+        """Whether the download finished: its file renamed into place, whole. Its sources then
+        keep fetching from this peer without a pause (the next rescan shares it as a whole file,
+        and the tracker lists it as one seconds later)."""
+        try:
+            st = os.stat(self.dest, follow_symlinks=False)
+        except OSError:
+            return False
+        return (st.st_ino, st.st_size) == (self.inode, self.manifest.size) and stat.S_ISREG(st.st_mode)
+
     def open(self) -> int:
         try:
             return os.open(self.part_path, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError as exc:
+            if self._finished():  # reads are checked chunk by chunk (read_chunk): a race costs nothing
+                with contextlib.suppress(OSError):
+                    return os.open(self.dest, os.O_RDONLY | os.O_NOFOLLOW)
             raise NotFound(f"{self.dest.name} is no longer being downloaded here: {exc.strerror}") from exc
 
     def read_chunk(self, fd: int, index: int) -> bytes | None:

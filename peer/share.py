@@ -252,11 +252,7 @@ class Share:
         if found is None or name_problem(name) is not None:
             return
         seen.add(name)
-        try:
-            inode = found.part_path.stat().st_ino  # the finished file keeps it (renamed into place)
-        except OSError:
-            return
-        changes.added.append(SharedFile(name, found.part_path, 0, inode, found.manifest, staged=found))
+        changes.added.append(SharedFile(name, found.part_path, 0, found.inode, found.manifest, staged=found))
 
     def _add(self, shared: SharedFile) -> None:
         self._drop(shared.name)
