@@ -20,6 +20,7 @@ from p2p_common.rpc_log import setup_logging
 from p2p_common.tls import ClientTls, add_server_tls_flags
 from peer.config import PeerConfig
 from peer.downloader import DownloadResult, Progress
+from peer.peer_client import PeerChannels
 from peer.progress import BatchProgress, ProgressBar, human_bytes
 from peer.throttle import MIN_RATE, Throttle
 from peer.tracker_client import RemoteFile, TrackerClient
@@ -357,11 +358,12 @@ def cmd_put(args: argparse.Namespace) -> int:
     client = _client(args)
     display = BatchProgress(len(sending), sum(sizes.values())) if len(sending) > 1 else None
     failed = 0
+    channels = PeerChannels(client.tls)  # one connection to the receiver for all the files
     try:
         address = find_peer_address(client, args.to)
         for path, name in sending:
             try:
-                line = _put_one(client, path, name, address, args, display)
+                line = _put_one(client, path, name, address, args, display, channels)
             except (P2PError, OSError) as exc:
                 if display is None:
                     raise
@@ -375,6 +377,7 @@ def cmd_put(args: argparse.Namespace) -> int:
     finally:
         if display is not None:
             display.close()
+        channels.close()
         client.logout()
     if failed:
         print(f"p2p-peer put: {failed} of {len(sending)} files failed", file=sys.stderr)
@@ -382,7 +385,13 @@ def cmd_put(args: argparse.Namespace) -> int:
 
 
 def _put_one(
-    client: TrackerClient, path: Path, name: str, address: str, args: argparse.Namespace, display: BatchProgress | None
+    client: TrackerClient,
+    path: Path,
+    name: str,
+    address: str,
+    args: argparse.Namespace,
+    display: BatchProgress | None,
+    channels: PeerChannels,
 ) -> str:
     """Upload one file, drawing its own bar unless it is one of several; its result line."""
     from peer.transfers import push
@@ -396,7 +405,14 @@ def _put_one(
         report = display.on_download(path)
     try:
         result = push(
-            client, path, args.to, name, lambda done, total: report(Progress(total, done, 1, done)), args.stall_timeout, address
+            client,
+            path,
+            args.to,
+            name,
+            lambda done, total: report(Progress(total, done, 1, done)),
+            args.stall_timeout,
+            address,
+            channels,
         )
     finally:
         if bar is not None:

@@ -19,7 +19,7 @@ from p2p_common.names import is_sha256_prefix, name_problem
 from peer import chunking
 from peer.downloader import STALL_SECONDS, DownloadResult, Progress, Wanted, download
 from peer.manifest import Manifest
-from peer.peer_client import PeerConnection
+from peer.peer_client import PeerChannels, PeerConnection
 from peer.throttle import Throttle
 from peer.tracker_client import RemoteFile, Source, TrackerClient, rpc_error
 
@@ -73,8 +73,10 @@ def _listing(found: list[RemoteFile]) -> str:
     return ", ".join(f"{f.name} ({f.sha256[:12]})" for f in found[:_LISTED])
 
 
-def connect(tracker: TrackerClient, peer_name: str, address: str, partial: bool = False) -> PeerConnection:
-    return PeerConnection(peer_name, address, lambda: tracker.ticket(peer_name), tracker.tls, partial)
+def connect(
+    tracker: TrackerClient, peer_name: str, address: str, partial: bool = False, channels: PeerChannels | None = None
+) -> PeerConnection:
+    return PeerConnection(peer_name, address, lambda: tracker.ticket(peer_name), tracker.tls, partial, channels)
 
 
 def fetch(
@@ -86,12 +88,14 @@ def fetch(
     stall_seconds: float = STALL_SECONDS,
     throttle: Throttle | None = None,
     cancel: threading.Event | None = None,
+    channels: PeerChannels | None = None,
 ) -> DownloadResult:
     """Download remote from all its live sources into dest; nothing moves if dest already holds it.
 
     A different file at dest is kept unless replace says otherwise: a download never destroys
     what it did not write (an upload to a peer is refused the same way). throttle caps the rate
-    all sources together deliver at (shared by the files of one `get`)."""
+    all sources together deliver at (shared by the files of one `get`), channels the connections
+    to peers (the same too)."""
     if dest.is_file() and dest.stat().st_size == remote.size and chunking.sha256_of(dest) == remote.sha256:
         chunks = chunking.chunk_count(remote.size, remote.chunk_size)
         return DownloadResult(dest, remote.size, bytes_received=0, chunks_fetched=0, chunks_reused=chunks)
@@ -99,7 +103,7 @@ def fetch(
         raise AlreadyExists(f"{dest} is a directory")
     if not replace and (dest.exists() or dest.is_symlink()):
         raise AlreadyExists(f"{dest} already exists with other content (--force replaces it)")
-    sources = _sources(tracker, remote)
+    sources = _sources(tracker, remote, channels)
     if not sources:
         raise NotFound(f"no live peer has {remote.name}")
     wanted = Wanted(remote.sha256, remote.size, remote.chunk_size, remote.chunk_list_sha256)
@@ -107,7 +111,7 @@ def fetch(
     def listed_now() -> list[PeerConnection]:  # peers that started or finished this download since
         for found in tracker.query(sha256=remote.sha256, limit=1):
             if Wanted(found.sha256, found.size, found.chunk_size, found.chunk_list_sha256) == wanted:
-                return _sources(tracker, found)
+                return _sources(tracker, found, channels)
         return []
 
     return download(
@@ -144,6 +148,7 @@ def fetch_many(
         todo.put(target)
     ended: queue.SimpleQueue[Fetched] = queue.SimpleQueue()
     cancel = threading.Event()
+    channels = PeerChannels(tracker.tls)
 
     def work() -> None:
         while not cancel.is_set():
@@ -153,7 +158,7 @@ def fetch_many(
                 return
             progress = on_progress(dest) if on_progress else None
             try:
-                result = fetch(tracker, remote, dest, progress, replace, stall_seconds, throttle, cancel)
+                result = fetch(tracker, remote, dest, progress, replace, stall_seconds, throttle, cancel, channels)
                 ended.put(Fetched(remote, dest, result, None))
             except (P2PError, OSError) as exc:
                 ended.put(Fetched(remote, dest, None, exc))
@@ -171,9 +176,10 @@ def fetch_many(
         cancel.set()  # the caller stopped early: the downloads under way end, keeping their chunks
         for worker in workers:
             worker.join(timeout=10)
+        channels.close()
 
 
-def _sources(tracker: TrackerClient, remote: RemoteFile) -> list[PeerConnection]:
+def _sources(tracker: TrackerClient, remote: RemoteFile, channels: PeerChannels | None = None) -> list[PeerConnection]:
     """Connections (not made yet) to remote's sources, one a peer (a peer sharing the content under
     two names is listed twice; the tracker lists whole copies first). A partial source of this
     account is, as a rule, this very download seen by the serving peer whose share it goes into:
@@ -182,7 +188,7 @@ def _sources(tracker: TrackerClient, remote: RemoteFile) -> list[PeerConnection]
     for s in remote.sources:
         if not (s.partial and s.peer_name == tracker.name):
             listed.setdefault((s.peer_name, s.address), s)
-    return [connect(tracker, s.peer_name, s.address, s.partial) for s in listed.values()]
+    return [connect(tracker, s.peer_name, s.address, s.partial, channels) for s in listed.values()]
 
 
 @dataclass(frozen=True)
@@ -290,9 +296,10 @@ def push(
     on_progress: Callable[[int, int], None] | None = None,
     stall_seconds: float = STALL_SECONDS,
     address: str | None = None,
+    channels: PeerChannels | None = None,
 ) -> UploadResult:
-    """Upload the file at path to peer_name (at address, if known); only the chunks it does not
-    hold yet are sent.
+    """Upload the file at path to peer_name (at address, if known, through channels, if given);
+    only the chunks it does not hold yet are sent.
 
     A receiver that takes nothing and says nothing for stall_seconds (frozen, or its network gone
     without a reset) is given up on; a rerun resumes."""
@@ -300,7 +307,7 @@ def push(
         raise InvalidArgument(f"{path} is not a readable file")
     manifest = Manifest.from_hashes(chunking.hash_file(path))
     target_name = name or path.name
-    conn = connect(tracker, peer_name, address or find_peer_address(tracker, peer_name))
+    conn = connect(tracker, peer_name, address or find_peer_address(tracker, peer_name), channels=channels)
     have_ready = threading.Event()
     have: set[int] = set()
     sent = [0]

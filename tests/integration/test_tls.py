@@ -7,6 +7,7 @@ a server certificate it signed for 127.0.0.1 and localhost, and an unrelated CA.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
@@ -144,3 +145,29 @@ def test_incomplete_or_unreadable_tls_settings_are_refused(tmp_path):
     with pytest.raises(InvalidArgument, match=r"cannot read the TLS file .*nope\.pem"):
         ServerTls.load(CERT, str(tmp_path / "nope.pem"))
     assert ServerTls.load("", "") is None and ClientTls.load("") is None
+
+
+def test_the_files_of_one_get_or_put_share_one_connection_to_a_peer(tls_tracker, start_peer_at, tmp_path, caplog):
+    """Over TLS a connection costs a handshake (round trips, and CPU at both ends): an album of
+    files fetched or sent in one command dials each peer once, not once a file."""
+    caplog.set_level(logging.INFO, logger="p2p.rpc")
+    album = {f"album/{i:02d}.flac": os.urandom(20_000 + i) for i in range(8)}
+    settings = {"tracker": f"127.0.0.1:{tls_tracker.port}", "tls_ca": CA, **SERVE_TLS}
+    start_peer_at("dave", album, allow_uploads=True, **settings)
+    common = ["--tracker", f"127.0.0.1:{tls_tracker.port}", "--name", "erin", "--password", "pw", "--tls-ca", CA]
+
+    def connections(method: str) -> set[str]:
+        """The client ends (address:port) that called method, from the serving peer's log."""
+        lines = [r.getMessage() for r in caplog.records if f"/p2p.v1.PeerService/{method} " in r.getMessage()]
+        return {line.split("caller=", 1)[1].split()[0].rsplit("@", 1)[-1] for line in lines}
+
+    assert cli.main([*common, "get", "--all", "album/*", "-j", "3", "-o", str(tmp_path / "got")]) == 0
+    for name, data in album.items():
+        assert (tmp_path / "got" / name).read_bytes() == data
+    assert len(connections("Download")) == 1
+    sending = tmp_path / "mix"
+    sending.mkdir()
+    for i in range(4):
+        (sending / f"{i}.txt").write_bytes(os.urandom(5000 + i))
+    assert cli.main([*common, "put", str(sending), "--to", "dave"]) == 0
+    assert len(connections("Upload")) == 1 and len([r for r in caplog.records if "/Upload " in r.getMessage()]) == 4
