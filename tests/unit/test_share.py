@@ -201,8 +201,9 @@ def _manifest_of(tmp_path: Path, data: bytes):
 
 def test_a_download_into_the_share_is_shared_partially_then_whole_without_hashing_it_again(tmp_path, monkeypatch):
     from peer import chunking
-    from peer.chunk_store import PartialFile
+    from peer.chunk_store import PartialFile, StagedFile
 
+    monkeypatch.setattr(StagedFile, "REREAD_SECONDS", 0.0)
     root = tmp_path / "share"
     root.mkdir()
     data = os.urandom(3 * 64 * 1024 + 5)
@@ -218,6 +219,15 @@ def test_a_download_into_the_share_is_shared_partially_then_whole_without_hashin
         for i in (0, 2, 3):
             partial.write_chunk(i, data[i * 64 * 1024 : (i + 1) * 64 * 1024])
         partial.finish()
+        # Before the next rescan, its sources keep fetching from this peer without a pause: the
+        # chunks verified last and streams opened after the rename come from the finished file.
+        finished = staged.staged
+        assert finished is not None and all(finished.holds(i) for i in range(4)) and finished.chunk_map().count() == 4
+        fd = finished.open()  # the staged data file is gone: the finished one, the same inode
+        try:
+            assert b"".join(finished.read_chunk(fd, i) or b"" for i in range(4)) == data
+        finally:
+            os.close(fd)
 
         def no_hashing(*args: object, **kwargs: object) -> None:
             raise AssertionError("a finished download was hashed again")
@@ -226,40 +236,9 @@ def test_a_download_into_the_share_is_shared_partially_then_whole_without_hashin
         (whole,) = share.scan().added  # at once, though written less than a second ago
         assert (whole.name, whole.partial, whole.manifest) == ("films/dl.bin", False, manifest)
         assert [f.name for f in share.files()] == ["films/dl.bin"]
-    finally:
-        share.close()
-
-
-def test_a_download_that_finishes_is_served_whole_before_the_next_rescan(tmp_path, monkeypatch):
-    """Its sources keep fetching from this peer without a pause: the chunks verified last (not
-    read from its chunk record yet) and streams opened after the rename are served from the
-    finished file."""
-    from peer.chunk_store import PartialFile, StagedFile
-
-    monkeypatch.setattr(StagedFile, "REREAD_SECONDS", 0.0)
-    root = tmp_path / "share"
-    root.mkdir()
-    data = os.urandom(3 * 64 * 1024 + 5)
-    manifest = _manifest_of(tmp_path, data)
-    share = Share(root)
-    try:
-        partial = PartialFile(root / "dl.bin", manifest)
-        partial.write_chunk(0, data[: 64 * 1024])
-        (shared,) = share.scan().added
-        staged = shared.staged
-        assert staged is not None and staged.holds(0) and not staged.holds(1)
-        for i in (1, 2, 3):
-            partial.write_chunk(i, data[i * 64 * 1024 : (i + 1) * 64 * 1024])
-        partial.finish()
-        assert all(staged.holds(i) for i in range(4)) and staged.chunk_map().count() == 4
-        fd = staged.open()  # the staged data file is gone: the finished one, the same inode
-        try:
-            assert b"".join(staged.read_chunk(fd, i) or b"" for i in range(4)) == data
-        finally:
-            os.close(fd)
-        os.replace(tmp_path / "source.bin", root / "dl.bin")  # the same bytes, but another file
+        os.replace(tmp_path / "source.bin", root / "films" / "dl.bin")  # the same bytes, but another file
         with pytest.raises(NotFound, match="no longer being downloaded"):
-            staged.open()
+            finished.open()
     finally:
         share.close()
 
