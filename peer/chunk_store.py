@@ -92,7 +92,10 @@ class PartialFile:
         # and a second writer spun on that lock, burning CPU the hashing could use (~3% measured)
         self._pwrite_lock = threading.Lock()
         self._have = bytearray(manifest.chunk_count)
-        self._fd = os.open(self.part_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self._fd = os.open(self.part_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # named after the file the user asked for, not our hidden staging file
+            raise OSError(exc.errno, exc.strerror, str(dest)) from None
         try:  # one writer per staged file, across processes too (two `get`s of one file, two uploads)
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -292,6 +292,9 @@ def test_get_destinations_sha256_digits_and_search_limits(cluster):
     assert (work / "mine.txt").read_text() == "my own notes"
     assert cluster.peer("get", "item1.txt", "-o", "mine.txt", "--force").returncode == 0
     assert (work / "mine.txt").read_text() == "item 1"
+    unwritable = cluster.peer("get", "item2.txt", "-o", "/proc/p2p-item2.txt")  # refused even to root
+    assert unwritable.returncode == 1 and unwritable.stderr.count("\n") == 1, unwritable.stderr
+    assert "/proc/p2p-item2.txt" in unwritable.stderr and "p2p-part" not in unwritable.stderr  # what the user named
 
     table = cluster.peer("search", "item")  # the tracker pages in sha256 order; the table is by name
     assert [line.split()[0] for line in table.stdout.splitlines()[1:]] == [f"item{i}.txt" for i in range(4)]
