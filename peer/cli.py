@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-transfers",
         type=int,
         default=int(_env("P2P_MAX_TRANSFERS", "16")),
-        help="downloads and uploads served at once; more are refused until one ends [P2P_MAX_TRANSFERS]",
+        help="downloads and uploads served at once; more are refused until one ends (a get asks again) [P2P_MAX_TRANSFERS]",
     )
     add_server_tls_flags(serve)
     serve.add_argument(

@@ -10,6 +10,7 @@ import errno
 import logging
 import math
 import queue
+import random
 import threading
 import time
 from collections import deque
@@ -49,6 +50,16 @@ STALL_SECONDS = 60.0
 # chunks); a thousand long downloads then ask ~30 times a second, not ~1,000.
 REFRESH_SECONDS = 1.0
 REFRESH_MAX_SECONDS = 30.0
+# A source serving as many transfers as it allows refuses a new stream (RESOURCE_EXHAUSTED): it is
+# asked again after 1 s, then every 2 s (with jitter: a crowd waiting on one seed does not knock
+# all at once), for up to BUSY_GIVE_UP_SECONDS; meanwhile the download takes what others already
+# hold (a refresh lists them as partial sources). Dropped at once, the downloads of a flash crowd
+# past the seed's --max-transfers (a class fetching the lecture) failed with "try again shortly".
+# Six `get`s at once of 64 MiB from a seed of 2 slots serving 64 MiB/s: all done after 7.8 s
+# (6 s of sending); waiting up to 8 s between asks, 10.4 s (slots stood free meanwhile).
+BUSY_RETRY_SECONDS = 1.0
+BUSY_RETRY_MAX_SECONDS = 2.0
+BUSY_GIVE_UP_SECONDS = 600.0
 
 
 class ChunkStreamLike(Protocol):
@@ -77,6 +88,16 @@ class Wanted:
     size: int
     chunk_size: int
     chunk_list_sha256: str
+
+
+@dataclass
+class _Busy:
+    """A source that refused a stream for now (RESOURCE_EXHAUSTED), and when to ask it again."""
+
+    source: ChunkSource
+    since: float  # its first refusal in a row
+    retry_at: float  # monotonic; math.inf while it is being asked
+    delay: float  # the last wait, doubled at each refusal
 
 
 @dataclass
@@ -226,6 +247,7 @@ class Download:
         self._received: queue.Queue[tuple[str, int, bytes | memoryview] | None] = queue.Queue(maxsize=2 * window)
         self._bad: dict[str, str] = {}  # sources a writer caught lying; their receivers stop
         self._idle_partial: set[str] = set()  # partial sources dropped for having nothing to give
+        self._busy: dict[str, _Busy] = {}  # sources that refused a stream for now, to ask again
         self._fatal: Exception | None = None  # writing failed (disk full...): the download stops
 
     def run(self) -> DownloadResult:
@@ -280,9 +302,10 @@ class Download:
             if self.cancel is not None and self.cancel.is_set():
                 raise Cancelled("stopped; a rerun fetches only what is missing")
             with schedule.cond:
-                if schedule.partial.complete or self._active == 0 or self._fatal is not None:
+                if schedule.partial.complete or (self._active == 0 and not self._busy) or self._fatal is not None:
                     break
                 schedule.cond.wait(0.05)
+                self._ask_busy_again(schedule)
             self._cut_off_silent_sources()
             if self.find_sources is not None and time.monotonic() >= next_refresh and not self._refreshing.is_set():
                 self._refreshing.set()
@@ -329,6 +352,28 @@ class Download:
                 else:
                     self._spares.append(source)
 
+    def _wait_for_a_slot(self, source: ChunkSource, refusal: ResourceExhausted, schedule: ChunkSchedule) -> bool:
+        """source refused a stream: when to ask it again; False when it has refused for too long."""
+        with schedule.cond:
+            now = time.monotonic()
+            busy = self._busy.get(source.label) or _Busy(source, since=now, retry_at=now, delay=BUSY_RETRY_SECONDS / 2)
+            if now - busy.since > BUSY_GIVE_UP_SECONDS:
+                self.dropped[source.label] = f"busy for {BUSY_GIVE_UP_SECONDS:g} s: {refusal}"
+                return False
+            busy.delay = min(2 * busy.delay, BUSY_RETRY_MAX_SECONDS)
+            busy.retry_at = now + busy.delay * random.uniform(0.75, 1.25)
+            self._busy[source.label] = busy
+            return True
+
+    def _ask_busy_again(self, schedule: ChunkSchedule) -> None:
+        """Under schedule.cond: sources that refused a stream stream again once their wait is over
+        and a place among max_sources is free."""
+        now = time.monotonic()
+        for busy in self._busy.values():
+            if busy.retry_at <= now and self._active < self.max_sources and not schedule.partial.complete:
+                busy.retry_at = math.inf  # asked now: refused again, its wait doubles
+                self._start_receiver(busy.source, schedule)
+
     def _cut_off_silent_sources(self) -> None:
         now = time.monotonic()
         for label, (since, stream) in list(self._owed_since.items()):
@@ -349,6 +394,7 @@ class Download:
         idle_since = time.monotonic()  # since the last chunk this source delivered
         arrivals: deque[float] = deque(maxlen=self.window)  # when its last chunks came in
         window = self.window
+        refused = False  # asks for no stream now: to be asked again (_busy)
         try:
             stream = source.chunk_stream(self.wanted.sha256)
             self._streams.append(stream)
@@ -396,6 +442,9 @@ class Download:
                     rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])  # chunks a second
                     window = max(2, min(self.window, math.ceil(rate * WINDOW_SECONDS)))
                 self._received.put((source.label, index, data))
+        except ResourceExhausted as exc:  # serving as many transfers as it allows: ask again later
+            if not self._stop.is_set():
+                refused = self._wait_for_a_slot(source, exc, schedule)
         except P2PError as exc:
             if not self._stop.is_set():
                 self.dropped[source.label] = self._stalled.get(source.label, str(exc))
@@ -414,6 +463,8 @@ class Download:
                 stream.close()  # a dropped source streams no more into buffers nobody reads
             schedule.give_back(source.label, list(asked))
             with schedule.cond:
+                if not refused:
+                    self._busy.pop(source.label, None)
                 if self._spares and not self._stop.is_set() and not schedule.partial.complete:
                     self._start_receiver(self._spares.popleft(), schedule)
                 self._active -= 1

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 import threading
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -354,3 +356,43 @@ def test_a_peer_sharing_a_content_twice_is_one_source_and_this_downloads_own_par
         remote.sources[0], peer_name=client.name, partial=True
     )  # this very download, as seen by the tracker
     assert [s.peer_name for s in _sources(client, dataclasses.replace(remote, sources=(own, *remote.sources)))] == ["twice"]
+
+
+def test_a_source_serving_all_the_transfers_it_allows_is_asked_again_until_one_ends(
+    start_peer_at, client, tmp_path, caplog, monkeypatch
+):
+    """A flash crowd larger than a seed's --max-transfers (a class fetching the lecture) waits
+    for a slot instead of failing with "try again shortly" (for up to BUSY_GIVE_UP_SECONDS)."""
+    monkeypatch.setattr(downloader, "BUSY_RETRY_SECONDS", 0.2)
+    caplog.set_level(logging.INFO, logger="p2p.rpc")
+    content = data_of(3 * MiB, seed=11)
+    start_peer_at("lecturer", {"lecture.mp4": content}, max_transfers=1, max_serve_rate=2 * MiB)
+    remote = resolve(client, "lecture.mp4")
+
+    def holding_the_slot(dest: Path) -> threading.Thread:
+        """A download of dest under way: it holds the seed's one slot for ~1.5 s."""
+        streaming = threading.Event()
+
+        def started(p: Progress) -> None:
+            if p.done_bytes:
+                streaming.set()
+
+        thread = threading.Thread(target=fetch, args=(client, remote, dest, started))
+        thread.start()
+        assert streaming.wait(10), "the first download never started"
+        return thread
+
+    first = holding_the_slot(tmp_path / "a.mp4")
+    second = fetch(client, remote, tmp_path / "b.mp4")  # refused, then let in once the first ends
+    first.join(30)
+    assert (tmp_path / "a.mp4").read_bytes() == content == (tmp_path / "b.mp4").read_bytes()
+    assert second.dropped == {} and sum(second.per_source.values()) == 3
+    lines = [r.getMessage() for r in caplog.records if "/p2p.v1.PeerService/Download " in r.getMessage()]
+    assert any("status=RESOURCE_EXHAUSTED" in line for line in lines), lines  # it was refused at first
+
+    monkeypatch.setattr(downloader, "BUSY_GIVE_UP_SECONDS", 0.3)  # shorter than the slot is held
+    first = holding_the_slot(tmp_path / "c.mp4")
+    with pytest.raises(P2PError, match=r"busy for 0\.3 s: .*already serving 1 transfers"):
+        fetch(client, remote, tmp_path / "d.mp4")
+    first.join(30)
+    assert not (tmp_path / "d.mp4").exists()
