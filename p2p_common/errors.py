@@ -39,6 +39,17 @@ class ResourceExhausted(P2PError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class Busy(ResourceExhausted):
+    """Serving as many calls of this kind as it allows right now: ask again later. The status
+    carries a RETRY_AFTER_KEY trailer, which tells it from a ResourceExhausted that asking again
+    will not mend (a file too large, a full disk)."""
+
+    retry_after_ms = 1000
+
+
+RETRY_AFTER_KEY = "retry-after-ms"  # trailing metadata of a Busy refusal: when to ask again
+
+
 class DataLoss(P2PError):
     code = grpc.StatusCode.DATA_LOSS
 
@@ -67,7 +78,17 @@ BY_CODE: dict[grpc.StatusCode, type[P2PError]] = {
 
 def abort_with(context: grpc.ServicerContext, error: P2PError) -> None:
     """End the call with error's status code and message."""
+    if isinstance(error, Busy):
+        context.set_trailing_metadata(((RETRY_AFTER_KEY, str(error.retry_after_ms)),))
     context.abort(error.code, str(error))
+
+
+def error_class(error: grpc.RpcError) -> type[P2PError]:
+    """The P2PError a failed call stands for: by its status code, and Busy by its trailer."""
+    cls = BY_CODE.get(error.code(), P2PError)
+    if cls is ResourceExhausted and any(key == RETRY_AFTER_KEY for key, _ in error.trailing_metadata() or ()):
+        return Busy
+    return cls
 
 
 def describe_rpc_error(error: grpc.RpcError, what: str) -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from p2p_common.errors import DataLoss, NotFound, P2PError, ResourceExhausted, Unavailable
+from p2p_common.errors import Busy, DataLoss, NotFound, P2PError, ResourceExhausted, Unavailable
 from peer.availability import NotHeld
 from peer.chunk_schedule import ChunkSchedule
 from peer.chunk_store import PartialFile, Write
@@ -352,7 +352,7 @@ class Download:
                 else:
                     self._spares.append(source)
 
-    def _wait_for_a_slot(self, source: ChunkSource, refusal: ResourceExhausted, schedule: ChunkSchedule) -> bool:
+    def _wait_for_a_slot(self, source: ChunkSource, refusal: Busy, schedule: ChunkSchedule) -> bool:
         """source refused a stream: when to ask it again; False when it has refused for too long."""
         with schedule.cond:
             now = time.monotonic()
@@ -442,7 +442,7 @@ class Download:
                     rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])  # chunks a second
                     window = max(2, min(self.window, math.ceil(rate * WINDOW_SECONDS)))
                 self._received.put((source.label, index, data))
-        except ResourceExhausted as exc:  # serving as many transfers as it allows: ask again later
+        except Busy as exc:  # serving as many transfers as it allows: ask again later
             if not self._stop.is_set():
                 refused = self._wait_for_a_slot(source, exc, schedule)
         except P2PError as exc:

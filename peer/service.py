@@ -18,6 +18,7 @@ from p2p.v1 import peer_pb2_grpc as pb_grpc
 from p2p_common.auth import current_principal
 from p2p_common.errors import (
     AlreadyExists,
+    Busy,
     DataLoss,
     FailedPrecondition,
     InvalidArgument,
@@ -74,7 +75,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
     @contextmanager
     def _transfer_slot(self) -> Iterator[None]:
         if not self._slots.acquire(blocking=False):
-            raise ResourceExhausted(f"this peer is already serving {self._max_transfers} transfers; try again shortly")
+            raise Busy(f"this peer is already serving {self._max_transfers} transfers; try again shortly")
         with self._tally_lock:
             self._active += 1
         try:

@@ -15,7 +15,7 @@ import grpc
 from p2p.v1 import tracker_pb2 as pb
 from p2p.v1 import tracker_pb2_grpc as pb_grpc
 from p2p_common.auth import bearer_metadata
-from p2p_common.errors import BY_CODE, P2PError, Unauthenticated, Unavailable, describe_rpc_error
+from p2p_common.errors import P2PError, Unauthenticated, Unavailable, describe_rpc_error, error_class
 from p2p_common.options import GRPC_OPTIONS
 from p2p_common.tls import ClientTls, open_channel
 from peer.share import SharedFile
@@ -29,8 +29,7 @@ CALL_TIMEOUT = 30.0
 
 def rpc_error(exc: grpc.RpcError, what: str) -> P2PError:
     """The expected error an RpcError stands for, with a readable message."""
-    cls = BY_CODE.get(exc.code(), P2PError)
-    return cls(describe_rpc_error(exc, what))
+    return error_class(exc)(describe_rpc_error(exc, what))
 
 
 @dataclass(frozen=True)

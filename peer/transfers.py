@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -14,10 +15,19 @@ from pathlib import Path
 import grpc
 
 from p2p.v1 import peer_pb2 as pb
-from p2p_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, P2PError, Unavailable
+from p2p_common.errors import AlreadyExists, Busy, FailedPrecondition, InvalidArgument, NotFound, P2PError, Unavailable
 from p2p_common.names import is_sha256_prefix, name_problem
 from peer import chunking
-from peer.downloader import STALL_SECONDS, DownloadResult, Progress, Wanted, download
+from peer.downloader import (
+    BUSY_GIVE_UP_SECONDS,
+    BUSY_RETRY_MAX_SECONDS,
+    BUSY_RETRY_SECONDS,
+    STALL_SECONDS,
+    DownloadResult,
+    Progress,
+    Wanted,
+    download,
+)
 from peer.manifest import Manifest
 from peer.peer_client import PeerChannels, PeerConnection
 from peer.throttle import Throttle
@@ -302,12 +312,37 @@ def push(
     only the chunks it does not hold yet are sent.
 
     A receiver that takes nothing and says nothing for stall_seconds (frozen, or its network gone
-    without a reset) is given up on; a rerun resumes."""
+    without a reset) is given up on; a rerun resumes. One serving all the transfers it allows is
+    asked again until one ends (students handing in their work at the deadline), as a get does."""
     if not path.is_file():
         raise InvalidArgument(f"{path} is not a readable file")
     manifest = Manifest.from_hashes(chunking.hash_file(path))
-    target_name = name or path.name
     conn = connect(tracker, peer_name, address or find_peer_address(tracker, peer_name), channels=channels)
+    refused_since = time.monotonic()
+    delay = BUSY_RETRY_SECONDS
+    try:
+        while True:
+            try:
+                return _upload(conn, path, manifest, name or path.name, on_progress, stall_seconds)
+            except Busy:  # as many transfers under way as it allows: wait for one to end, as a get does
+                if time.monotonic() - refused_since > BUSY_GIVE_UP_SECONDS:
+                    raise
+                time.sleep(delay * random.uniform(0.75, 1.25))
+                delay = min(2 * delay, BUSY_RETRY_MAX_SECONDS)
+    finally:
+        conn.close()
+
+
+def _upload(
+    conn: PeerConnection,
+    path: Path,
+    manifest: Manifest,
+    target_name: str,
+    on_progress: Callable[[int, int], None] | None,
+    stall_seconds: float,
+) -> UploadResult:
+    """One Upload stream: the offer, the chunks the receiver lacks, its confirmation."""
+    peer_name = conn.peer_name
     have_ready = threading.Event()
     have: set[int] = set()
     sent = [0]
@@ -355,5 +390,4 @@ def push(
     finally:
         watchdog.stop()
         have_ready.set()
-        conn.close()
     return UploadResult(final.complete.name, manifest.sha256, manifest.size, sent[0], len(have))

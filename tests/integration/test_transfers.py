@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from p2p_common.errors import AlreadyExists, FailedPrecondition, NotFound, P2PError, PermissionDenied, ResourceExhausted
-from peer import downloader
+from peer import downloader, transfers
 from peer.downloader import Progress
 from peer.throttle import Throttle
 from peer.transfers import fetch, push, resolve
@@ -358,15 +358,17 @@ def test_a_peer_sharing_a_content_twice_is_one_source_and_this_downloads_own_par
     assert [s.peer_name for s in _sources(client, dataclasses.replace(remote, sources=(own, *remote.sources)))] == ["twice"]
 
 
-def test_a_source_serving_all_the_transfers_it_allows_is_asked_again_until_one_ends(
+def test_a_peer_serving_all_the_transfers_it_allows_is_asked_again_until_one_ends(
     start_peer_at, client, tmp_path, caplog, monkeypatch
 ):
-    """A flash crowd larger than a seed's --max-transfers (a class fetching the lecture) waits
-    for a slot instead of failing with "try again shortly" (for up to BUSY_GIVE_UP_SECONDS)."""
+    """A flash crowd larger than a seed's --max-transfers (a class fetching the lecture, or
+    handing in work at the deadline) waits for a slot instead of failing with "try again
+    shortly" (for up to BUSY_GIVE_UP_SECONDS)."""
     monkeypatch.setattr(downloader, "BUSY_RETRY_SECONDS", 0.2)
+    monkeypatch.setattr(transfers, "BUSY_RETRY_SECONDS", 0.2)
     caplog.set_level(logging.INFO, logger="p2p.rpc")
     content = data_of(3 * MiB, seed=11)
-    start_peer_at("lecturer", {"lecture.mp4": content}, max_transfers=1, max_serve_rate=2 * MiB)
+    start_peer_at("lecturer", {"lecture.mp4": content}, max_transfers=1, max_serve_rate=2 * MiB, allow_uploads=True)
     remote = resolve(client, "lecture.mp4")
 
     def holding_the_slot(dest: Path) -> threading.Thread:
@@ -387,8 +389,18 @@ def test_a_source_serving_all_the_transfers_it_allows_is_asked_again_until_one_e
     first.join(30)
     assert (tmp_path / "a.mp4").read_bytes() == content == (tmp_path / "b.mp4").read_bytes()
     assert second.dropped == {} and sum(second.per_source.values()) == 3
-    lines = [r.getMessage() for r in caplog.records if "/p2p.v1.PeerService/Download " in r.getMessage()]
-    assert any("status=RESOURCE_EXHAUSTED" in line for line in lines), lines  # it was refused at first
+
+    def refused(method: str) -> bool:
+        lines = [r.getMessage() for r in caplog.records if f"/p2p.v1.PeerService/{method} " in r.getMessage()]
+        return any("status=RESOURCE_EXHAUSTED" in line for line in lines)
+
+    assert refused("Download")  # the second was refused at first
+
+    first = holding_the_slot(tmp_path / "e.mp4")
+    (tmp_path / "homework.txt").write_bytes(b"my homework")
+    handed_in = push(client, tmp_path / "homework.txt", "lecturer")  # refused, then let in
+    first.join(30)
+    assert handed_in.sha256 == sha(b"my homework") and refused("Upload")
 
     monkeypatch.setattr(downloader, "BUSY_GIVE_UP_SECONDS", 0.3)  # shorter than the slot is held
     first = holding_the_slot(tmp_path / "c.mp4")
