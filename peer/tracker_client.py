@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -15,7 +16,7 @@ import grpc
 from p2p.v1 import tracker_pb2 as pb
 from p2p.v1 import tracker_pb2_grpc as pb_grpc
 from p2p_common.auth import bearer_metadata
-from p2p_common.errors import P2PError, Unauthenticated, Unavailable, describe_rpc_error, error_class
+from p2p_common.errors import Busy, P2PError, Unauthenticated, Unavailable, describe_rpc_error, error_class
 from p2p_common.options import GRPC_OPTIONS
 from p2p_common.tls import ClientTls, open_channel
 from peer.share import SharedFile
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 INDEX_BATCH = 5000  # entries per SendIndex message: ~1 MiB, far below the 4 MiB message limit
 CALL_TIMEOUT = 30.0
+LOGIN_BUSY_SECONDS = 30.0  # how long a login waits for a tracker busy checking other passwords
 
 
 def rpc_error(exc: grpc.RpcError, what: str) -> P2PError:
@@ -106,12 +108,21 @@ class TrackerClient:
 
     # -- session -------------------------------------------------------------------------
     def login(self) -> bool:
-        """Open a session (a serving one when advertise is set); True when it registered the account."""
+        """Open a session (a serving one when advertise is set); True when it registered the account.
+
+        A tracker busy checking other passwords (a lab logging in at once) is asked again every
+        1-2 s for up to LOGIN_BUSY_SECONDS."""
         request = pb.LoginRequest(name=self.name, password=self._password, address=self.advertise)
-        try:
-            reply = self._stub.Login(request, timeout=CALL_TIMEOUT)
-        except grpc.RpcError as exc:
-            raise rpc_error(exc, f"login to tracker {self.address} as {self.name!r}") from None
+        busy_until = time.monotonic() + LOGIN_BUSY_SECONDS
+        while True:
+            try:
+                reply = self._stub.Login(request, timeout=CALL_TIMEOUT)
+                break
+            except grpc.RpcError as exc:
+                error = rpc_error(exc, f"login to tracker {self.address} as {self.name!r}")
+                if not isinstance(error, Busy) or time.monotonic() > busy_until:
+                    raise error from None
+            time.sleep(random.uniform(1.0, 2.0))
         with self._lock:
             self._token, self.lease_seconds = reply.session_token, reply.lease_seconds
             self._tickets.clear()

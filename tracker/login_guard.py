@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from p2p_common.errors import ResourceExhausted
+from p2p_common.errors import Busy, ResourceExhausted
 
 MAX_DELAY = 300.0
 TRACKED = 100_000  # (account, host) pairs remembered; the oldest are forgotten first
@@ -66,7 +66,7 @@ class LoginGuard:
         """One password hash at a time per slot; RESOURCE_EXHAUSTED when none frees up in time."""
         if not self._slots.acquire(timeout=self.wait_seconds):
             self.refused_busy += 1
-            raise ResourceExhausted("the tracker is busy checking passwords; retry in a moment")
+            raise Busy("the tracker is busy checking passwords; retry in a moment")
         try:
             yield
         finally:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+import threading
 import time
 
 import grpc
@@ -11,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from p2p.v1 import tracker_pb2 as tpb
 from p2p_common.auth import bearer_metadata
+from p2p_common.errors import Busy
 from tests.helpers import TrackerClientForTests, file_entry, sha256_hex, wait_for
 from tracker.auth import token_hash
 
@@ -57,6 +60,34 @@ def test_repeated_wrong_passwords_make_the_next_try_wait(start_tracker_at):
     code, _ = code_of(c.login, "alice", "guess")  # the right password cleared the count
     assert code == grpc.StatusCode.UNAUTHENTICATED
     c.close()
+
+
+def test_a_login_refused_while_the_tracker_is_busy_hashing_waits_and_gets_in(tracker):
+    """A lab logging in at once: a login refused for want of a free password-hashing slot is
+    told so with a retry-after-ms trailer (a wrong-password wait has none) and asked again."""
+    from peer.tracker_client import TrackerClient
+
+    guard = tracker.directory.login_guard
+    guard.wait_seconds = 0.0  # refuse at once, not after 2 s
+    held = contextlib.ExitStack()  # every slot taken, as by logins hashing their passwords
+    with pytest.raises(Busy):
+        while True:
+            held.enter_context(guard.hashing())
+    raw = TrackerClientForTests(f"127.0.0.1:{tracker.port}")
+    with pytest.raises(grpc.RpcError) as refused:
+        raw.login("dora", "pw")
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert ("retry-after-ms", "1000") in refused.value.trailing_metadata()
+    raw.close()
+    threading.Timer(1.5, held.close).start()
+    client = TrackerClient(f"127.0.0.1:{tracker.port}", "dora", "pw")
+    try:
+        started = time.monotonic()
+        client.login()
+        assert client.logged_in and time.monotonic() - started >= 1.0  # refused, then let in
+    finally:
+        client.close()
+    assert guard.refused_busy >= 3  # the test's own probe, the raw login, the first try
 
 
 def test_tokens_and_passwords_are_stored_only_as_hashes(client_factory, tracker, tmp_path):
