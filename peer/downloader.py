@@ -108,6 +108,7 @@ class Progress:
     done_bytes: int
     active_sources: int
     received_bytes: int
+    busy_sources: int = 0  # refused a stream for now (all their slots taken): asked again soon
 
 
 @dataclass
@@ -306,6 +307,7 @@ class Download:
                     break
                 schedule.cond.wait(0.05)
                 self._ask_busy_again(schedule)
+                busy = sum(1 for b in self._busy.values() if b.retry_at < math.inf)
             self._cut_off_silent_sources()
             if self.find_sources is not None and time.monotonic() >= next_refresh and not self._refreshing.is_set():
                 self._refreshing.set()
@@ -315,7 +317,7 @@ class Download:
             while not self._found.empty():
                 self._add_sources(self._found.get(), schedule)
             if self.on_progress:  # outside the lock: drawing never holds up the workers
-                self.on_progress(Progress(self.wanted.size, schedule.partial.bytes_held, self._active, schedule.received))
+                self.on_progress(Progress(self.wanted.size, schedule.partial.bytes_held, self._active, schedule.received, busy))
         if self.on_progress:
             self.on_progress(Progress(self.wanted.size, schedule.partial.bytes_held, self._active, schedule.received))
 

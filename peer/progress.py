@@ -31,10 +31,11 @@ class ProgressBar:
         self.started = time.monotonic()
         self._last = 0.0
         self._drawn = False
-        self._latest: tuple[int, int, int | None] | None = None
+        self._latest: tuple[int, int, int | None, bool, int] | None = None
 
-    def update(self, done: int, total: int, peers: int | None = None, final: bool = False) -> None:
-        self._latest = (done, total, peers)
+    def update(self, done: int, total: int, peers: int | None = None, final: bool = False, busy: int = 0) -> None:
+        """busy: peers that refused for now (all their slots taken) and are asked again soon."""
+        self._latest = (done, total, peers, final, busy)
         now = time.monotonic()
         if not self.enabled or (not final and now - self._last < 0.1):
             return
@@ -45,6 +46,7 @@ class ProgressBar:
         filled = int(self.width * fraction)
         eta = (total - done) / rate if rate > 0 and done < total else 0.0
         peers_text = f" {peers} {self.counting}{'s' if peers != 1 else ''}" if peers is not None else ""
+        peers_text += f", {busy} busy" if busy else ""
         line = (
             f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {fraction * 100:5.1f}% "
             f"{human_bytes(done)}/{human_bytes(total)} {human_bytes(rate)}/s ETA {eta:4.0f}s{peers_text} "
@@ -54,7 +56,7 @@ class ProgressBar:
         self._drawn = True
 
     def on_download(self, p: Progress) -> None:
-        self.update(p.done_bytes, p.total_bytes, p.active_sources)
+        self.update(p.done_bytes, p.total_bytes, p.active_sources, busy=p.busy_sources)
 
     def clear(self) -> None:
         """Erase the bar: a line is printed where it was, and the next update draws it below."""
@@ -66,7 +68,8 @@ class ProgressBar:
     def close(self) -> None:
         """Draw the last state (throttling may have skipped it) and end the line."""
         if self._drawn and self._latest is not None:
-            self.update(*self._latest, final=True)
+            done, total, peers, _, busy = self._latest
+            self.update(done, total, peers, final=True, busy=busy)
         if self._drawn:
             self.stream.write("\n")
             self.stream.flush()
@@ -84,6 +87,7 @@ class BatchProgress:
         self._lock = threading.Lock()
         self._held: dict[object, int] = {}  # bytes each download holds (a file that ended: its size)
         self._streams: dict[object, int] = {}  # sources each download under way streams from
+        self._busy: dict[object, int] = {}  # sources each download under way waits for
         self._ended = 0
 
     def on_download(self, key: object) -> Callable[[Progress], None]:
@@ -93,6 +97,7 @@ class BatchProgress:
             with self._lock:
                 if key in self._streams or key not in self._held:  # not after it ended
                     self._held[key], self._streams[key] = p.done_bytes, p.active_sources
+                    self._busy[key] = p.busy_sources
                     self._draw()
 
         return update
@@ -104,13 +109,15 @@ class BatchProgress:
             self._ended += 1
             self._held[key] = size
             self._streams.pop(key, None)
+            self._busy.pop(key, None)
             self.bar.clear()
             print(line, file=out or sys.stdout, flush=True)
             self.bar.label = f"{self._ended}/{self.files} files"
             self._draw(final=True)
 
     def _draw(self, final: bool = False) -> None:
-        self.bar.update(sum(self._held.values()), self.total_bytes, sum(self._streams.values()), final=final)
+        busy = sum(self._busy.values())
+        self.bar.update(sum(self._held.values()), self.total_bytes, sum(self._streams.values()), final=final, busy=busy)
 
     def close(self) -> None:
         self.bar.close()

@@ -24,6 +24,20 @@ def test_bar_on_a_terminal_shows_bytes_rate_eta_and_peers():
     assert "25.0 MiB/100.0 MiB" in text and "/s ETA" in text and "3 peers" in text and text.endswith("\n")
 
 
+def test_peers_that_refused_for_now_are_shown_as_busy():
+    """A get waiting for a slot on its only source shows why it does not move."""
+    out = FakeTerminal()
+    bar = ProgressBar("lecture.mp4", stream=out)
+    bar.on_download(Progress(total_bytes=64 << 20, done_bytes=0, active_sources=0, received_bytes=0, busy_sources=1))
+    bar.close()
+    assert "0 peers, 1 busy" in out.getvalue()
+    batch = BatchProgress(2, 2 << 20, stream=FakeTerminal())
+    batch.on_download("a")(Progress(1 << 20, 0, 0, 0, busy_sources=1))
+    batch.on_download("b")(Progress(1 << 20, 0, 1, 0, busy_sources=1))
+    batch.close()
+    assert "1 stream, 2 busy" in batch.bar.stream.getvalue()  # type: ignore[attr-defined]
+
+
 def test_no_bar_when_not_a_terminal():
     out = io.StringIO()
     bar = ProgressBar("x", stream=out)
