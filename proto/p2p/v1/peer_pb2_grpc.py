@@ -28,7 +28,10 @@ if _version_not_supported:
 class PeerServiceStub:
     """PeerService moves file bytes between peers. Every RPC needs the metadata
     `authorization: Bearer <ticket>` with a ticket from TrackerService.IssuePeerTicket
-    addressed to this peer.
+    addressed to this peer. A Download or Upload past the peer's transfer slots
+    (GetStatusResponse.transfers_max) is refused at once with RESOURCE_EXHAUSTED and the
+    trailing metadata `retry-after-ms` (milliseconds): ask again then. A RESOURCE_EXHAUSTED
+    without it (a file too large, a full disk) will not mend by asking again.
     """
 
     def __init__(self, channel):
@@ -62,7 +65,10 @@ class PeerServiceStub:
 class PeerServiceServicer:
     """PeerService moves file bytes between peers. Every RPC needs the metadata
     `authorization: Bearer <ticket>` with a ticket from TrackerService.IssuePeerTicket
-    addressed to this peer.
+    addressed to this peer. A Download or Upload past the peer's transfer slots
+    (GetStatusResponse.transfers_max) is refused at once with RESOURCE_EXHAUSTED and the
+    trailing metadata `retry-after-ms` (milliseconds): ask again then. A RESOURCE_EXHAUSTED
+    without it (a file too large, a full disk) will not mend by asking again.
     """
 
     def GetManifest(self, request, context):
@@ -136,7 +142,10 @@ def add_PeerServiceServicer_to_server(servicer, server):
 class PeerService:
     """PeerService moves file bytes between peers. Every RPC needs the metadata
     `authorization: Bearer <ticket>` with a ticket from TrackerService.IssuePeerTicket
-    addressed to this peer.
+    addressed to this peer. A Download or Upload past the peer's transfer slots
+    (GetStatusResponse.transfers_max) is refused at once with RESOURCE_EXHAUSTED and the
+    trailing metadata `retry-after-ms` (milliseconds): ask again then. A RESOURCE_EXHAUSTED
+    without it (a file too large, a full disk) will not mend by asking again.
     """
 
     @staticmethod

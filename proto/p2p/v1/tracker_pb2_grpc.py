@@ -91,7 +91,9 @@ class TrackerServiceServicer:
     def Login(self, request, context):
         """Login authenticates an account (registering it on first use when the tracker allows it)
         and opens a session. A session with an address is a serving peer; without one it is
-        client-only: it can query and download but is never listed as a source.
+        client-only: it can query and download but is never listed as a source. While every
+        password check is busy it is refused with RESOURCE_EXHAUSTED and the trailing metadata
+        `retry-after-ms`; after repeated wrong passwords, with RESOURCE_EXHAUSTED alone.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
