@@ -409,7 +409,7 @@ def _put_one(
             path,
             args.to,
             name,
-            lambda done, total: report(Progress(total, done, 1, done)),
+            report,
             args.stall_timeout,
             address,
             channels,

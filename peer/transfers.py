@@ -303,7 +303,7 @@ def push(
     path: Path,
     peer_name: str,
     name: str | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
     stall_seconds: float = STALL_SECONDS,
     address: str | None = None,
     channels: PeerChannels | None = None,
@@ -327,6 +327,8 @@ def push(
             except Busy:  # as many transfers under way as it allows: wait for one to end, as a get does
                 if time.monotonic() - refused_since > BUSY_GIVE_UP_SECONDS:
                     raise
+                if on_progress:
+                    on_progress(Progress(manifest.size, 0, 0, 0, busy_sources=1))
                 time.sleep(delay * random.uniform(0.75, 1.25))
                 delay = min(2 * delay, BUSY_RETRY_MAX_SECONDS)
     finally:
@@ -338,7 +340,7 @@ def _upload(
     path: Path,
     manifest: Manifest,
     target_name: str,
-    on_progress: Callable[[int, int], None] | None,
+    on_progress: Callable[[Progress], None] | None,
     stall_seconds: float,
 ) -> UploadResult:
     """One Upload stream: the offer, the chunks the receiver lacks, its confirmation."""
@@ -368,7 +370,7 @@ def _upload(
                 watchdog.progress()
                 sent[0] += len(data)
                 if on_progress:
-                    on_progress(sent[0], manifest.size)
+                    on_progress(Progress(manifest.size, sent[0], 1, sent[0]))
                 yield pb.UploadRequest(chunk=pb.UploadChunk(index=index, data=data))
 
     try:

@@ -398,9 +398,11 @@ def test_a_peer_serving_all_the_transfers_it_allows_is_asked_again_until_one_end
 
     first = holding_the_slot(tmp_path / "e.mp4")
     (tmp_path / "homework.txt").write_bytes(b"my homework")
-    handed_in = push(client, tmp_path / "homework.txt", "lecturer")  # refused, then let in
+    seen: list[Progress] = []
+    handed_in = push(client, tmp_path / "homework.txt", "lecturer", on_progress=seen.append)  # refused, then let in
     first.join(30)
     assert handed_in.sha256 == sha(b"my homework") and refused("Upload")
+    assert seen[0].busy_sources == 1 and (seen[-1].done_bytes, seen[-1].busy_sources) == (11, 0)  # its bar said why
 
     monkeypatch.setattr(downloader, "BUSY_GIVE_UP_SECONDS", 0.3)  # shorter than the slot is held
     first = holding_the_slot(tmp_path / "c.mp4")
