@@ -10,7 +10,6 @@ import errno
 import logging
 import math
 import queue
-import random
 import threading
 import time
 from collections import deque
@@ -21,6 +20,7 @@ from typing import Protocol
 
 from p2p_common.errors import Busy, DataLoss, NotFound, P2PError, ResourceExhausted, Unavailable
 from peer.availability import NotHeld
+from peer.busy_wait import BusyWait
 from peer.chunk_schedule import ChunkSchedule
 from peer.chunk_store import PartialFile, Write
 from peer.manifest import Manifest
@@ -50,16 +50,6 @@ STALL_SECONDS = 60.0
 # chunks); a thousand long downloads then ask ~30 times a second, not ~1,000.
 REFRESH_SECONDS = 1.0
 REFRESH_MAX_SECONDS = 30.0
-# A source serving as many transfers as it allows refuses a new stream (RESOURCE_EXHAUSTED): it is
-# asked again after 1 s, then every 2 s (with jitter: a crowd waiting on one seed does not knock
-# all at once), for up to BUSY_GIVE_UP_SECONDS; meanwhile the download takes what others already
-# hold (a refresh lists them as partial sources). Dropped at once, the downloads of a flash crowd
-# past the seed's --max-transfers (a class fetching the lecture) failed with "try again shortly".
-# Six `get`s at once of 64 MiB from a seed of 2 slots serving 64 MiB/s: all done after 7.8 s
-# (6 s of sending); waiting up to 8 s between asks, 10.4 s (slots stood free meanwhile).
-BUSY_RETRY_SECONDS = 1.0
-BUSY_RETRY_MAX_SECONDS = 2.0
-BUSY_GIVE_UP_SECONDS = 600.0
 
 
 class ChunkStreamLike(Protocol):
@@ -92,12 +82,11 @@ class Wanted:
 
 @dataclass
 class _Busy:
-    """A source that refused a stream for now (RESOURCE_EXHAUSTED), and when to ask it again."""
+    """A source that refused a stream for now (Busy), and when to ask it again."""
 
     source: ChunkSource
-    since: float  # its first refusal in a row
-    retry_at: float  # monotonic; math.inf while it is being asked
-    delay: float  # the last wait, doubled at each refusal
+    wait: BusyWait
+    retry_at: float = math.inf  # monotonic; math.inf while it is being asked
 
 
 @dataclass
@@ -355,15 +344,15 @@ class Download:
                     self._spares.append(source)
 
     def _wait_for_a_slot(self, source: ChunkSource, refusal: Busy, schedule: ChunkSchedule) -> bool:
-        """source refused a stream: when to ask it again; False when it has refused for too long."""
+        """source refused a stream: when to ask it again (it streams from the others meanwhile,
+        see busy_wait); False when it has refused for too long."""
         with schedule.cond:
-            now = time.monotonic()
-            busy = self._busy.get(source.label) or _Busy(source, since=now, retry_at=now, delay=BUSY_RETRY_SECONDS / 2)
-            if now - busy.since > BUSY_GIVE_UP_SECONDS:
-                self.dropped[source.label] = f"busy for {BUSY_GIVE_UP_SECONDS:g} s: {refusal}"
+            busy = self._busy.get(source.label) or _Busy(source, BusyWait())
+            seconds = busy.wait.next()
+            if seconds is None:
+                self.dropped[source.label] = f"busy for {busy.wait.give_up_seconds:g} s: {refusal}"
                 return False
-            busy.delay = min(2 * busy.delay, BUSY_RETRY_MAX_SECONDS)
-            busy.retry_at = now + busy.delay * random.uniform(0.75, 1.25)
+            busy.retry_at = time.monotonic() + seconds
             self._busy[source.label] = busy
             return True
 
@@ -373,7 +362,7 @@ class Download:
         now = time.monotonic()
         for busy in self._busy.values():
             if busy.retry_at <= now and self._active < self.max_sources and not schedule.partial.complete:
-                busy.retry_at = math.inf  # asked now: refused again, its wait doubles
+                busy.retry_at = math.inf  # asked now; refused again, it waits its next wait
                 self._start_receiver(busy.source, schedule)
 
     def _cut_off_silent_sources(self) -> None:

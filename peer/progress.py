@@ -31,11 +31,11 @@ class ProgressBar:
         self.started = time.monotonic()
         self._last = 0.0
         self._drawn = False
-        self._latest: tuple[int, int, int | None, bool, int] | None = None
+        self._latest: tuple[int, int, int | None, int] | None = None  # done, total, peers, busy
 
     def update(self, done: int, total: int, peers: int | None = None, final: bool = False, busy: int = 0) -> None:
         """busy: peers that refused for now (all their slots taken) and are asked again soon."""
-        self._latest = (done, total, peers, final, busy)
+        self._latest = (done, total, peers, busy)
         now = time.monotonic()
         if not self.enabled or (not final and now - self._last < 0.1):
             return
@@ -68,7 +68,7 @@ class ProgressBar:
     def close(self) -> None:
         """Draw the last state (throttling may have skipped it) and end the line."""
         if self._drawn and self._latest is not None:
-            done, total, peers, _, busy = self._latest
+            done, total, peers, busy = self._latest
             self.update(done, total, peers, final=True, busy=busy)
         if self._drawn:
             self.stream.write("\n")
@@ -86,8 +86,7 @@ class BatchProgress:
         self.bar = ProgressBar(f"0/{files} files", stream, counting="stream")
         self._lock = threading.Lock()
         self._held: dict[object, int] = {}  # bytes each download holds (a file that ended: its size)
-        self._streams: dict[object, int] = {}  # sources each download under way streams from
-        self._busy: dict[object, int] = {}  # sources each download under way waits for
+        self._under_way: dict[object, Progress] = {}  # the last progress of each transfer under way
         self._ended = 0
 
     def on_download(self, key: object) -> Callable[[Progress], None]:
@@ -95,9 +94,8 @@ class BatchProgress:
 
         def update(p: Progress) -> None:
             with self._lock:
-                if key in self._streams or key not in self._held:  # not after it ended
-                    self._held[key], self._streams[key] = p.done_bytes, p.active_sources
-                    self._busy[key] = p.busy_sources
+                if key in self._under_way or key not in self._held:  # not after it ended
+                    self._held[key], self._under_way[key] = p.done_bytes, p
                     self._draw()
 
         return update
@@ -108,16 +106,16 @@ class BatchProgress:
         with self._lock:
             self._ended += 1
             self._held[key] = size
-            self._streams.pop(key, None)
-            self._busy.pop(key, None)
+            self._under_way.pop(key, None)
             self.bar.clear()
             print(line, file=out or sys.stdout, flush=True)
             self.bar.label = f"{self._ended}/{self.files} files"
             self._draw(final=True)
 
     def _draw(self, final: bool = False) -> None:
-        busy = sum(self._busy.values())
-        self.bar.update(sum(self._held.values()), self.total_bytes, sum(self._streams.values()), final=final, busy=busy)
+        streams = sum(p.active_sources for p in self._under_way.values())
+        busy = sum(p.busy_sources for p in self._under_way.values())
+        self.bar.update(sum(self._held.values()), self.total_bytes, streams, final=final, busy=busy)
 
     def close(self) -> None:
         self.bar.close()

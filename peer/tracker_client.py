@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -19,6 +18,7 @@ from p2p_common.auth import bearer_metadata
 from p2p_common.errors import Busy, P2PError, Unauthenticated, Unavailable, describe_rpc_error, error_class
 from p2p_common.options import GRPC_OPTIONS
 from p2p_common.tls import ClientTls, open_channel
+from peer.busy_wait import BusyWait
 from peer.share import SharedFile
 
 log = logging.getLogger(__name__)
@@ -113,16 +113,16 @@ class TrackerClient:
         A tracker busy checking other passwords (a lab logging in at once) is asked again every
         1-2 s for up to LOGIN_BUSY_SECONDS."""
         request = pb.LoginRequest(name=self.name, password=self._password, address=self.advertise)
-        busy_until = time.monotonic() + LOGIN_BUSY_SECONDS
+        wait = BusyWait(LOGIN_BUSY_SECONDS)
         while True:
             try:
                 reply = self._stub.Login(request, timeout=CALL_TIMEOUT)
                 break
             except grpc.RpcError as exc:
                 error = rpc_error(exc, f"login to tracker {self.address} as {self.name!r}")
-                if not isinstance(error, Busy) or time.monotonic() > busy_until:
+                if not isinstance(error, Busy) or (seconds := wait.next()) is None:
                     raise error from None
-            time.sleep(random.uniform(1.0, 2.0))
+            time.sleep(seconds)
         with self._lock:
             self._token, self.lease_seconds = reply.session_token, reply.lease_seconds
             self._tickets.clear()

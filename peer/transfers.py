@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -18,16 +17,8 @@ from p2p.v1 import peer_pb2 as pb
 from p2p_common.errors import AlreadyExists, Busy, FailedPrecondition, InvalidArgument, NotFound, P2PError, Unavailable
 from p2p_common.names import is_sha256_prefix, name_problem
 from peer import chunking
-from peer.downloader import (
-    BUSY_GIVE_UP_SECONDS,
-    BUSY_RETRY_MAX_SECONDS,
-    BUSY_RETRY_SECONDS,
-    STALL_SECONDS,
-    DownloadResult,
-    Progress,
-    Wanted,
-    download,
-)
+from peer.busy_wait import BusyWait
+from peer.downloader import STALL_SECONDS, DownloadResult, Progress, Wanted, download
 from peer.manifest import Manifest
 from peer.peer_client import PeerChannels, PeerConnection
 from peer.throttle import Throttle
@@ -318,19 +309,17 @@ def push(
         raise InvalidArgument(f"{path} is not a readable file")
     manifest = Manifest.from_hashes(chunking.hash_file(path))
     conn = connect(tracker, peer_name, address or find_peer_address(tracker, peer_name), channels=channels)
-    refused_since = time.monotonic()
-    delay = BUSY_RETRY_SECONDS
+    wait = BusyWait()
     try:
         while True:
             try:
                 return _upload(conn, path, manifest, name or path.name, on_progress, stall_seconds)
             except Busy:  # as many transfers under way as it allows: wait for one to end, as a get does
-                if time.monotonic() - refused_since > BUSY_GIVE_UP_SECONDS:
+                if (seconds := wait.next()) is None:
                     raise
                 if on_progress:
                     on_progress(Progress(manifest.size, 0, 0, 0, busy_sources=1))
-                time.sleep(delay * random.uniform(0.75, 1.25))
-                delay = min(2 * delay, BUSY_RETRY_MAX_SECONDS)
+                time.sleep(seconds)
     finally:
         conn.close()
 

@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from p2p_common.errors import AlreadyExists, FailedPrecondition, NotFound, P2PError, PermissionDenied, ResourceExhausted
-from peer import downloader, transfers
+from peer import busy_wait, downloader
 from peer.downloader import Progress
 from peer.throttle import Throttle
 from peer.transfers import fetch, push, resolve
@@ -364,8 +364,7 @@ def test_a_peer_serving_all_the_transfers_it_allows_is_asked_again_until_one_end
     """A flash crowd larger than a seed's --max-transfers (a class fetching the lecture, or
     handing in work at the deadline) waits for a slot instead of failing with "try again
     shortly" (for up to BUSY_GIVE_UP_SECONDS)."""
-    monkeypatch.setattr(downloader, "BUSY_RETRY_SECONDS", 0.2)
-    monkeypatch.setattr(transfers, "BUSY_RETRY_SECONDS", 0.2)
+    monkeypatch.setattr(busy_wait, "BUSY_RETRY_SECONDS", 0.2)
     caplog.set_level(logging.INFO, logger="p2p.rpc")
     content = data_of(3 * MiB, seed=11)
     start_peer_at("lecturer", {"lecture.mp4": content}, max_transfers=1, max_serve_rate=2 * MiB, allow_uploads=True)
@@ -404,7 +403,7 @@ def test_a_peer_serving_all_the_transfers_it_allows_is_asked_again_until_one_end
     assert handed_in.sha256 == sha(b"my homework") and refused("Upload")
     assert seen[0].busy_sources == 1 and (seen[-1].done_bytes, seen[-1].busy_sources) == (11, 0)  # its bar said why
 
-    monkeypatch.setattr(downloader, "BUSY_GIVE_UP_SECONDS", 0.3)  # shorter than the slot is held
+    monkeypatch.setattr(busy_wait, "BUSY_GIVE_UP_SECONDS", 0.3)  # shorter than the slot is held
     first = holding_the_slot(tmp_path / "c.mp4")
     with pytest.raises(P2PError, match=r"busy for 0\.3 s: .*already serving 1 transfers"):
         fetch(client, remote, tmp_path / "d.mp4")
