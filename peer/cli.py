@@ -218,7 +218,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     node = start_peer(config)
     cap = f", at most {human_bytes(config.max_serve_rate)}/s" if config.max_serve_rate else ""
-    print(f"serving {node.share.root} on port {node.port} as {args.name}{cap} (indexing it in the background)", flush=True)
+    listed = f", listed as {node.tracker.listed_as}" if node.tracker.listed_as else ""
+    serving = f"serving {node.share.root} on port {node.port} as {args.name}{cap}{listed}"
+    print(serving, "(indexing it in the background)", flush=True)
     wait_for_stop_signal()
     node.stop()
     return 0

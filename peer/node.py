@@ -151,10 +151,12 @@ class SessionKeeper(Wakeable):
 
 
 def advertised_address(listen: str, port: int) -> str:
-    """What others dial: the listen host with the bound port; a wildcard host becomes 127.0.0.1."""
+    """What others dial: the listen host with the bound port. Listening on every interface, a peer
+    cannot tell which of its addresses others reach it by (a LAN's, a container network's, behind a
+    NAT): ":port" has the tracker list the host it sees the login come from."""
     host = listen.rsplit(":", 1)[0]
     if host in ("", "0.0.0.0", "[::]", "::"):
-        host = "127.0.0.1"
+        return f":{port}"
     return f"{host}:{port}"
 
 

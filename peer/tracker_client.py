@@ -87,7 +87,8 @@ class TrackerClient:
         self.address = address
         self.name = name
         self._password = password
-        self.advertise = advertise
+        self.advertise = advertise  # host:port others dial, or ":port" for the host the tracker sees
+        self.listed_as = ""  # the address the tracker lists this session under
         self.tls = tls  # how this client dials: the tracker, and the peers it fetches from
         self._channel = open_channel(address, tls, GRPC_OPTIONS)
         self._stub = pb_grpc.TrackerServiceStub(self._channel)
@@ -125,6 +126,9 @@ class TrackerClient:
             time.sleep(seconds)
         with self._lock:
             self._token, self.lease_seconds = reply.session_token, reply.lease_seconds
+            if reply.address != self.listed_as and self.advertise:
+                log.info("the tracker lists this peer as %s", reply.address)
+            self.listed_as = reply.address
             self._tickets.clear()
             self.generation += 1  # a new session starts with an empty index
         return reply.registered

@@ -40,6 +40,7 @@ _ADDRESS = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})")
 class LoginResult:
     token: str
     registered: bool
+    address: str  # what Query lists the session under ('' for a client-only one)
 
 
 def check_account_name(name: str) -> None:
@@ -100,8 +101,14 @@ class Directory:
         except st.NotFound as exc:
             raise NotFound(str(exc)) from exc
 
-    def login(self, name: str, password: str, address: str, caller_host: str = "") -> LoginResult:
+    def login(self, name: str, password: str, address: str, caller_host: str = "", caller_ip: str = "") -> LoginResult:
+        """caller_host keys the wrong-password waits; caller_ip ('10.0.0.7', '[::1]') fills in an
+        address given as ':port'."""
         check_credentials(name, password)
+        if address.startswith(":"):
+            if not caller_ip:
+                raise InvalidArgument(f"address {address!r} needs the host this login came from, unknown here; give host:port")
+            address = caller_ip + address
         if address and (len(address) > MAX_ADDRESS or not _ADDRESS.fullmatch(address) or int(address.rsplit(":", 1)[1]) > 65535):
             raise InvalidArgument(f"address {address!r} must be host:port")
         self.login_guard.check_allowed(name, caller_host)
@@ -130,7 +137,7 @@ class Directory:
         now = self.clock()
         self.store.open_session(name, auth.token_hash(token), address, now + self.config.lease_seconds, now)
         log.info("login %s address=%s registered=%s", name, address or "-", registered)
-        return LoginResult(token, registered)
+        return LoginResult(token, registered, address)
 
     def authenticate(self, token: str) -> st.Session:
         """The live session of token (used by the auth interceptor)."""

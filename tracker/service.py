@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import Any, TypeVar
@@ -54,6 +56,22 @@ def _host_of(peer: str) -> str:
     return peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer
 
 
+def _ip_of(peer: str) -> str:
+    """'ipv4:10.0.0.7:50312' -> '10.0.0.7', 'ipv6:[::1]:5' -> '[::1]': the caller's host as an address
+    names it (an IPv4 caller of a dual-stack server, '[::ffff:10.0.0.7]', is '10.0.0.7'); '' for
+    other kinds of callers (a unix socket)."""
+    kind, _, rest = peer.partition(":")
+    if kind not in ("ipv4", "ipv6") or ":" not in rest:
+        return ""
+    try:
+        ip = ipaddress.ip_address(urllib.parse.unquote(rest.rsplit(":", 1)[0]).strip("[]"))
+    except ValueError:
+        return ""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip) if ip.version == 4 else f"[{ip}]"
+
+
 def _session() -> Session:
     session = current_principal()
     assert isinstance(session, Session), "auth interceptor did not run"
@@ -68,9 +86,13 @@ class TrackerServicer(pb_grpc.TrackerServiceServicer):
 
     @translate_errors
     def Login(self, request: pb.LoginRequest, context: grpc.ServicerContext) -> pb.LoginResponse:
-        result = self._dir.login(request.name, request.password, request.address, _host_of(context.peer()))
+        peer = context.peer()
+        result = self._dir.login(request.name, request.password, request.address, _host_of(peer), _ip_of(peer))
         return pb.LoginResponse(
-            session_token=result.token, lease_seconds=self._dir.config.lease_seconds, registered=result.registered
+            session_token=result.token,
+            lease_seconds=self._dir.config.lease_seconds,
+            registered=result.registered,
+            address=result.address,
         )
 
     @translate_errors

@@ -265,10 +265,10 @@ def test_tracker_passwd_changes_the_password(tmp_path):
         store.close()
 
 
-def test_serve_says_its_serve_rate(cluster):
+def test_serve_says_its_serve_rate_and_where_it_is_listed(cluster):
     cluster.serve("capped", "--max-serve-rate", "20M")
-    said = "as capped, at most 20.0 MiB/s (indexing it in the background)"
-    wait_for(lambda: said in (cluster.work / "capped.log").read_text(), timeout=10, what="the serve line")
+    said = re.compile(r"as capped, at most 20\.0 MiB/s, listed as 127\.0\.0\.1:\d+ \(indexing it in the background\)")
+    wait_for(lambda: said.search((cluster.work / "capped.log").read_text()), timeout=10, what="the serve line")
 
 
 def test_get_destinations_sha256_digits_and_search_limits(cluster):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import sqlite3
 import threading
 import time
@@ -109,11 +110,40 @@ def test_tokens_and_passwords_are_stored_only_as_hashes(client_factory, tracker,
         ("bob", "", "", "password"),
         ("bob", "pw", "no-port", "host:port"),
         ("bob", "pw", "host:99999", "host:port"),
+        ("bob", "pw", ":", "host:port"),
+        ("bob", "pw", ":99999", "host:port"),
     ],
 )
 def test_login_rejects_bad_input(client_factory, name, password, address, fragment):
     code, msg = code_of(client_factory().login, name, password, address)
     assert code == grpc.StatusCode.INVALID_ARGUMENT and fragment in msg
+
+
+def ipv6_loopback() -> bool:
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1", 0))
+        return True
+    return False
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::1]"])
+def test_an_address_given_as_a_port_is_listed_under_the_host_the_login_came_from(start_tracker_at, host):
+    """As a BitTorrent tracker takes an announce's source address: a peer listening on every
+    interface cannot tell which of its addresses the others reach it by."""
+    if host == "[::1]" and not ipv6_loopback():
+        pytest.skip("no IPv6 loopback here")
+    tracker = start_tracker_at(listen=f"{host}:0")
+    seed, user = TrackerClientForTests(f"{host}:{tracker.port}"), TrackerClientForTests(f"{host}:{tracker.port}")
+    try:
+        assert seed.login("seed", "pw", ":6001").address == f"{host}:6001"
+        seed.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry("song.mp3", b"la")]))
+        assert user.login("user", "pw").address == ""  # client-only
+        (found,) = user.query("song").files
+        assert [(s.peer_name, s.address) for s in found.sources] == [("seed", f"{host}:6001")]
+        assert seed.login("seed", "pw", "peer.example:7000").address == "peer.example:7000"  # as given
+    finally:
+        seed.close()
+        user.close()
 
 
 def test_closed_registration_refuses_unknown_names(start_tracker_at, tmp_path):

@@ -27,14 +27,16 @@ class LoginRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., password: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
 
 class LoginResponse(_message.Message):
-    __slots__ = ("session_token", "lease_seconds", "registered")
+    __slots__ = ("session_token", "lease_seconds", "registered", "address")
     SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
     LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     REGISTERED_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
     session_token: str
     lease_seconds: int
     registered: bool
-    def __init__(self, session_token: _Optional[str] = ..., lease_seconds: _Optional[int] = ..., registered: _Optional[bool] = ...) -> None: ...
+    address: str
+    def __init__(self, session_token: _Optional[str] = ..., lease_seconds: _Optional[int] = ..., registered: _Optional[bool] = ..., address: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ()
