@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_for
+from tests.helpers import stop_processes, wait_for
 
 BIN = Path(sys.executable).parent
 
@@ -109,11 +108,4 @@ def test_a_peer_listening_on_every_interface_is_listed_at_the_address_others_rea
         assert out.returncode == 0, out.stderr
         assert hashlib.sha256((tmp_path / "got.bin").read_bytes()).digest() == hashlib.sha256(song).digest()
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(procs)
