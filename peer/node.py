@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 
 from p2p_common.auth import BearerAuthInterceptor
-from p2p_common.errors import P2PError, Unauthenticated
+from p2p_common.errors import InvalidArgument, P2PError, Unauthenticated
 from p2p_common.server import RunningServer, Service, start_server
 from p2p_common.tls import ClientTls, ServerTls
 from peer import sha256_chain
@@ -161,12 +161,12 @@ def advertised_address(listen: str, port: int) -> str:
 
 
 def _first_login(tracker: TrackerClient, server: RunningServer, share: Share) -> bool:
-    """Log in once before serving: refused credentials end start-up with a clear error, while an
-    unreachable tracker is only a warning (the keeper retries until it answers)."""
+    """Log in once before serving: refused credentials or a refused address end start-up with a
+    clear error, while an unreachable tracker is only a warning (the keeper retries until it answers)."""
     try:
         tracker.login()
         return True
-    except Unauthenticated:
+    except (Unauthenticated, InvalidArgument):  # asking again would not mend it
         server.stop(0)
         share.close()
         tracker.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import logging
 import re
 import threading
@@ -70,6 +71,36 @@ def check_file(entry: st.FileRecord) -> None:
         raise InvalidArgument(f"file {entry.name!r}: chunk_size must be a power of two from 64 KiB to 4 MiB")
 
 
+def listed_address(address: str, caller_ip: str) -> str:
+    """The address a serving session is listed under: as given, or for ":port" the caller's host.
+    INVALID_ARGUMENT for one that is malformed, or that no other host could dial (a loopback
+    address given by a caller on another host: every downloader would dial itself)."""
+    if address.startswith(":"):
+        if not caller_ip:
+            raise InvalidArgument(f"address {address!r} needs the host this login came from, unknown here; give host:port")
+        address = caller_ip + address
+    if not address:
+        return ""
+    if len(address) > MAX_ADDRESS or not _ADDRESS.fullmatch(address) or not 1 <= int(address.rsplit(":", 1)[1]) <= 65535:
+        raise InvalidArgument(f"address {address!r} must be host:port")
+    host, port = address.rsplit(":", 1)
+    if _is_loopback(host) and caller_ip and not _is_loopback(caller_ip):
+        raise InvalidArgument(
+            f"address {address!r} is a loopback address, which only {caller_ip} itself can dial; advertise one that"
+            f" other hosts reach, or ':{port}' to be listed as {caller_ip}:{port}"
+        )
+    return address
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class Directory:
     """Applies the rules over a Store; raises P2PError subclasses for every bad request."""
 
@@ -105,12 +136,7 @@ class Directory:
         """caller_host keys the wrong-password waits; caller_ip ('10.0.0.7', '[::1]') fills in an
         address given as ':port'."""
         check_credentials(name, password)
-        if address.startswith(":"):
-            if not caller_ip:
-                raise InvalidArgument(f"address {address!r} needs the host this login came from, unknown here; give host:port")
-            address = caller_ip + address
-        if address and (len(address) > MAX_ADDRESS or not _ADDRESS.fullmatch(address) or int(address.rsplit(":", 1)[1]) > 65535):
-            raise InvalidArgument(f"address {address!r} must be host:port")
+        address = listed_address(address, caller_ip)
         self.login_guard.check_allowed(name, caller_host)
         account = self.store.account(name)
         registered = False

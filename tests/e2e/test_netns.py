@@ -69,23 +69,32 @@ def free_port_on(ip: str) -> int:
         return int(s.getsockname()[1])
 
 
-def test_a_peer_listening_on_every_interface_is_listed_at_the_address_others_reach_it_by(other_host, tmp_path):
+@pytest.fixture
+def tracker_for(other_host: Host, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A tracker on this host's end of the pair; yields the environment that points commands at it."""
+    tracker = f"{other_host.gateway}:{free_port_on(other_host.gateway)}"
+    with open(tmp_path / "tracker.log", "wb") as log:
+        cmd = [str(BIN / "p2p-tracker"), "--listen", tracker, "--db", str(tmp_path / "t.db")]
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        probe = [sys.executable, "-m", "p2p_common.healthcheck", "--address", tracker]
+        wait_for(lambda: subprocess.run(probe, capture_output=True).returncode == 0, timeout=30, interval=0.2, what="the tracker")
+        yield dict(os.environ, P2P_TRACKER=tracker, P2P_PASSWORD="pw")
+    finally:
+        stop_processes([proc])
+
+
+def test_a_peer_listening_on_every_interface_is_listed_at_the_address_others_reach_it_by(other_host, tracker_for, tmp_path):
     """Without --advertise, a peer serving on 0.0.0.0 is listed under the address the tracker sees
     its login come from: a downloader on another host reaches it there (it used to be listed as
     127.0.0.1, which on every other host is that host itself)."""
-    tracker = f"{other_host.gateway}:{free_port_on(other_host.gateway)}"
-    env = dict(os.environ, P2P_TRACKER=tracker, P2P_PASSWORD="pw")
+    env = tracker_for
     share = tmp_path / "share"
     share.mkdir()
     song = os.urandom(3 * 1024 * 1024 + 7)
     (share / "song.bin").write_bytes(song)
     procs = []
     try:
-        with open(tmp_path / "tracker.log", "wb") as log:
-            cmd = [str(BIN / "p2p-tracker"), "--listen", tracker, "--db", str(tmp_path / "t.db")]
-            procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
-        probe = [sys.executable, "-m", "p2p_common.healthcheck", "--address", tracker]
-        wait_for(lambda: subprocess.run(probe, capture_output=True).returncode == 0, timeout=30, interval=0.2, what="the tracker")
         with open(tmp_path / "seed.log", "wb") as log:
             serve = [str(BIN / "p2p-peer"), "--name", "seed", "serve", "--share", str(share), "--listen", "0.0.0.0:50052"]
             procs.append(subprocess.Popen(other_host.run(serve), stdout=log, stderr=subprocess.STDOUT, env=env))
@@ -109,3 +118,17 @@ def test_a_peer_listening_on_every_interface_is_listed_at_the_address_others_rea
         assert hashlib.sha256((tmp_path / "got.bin").read_bytes()).digest() == hashlib.sha256(song).digest()
     finally:
         stop_processes(procs)
+
+
+def test_a_loopback_address_from_another_host_is_refused_and_serve_says_so(other_host, tracker_for, tmp_path):
+    """Listed, it would send every downloader to itself; serve ends with one line instead of
+    retrying forever."""
+    (tmp_path / "share").mkdir()
+    serve = [str(BIN / "p2p-peer"), "--name", "seed", "serve", "--share", str(tmp_path / "share"), "--listen", "0.0.0.0:50052"]
+    out = subprocess.run(
+        other_host.run([*serve, "--advertise", "127.0.0.1:50052"]), env=tracker_for, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 1
+    (line,) = out.stderr.strip().splitlines()
+    assert f"'127.0.0.1:50052' is a loopback address, which only {other_host.ip} itself can dial" in line
+    assert f"':50052' to be listed as {other_host.ip}:50052" in line
