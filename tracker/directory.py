@@ -133,8 +133,8 @@ class Directory:
             raise NotFound(str(exc)) from exc
 
     def login(self, name: str, password: str, address: str, caller_host: str = "", caller_ip: str = "") -> LoginResult:
-        """caller_host keys the wrong-password waits; caller_ip ('10.0.0.7', '[::1]') fills in an
-        address given as ':port'."""
+        """caller_host keys the wrong-password waits (the caller, not its port); caller_ip
+        ('10.0.0.7', '[::1]') fills in an address given as ':port'."""
         check_credentials(name, password)
         address = listed_address(address, caller_ip)
         self.login_guard.check_allowed(name, caller_host)

@@ -51,11 +51,6 @@ def _query_response(matches: list[Match], next_page_token: str) -> pb.QueryRespo
     return response
 
 
-def _host_of(peer: str) -> str:
-    """'ipv4:10.0.0.7:50312' -> 'ipv4:10.0.0.7' ('ipv6:[::1]:5' -> 'ipv6:[::1]'): the caller, not its port."""
-    return peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer
-
-
 def _ip_of(peer: str) -> str:
     """'ipv4:10.0.0.7:50312' -> '10.0.0.7', 'ipv6:[::1]:5' -> '[::1]': the caller's host as an address
     names it (an IPv4 caller of a dual-stack server, '[::ffff:10.0.0.7]', is '10.0.0.7'); '' for
@@ -86,8 +81,8 @@ class TrackerServicer(pb_grpc.TrackerServiceServicer):
 
     @translate_errors
     def Login(self, request: pb.LoginRequest, context: grpc.ServicerContext) -> pb.LoginResponse:
-        peer = context.peer()
-        result = self._dir.login(request.name, request.password, request.address, _host_of(peer), _ip_of(peer))
+        ip = _ip_of(context.peer())
+        result = self._dir.login(request.name, request.password, request.address, ip or context.peer(), ip)
         return pb.LoginResponse(
             session_token=result.token,
             lease_seconds=self._dir.config.lease_seconds,
