@@ -81,9 +81,10 @@ def listed_address(address: str, caller_ip: str) -> str:
         address = caller_ip + address
     if not address:
         return ""
-    if len(address) > MAX_ADDRESS or not _ADDRESS.fullmatch(address) or not 1 <= int(address.rsplit(":", 1)[1]) <= 65535:
+    parts = _ADDRESS.fullmatch(address) if len(address) <= MAX_ADDRESS else None
+    if parts is None or not 1 <= int(parts[2]) <= 65535:
         raise InvalidArgument(f"address {address!r} must be host:port")
-    host, port = address.rsplit(":", 1)
+    host, port = parts[1], parts[2]
     if _is_loopback(host) and caller_ip and not _is_loopback(caller_ip):
         raise InvalidArgument(
             f"address {address!r} is a loopback address, which only {caller_ip} itself can dial; advertise one that"
