@@ -90,6 +90,7 @@ class SessionKeeper(Wakeable):
         self._need_login = not logged_in
         self.ready = threading.Event()  # set once the whole share's index is published
         self.publishes = 0
+        self.published_files = 0  # what the tracker lists for this peer, as of the last publish
         self.failures = 0  # rounds that failed (the tracker unreachable, the session forgotten...)
 
     def _cycle(self, last_beat: float) -> float:
@@ -102,13 +103,13 @@ class SessionKeeper(Wakeable):
         try:
             if self._tracker.generation != self._published_generation:
                 generation = self._tracker.generation
-                count = self._tracker.send_index(True, self._share.published())
+                count = self.published_files = self._tracker.send_index(True, self._share.published())
                 self._published_generation = generation
                 self.publishes += 1
                 log.info("published %d files to %s as %s", count, self._tracker.address, self._tracker.name)
                 last_beat = time.monotonic()
             elif changes:
-                count = self._tracker.send_index(False, changes.added, changes.removed)
+                count = self.published_files = self._tracker.send_index(False, changes.added, changes.removed)
                 self.publishes += 1
                 log.info("published %d changed, %d removed (%d files now)", len(changes.added), len(changes.removed), count)
         except BaseException:
@@ -123,14 +124,19 @@ class SessionKeeper(Wakeable):
 
     def run(self) -> None:
         backoff, last_beat = 0.5, 0.0
+        failing = 0 if self._tracker.logged_in else 1  # rounds failed in a row (start-up's login counts)
         while not self._stop_event.is_set():
             self._wake.clear()  # before the round: a wake during it starts the next one at once
             try:
                 last_beat = self._cycle(last_beat)
-                backoff = 0.5
+                if failing:  # at the level the failures were told at: whoever saw them sees the end
+                    tries = f"{failing} failed tr{'y' if failing == 1 else 'ies'}"
+                    log.warning("the tracker at %s answers after %s; %s", self._tracker.address, tries, self._where())
+                failing, backoff = 0, 0.5
                 wait = max(0.05, last_beat + max(0.5, self._tracker.lease_seconds / 3) - time.monotonic())
             except P2PError as exc:
                 self.failures += 1
+                failing += 1
                 if isinstance(exc, Unauthenticated):
                     self._need_login = True  # the tracker forgot the session: a new one, a full publish
                 if isinstance(exc, Unauthenticated) and "wrong password" in str(exc):
@@ -143,11 +149,17 @@ class SessionKeeper(Wakeable):
                 backoff = min(MAX_BACKOFF, backoff * 2)
             except Exception:
                 self.failures += 1
+                failing += 1
                 log.exception("session keeper failed; retrying")
                 self._need_login = True
                 wait = backoff * random.uniform(0.5, 1.0)
                 backoff = min(MAX_BACKOFF, backoff * 2)
             self._wake.wait(wait)
+
+    def _where(self) -> str:
+        listed = self._tracker.listed_as
+        files = self.published_files
+        return f"listed as {listed}, {files} file{'s' if files != 1 else ''} published" if listed else "not listed as a source"
 
 
 def advertised_address(listen: str, port: int) -> str:

@@ -62,7 +62,7 @@ class Cluster:
 
         wait_for(healthy, timeout=30, interval=0.2, what=f"server at {address}")
 
-    def serve(self, name: str, *extra: str) -> Path:
+    def serve(self, name: str, *extra: str, env: dict[str, str] | None = None) -> Path:
         share = self.work / f"share-{name}"
         share.mkdir(exist_ok=True)
         self.shares[name] = share
@@ -80,7 +80,7 @@ class Cluster:
             "0.5",
             *extra,
         ]
-        self._start(name, cmd)
+        self._start(name, cmd, env)
         self.wait_healthy(address)
         return share
 
@@ -269,6 +269,29 @@ def test_serve_says_its_serve_rate_and_where_it_is_listed(cluster):
         wait_for(lambda: listed.search(log.read_text()), timeout=30, what="where it is listed")
     except AssertionError as exc:
         raise AssertionError(f"{exc}; the log:\n{log.read_text()}") from None
+
+
+def test_serve_started_before_its_tracker_serves_and_says_when_the_tracker_answers(cluster):
+    """Peers started before the tracker (a host's services in any order) serve at once, log in
+    when the tracker comes up, and say so at the default log level, as they said the failures."""
+    tracker = f"127.0.0.1:{free_port()}"
+    env = dict(cluster.env, P2P_TRACKER=tracker, P2P_LOG_LEVEL="warning")
+    cluster.serve("early", env=env)  # healthy without a tracker: it serves what it shares
+    log = cluster.work / "early.log"
+    wait_for(lambda: "serving anyway and retrying" in log.read_text(), timeout=10, what="the first login's warning")
+    cluster._start("late-tracker", [str(BIN / "p2p-tracker"), "--listen", tracker, "--db", str(cluster.work / "late.db")])
+    back = re.compile(
+        r"the tracker at 127\.0\.0\.1:\d+ answers after \d+ failed tr(y|ies); listed as 127\.0\.0\.1:\d+, \d+ files? published"
+    )
+    wait_for(lambda: back.search(log.read_text()), timeout=40, interval=0.2, what="the serve log to say the tracker answers")
+    (cluster.shares["early"] / "early.txt").write_text("up before the tracker")
+
+    def listed() -> list[tuple[str, list[str]]]:
+        found = cluster.peer("search", "early.txt", "--json", env=env)
+        assert found.returncode == 0, found.stderr
+        return [(r["name"], [p["name"] for p in r["peers"]]) for r in json.loads(found.stdout)]
+
+    wait_for(lambda: listed() == [("early.txt", ["early"])], timeout=20, interval=0.2, what="its share listed")
 
 
 def test_get_destinations_sha256_digits_and_search_limits(cluster):

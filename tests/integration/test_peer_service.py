@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
+import re
 import sqlite3
 import subprocess
 import sys
@@ -196,7 +197,7 @@ def _peer_of(port: int, share: Path) -> PeerNode:
     )
 
 
-def test_tracker_restart_during_serve_relogs_in_and_republishes(start_tracker_at, tmp_path):
+def test_tracker_restart_during_serve_relogs_in_and_republishes(start_tracker_at, tmp_path, caplog):
     from peer.tracker_client import TrackerClient
 
     first = start_tracker_at(db=":memory:", lease_seconds=5)
@@ -211,6 +212,8 @@ def test_tracker_restart_during_serve_relogs_in_and_republishes(start_tracker_at
         c.login()
         wait_for(lambda: c.query("keep.txt"), timeout=20, interval=0.2, what="the peer to log in again and republish")
         assert node.keeper.publishes > published_before
+        said = re.compile(rf"the tracker at 127\.0\.0\.1:{port} answers after \d+ failed tr(y|ies); .*, 1 file published")
+        wait_for(lambda: [r for r in caplog.records if said.search(r.getMessage())], what="the end of the outage told")
         c.close()
     finally:
         node.stop(grace=0)
