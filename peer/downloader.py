@@ -67,7 +67,6 @@ class ChunkSource(Protocol):
 
     def manifest(self, sha256: str, timeout: float) -> Manifest: ...
     def chunk_stream(self, sha256: str) -> ChunkStreamLike: ...
-    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -271,8 +270,6 @@ class Download:
                 t.join(timeout=30)
             for label, why in self._bad.items():  # caught lying after the download no longer needed it
                 self.dropped.setdefault(label, why)
-            for s in self.sources:
-                s.close()
             if interrupted or not partial.complete:
                 partial.close()  # keeps what was verified, for a resume
         if self._fatal is not None:
@@ -327,7 +324,6 @@ class Download:
             for source in found:
                 rejoins = source.label in self._idle_partial and not source.partial
                 if (source.label in known and not rejoins) or self._stop.is_set():
-                    source.close()
                     continue
                 if rejoins:
                     self._idle_partial.discard(source.label)

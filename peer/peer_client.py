@@ -49,30 +49,21 @@ class PeerChannels:
 
 
 class PeerConnection:
-    """A channel to one peer, authenticated with a ticket addressed to it: its own, or one of
-    channels (which then closes it).
+    """Calls to one peer over channels' connection to it, authenticated with a ticket addressed
+    to it (channels, not this, closes the connection).
 
     Nothing happens until the first call: the channel connects then, and the ticket is asked
     for then (a spare source that is never used costs no tracker call and no connection).
     """
 
-    def __init__(
-        self,
-        peer_name: str,
-        address: str,
-        ticket: Callable[[], str],
-        tls: ClientTls | None = None,
-        partial: bool = False,
-        channels: PeerChannels | None = None,
-    ):
+    def __init__(self, peer_name: str, address: str, ticket: Callable[[], str], channels: PeerChannels, partial: bool = False):
         self.peer_name = peer_name
         self.address = address
         self.label = f"{peer_name}@{address}"
         self.partial = partial  # still downloading the file: holds only some chunks
         self._ticket = ticket
         self._metadata: tuple[tuple[str, str], ...] | None = None
-        self._own_channel = channels is None
-        self._channel = open_channel(address, tls, GRPC_OPTIONS) if channels is None else channels.get(address)
+        self._channel = channels.get(address)
         self._stub = pb_grpc.PeerServiceStub(self._channel)
 
     @property
@@ -100,10 +91,6 @@ class PeerConnection:
     def upload(self, requests: Iterator[pb.UploadRequest]) -> UploadCall:
         """Start an Upload stream; the caller reads the responses (RpcError on failure)."""
         return self._stub.Upload(requests, metadata=self._md)
-
-    def close(self) -> None:
-        if self._own_channel:
-            self._channel.close()
 
 
 class UploadCall(Protocol):

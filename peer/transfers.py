@@ -8,6 +8,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,9 +76,10 @@ def _listing(found: list[RemoteFile]) -> str:
 
 
 def connect(
-    tracker: TrackerClient, peer_name: str, address: str, partial: bool = False, channels: PeerChannels | None = None
+    tracker: TrackerClient, peer_name: str, address: str, channels: PeerChannels, partial: bool = False
 ) -> PeerConnection:
-    return PeerConnection(peer_name, address, lambda: tracker.ticket(peer_name), tracker.tls, partial, channels)
+    """Calls to peer_name at address (over channels' connection), with tickets from tracker."""
+    return PeerConnection(peer_name, address, lambda: tracker.ticket(peer_name), channels, partial)
 
 
 def fetch(
@@ -96,7 +98,10 @@ def fetch(
     A different file at dest is kept unless replace says otherwise: a download never destroys
     what it did not write (an upload to a peer is refused the same way). throttle caps the rate
     all sources together deliver at (shared by the files of one `get`), channels the connections
-    to peers (the same too)."""
+    to peers (the same too; without, the file's own, closed when it ends)."""
+    if channels is None:
+        with closing(PeerChannels(tracker.tls)) as own:
+            return fetch(tracker, remote, dest, on_progress, replace, stall_seconds, throttle, cancel, own)
     if dest.is_file() and dest.stat().st_size == remote.size and chunking.sha256_of(dest) == remote.sha256:
         chunks = chunking.chunk_count(remote.size, remote.chunk_size)
         return DownloadResult(dest, remote.size, bytes_received=0, chunks_fetched=0, chunks_reused=chunks)
@@ -180,7 +185,7 @@ def fetch_many(
         channels.close()
 
 
-def _sources(tracker: TrackerClient, remote: RemoteFile, channels: PeerChannels | None = None) -> list[PeerConnection]:
+def _sources(tracker: TrackerClient, remote: RemoteFile, channels: PeerChannels) -> list[PeerConnection]:
     """Connections (not made yet) to remote's sources, one a peer (a peer sharing the content under
     two names is listed twice; the tracker lists whole copies first). A partial source of this
     account is, as a rule, this very download seen by the serving peer whose share it goes into:
@@ -189,7 +194,7 @@ def _sources(tracker: TrackerClient, remote: RemoteFile, channels: PeerChannels 
     for s in remote.sources:
         if not (s.partial and s.peer_name == tracker.name):
             listed.setdefault((s.peer_name, s.address), s)
-    return [connect(tracker, s.peer_name, s.address, s.partial, channels) for s in listed.values()]
+    return [connect(tracker, s.peer_name, s.address, channels, s.partial) for s in listed.values()]
 
 
 @dataclass(frozen=True)
@@ -233,14 +238,8 @@ def peer_statuses(tracker: TrackerClient, peer_name: str) -> list[tuple[str, pb.
     addresses = [p.address for p in tracker.peers() if p.name == peer_name]
     if not addresses:
         raise NotFound(f"peer {peer_name!r} is not online")
-    found = []
-    for address in addresses:
-        conn = connect(tracker, peer_name, address)
-        try:
-            found.append((address, conn.status()))
-        finally:
-            conn.close()
-    return found
+    with closing(PeerChannels(tracker.tls)) as channels:
+        return [(address, connect(tracker, peer_name, address, channels).status()) for address in addresses]
 
 
 def files_to_send(paths: Sequence[Path], as_name: str | None = None) -> list[tuple[Path, str]]:
@@ -305,23 +304,23 @@ def push(
     A receiver that takes nothing and says nothing for stall_seconds (frozen, or its network gone
     without a reset) is given up on; a rerun resumes. One serving all the transfers it allows is
     asked again until one ends (students handing in their work at the deadline), as a get does."""
+    if channels is None:
+        with closing(PeerChannels(tracker.tls)) as own:
+            return push(tracker, path, peer_name, name, on_progress, stall_seconds, address, own)
     if not path.is_file():
         raise InvalidArgument(f"{path} is not a readable file")
     manifest = Manifest.from_hashes(chunking.hash_file(path))
-    conn = connect(tracker, peer_name, address or find_peer_address(tracker, peer_name), channels=channels)
+    conn = connect(tracker, peer_name, address or find_peer_address(tracker, peer_name), channels)
     wait = BusyWait()
-    try:
-        while True:
-            try:
-                return _upload(conn, path, manifest, name or path.name, on_progress, stall_seconds)
-            except Busy:  # as many transfers under way as it allows: wait for one to end, as a get does
-                if (seconds := wait.next()) is None:
-                    raise
-                if on_progress:
-                    on_progress(Progress(manifest.size, 0, 0, 0, busy_sources=1))
-                time.sleep(seconds)
-    finally:
-        conn.close()
+    while True:
+        try:
+            return _upload(conn, path, manifest, name or path.name, on_progress, stall_seconds)
+        except Busy:  # as many transfers under way as it allows: wait for one to end, as a get does
+            if (seconds := wait.next()) is None:
+                raise
+            if on_progress:
+                on_progress(Progress(manifest.size, 0, 0, 0, busy_sources=1))
+            time.sleep(seconds)
 
 
 def _upload(

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ import pytest
 from p2p_common.errors import InvalidArgument, P2PError
 from p2p_common.tls import ClientTls, ServerTls
 from peer import cli, transfers
-from peer.peer_client import PeerConnection
+from peer.peer_client import PeerChannels, PeerConnection
 from peer.tracker_client import TrackerClient
 from tests.helpers import wait_for
 from tests.integration.test_grpcurl import GRPCURL
@@ -65,12 +66,10 @@ def test_a_file_travels_between_tls_peers(tls_tracker, start_peer_at, tmp_path):
         remote = transfers.resolve(client, "song.bin")
         result = transfers.fetch(client, remote, tmp_path / "got.bin")
         assert result.per_source and (tmp_path / "got.bin").read_bytes() == data
-        plain = PeerConnection("alice", remote.sources[0].address, lambda: client.ticket("alice"))
-        try:  # the peer's port speaks only TLS
+        with closing(PeerChannels(None)) as plaintext:  # the peer's port speaks only TLS
+            plain = PeerConnection("alice", remote.sources[0].address, lambda: client.ticket("alice"), plaintext)
             with pytest.raises(P2PError, match="unreachable"):
                 plain.manifest(remote.sha256, timeout=5)
-        finally:
-            plain.close()
     finally:
         client.close()
 

@@ -241,6 +241,7 @@ def test_interrupted_upload_resumes(start_peer_at, client, tmp_path):
     from p2p.v1 import peer_pb2 as pb
     from peer import chunking
     from peer.manifest import Manifest
+    from peer.peer_client import PeerChannels
     from peer.transfers import connect, find_peer_address
 
     receiver = start_peer_at("inbox", {}, allow_uploads=True)
@@ -248,7 +249,8 @@ def test_interrupted_upload_resumes(start_peer_at, client, tmp_path):
     local = tmp_path / "video.mp4"
     local.write_bytes(content)
     m = Manifest.from_hashes(chunking.hash_file(local))
-    conn = connect(client, "inbox", find_peer_address(client, "inbox"))
+    channels = PeerChannels(client.tls)
+    conn = connect(client, "inbox", find_peer_address(client, "inbox"), channels)
 
     def half() -> object:
         yield pb.UploadRequest(
@@ -261,7 +263,7 @@ def test_interrupted_upload_resumes(start_peer_at, client, tmp_path):
 
     with pytest.raises(grpc.RpcError) as info:
         list(conn.upload(half()))
-    conn.close()
+    channels.close()
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "4 chunks missing" in info.value.details()
     assert not (receiver.share.root / "video.mp4").exists()
     result = push(client, local, "inbox")
@@ -346,16 +348,19 @@ def test_a_serve_rate_caps_what_a_peer_sends_to_all_downloaders_together(start_p
 
 
 def test_a_peer_sharing_a_content_twice_is_one_source_and_this_downloads_own_partial_copy_none(start_peer_at, client):
+    from peer.peer_client import PeerChannels
     from peer.transfers import _sources
 
     start_peer_at("twice", {"a/song.mp3": b"la la la", "b/same song.mp3": b"la la la"})
     (remote,) = client.query(sha256=hashlib.sha256(b"la la la").hexdigest())
     assert sorted(s.name for s in remote.sources) == ["a/song.mp3", "b/same song.mp3"]
-    assert [s.label for s in _sources(client, remote)] == [remote.sources[0].peer_name + "@" + remote.sources[0].address]
-    own = dataclasses.replace(
-        remote.sources[0], peer_name=client.name, partial=True
-    )  # this very download, as seen by the tracker
-    assert [s.peer_name for s in _sources(client, dataclasses.replace(remote, sources=(own, *remote.sources)))] == ["twice"]
+    channels = PeerChannels(None)  # connections made on a first call only: none here
+    first = remote.sources[0]
+    assert [s.label for s in _sources(client, remote, channels)] == [f"{first.peer_name}@{first.address}"]
+    own = dataclasses.replace(first, peer_name=client.name, partial=True)  # this very download, as the tracker sees it
+    with_own = dataclasses.replace(remote, sources=(own, *remote.sources))
+    assert [s.peer_name for s in _sources(client, with_own, channels)] == ["twice"]
+    channels.close()
 
 
 def test_a_peer_serving_all_the_transfers_it_allows_is_asked_again_until_one_ends(

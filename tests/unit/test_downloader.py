@@ -139,9 +139,6 @@ class MemorySource:
     def chunk_stream(self, sha256: str) -> MemoryStream:
         return MemoryStream(self)
 
-    def close(self) -> None:
-        pass
-
 
 DATA = bytes(range(256)) * (CHUNK * 40 // 256 + 3)  # 40 full chunks and a short one
 
