@@ -76,6 +76,13 @@ BY_CODE: dict[grpc.StatusCode, type[P2PError]] = {
 }
 
 
+def error_text(exc: BaseException) -> str:
+    """An error as a command's one line: an OSError as 'No such file or directory: /x', not its repr."""
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}"
+    return str(exc)
+
+
 def abort_with(context: grpc.ServicerContext, error: P2PError) -> None:
     """End the call with error's status code and message."""
     if isinstance(error, Busy):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
@@ -55,6 +57,38 @@ class BindError(P2PError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+_BIND_HINTS = {
+    errno.EADDRINUSE: "another process listens on that port: stop it, or give another port",
+    errno.EADDRNOTAVAIL: "no interface of this host has that address",
+    errno.EACCES: "ports below 1024 need privileges: give a higher one",
+}
+
+
+def _host_and_port(listen: str) -> tuple[str, int]:
+    """listen as (host, port); BindError unless it is host:port with a port of 0-65535 (0: any
+    free port). gRPC itself took port 99999 for "any free port", and served where nobody looked."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise BindError(f"cannot listen on {listen}: give host:port with a port of 1-65535, such as 0.0.0.0:50051 or [::]:50051")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _why_not_bound(host: str, port: int) -> str | None:
+    """What the system says about binding host:port, as gRPC's own error ("Failed to bind") does
+    not; None when a plain socket binds it (the cause is gRPC's alone)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        return f"{host!r} is not a host name or address this host knows ({exc.strerror})"
+    with socket.socket(family, kind, proto) as probe:
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            hint = _BIND_HINTS.get(exc.errno or 0)
+            return f"{exc.strerror}{f'; {hint}' if hint else ''}"
+    return None
+
+
 def start_server(
     listen: str,
     services: Sequence[Service],
@@ -69,6 +103,7 @@ def start_server(
 
     The caller marks it serving (set_serving(True)) once its own start-up is done.
     """
+    host, wanted_port = _host_and_port(listen)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
         interceptors=[RpcLoggingInterceptor(), *interceptors],
@@ -84,9 +119,9 @@ def start_server(
     try:
         port = server.add_secure_port(listen, tls.credentials()) if tls else server.add_insecure_port(listen)
     except RuntimeError as exc:
-        raise BindError(f"cannot listen on {listen}: {exc}") from exc
+        raise BindError(f"cannot listen on {listen}: {_why_not_bound(host, wanted_port) or exc}") from exc
     if port == 0:
-        raise BindError(f"cannot listen on {listen}: address in use or invalid")
+        raise BindError(f"cannot listen on {listen}: {_why_not_bound(host, wanted_port) or 'address in use or invalid'}")
     running = RunningServer(server, port, health_servicer, names)
     running.set_serving(False)
     server.start()

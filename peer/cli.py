@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from p2p_common.errors import P2PError
+from p2p_common.errors import P2PError, error_text
 from p2p_common.malloc import tune_malloc
 from p2p_common.names import name_problem
 from p2p_common.rpc_log import setup_logging
@@ -309,7 +309,7 @@ def _get_many(
                 display.ended(ended.dest, ended.remote.size, _fetched_line(ended.remote, ended.dest, ended.result))
                 continue
             failed += 1
-            text = _error_text(ended.error) if ended.error else "failed"
+            text = error_text(ended.error) if ended.error else "failed"
             line = f"p2p-peer get: {text if str(ended.dest) in text else f'{ended.dest}: {text}'}"
             display.ended(ended.dest, ended.remote.size, line, sys.stderr)
     finally:
@@ -346,12 +346,6 @@ def _destinations(output: str | None, chosen: list[tuple[RemoteFile, str]]) -> l
     return [(remote, dest) for dest, remote in targets.items()]
 
 
-def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, OSError):
-        return f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}"
-    return str(exc)
-
-
 def cmd_put(args: argparse.Namespace) -> int:
     from peer.transfers import files_to_send, find_peer_address
 
@@ -370,7 +364,7 @@ def cmd_put(args: argparse.Namespace) -> int:
                 if display is None:
                     raise
                 failed += 1
-                display.ended(path, sizes[path], f"p2p-peer put: {path}: {_error_text(exc)}", sys.stderr)
+                display.ended(path, sizes[path], f"p2p-peer put: {path}: {error_text(exc)}", sys.stderr)
                 continue
             if display is None:
                 print(line)
@@ -501,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"p2p-peer {args.command}: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"p2p-peer {args.command}: {_error_text(exc)}", file=sys.stderr)
+        print(f"p2p-peer {args.command}: {error_text(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"p2p-peer {args.command}: interrupted", file=sys.stderr)

@@ -127,6 +127,8 @@ class Share:
 
     def __init__(self, root: Path, state_dir: Path | None = None):
         self.root = root.resolve()
+        if self.root.exists() and not self.root.is_dir():
+            raise InvalidArgument(f"the share {self.root} is a file; share the folder holding it")
         self.root.mkdir(parents=True, exist_ok=True)
         self.state_dir = state_dir or self.root / STATE_DIR_NAME
         self.cache = HashCache(self.state_dir / "hashes.db")

@@ -8,13 +8,13 @@ import logging
 import os
 import sys
 
-from p2p_common.errors import P2PError
+from p2p_common.errors import P2PError, error_text
 from p2p_common.rpc_log import setup_logging
 from p2p_common.server import wait_for_stop_signal
 from tracker.config import TrackerConfig, add_serve_flags, config_from_args
 from tracker.directory import Directory
 from tracker.sqlite_store import SqliteStore
-from tracker.store import NotFound
+from tracker.store import CannotOpen, NotFound
 
 log = logging.getLogger("p2p.tracker")
 
@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             run_user_command(args, config)
         else:
             serve(config)
-    except (P2PError, OSError) as exc:
-        print(f"p2p-tracker: {exc}", file=sys.stderr)
+    except (P2PError, OSError, CannotOpen) as exc:
+        print(f"p2p-tracker: {error_text(exc)}", file=sys.stderr)
         return 1
     return 0
 

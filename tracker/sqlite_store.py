@@ -19,6 +19,7 @@ from tracker import name_index
 from tracker.store import (
     Account,
     AlreadyExists,
+    CannotOpen,
     FileRecord,
     Match,
     NotFound,
@@ -65,15 +66,23 @@ class SqliteStore:
         self._next_checkpoint = 0.0  # monotonic time the next WAL checkpoint may run
         self._checkpoint_lock = threading.Lock()
         self._checkpointer: sqlite3.Connection | None = None  # used under _checkpoint_lock only
-        if not self._memory and os.path.dirname(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+        self._vocabulary = name_index.Vocabulary()
+        try:
+            self._open()
+        except (sqlite3.Error, OSError) as exc:
+            self.close()
+            raise CannotOpen(_why_not_opened(path, exc)) from None
+
+    def _open(self) -> None:
+        """Create the database (and its folder) or upgrade it, then load the name index."""
+        if not self._memory and os.path.dirname(self._path):
+            os.makedirs(os.path.dirname(self._path), exist_ok=True)
         with self._write_lock:
             writer = self._writer_conn()
             name_index.set_aside_old_postings(writer)
             writer.executescript(_schema())
             _add_partial_column(writer)
             name_index.upgrade(writer)
-        self._vocabulary = name_index.Vocabulary()
         with self._read() as c:
             self._vocabulary.load(c)
 
@@ -456,6 +465,19 @@ def _packed_rows(c: sqlite3.Connection, columns: list[str], rest: str, args: lis
     names = ", ".join(column.rsplit(".", 1)[-1] for column in columns)
     sql = f"SELECT json_group_array(json_array({names})) FROM (SELECT {', '.join(columns)} {rest})"
     return json.loads(c.execute(sql, args).fetchone()[0])
+
+
+def _why_not_opened(path: str, exc: sqlite3.Error | OSError) -> str:
+    """Why the database at path did not open, as one line that says what to change."""
+    if os.path.isdir(path):
+        return f"the database {path} is a folder; give a file path, such as {os.path.join(path, 'tracker.db')}"
+    if isinstance(exc, OSError):
+        return f"cannot create the folder of the database {path}: {exc.strerror or exc}"
+    if "not a database" in str(exc):
+        return f"{path} is not a tracker database (nor any SQLite database); give a new file and the tracker makes one"
+    if "unable to open" in str(exc):
+        return f"cannot open or create the database {path} (can this user write in {os.path.dirname(os.path.abspath(path))}?)"
+    return f"cannot open the database {path}: {exc}"
 
 
 def _glob_escape(text: str) -> str:

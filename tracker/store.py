@@ -30,6 +30,10 @@ class NotFound(StoreError):
     """The thing named does not exist."""
 
 
+class CannotOpen(StoreError):
+    """The database cannot be opened or created (the message says what to change)."""
+
+
 @dataclass(frozen=True)
 class Account:
     """A registered user; peers log in as accounts."""

@@ -201,6 +201,7 @@ def test_errors_are_one_line_and_exit_1(cluster):
         (cluster.peer("get", "0" * 64), "no live peer"),
         (cluster.peer("put", str(cluster.work / "missing.bin"), "--to", "holder"), "no such file or folder"),
         (cluster.peer("search", env={k: v for k, v in cluster.env.items() if k != "P2P_PASSWORD"}), "password is needed"),
+        (cluster.peer("serve", "--share", str(cluster.work / "tracker.log"), "--listen", "127.0.0.1:0"), "is a file; share"),
     ]
     for out, fragment in cases:
         assert out.returncode == 1, out
@@ -228,6 +229,26 @@ def test_tracker_user_commands(tmp_path):
     assert listed.stdout.split() == ["carol"]
     removed = subprocess.run([*tracker, "user", "del", "nobody"], capture_output=True, text=True)
     assert removed.returncode == 1 and "no account" in removed.stderr
+
+
+def test_a_tracker_database_that_cannot_be_used_is_one_line_naming_the_fix(tmp_path):
+    """A folder, a file of something else (left as it was), a path under a file: exit 1 and a line
+    saying what to give instead, for serving and for the account commands alike."""
+    (tmp_path / "folder").mkdir()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a database\n")
+    cases = [
+        (tmp_path / "folder", "is a folder; give a file path, such as"),
+        (notes, "is not a tracker database"),
+        (notes / "t.db", "cannot create the folder of the database"),
+    ]
+    for db, fragment in cases:
+        for command in (["--listen", "127.0.0.1:0"], ["user", "list"]):
+            cmd = [str(BIN / "p2p-tracker"), "--db", str(db), *command]
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)  # a tracker that serves fails here
+            assert out.returncode == 1, out
+            assert fragment in out.stderr and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+    assert notes.read_text() == "not a database\n" and sorted(p.name for p in tmp_path.iterdir()) == ["folder", "notes.txt"]
 
 
 def test_serve_with_a_wrong_password_exits_with_one_line(cluster):
@@ -457,20 +478,29 @@ def test_put_to_a_frozen_receiver_stops_and_a_rerun_completes_it(cluster):
     assert hashlib.sha256((inbox / "up.dat").read_bytes()).hexdigest() == digest
 
 
-def test_a_port_in_use_is_one_line_for_tracker_and_peer(cluster):
+def test_a_listen_address_that_cannot_be_used_is_one_line_naming_the_cause(cluster):
+    """gRPC says only "Failed to bind"; the line says why, and a port out of range is refused
+    (gRPC took 127.0.0.1:99999 for "any free port" and served where nobody would look)."""
     taken = cluster.tracker  # the cluster's tracker listens there
     env = {k: v for k, v in cluster.env.items() if k != "GRPC_VERBOSITY"}  # as a user's shell has it
-    tracker = subprocess.run(
-        [str(BIN / "p2p-tracker"), "--listen", taken, "--db", str(cluster.work / "second.db")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
-    serve = cluster.peer("serve", "--share", str(cluster.work / "s"), "--listen", taken, env=env, timeout=60)
-    for out in (tracker, serve):
-        assert out.returncode == 1, out
-        assert f"cannot listen on {taken}" in out.stderr and out.stderr.count("\n") == 1, out.stderr
+    cases = {
+        taken: "Address already in use; another process listens on that port",
+        "127.0.0.1:99999": "give host:port with a port of 1-65535",
+        "192.0.2.1:5000": "no interface of this host has that address",  # TEST-NET-1: on no host
+    }
+    for listen, cause in cases.items():
+        tracker = subprocess.run(
+            [str(BIN / "p2p-tracker"), "--listen", listen, "--db", str(cluster.work / "second.db")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+        serve = cluster.peer("serve", "--share", str(cluster.work / "s"), "--listen", listen, env=env, timeout=60)
+        for out in (tracker, serve):
+            assert out.returncode == 1, out
+            assert f"cannot listen on {listen}: " in out.stderr and cause in out.stderr, out.stderr
+            assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
 
 
 def test_status_of_a_serving_peer(cluster):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from p2p_common.errors import NotFound
+from p2p_common.errors import InvalidArgument, NotFound
 from peer.share import Share
 
 
@@ -29,6 +29,16 @@ def test_files_still_being_written_wait_until_settled(tmp_path):
         assert [f.name for f in share.scan().added] == ["growing.bin"]
     finally:
         share.close()
+
+
+def test_a_missing_share_is_made_and_a_file_is_refused(tmp_path):
+    share = Share(tmp_path / "new" / "share")
+    share.close()
+    assert (tmp_path / "new" / "share").is_dir()
+    (tmp_path / "film.mkv").write_bytes(b"frames")
+    with pytest.raises(InvalidArgument, match=r"film\.mkv is a file; share the folder holding it"):
+        Share(tmp_path / "film.mkv")
+    assert (tmp_path / "film.mkv").read_bytes() == b"frames"
 
 
 def test_symlinks_state_and_staging_files_are_never_shared(tmp_path):
