@@ -61,6 +61,14 @@ def _rate_cap(text: str) -> int:
     return value
 
 
+def _host_port(text: str) -> str:
+    """host:port, as the tracker's address (gRPC itself would dial port 99999 as 34463)."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not host:port with a port of 1-65535")
+    return text
+
+
 def _positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -82,7 +90,9 @@ def add_stall_flag(command: argparse.ArgumentParser, what: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="p2p-peer", description="Share files with peers through a p2p tracker.")
-    parser.add_argument("--tracker", default=_env("P2P_TRACKER", "127.0.0.1:50051"), help="tracker host:port [P2P_TRACKER]")
+    parser.add_argument(
+        "--tracker", type=_host_port, default=_env("P2P_TRACKER", "127.0.0.1:50051"), help="tracker host:port [P2P_TRACKER]"
+    )
     parser.add_argument("--name", default=_env("P2P_NAME", getpass.getuser()), help="account name [P2P_NAME]")
     parser.add_argument("--password", default=_env("P2P_PASSWORD", ""), help="account password [P2P_PASSWORD]")
     parser.add_argument(

@@ -60,6 +60,16 @@ def test_the_stall_timeout_comes_from_its_variable_and_must_be_above_zero(monkey
         assert f"{bad!r} is not a number of seconds above 0" in capsys.readouterr().err
 
 
+def test_the_tracker_address_is_host_and_a_port_in_range(monkeypatch, capsys):
+    monkeypatch.setenv("P2P_TRACKER", "tracker.lab:6000")
+    assert cli.build_parser().parse_args(["search"]).tracker == "tracker.lab:6000"
+    assert cli.build_parser().parse_args(["--tracker", "[::1]:50051", "search"]).tracker == "[::1]:50051"
+    for bad in ("127.0.0.1:99999", "tracker.lab", ":50051", "127.0.0.1:0", "host:port"):
+        with pytest.raises(SystemExit):
+            cli.build_parser().parse_args(["--tracker", bad, "search"])
+        assert f"{bad!r} is not host:port with a port of 1-65535" in capsys.readouterr().err
+
+
 def test_the_download_rate_cap_takes_units_and_a_floor(monkeypatch, capsys):
     monkeypatch.setenv("P2P_MAX_RATE", "5M")
     assert cli.build_parser().parse_args(["get", "x"]).max_rate == 5 << 20
