@@ -12,7 +12,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _BAD_COMPONENT = re.compile(r"(^|/)\.{0,2}(/|$)")  # an empty, '.' or '..' component
 
 
-_UNSAFE_CHAR = re.compile(r"[\x00-\x1f\x7f\\]")
+_UNSAFE_CHAR = re.compile(r"[\x00-\x1f\x7f\\\ud800-\udfff]")
+_UNDECODED = re.compile(r"[\ud800-\udfff]")  # bytes of a name that is not UTF-8, as Python reads them
 
 
 def _plainly_safe(name: str) -> bool:
@@ -38,6 +39,8 @@ def name_problem(name: str) -> str | None:
         return None
     if not name:
         return "is empty"
+    if _UNDECODED.search(name):
+        return "is not UTF-8 (written in another encoding): rename it to share it"
     if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
         return f"is longer than {MAX_NAME_BYTES} bytes"
     if _CONTROL.search(name):

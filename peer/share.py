@@ -139,6 +139,7 @@ class Share:
         self._cache_reconciled = False  # the first scan drops cache entries of files gone meanwhile
         self.complete = False  # the last scan indexed every settled file it saw (none left for later)
         self._unreadable: set[str] = set()  # folders already warned about: one warning, not one a rescan
+        self._unshareable: set[str] = set()  # names already warned about, the same way
 
     # -- scanning ------------------------------------------------------------------------
     def _walk(self, staged: list[tuple[str, str]]) -> Iterator[tuple[str, str, os.stat_result]]:
@@ -186,8 +187,11 @@ class Share:
             if known and known.mtime_ns == st.st_mtime_ns and known.inode == st.st_ino and known.manifest.size == st.st_size:
                 seen.add(name)
                 continue
-            if not known and name_problem(name) is not None:
-                continue  # a name no peer could use safely (a control character, a backslash): never shared
+            if not known and (problem := name_problem(name)) is not None:
+                if name not in self._unshareable:  # a name no peer could use safely (a control character,
+                    self._unshareable.add(name)  # a backslash, bytes of another encoding): never shared
+                    log.warning("not sharing %r: its name %s", name, problem)
+                continue
             finished = _finished_download(known, st)  # verified chunk by chunk as it was written
             if now_ns - st.st_mtime_ns < SETTLE_SECONDS * 1e9 and finished is None:
                 continue  # still being written: withdraw it, pick it up on a later scan

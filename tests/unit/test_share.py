@@ -41,7 +41,7 @@ def test_a_missing_share_is_made_and_a_file_is_refused(tmp_path):
     assert (tmp_path / "film.mkv").read_bytes() == b"frames"
 
 
-def test_symlinks_state_and_staging_files_are_never_shared(tmp_path):
+def test_symlinks_state_and_staging_files_are_never_shared(tmp_path, caplog):
     outside = tmp_path / "secret.txt"
     outside.write_text("not for sharing")
     root = tmp_path / "share"
@@ -52,14 +52,23 @@ def test_symlinks_state_and_staging_files_are_never_shared(tmp_path):
     (root / ".x.bin.0123456789abcdef.p2p-part").write_bytes(b"partial")
     (root / "tab\there.txt").write_text("a name no peer could use safely")
     (root / "back\\slash.txt").write_text("nor this one")
+    latin1 = os.fsencode(root) + b"/caf\xe9.txt"  # a name in another encoding than UTF-8
+    with open(latin1, "wb") as f:
+        f.write(b"no protobuf string can carry its name")
     for p in root.rglob("*"):
         if not p.is_symlink():
             settle(p)
     share = Share(root)
     try:
         share.scan()
-        assert [f.name for f in share.files()] == ["sub/ok.txt"]
+        assert [f.name for f in share.files()] == ["sub/ok.txt"]  # one bad name does not stop the others
         assert not share.scan()  # and they stay out on every rescan
+        warned = sorted(r.getMessage() for r in caplog.records if r.getMessage().startswith("not sharing"))
+        assert warned == [  # once each, not once a scan
+            "not sharing 'back\\\\slash.txt': its name is an absolute path",
+            "not sharing 'caf\\udce9.txt': its name is not UTF-8 (written in another encoding): rename it to share it",
+            "not sharing 'tab\\there.txt': its name contains a NUL or control character",
+        ]
     finally:
         share.close()
 
