@@ -488,6 +488,9 @@ def test_a_listen_address_that_cannot_be_used_is_one_line_naming_the_cause(clust
         "127.0.0.1:99999": "give host:port with a port of 1-65535",
         "192.0.2.1:5000": "no interface of this host has that address",  # TEST-NET-1: on no host
     }
+    nonlocal_bind = Path("/proc/sys/net/ipv4/ip_nonlocal_bind")
+    if nonlocal_bind.exists() and nonlocal_bind.read_text().strip() != "0":
+        del cases["192.0.2.1:5000"]  # this host lets any address be bound: the tracker would serve
     for listen, cause in cases.items():
         tracker = subprocess.run(
             [str(BIN / "p2p-tracker"), "--listen", listen, "--db", str(cluster.work / "second.db")],
