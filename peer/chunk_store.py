@@ -86,7 +86,10 @@ class PartialFile:
         self.dest = dest
         self.manifest = manifest
         self.part_path, self.have_path = staging_paths(dest, manifest.sha256)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as exc:  # a file where the path needs a folder: name that one
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), exc.filename) from None
         self._lock = threading.Lock()
         # One pwrite at a time: the kernel serialises writes to one file anyway (the inode lock),
         # and a second writer spun on that lock, burning CPU the hashing could use (~3% measured)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from p2p_common.errors import InvalidArgument, NotFound
+from p2p_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from p2p_common.names import name_problem
 from peer import chunking
 from peer.chunk_store import HAVE_SUFFIX, StagedFile, is_staging_file
@@ -309,14 +309,22 @@ class Share:
         return shared
 
     def path_for(self, name: str) -> Path:
-        """Where a new file called name goes; refuses anything that would land outside root."""
+        """Where a new file called name goes; refuses anything that would land outside root, or
+        where a file stands for one of its folders, or a folder for the file itself."""
         problem = name_problem(name)
         if problem:
             raise InvalidArgument(f"name {name!r} {problem}")
-        path = self.root.joinpath(*name.split("/"))
+        parts = name.split("/")
+        path = self.root.joinpath(*parts)
         parent = path.parent.resolve()
         if parent != self.root and self.root not in parent.parents:
             raise InvalidArgument(f"name {name!r} leads outside the share")
+        for depth in range(1, len(parts)):
+            folder = self.root.joinpath(*parts[:depth])
+            if folder.exists() and not folder.is_dir():
+                raise FailedPrecondition(f"{'/'.join(parts[:depth])} is a file in this share, so {name} cannot go under it")
+        if path.is_dir():
+            raise FailedPrecondition(f"{name} is a folder in this share; send the file under another name")
         return path
 
     def close(self) -> None:

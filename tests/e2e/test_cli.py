@@ -202,6 +202,7 @@ def test_errors_are_one_line_and_exit_1(cluster):
         (cluster.peer("put", str(cluster.work / "missing.bin"), "--to", "holder"), "no such file or folder"),
         (cluster.peer("search", env={k: v for k, v in cluster.env.items() if k != "P2P_PASSWORD"}), "password is needed"),
         (cluster.peer("serve", "--share", str(cluster.work / "tracker.log"), "--listen", "127.0.0.1:0"), "is a file; share"),
+        (cluster.peer("get", "exists.txt", "-o", str(cluster.work / "tracker.log" / "x.txt")), "Not a directory: "),
     ]
     for out, fragment in cases:
         assert out.returncode == 1, out

@@ -284,6 +284,25 @@ def test_upload_refused_when_not_allowed_or_too_large(start_peer_at, client, tmp
         push(client, local, "nobody")
 
 
+def test_an_upload_where_a_file_stands_for_its_folder_or_a_folder_for_it_is_refused(start_peer_at, client, tmp_path):
+    """FAILED_PRECONDITION naming the obstacle (it was UNKNOWN, the receiver's own path in the
+    message and a traceback in its log); nothing is written on either side."""
+    receiver = start_peer_at("inbox", {"notes": b"a file", "music/song.mp3": b"la"}, allow_uploads=True)
+    local = tmp_path / "f.bin"
+    local.write_bytes(b"x" * 5000)
+    refused = r"inbox: notes is a file in this share, so notes/f\.bin cannot go under it"
+    with pytest.raises(FailedPrecondition, match=refused) as info:
+        push(client, local, "inbox", name="notes/f.bin")
+    assert str(receiver.share.root) not in str(info.value)
+    with pytest.raises(FailedPrecondition, match="music is a folder in this share; send the file under another name"):
+        push(client, local, "inbox", name="music")
+    assert sorted(str(p.relative_to(receiver.share.root)) for p in receiver.share.root.rglob("*") if ".p2p" not in p.parts) == [
+        "music",
+        "music/song.mp3",
+        "notes",
+    ]
+
+
 def test_only_lying_sources_give_a_clear_error_and_no_file(start_peer_at, client, tmp_path):
     content = data_of(3 * MiB, seed=11)
     # no rescan while the file is corrupted in place (one between the write and the utime saw a
