@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -25,6 +26,7 @@ from p2p_common.errors import (
     P2PError,
     PermissionDenied,
     ResourceExhausted,
+    Unavailable,
     abort_with,
 )
 from p2p_common.names import is_sha256_hex, name_problem
@@ -37,6 +39,17 @@ from peer.throttle import Throttle
 log = logging.getLogger(__name__)
 
 MAX_INDEXES_PER_REQUEST = 4096
+
+
+def _store_error(exc: OSError) -> P2PError:
+    """What the sender of an upload is told when this peer cannot write it."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ResourceExhausted("this peer's disk filled up during the upload; the chunks it verified are kept for a resume")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return PermissionDenied(f"this peer cannot write into its share ({exc.strerror})")
+    return Unavailable(f"this peer could not store the upload ({exc.strerror or exc})")
+
+
 DISK_RESERVE = 64 * 1024 * 1024  # keep this much free beyond an upload, so the disk never fills
 
 
@@ -180,6 +193,9 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                 yield from self._receive_upload(request_iterator)
         except P2PError as exc:
             abort_with(context, exc)
+        except OSError as exc:  # this peer's disk, not the request: told without this peer's paths
+            log.warning("could not store an upload: %s", exc)
+            abort_with(context, _store_error(exc))
 
     def _receive_upload(self, request_iterator: Iterator[pb.UploadRequest]) -> Iterator[pb.UploadResponse]:
         """Offer, what is held already, the missing chunks verified, then the file published."""

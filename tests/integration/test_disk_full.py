@@ -1,4 +1,5 @@
-"""A download or upload onto a full disk fails up front with RESOURCE_EXHAUSTED, leaving nothing half-written."""
+"""A download or upload onto a full disk fails up front with RESOURCE_EXHAUSTED, leaving nothing
+half-written; an upload into a share the receiver cannot write is PERMISSION_DENIED."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from p2p_common.errors import ResourceExhausted
-from peer.transfers import fetch, resolve
+from p2p_common.errors import PermissionDenied, ResourceExhausted
+from peer.transfers import fetch, push, resolve
 
 MiB = 1 << 20
 
@@ -26,6 +27,34 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def immutable_share(tmp_path: Path) -> Iterator[Path]:
+    """A share folder nothing can be created in, root included (chattr +i, on filesystems that have it)."""
+    share = tmp_path / "frozen"
+    share.mkdir()
+    (share / ".p2p").mkdir()  # the peer's own state stays writable: only the share's top is frozen
+    frozen = subprocess.run(["chattr", "+i", str(share)], capture_output=True)
+    if frozen.returncode != 0:
+        pytest.skip(f"cannot make a folder immutable here: {frozen.stderr.decode().strip()}")
+    try:
+        yield share
+    finally:
+        subprocess.run(["chattr", "-i", str(share)], check=False)
+
+
+def test_an_upload_into_a_share_it_cannot_write_is_permission_denied(start_peer_at, client, tmp_path, immutable_share):
+    """The receiver's OSError becomes a status that says what is wrong without its paths (it was
+    UNKNOWN, carrying the receiver's staging path)."""
+    start_peer_at("inbox", {}, allow_uploads=True, share=immutable_share)
+    local = tmp_path / "f.bin"
+    local.write_bytes(b"x" * 5000)
+    refused = r"inbox: this peer cannot write into its share \(Operation not permitted\)"
+    with pytest.raises(PermissionDenied, match=refused) as info:
+        push(client, local, "inbox")
+    assert str(immutable_share) not in str(info.value)
+    assert [p.name for p in immutable_share.iterdir()] == [".p2p"]
 
 
 def test_get_onto_a_full_disk_is_refused_before_fetching(start_peer_at, client, small_disk):
