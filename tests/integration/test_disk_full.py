@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,18 +16,27 @@ from peer.transfers import fetch, push, resolve
 MiB = 1 << 20
 
 
+@contextmanager
+def _changed(folder: Path, change: list[str], undo: list[str], what: str) -> Iterator[Path]:
+    """folder with change applied (a command needing root or a filesystem feature: skipped where it
+    fails), undone at the end."""
+    done = subprocess.run(change, capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot {what} here: {done.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(undo, check=False)
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs of the test's own (needs root, as CI and these machines have; skipped elsewhere)."""
+    """A 4 MiB tmpfs of the test's own (needs root, as CI and these machines have)."""
     mount = tmp_path / "small"
     mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {made.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    mounting = ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)]
+    with _changed(mount, mounting, ["umount", "-l", str(mount)], "mount a small tmpfs") as disk:
+        yield disk
 
 
 @pytest.fixture
@@ -35,13 +45,8 @@ def immutable_share(tmp_path: Path) -> Iterator[Path]:
     share = tmp_path / "frozen"
     share.mkdir()
     (share / ".p2p").mkdir()  # the peer's own state stays writable: only the share's top is frozen
-    frozen = subprocess.run(["chattr", "+i", str(share)], capture_output=True)
-    if frozen.returncode != 0:
-        pytest.skip(f"cannot make a folder immutable here: {frozen.stderr.decode().strip()}")
-    try:
-        yield share
-    finally:
-        subprocess.run(["chattr", "-i", str(share)], check=False)
+    with _changed(share, ["chattr", "+i", str(share)], ["chattr", "-i", str(share)], "make a folder immutable") as frozen:
+        yield frozen
 
 
 def test_an_upload_into_a_share_it_cannot_write_is_permission_denied(start_peer_at, client, tmp_path, immutable_share):
