@@ -447,8 +447,10 @@ def cmd_peers(args: argparse.Namespace) -> int:
         peers = client.peers()
     finally:
         client.logout()
+    if not peers:
+        print("no peer is online")
     for p in peers:
-        print(f"{p.name:<20} {p.address:<24} {p.file_count} files")
+        print(f"{p.name:<20} {p.address:<24} {p.file_count} file{'s' if p.file_count != 1 else ''}")
     return 0
 
 

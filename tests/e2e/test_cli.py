@@ -507,6 +507,15 @@ def test_a_listen_address_that_cannot_be_used_is_one_line_naming_the_cause(clust
             assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
 
 
+def test_peers_lists_who_is_online_or_says_nobody_is(cluster):
+    alone = cluster.peer("peers")
+    assert alone.returncode == 0 and alone.stdout == "no peer is online\n", alone
+    share = cluster.serve("lone")
+    (share / "one.txt").write_text("1")
+    line = re.compile(r"^lone +127\.0\.0\.1:\d+ +1 file$")
+    wait_for(lambda: line.match(cluster.peer("peers").stdout.strip()), timeout=20, what="lone listed with its 1 file")
+
+
 def test_status_of_a_serving_peer(cluster):
     share = cluster.serve("shop", "--max-serve-rate", "20M")
     (share / "wares.txt").write_text("wares")
