@@ -52,6 +52,15 @@ def name_problem(name: str) -> str | None:
     return None
 
 
+def split_host_port(address: str) -> tuple[str, int] | None:
+    """'host:port' or '[v6]:port' as (host, port) for a port of 0-65535; None when it is not that
+    (gRPC itself takes port 99999 as another port: wrapped on dialling, "any free one" on listening)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        return None
+    return host.strip("[]"), int(port)
+
+
 def is_sha256_hex(value: str) -> bool:
     """True for exactly 64 lowercase hex digits, the form sha256sum prints."""
     return bool(_SHA256_HEX.fullmatch(value))

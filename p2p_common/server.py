@@ -15,6 +15,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from p2p_common.errors import P2PError
+from p2p_common.names import split_host_port
 from p2p_common.options import KEEPALIVE_SECONDS, server_options
 from p2p_common.reflection import enable_reflection
 from p2p_common.rpc_log import RpcLoggingInterceptor
@@ -65,12 +66,12 @@ _BIND_HINTS = {
 
 
 def _host_and_port(listen: str) -> tuple[str, int]:
-    """listen as (host, port); BindError unless it is host:port with a port of 0-65535 (0: any
-    free port). gRPC itself took port 99999 for "any free port", and served where nobody looked."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
+    """listen as (host, port), an empty host as every interface; BindError unless it is host:port
+    (port 0: any free port)."""
+    parts = split_host_port(listen)
+    if parts is None:
         raise BindError(f"cannot listen on {listen}: give host:port with a port of 1-65535, such as 0.0.0.0:50051 or [::]:50051")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    return parts[0] or "0.0.0.0", parts[1]
 
 
 def _why_not_bound(host: str, port: int) -> str | None:

@@ -15,13 +15,13 @@ from pathlib import Path
 
 from p2p_common.errors import P2PError, error_text
 from p2p_common.malloc import tune_malloc
-from p2p_common.names import name_problem
+from p2p_common.names import name_problem, split_host_port
 from p2p_common.rpc_log import setup_logging
 from p2p_common.tls import ClientTls, add_server_tls_flags
 from peer.config import PeerConfig
 from peer.downloader import DownloadResult, Progress
 from peer.peer_client import PeerChannels
-from peer.progress import BatchProgress, ProgressBar, human_bytes
+from peer.progress import BatchProgress, ProgressBar, counted, human_bytes
 from peer.throttle import MIN_RATE, Throttle
 from peer.tracker_client import RemoteFile, TrackerClient
 
@@ -62,9 +62,9 @@ def _rate_cap(text: str) -> int:
 
 
 def _host_port(text: str) -> str:
-    """host:port, as the tracker's address (gRPC itself would dial port 99999 as 34463)."""
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+    """host:port, as the tracker's address."""
+    parts = split_host_port(text)
+    if parts is None or not parts[0] or parts[1] == 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not host:port with a port of 1-65535")
     return text
 
@@ -424,7 +424,7 @@ def _put_one(
         if bar is not None:
             bar.close()
     skipped = result.chunks_skipped
-    resumed = f", {skipped} chunk{'s' if skipped != 1 else ''} already there" if skipped else ""
+    resumed = f", {counted(skipped, 'chunk')} already there" if skipped else ""
     return f"uploaded {path} to {args.to} as {result.name}: {human_bytes(result.size)} sha256 {result.sha256}{resumed}"
 
 
@@ -450,7 +450,7 @@ def cmd_peers(args: argparse.Namespace) -> int:
     if not peers:
         print("no peer is online")
     for p in peers:
-        print(f"{p.name:<20} {p.address:<24} {p.file_count} file{'s' if p.file_count != 1 else ''}")
+        print(f"{p.name:<20} {p.address:<24} {counted(p.file_count, 'file')}")
     return 0
 
 

@@ -15,6 +15,7 @@ from p2p_common.tls import ClientTls, ServerTls
 from peer import sha256_chain
 from peer.chunk_wire import SERVICE_NAME, add_peer_service
 from peer.config import PeerConfig
+from peer.progress import counted
 from peer.service import PeerServicer, UploadPolicy
 from peer.share import Share
 from peer.throttle import Throttle
@@ -130,7 +131,7 @@ class SessionKeeper(Wakeable):
             try:
                 last_beat = self._cycle(last_beat)
                 if failing:  # at the level the failures were told at: whoever saw them sees the end
-                    tries = f"{failing} failed tr{'y' if failing == 1 else 'ies'}"
+                    tries = f"{failing} failed {'try' if failing == 1 else 'tries'}"
                     log.warning("the tracker at %s answers after %s; %s", self._tracker.address, tries, self._where())
                 failing, backoff = 0, 0.5
                 wait = max(0.05, last_beat + max(0.5, self._tracker.lease_seconds / 3) - time.monotonic())
@@ -158,8 +159,7 @@ class SessionKeeper(Wakeable):
 
     def _where(self) -> str:
         listed = self._tracker.listed_as
-        files = self.published_files
-        return f"listed as {listed}, {files} file{'s' if files != 1 else ''} published" if listed else "not listed as a source"
+        return f"listed as {listed}, {counted(self.published_files, 'file')} published" if listed else "not listed as a source"
 
 
 def advertised_address(listen: str, port: int) -> str:

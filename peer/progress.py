@@ -19,6 +19,11 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
+def counted(n: int, thing: str) -> str:
+    """'1 file', '3 files'."""
+    return f"{n} {thing}{'s' if n != 1 else ''}"
+
+
 class ProgressBar:
     """Redraws in place at most ten times a second; draws nothing unless stream is a terminal."""
 
@@ -45,7 +50,7 @@ class ProgressBar:
         fraction = done / total if total else 1.0
         filled = int(self.width * fraction)
         eta = (total - done) / rate if rate > 0 and done < total else 0.0
-        peers_text = f" {peers} {self.counting}{'s' if peers != 1 else ''}" if peers is not None else ""
+        peers_text = f" {counted(peers, self.counting)}" if peers is not None else ""
         peers_text += f", {busy} busy" if busy else ""
         line = (
             f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {fraction * 100:5.1f}% "

@@ -39,6 +39,7 @@ from peer.throttle import Throttle
 log = logging.getLogger(__name__)
 
 MAX_INDEXES_PER_REQUEST = 4096
+DISK_RESERVE = 64 * 1024 * 1024  # keep this much free beyond an upload, so the disk never fills
 
 
 def _store_error(exc: OSError) -> P2PError:
@@ -48,9 +49,6 @@ def _store_error(exc: OSError) -> P2PError:
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return PermissionDenied(f"this peer cannot write into its share ({exc.strerror})")
     return Unavailable(f"this peer could not store the upload ({exc.strerror or exc})")
-
-
-DISK_RESERVE = 64 * 1024 * 1024  # keep this much free beyond an upload, so the disk never fills
 
 
 @dataclass(frozen=True)
