@@ -27,6 +27,7 @@ from p2p.v1 import peer_pb2 as pb
 from p2p_common.errors import DataLoss, FailedPrecondition, NotFound, ResourceExhausted
 from peer import sha256_chain
 from peer.availability import ChunkMap
+from peer.direct_write import DirectWriter, write_all
 from peer.manifest import Manifest
 
 PART_SUFFIX = ".p2p-part"
@@ -105,6 +106,7 @@ class PartialFile:
             os.close(self._fd)
             raise FailedPrecondition(f"another transfer is already writing {dest}") from None
         self._preallocate()
+        self._direct = DirectWriter(self.part_path)  # after _preallocate: direct writes into reserved blocks
         self._held_count = 0
         self._held_bytes = 0  # kept up to date: progress displays ask for it many times a second
         self._recover()
@@ -176,8 +178,10 @@ class PartialFile:
             return Write.REJECTED
         if self._have[index]:
             return Write.ALREADY_HELD
+        offset = index * self.manifest.chunk_size
         with self._pwrite_lock:
-            _pwrite_all(self._fd, data, index * self.manifest.chunk_size)
+            if not self._direct.write(data, offset):
+                write_all(self._fd, data, offset)
         with self._lock:
             if self._have[index]:
                 return Write.ALREADY_HELD
@@ -207,6 +211,8 @@ class PartialFile:
         return self.dest
 
     def _close(self) -> None:
+        with self._pwrite_lock:  # not under a writer's feet (the buffer it copies into)
+            self._direct.close()
         self._close_fd()
         self._have_file.close()
 
@@ -337,12 +343,3 @@ class StagedFile:
         restarting rewrites both, so a chunk is served only when its bytes check out."""
         data = os.pread(fd, self.manifest.chunk_length(index), index * self.manifest.chunk_size)
         return data if self.manifest.chunk_ok(index, data) else None
-
-
-def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
-    """pwrite until every byte is written: a short write (a nearly full disk) is retried, and
-    the retry reports the real error (ENOSPC) instead of leaving a silent hole."""
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view, offset = view[written:], offset + written
