@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
@@ -40,6 +41,13 @@ log = logging.getLogger(__name__)
 
 MAX_INDEXES_PER_REQUEST = 4096
 DISK_RESERVE = 64 * 1024 * 1024  # keep this much free beyond an upload, so the disk never fills
+
+
+def _refuse_unshared(dest: Path, name: str) -> None:
+    """AlreadyExists when something this peer does not share is at dest: a link, a pipe or
+    device, or a file not indexed yet (still being written): the owner's, never replaced."""
+    if os.path.lexists(dest):
+        raise AlreadyExists(f"{name} already exists in this share, not shared (a link, a special file, or one being written)")
 
 
 def _store_error(exc: OSError) -> P2PError:
@@ -205,6 +213,8 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
             name, manifest = self._accept(first.offer, str(current_principal()))
             dest = self._share.path_for(name)
             existing = self._share.by_name(name)
+            if existing is None:
+                _refuse_unshared(dest, name)
             if existing is not None and existing.staged is None and existing.manifest.sha256 == manifest.sha256:
                 yield pb.UploadResponse(accepted=pb.UploadAccepted(have_chunks=list(range(manifest.chunk_count))))
                 yield pb.UploadResponse(complete=pb.UploadComplete(name=name, sha256=manifest.sha256))
@@ -229,6 +239,8 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
             if current is not None and current.manifest.sha256 != manifest.sha256:
                 partial.close()
                 raise AlreadyExists(f"{name} appeared in the share meanwhile")
+            if current is None:
+                _refuse_unshared(dest, name)  # put there while the chunks came in
             path = partial.finish()
             shared = self._share.add_verified(name, path, manifest)
             log.info("received %s (%d bytes) from %s", name, manifest.size, current_principal())

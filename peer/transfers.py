@@ -107,6 +107,8 @@ def fetch(
         return DownloadResult(dest, remote.size, bytes_received=0, chunks_fetched=0, chunks_reused=chunks)
     if dest.is_dir():
         raise AlreadyExists(f"{dest} is a directory")
+    if dest.exists() and not dest.is_file():  # never replaced, not even with replace (as root: /dev/null)
+        raise FailedPrecondition(f"{dest} is a device, pipe or socket; a download is written to a file or folder")
     if not replace and (dest.exists() or dest.is_symlink()):
         raise AlreadyExists(f"{dest} already exists with other content (--force replaces it)")
     sources = _sources(tracker, remote, channels)

@@ -7,6 +7,7 @@ import os
 import queue
 import re
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
@@ -159,6 +160,28 @@ def test_malformed_uploads(served):
         code, msg = fail(stub.Upload, iter(requests), metadata=md, timeout=5)
         assert code == code_expected and fragment in msg, (code, msg)
     assert not (node.share.root / "x.txt").exists()
+
+
+def test_an_upload_never_replaces_what_the_share_holds_but_does_not_share(served, tmp_path):
+    """A link, a pipe, or a file not indexed yet (being written, or newer than the last rescan) at
+    the name: the owner's, not the sender's to replace."""
+    node, stub, md = served
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"the owner's notes")
+    root = node.share.root
+    (root / "link.txt").symlink_to(outside)
+    os.mkfifo(root / "pipe")
+    (root / "fresh.txt").write_bytes(b"being written")
+    later = time.time() + 3600  # modified "just now" for the whole test: never settled, never indexed
+    os.utime(root / "fresh.txt", (later, later))
+    data = b"payload"
+    for name in ("link.txt", "pipe", "fresh.txt"):
+        requests = [offer(name, data), pb.UploadRequest(chunk=pb.UploadChunk(index=0, data=data))]
+        code, msg = fail(stub.Upload, iter(requests), metadata=md, timeout=5)
+        assert code == grpc.StatusCode.ALREADY_EXISTS and name in msg and "not shared" in msg, (name, code, msg)
+    assert (root / "link.txt").is_symlink() and outside.read_bytes() == b"the owner's notes"
+    assert stat.S_ISFIFO(os.lstat(root / "pipe").st_mode)
+    assert (root / "fresh.txt").read_bytes() == b"being written"
 
 
 def test_oversized_messages_are_refused(served):

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -332,6 +333,16 @@ def test_get_of_a_file_already_there_moves_nothing(start_peer_at, client, tmp_pa
     assert dest.read_bytes() == b"something else"
     replaced = fetch(client, resolve(client, "have.bin"), dest, replace=True)  # ...unless asked (--force)
     assert replaced.bytes_received == len(content) and dest.read_bytes() == content
+
+
+def test_get_never_replaces_a_device_or_pipe_at_the_destination(start_peer_at, client, tmp_path):
+    start_peer_at("src", {"song.mp3": b"la la la"})
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    for replace in (False, True):  # --force replaces a different file, never a device (/dev/null, as root)
+        with pytest.raises(FailedPrecondition, match="is a device, pipe or socket"):
+            fetch(client, resolve(client, "song.mp3"), pipe, replace=replace)
+    assert stat.S_ISFIFO(os.lstat(pipe).st_mode)
 
 
 def test_a_download_rate_cap_holds_across_sources(start_peer_at, client, tmp_path):
