@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 
 from p2p.v1 import peer_pb2 as pb
-from p2p_common.errors import AlreadyExists, Busy, FailedPrecondition, InvalidArgument, NotFound, P2PError, Unavailable
+from p2p_common.errors import AlreadyExists, Busy, DataLoss, FailedPrecondition, InvalidArgument, NotFound, P2PError, Unavailable
 from p2p_common.names import is_sha256_prefix, name_problem
 from peer import chunking
 from peer.busy_wait import BusyWait
@@ -311,18 +311,29 @@ def push(
             return push(tracker, path, peer_name, name, on_progress, stall_seconds, address, own)
     if not path.is_file():
         raise InvalidArgument(f"{path} is not a readable file")
+    hashed = _version(path)
     manifest = Manifest.from_hashes(chunking.hash_file(path))
     conn = connect(tracker, peer_name, address or find_peer_address(tracker, peer_name), channels)
     wait = BusyWait()
     while True:
         try:
             return _upload(conn, path, manifest, name or path.name, on_progress, stall_seconds)
+        except DataLoss:  # the receiver found a chunk unlike the offer: as a rule, the file changed
+            if _version(path) != hashed:
+                raise FailedPrecondition(f"{path} changed while it was being sent; send it once nothing writes to it") from None
+            raise
         except Busy:  # as many transfers under way as it allows: wait for one to end, as a get does
             if (seconds := wait.next()) is None:
                 raise
             if on_progress:
                 on_progress(Progress(manifest.size, 0, 0, 0, busy_sources=1))
             time.sleep(seconds)
+
+
+def _version(path: Path) -> tuple[int, int, int]:
+    """What changes when a file is written to: its size, mtime and inode."""
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns, st.st_ino
 
 
 def _upload(

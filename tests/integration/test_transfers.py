@@ -272,6 +272,22 @@ def test_interrupted_upload_resumes(start_peer_at, client, tmp_path):
     assert (receiver.share.root / "video.mp4").read_bytes() == content
 
 
+def test_a_file_written_to_while_it_is_sent_is_said_to_have_changed(start_peer_at, client, tmp_path):
+    receiver = start_peer_at("inbox", {}, allow_uploads=True)
+    local = tmp_path / "log.txt"
+    local.write_bytes(data_of(3 * MiB, seed=14))
+
+    def append_after_the_first_chunk(progress: Progress) -> None:
+        if progress.done_bytes == MiB:  # read and sent; the last chunk is read later
+            with open(local, "r+b") as f:
+                f.seek(2 * MiB)
+                f.write(b"a line logged meanwhile")
+
+    with pytest.raises(FailedPrecondition, match=r"log\.txt changed while it was being sent"):
+        push(client, local, "inbox", on_progress=append_after_the_first_chunk)
+    assert not (receiver.share.root / "log.txt").exists()
+
+
 def test_upload_refused_when_not_allowed_or_too_large(start_peer_at, client, tmp_path):
     start_peer_at("closed", {})
     start_peer_at("small", {}, allow_uploads=True, max_upload_bytes=1000)
