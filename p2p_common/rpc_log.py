@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -70,6 +72,27 @@ def _logged(method: str, behavior: Behavior, streaming: bool) -> Behavior:
             _finish(method, context, started, error)
 
     return run_unary
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def add_log_level_flag(parser: argparse.ArgumentParser, default: str) -> None:
+    """--log-level, its default from P2P_LOG_LEVEL; a bad value there is a usage error too
+    (argparse checks choices only on the command line, so the type checks it)."""
+
+    def level(value: str) -> str:
+        if value.lower() not in LOG_LEVELS:
+            raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
+        return value.lower()
+
+    parser.add_argument(
+        "--log-level",
+        type=level,
+        default=os.environ.get("P2P_LOG_LEVEL", default),
+        metavar="{" + ",".join(LOG_LEVELS) + "}",
+        help="log level [P2P_LOG_LEVEL]",
+    )
 
 
 def setup_logging(level: str) -> None:

@@ -77,6 +77,38 @@ def _records(raw: bytes, chunk_count: int) -> set[int]:
     return {i for o in range(0, whole, _RECORD.size) if (i := _RECORD.unpack_from(raw, o)[0]) < chunk_count}
 
 
+def remove_if_abandoned(have_path: Path, untouched_seconds: float) -> bool:
+    """Remove the staged files whose chunk record this is, when none has changed for
+    untouched_seconds and no transfer is writing them (its writer holds a lock on the data file);
+    True when removed. An upload whose sender never came back, or a `get` given up on, would
+    otherwise keep its space (preallocated whole) in the share for ever."""
+    stem = have_path.name.removesuffix(HAVE_SUFFIX)
+    part_path = have_path.with_name(stem + PART_SUFFIX)
+    manifest_path = _manifest_path(part_path)
+    paths = [have_path, part_path, manifest_path, manifest_path.with_name(manifest_path.name + ".tmp")]
+    mtimes = []
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            mtimes.append(path.stat().st_mtime)
+    if not mtimes or time.time() - max(mtimes) < untouched_seconds:
+        return False
+    try:
+        fd = os.open(part_path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        fd = -1  # no data: nobody writes it
+    try:
+        if fd >= 0:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held until removed: no writer starts meanwhile
+        for path in paths:
+            path.unlink(missing_ok=True)
+    except BlockingIOError:  # a transfer is writing it (resumed after a long pause)
+        return False
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return True
+
+
 class PartialFile:
     """Verified chunks of one manifest, written at their offsets; thread-safe."""
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from p2p_common.errors import P2PError, error_text
 from p2p_common.malloc import tune_malloc
 from p2p_common.names import name_problem, split_host_port
-from p2p_common.rpc_log import setup_logging
+from p2p_common.rpc_log import add_log_level_flag, setup_logging
 from p2p_common.tls import ClientTls, add_server_tls_flags
-from peer.config import PeerConfig
+from peer.config import KEEP_PARTIAL_SECONDS, PeerConfig
 from peer.downloader import DownloadResult, Progress
 from peer.peer_client import PeerChannels
 from peer.progress import BatchProgress, ProgressBar, counted, human_bytes
@@ -29,6 +29,8 @@ log = logging.getLogger("p2p.peer")
 
 
 def _env(name: str, default: str) -> str:
+    """The flag's default from the environment, as a string: argparse converts it with the flag's
+    type, so a bad value is a usage error naming the flag, not a traceback before any parsing."""
     return os.environ.get(name, default)
 
 
@@ -83,7 +85,7 @@ def add_stall_flag(command: argparse.ArgumentParser, what: str) -> None:
     command.add_argument(
         "--stall-timeout",
         type=_positive_seconds,
-        default=float(_env("P2P_STALL_TIMEOUT", "60")),
+        default=_env("P2P_STALL_TIMEOUT", "60"),
         help=f"seconds {what} [P2P_STALL_TIMEOUT]",
     )
 
@@ -100,12 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("P2P_TLS_CA", ""),
         help="PEM CA bundle: dial the tracker and peers over TLS, trusting these CAs [P2P_TLS_CA]",
     )
-    parser.add_argument(
-        "--log-level",
-        default=_env("P2P_LOG_LEVEL", "warning"),
-        choices=["debug", "info", "warning", "error"],
-        help="log level [P2P_LOG_LEVEL]",
-    )
+    add_log_level_flag(parser, "warning")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="share a directory and serve it to other peers")
@@ -137,12 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-transfers",
         type=int,
-        default=int(_env("P2P_MAX_TRANSFERS", "16")),
+        default=_env("P2P_MAX_TRANSFERS", "16"),
         help="downloads and uploads served at once; more are refused until one ends (a get asks again) [P2P_MAX_TRANSFERS]",
     )
     add_server_tls_flags(serve)
+    serve.add_argument("--rescan", type=float, default=_env("P2P_RESCAN", "2"), help="seconds between share rescans [P2P_RESCAN]")
     serve.add_argument(
-        "--rescan", type=float, default=float(_env("P2P_RESCAN", "2")), help="seconds between share rescans [P2P_RESCAN]"
+        "--keep-partial",
+        type=float,
+        default=_env("P2P_KEEP_PARTIAL", str(KEEP_PARTIAL_SECONDS)),
+        help="seconds an unfinished upload or download in the share is kept untouched before it is removed"
+        " (a week); 0: for ever [P2P_KEEP_PARTIAL]",
     )
 
     search = sub.add_parser("search", help="find files shared by live peers")
@@ -222,6 +224,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_transfers=args.max_transfers,
         max_serve_rate=args.max_serve_rate,
         rescan_seconds=args.rescan,
+        keep_partial_seconds=args.keep_partial,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_ca=args.tls_ca,

@@ -9,6 +9,7 @@ from p2p_common.options import KEEPALIVE_SECONDS
 from peer.throttle import MIN_RATE
 
 SPARE_WORKERS = 8
+KEEP_PARTIAL_SECONDS = 7 * 24 * 3600  # a week: a transfer resumed after a weekend still resumes
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class PeerConfig:
     allow_uploads: bool = False
     max_upload_bytes: int = 1 << 34
     rescan_seconds: float = 2.0
+    keep_partial_seconds: float = KEEP_PARTIAL_SECONDS  # an unfinished transfer untouched this long is removed
     max_transfers: int = 16  # Download and Upload streams served at once ("upload slots")
     keepalive_seconds: float = KEEPALIVE_SECONDS  # a caller gone silent loses its slot within 4/3 of this
     max_serve_rate: int = 0  # bytes/s all Download streams together may send; 0: no limit
@@ -36,6 +38,8 @@ class PeerConfig:
             raise ValueError("a password is needed: --password or P2P_PASSWORD")
         if self.rescan_seconds <= 0:
             raise ValueError("rescan interval must be positive")
+        if self.keep_partial_seconds < 0:
+            raise ValueError("keep-partial must be 0 (for ever) or a number of seconds")
         if not 1 <= self.max_transfers <= 1024:
             raise ValueError(f"max transfers must be 1-1024, got {self.max_transfers}")
         if self.max_serve_rate and self.max_serve_rate < MIN_RATE:

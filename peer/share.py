@@ -15,7 +15,7 @@ from pathlib import Path
 from p2p_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from p2p_common.names import name_problem
 from peer import chunking
-from peer.chunk_store import HAVE_SUFFIX, StagedFile, is_staging_file
+from peer.chunk_store import HAVE_SUFFIX, StagedFile, is_staging_file, remove_if_abandoned
 from peer.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -125,8 +125,10 @@ class HashCache:
 class Share:
     """The files under root, hashed once, looked up by name or content; thread-safe."""
 
-    def __init__(self, root: Path, state_dir: Path | None = None):
+    def __init__(self, root: Path, state_dir: Path | None = None, keep_partial_seconds: float = 0):
         self.root = root.resolve()
+        # an unfinished download or upload untouched this long is removed by a scan; 0: kept for ever
+        self.keep_partial_seconds = keep_partial_seconds
         if self.root.exists() and not self.root.is_dir():
             raise InvalidArgument(f"the share {self.root} is a file; share the folder holding it")
         self.root.mkdir(parents=True, exist_ok=True)
@@ -204,6 +206,11 @@ class Share:
             if shared is not None:
                 changes.added.append(shared)
         for prefix, have_path in staged:
+            if self.keep_partial_seconds and remove_if_abandoned(Path(have_path), self.keep_partial_seconds):
+                named = StagedFile.staged_as(Path(have_path))
+                what = prefix + named[0] if named else have_path
+                log.info("removed the unfinished transfer of %s: untouched for over %g s", what, self.keep_partial_seconds)
+                continue
             self._index_staged(prefix, Path(have_path), seen, changes)
         with self._lock:
             gone = [n for n in self._by_name if n not in seen]

@@ -6,6 +6,7 @@ import argparse
 import os
 from dataclasses import dataclass
 
+from p2p_common.rpc_log import add_log_level_flag
 from p2p_common.tls import add_server_tls_flags
 
 
@@ -49,7 +50,7 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", default=env("P2P_LISTEN", d.listen), help="host:port to serve on [P2P_LISTEN]")
     parser.add_argument("--db", default=env("P2P_DB", d.db), help="SQLite file, or :memory: [P2P_DB]")
     parser.add_argument(
-        "--lease", type=int, default=int(env("P2P_LEASE", d.lease_seconds)), help="session lease in seconds [P2P_LEASE]"
+        "--lease", type=int, default=env("P2P_LEASE", str(d.lease_seconds)), help="session lease in seconds [P2P_LEASE]"
     )
     parser.add_argument(
         "--closed-registration",
@@ -58,21 +59,16 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         help="refuse unknown names at login; create accounts with `user add` [P2P_OPEN_REGISTRATION=0]",
     )
     parser.add_argument(
-        "--workers", type=int, default=int(env("P2P_WORKERS", d.max_workers)), help="RPC worker threads [P2P_WORKERS]"
+        "--workers", type=int, default=env("P2P_WORKERS", str(d.max_workers)), help="RPC worker threads [P2P_WORKERS]"
     )
     parser.add_argument(
         "--max-files-per-session",
         type=int,
-        default=int(env("P2P_MAX_FILES_PER_SESSION", d.max_files_per_session)),
+        default=env("P2P_MAX_FILES_PER_SESSION", str(d.max_files_per_session)),
         help="files one peer may publish; a SendIndex past it is refused whole [P2P_MAX_FILES_PER_SESSION]",
     )
     add_server_tls_flags(parser)
-    parser.add_argument(
-        "--log-level",
-        default=env("P2P_LOG_LEVEL", d.log_level),
-        choices=["debug", "info", "warning", "error"],
-        help="log level [P2P_LOG_LEVEL]",
-    )
+    add_log_level_flag(parser, d.log_level)
 
 
 def config_from_args(args: argparse.Namespace) -> TrackerConfig:

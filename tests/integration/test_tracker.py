@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 
@@ -375,6 +378,20 @@ def test_tracker_flags_come_from_their_variables(monkeypatch):
     config = config_from_args(parser.parse_args([]))
     assert (config.max_files_per_session, config.lease_seconds) == (1000, 30)
     assert config_from_args(parser.parse_args(["--max-files-per-session", "7"])).max_files_per_session == 7
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("P2P_LEASE", "10m", "argument --lease: invalid int value: '10m'"),
+        ("P2P_WORKERS", "many", "argument --workers: invalid int value: 'many'"),
+        ("P2P_LOG_LEVEL", "verbose", "argument --log-level: 'verbose' is not one of debug, info, warning, error"),
+    ],
+)
+def test_a_bad_variable_is_a_usage_error_not_a_traceback(tmp_path, variable, value, said):
+    env = {**os.environ, variable: value, "P2P_DB": str(tmp_path / "t.db"), "P2P_LISTEN": "127.0.0.1:0"}
+    run = subprocess.run([sys.executable, "-m", "tracker"], env=env, capture_output=True, text=True, timeout=30)
+    assert run.returncode == 2 and said in run.stderr and "Traceback" not in run.stderr, run.stderr
 
 
 def test_query_rejects_bad_input(client_factory):

@@ -77,3 +77,29 @@ def test_the_download_rate_cap_takes_units_and_a_floor(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["get", "x", "--max-rate", "1K"])
     assert "'1K' is below the smallest rate cap, 64K per second" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("P2P_RESCAN", "2s", "argument --rescan: invalid float value: '2s'"),
+        ("P2P_MAX_TRANSFERS", "lots", "argument --max-transfers: invalid int value: 'lots'"),
+        ("P2P_KEEP_PARTIAL", "1w", "argument --keep-partial: invalid float value: '1w'"),
+        ("P2P_STALL_TIMEOUT", "soon", "'soon' is not a number of seconds above 0"),
+        ("P2P_LOG_LEVEL", "verbose", "argument --log-level: 'verbose' is not one of debug, info, warning, error"),
+    ],
+)
+def test_a_bad_variable_is_a_usage_error_naming_its_flag(monkeypatch, capsys, variable, value, said):
+    monkeypatch.setenv(variable, value)
+    cli.build_parser()  # building the parser reads every variable: it must not fail on any
+    with pytest.raises(SystemExit) as exited:
+        cli.build_parser().parse_args(["serve"] if variable != "P2P_STALL_TIMEOUT" else ["get", "x"])
+    assert exited.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_keep_partial_comes_from_its_variable_and_zero_keeps_for_ever(monkeypatch, capsys, tmp_path):
+    assert cli.build_parser().parse_args(["serve"]).keep_partial == 7 * 24 * 3600
+    monkeypatch.setenv("P2P_KEEP_PARTIAL", "0")
+    assert cli.build_parser().parse_args(["serve"]).keep_partial == 0
+    code = cli.main(["--password", "pw", "serve", "--share", str(tmp_path), "--listen", "127.0.0.1:0", "--keep-partial", "-1"])
+    assert code == 1 and "keep-partial must be 0 (for ever) or a number of seconds" in capsys.readouterr().err

@@ -279,3 +279,45 @@ def test_a_whole_file_comes_before_a_download_of_other_content_under_its_name(tm
     finally:
         partial.close()
         share.close()
+
+
+def test_an_unfinished_transfer_left_untouched_is_removed_unless_it_is_being_written(tmp_path, caplog):
+    from peer.chunk_store import PartialFile, staging_paths
+
+    root = tmp_path / "share"
+    root.mkdir()
+    data = os.urandom(3 * 64 * 1024)
+    manifest = _manifest_of(tmp_path, data)
+    week = 7 * 24 * 3600
+
+    def stage(name: str, age_seconds: float, keep_open: bool = False) -> tuple[Path, PartialFile]:
+        partial = PartialFile(root / name, manifest)  # an upload whose sender went away, say
+        partial.write_chunk(0, data[: 64 * 1024])
+        if not keep_open:
+            partial.close()
+        then = time.time() - age_seconds
+        for path in root.iterdir():
+            if path.name.startswith(f".{name}."):
+                os.utime(path, (then, then))
+        return staging_paths(root / name, manifest.sha256)[0], partial
+
+    abandoned, _ = stage("abandoned.bin", week + 60)
+    recent, _ = stage("recent.bin", week - 60)
+    paused, writing = stage("paused.bin", week + 60, keep_open=True)  # its writer still holds it
+    share = Share(root, keep_partial_seconds=week)
+    try:
+        caplog.set_level("INFO", logger="peer.share")
+        published = {f.name for f in share.scan().added}
+        assert not abandoned.exists() and not any(p.name.startswith(".abandoned.bin.") for p in root.iterdir())
+        assert "abandoned.bin" not in published and "unfinished transfer of abandoned.bin" in caplog.text
+        assert recent.exists() and paused.exists() and published == {"recent.bin", "paused.bin"}
+        writing.write_chunk(1, data[64 * 1024 : 128 * 1024])  # the paused transfer goes on undisturbed
+    finally:
+        writing.close()
+        share.close()
+    forever = Share(root, keep_partial_seconds=0)
+    try:
+        forever.scan()
+        assert paused.exists()  # 0 keeps them for ever, however old
+    finally:
+        forever.close()
