@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
@@ -25,6 +26,7 @@ from peer.watcher import ShareWatcher, Wakeable
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 10.0
+REMIND_SECONDS = 300.0  # while the tracker stays away, a warning this often (each try is logged at info)
 
 
 class TicketVerifier:
@@ -126,13 +128,13 @@ class SessionKeeper(Wakeable):
     def run(self) -> None:
         backoff, last_beat = 0.5, 0.0
         failing = 0 if self._tracker.logged_in else 1  # rounds failed in a row (start-up's login counts)
+        warned_at = time.monotonic() if failing else -math.inf  # start-up warned of its failed login
         while not self._stop_event.is_set():
             self._wake.clear()  # before the round: a wake during it starts the next one at once
             try:
                 last_beat = self._cycle(last_beat)
                 if failing:  # at the level the failures were told at: whoever saw them sees the end
-                    tries = f"{failing} failed {'try' if failing == 1 else 'tries'}"
-                    log.warning("the tracker at %s answers after %s; %s", self._tracker.address, tries, self._where())
+                    log.warning("the tracker at %s answers after %s; %s", self._tracker.address, _tries(failing), self._where())
                 failing, backoff = 0, 0.5
                 wait = max(0.05, last_beat + max(0.5, self._tracker.lease_seconds / 3) - time.monotonic())
             except P2PError as exc:
@@ -146,7 +148,11 @@ class SessionKeeper(Wakeable):
                 else:
                     # jittered: after a tracker restart, its peers do not all come back in step
                     wait = backoff * random.uniform(0.5, 1.0)
-                    log.warning("tracker: %s; retrying in %.1fs", exc, wait)
+                    # an outage is a warning when it starts and every REMIND_SECONDS, not every try
+                    remind = time.monotonic() - warned_at >= REMIND_SECONDS
+                    warned_at = time.monotonic() if failing == 1 or remind else warned_at
+                    level = logging.WARNING if failing == 1 or remind else logging.INFO
+                    log.log(level, "tracker: %s; %s so far, retrying in %.1fs", exc, _tries(failing), wait)
                 backoff = min(MAX_BACKOFF, backoff * 2)
             except Exception:
                 self.failures += 1
@@ -155,11 +161,18 @@ class SessionKeeper(Wakeable):
                 self._need_login = True
                 wait = backoff * random.uniform(0.5, 1.0)
                 backoff = min(MAX_BACKOFF, backoff * 2)
-            self._wake.wait(wait)
+            if failing:  # changes found meanwhile wait for the backoff: no try a rescan while it is away
+                self._stop_event.wait(wait)
+            else:
+                self._wake.wait(wait)
 
     def _where(self) -> str:
         listed = self._tracker.listed_as
         return f"listed as {listed}, {counted(self.published_files, 'file')} published" if listed else "not listed as a source"
+
+
+def _tries(count: int) -> str:
+    return f"{count} failed {'try' if count == 1 else 'tries'}"
 
 
 def advertised_address(listen: str, port: int) -> str:

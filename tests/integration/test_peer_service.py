@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import queue
 import re
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -238,6 +240,30 @@ def test_tracker_restart_during_serve_relogs_in_and_republishes(start_tracker_at
         said = re.compile(rf"the tracker at 127\.0\.0\.1:{port} answers after \d+ failed tr(y|ies); .*, 1 file published")
         wait_for(lambda: [r for r in caplog.records if said.search(r.getMessage())], what="the end of the outage told")
         c.close()
+    finally:
+        node.stop(grace=0)
+
+
+def test_a_tracker_away_is_warned_of_once_and_tried_again_at_the_backoff_pace(tmp_path, caplog):
+    """Changes to the share meanwhile (each wakes the session keeper) do not make it try at once,
+    and the tries after the first are logged at info (a warning every few minutes), not warned."""
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    caplog.set_level(logging.INFO, logger="peer.node")
+    node = _peer_of(port, tmp_path / "share")
+    try:
+        started = time.monotonic()
+        for i in range(30):  # a file added every 0.1 s for 3 s: rescans keep finding changes
+            _settled_file(tmp_path / "share" / f"new{i}.txt", b"x")
+            time.sleep(0.1)
+        elapsed = time.monotonic() - started
+        # backoff 0.25-0.5, 0.5-1, 1-2, 2-4 s...: within 3 s at most 4 tries after the start-up's
+        assert 1 <= node.keeper.failures <= 4, (node.keeper.failures, elapsed)
+        tries = [r for r in caplog.records if r.name == "peer.node" and "retrying" in r.getMessage()]
+        warned = [r for r in tries if r.levelno >= logging.WARNING]
+        assert len(warned) == 1 and "serving anyway" in warned[0].getMessage(), [r.getMessage() for r in warned]
+        assert any("failed tries so far" in r.getMessage() and r.levelno == logging.INFO for r in tries)
     finally:
         node.stop(grace=0)
 
