@@ -12,6 +12,16 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _BAD_COMPONENT = re.compile(r"(^|/)\.{0,2}(/|$)")  # an empty, '.' or '..' component
 
 
+# What a peer keeps inside its share for itself: its state folder (the hash cache) at the top, and
+# the staged files of transfers under way beside their destinations. Never shared, and never a name
+# another peer may write to (a planted `.p2p/hashes.db-journal` would be rolled into the cache, a
+# planted chunk record taken for a download under way).
+STATE_DIR_NAME = ".p2p"
+PART_SUFFIX = ".p2p-part"
+HAVE_SUFFIX = ".p2p-have"
+MANIFEST_SUFFIX = ".p2p-chunks"
+STAGING_SUFFIXES = (PART_SUFFIX, HAVE_SUFFIX, MANIFEST_SUFFIX, MANIFEST_SUFFIX + ".tmp")
+
 _UNSAFE_CHAR = re.compile(r"[\x00-\x1f\x7f\\\ud800-\udfff]")
 _UNDECODED = re.compile(r"[\ud800-\udfff]")  # bytes of a name that is not UTF-8, as Python reads them
 
@@ -30,6 +40,7 @@ def _plainly_safe(name: str) -> bool:
         and "/." not in name
         and not name.endswith("/")
         and not _UNSAFE_CHAR.search(name)
+        and not name.endswith(STAGING_SUFFIXES)
     )
 
 
@@ -49,6 +60,8 @@ def name_problem(name: str) -> str | None:
         return "is an absolute path"
     if _BAD_COMPONENT.search(name):
         return "has an empty, '.' or '..' component"
+    if name.split("/", 1)[0] == STATE_DIR_NAME or name.endswith(STAGING_SUFFIXES):
+        return f"is kept for a peer's own files ({STATE_DIR_NAME}/ and names ending in {', '.join(STAGING_SUFFIXES[:3])})"
     return None
 
 

@@ -25,15 +25,12 @@ from google.protobuf.message import DecodeError
 
 from p2p.v1 import peer_pb2 as pb
 from p2p_common.errors import DataLoss, FailedPrecondition, NotFound, ResourceExhausted
+from p2p_common.names import HAVE_SUFFIX, MANIFEST_SUFFIX, PART_SUFFIX, STAGING_SUFFIXES
 from peer import sha256_chain
 from peer.availability import ChunkMap
 from peer.direct_write import DirectWriter, write_all
 from peer.manifest import Manifest
 
-PART_SUFFIX = ".p2p-part"
-HAVE_SUFFIX = ".p2p-have"
-MANIFEST_SUFFIX = ".p2p-chunks"
-_STAGING_SUFFIXES = (PART_SUFFIX, HAVE_SUFFIX, MANIFEST_SUFFIX, MANIFEST_SUFFIX + ".tmp")
 _RECORD = struct.Struct("<I")
 
 
@@ -52,7 +49,7 @@ def staging_paths(dest: Path, sha256: str) -> tuple[Path, Path]:
 
 
 def is_staging_file(name: str) -> bool:
-    return name.endswith(_STAGING_SUFFIXES)
+    return name.endswith(STAGING_SUFFIXES)
 
 
 def _manifest_path(part_path: Path) -> Path:

@@ -473,10 +473,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     for address, s in found:
         rate = f"{human_bytes(s.max_serve_rate)}/s" if s.max_serve_rate else "no limit"
         print(f"{args.peer} at {address}, up {_duration(s.uptime_seconds)}")
-        partial = f", {s.partial_files} being downloaded" if s.partial_files else ""
-        print(f"  shares     {s.files} files, {human_bytes(s.bytes)}{'' if s.indexed else ' (still hashing)'}{partial}")
+        hashing = "" if s.indexed else " (still hashing)"
+        partial = f", {s.partial_files} unfinished (downloads or uploads into it)" if s.partial_files else ""
+        print(f"  shares     {counted(s.files, 'file')}, {human_bytes(s.bytes)}{hashing}{partial}")
         print(f"  transfers  {s.transfers_active} now, at most {s.transfers_max}; serve rate {rate}")
-        print(f"  served     {s.chunks_served} chunks, {human_bytes(s.bytes_served)}")
+        print(f"  served     {counted(s.chunks_served, 'chunk')}, {human_bytes(s.bytes_served)}")
         print(f"  uploads    {s.uploads_received} received" + ("" if s.uploads_allowed else " (not accepted)"))
     return 0
 

@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from p2p_common.errors import FailedPrecondition, InvalidArgument, NotFound
-from p2p_common.names import name_problem
+from p2p_common.names import HAVE_SUFFIX, STATE_DIR_NAME, name_problem
 from peer import chunking
-from peer.chunk_store import HAVE_SUFFIX, StagedFile, is_staging_file, remove_if_abandoned
+from peer.chunk_store import StagedFile, is_staging_file, remove_if_abandoned
 from peer.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
-STATE_DIR_NAME = ".p2p"  # inside the share, never shared itself
 SETTLE_SECONDS = 1.0  # a file modified more recently than this may still be being written
 
 

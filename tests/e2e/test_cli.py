@@ -523,7 +523,7 @@ def test_status_of_a_serving_peer(cluster):
     assert cluster.peer("get", "wares.txt", "-o", "got.txt").returncode == 0
     table = cluster.peer("status", "shop")
     assert table.returncode == 0, table.stderr
-    assert "shares     1 files, 5 B" in table.stdout and "served     1 chunks, 5 B" in table.stdout
+    assert "shares     1 file, 5 B" in table.stdout and "served     1 chunk, 5 B" in table.stdout
     assert "serve rate 20.0 MiB/s" in table.stdout and "(not accepted)" in table.stdout
     [row] = json.loads(cluster.peer("status", "shop", "--json").stdout)
     assert (row["files"], row["bytes"], row["chunks_served"], row["max_serve_rate"]) == (1, 5, 1, 20 << 20)

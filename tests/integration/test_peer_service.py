@@ -137,6 +137,18 @@ def test_upload_names_cannot_escape_the_share(served, name):
     assert not (node.share.root.parent / "evil.txt").exists()
 
 
+@pytest.mark.parametrize("name", [".p2p/hashes.db-journal", ".p2p/new.bin", "film.mkv.p2p-part", ".f.0123456789abcdef.p2p-have"])
+def test_uploads_cannot_write_the_peers_own_files(served, name):
+    """Its hash cache (a planted SQLite journal would be rolled into it) and staged transfers."""
+    node, stub, md = served
+    state = sorted(p.name for p in (node.share.root / ".p2p").iterdir())
+    data = b"payload"
+    requests = [offer(name, data), pb.UploadRequest(chunk=pb.UploadChunk(index=0, data=data))]
+    code, msg = fail(stub.Upload, iter(requests), metadata=md, timeout=5)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "kept for a peer's own files" in msg, (code, msg)
+    assert not (node.share.root / name).exists() and sorted(p.name for p in (node.share.root / ".p2p").iterdir()) == state
+
+
 def test_malformed_uploads(served):
     node, stub, md = served
     data = b"payload"

@@ -88,6 +88,13 @@ def test_manifest_checks_chunks_and_shape(tmp_path):
         ("a..b/c..", True),
         ("tab\there", False),
         ("del\x7f", False),
+        (".p2p/hashes.db", False),  # a peer's own folder, and its transfers under way
+        (".p2p", False),
+        ("film.mkv.p2p-part", False),
+        ("a/.film.mkv.0123456789abcdef.p2p-have", False),
+        ("a/.p2p/x", True),  # only the top folder is the peer's
+        (".p2pfiles/x", True),
+        ("notes.p2p-part.txt", True),
     ],
 )
 def test_name_rules(name, ok):
