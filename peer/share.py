@@ -326,9 +326,11 @@ class Share:
         if parent != self.root and self.root not in parent.parents:
             raise InvalidArgument(f"name {name!r} leads outside the share")
         for depth in range(1, len(parts)):
-            folder = self.root.joinpath(*parts[:depth])
+            folder, above = self.root.joinpath(*parts[:depth]), "/".join(parts[:depth])
+            if folder.is_symlink():  # the share does not follow links: what went through one would not be shared
+                raise FailedPrecondition(f"{above} is a symbolic link in this share, so {name} cannot go under it")
             if folder.exists() and not folder.is_dir():
-                raise FailedPrecondition(f"{'/'.join(parts[:depth])} is a file in this share, so {name} cannot go under it")
+                raise FailedPrecondition(f"{above} is a file in this share, so {name} cannot go under it")
         if path.is_dir():
             raise FailedPrecondition(f"{name} is a folder in this share; send the file under another name")
         return path

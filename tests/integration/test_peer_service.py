@@ -193,6 +193,12 @@ def test_an_upload_never_replaces_what_the_share_holds_but_does_not_share(served
         requests = [offer(name, data), pb.UploadRequest(chunk=pb.UploadChunk(index=0, data=data))]
         code, msg = fail(stub.Upload, iter(requests), metadata=md, timeout=5)
         assert code == grpc.StatusCode.ALREADY_EXISTS and name in msg and "not shared" in msg, (name, code, msg)
+    (root / "cache").symlink_to(root / ".p2p")  # inside the share, but links are not followed
+    for name in ("cache/hashes.db-journal", "cache/x"):
+        requests = [offer(name, data), pb.UploadRequest(chunk=pb.UploadChunk(index=0, data=data))]
+        code, msg = fail(stub.Upload, iter(requests), metadata=md, timeout=5)
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and "cache is a symbolic link" in msg, (name, code, msg)
+    assert not (root / ".p2p" / "x").exists() and not (root / ".p2p" / "hashes.db-journal").exists()
     assert (root / "link.txt").is_symlink() and outside.read_bytes() == b"the owner's notes"
     assert stat.S_ISFIFO(os.lstat(root / "pipe").st_mode)
     assert (root / "fresh.txt").read_bytes() == b"being written"
