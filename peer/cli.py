@@ -233,7 +233,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cap = f", at most {human_bytes(config.max_serve_rate)}/s" if config.max_serve_rate else ""
     listed = f", listed as {node.tracker.listed_as}" if node.tracker.listed_as else ""
     serving = f"serving {node.share.root} on port {node.port} as {args.name}{cap}{listed}"
-    print(serving, "(indexing it in the background)", flush=True)
+    # one write: log lines from the serving threads go to the same terminal or file (stderr), and
+    # print() writes its pieces apart, so one could land in the middle of this line
+    sys.stdout.write(f"{serving} (indexing it in the background)\n")
+    sys.stdout.flush()
     wait_for_stop_signal()
     node.stop()
     return 0

@@ -61,19 +61,43 @@ class HashCache:
     FORMAT = 2  # 2: chained chunk digests (peer.sha256_chain); 1 had a plain sha256 per chunk
 
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = NORMAL")  # a lost entry costs one re-hash, never a wrong digest
-        if self._db.execute("PRAGMA user_version").fetchone()[0] != self.FORMAT:
-            self._db.execute("DROP TABLE IF EXISTS hashes")  # digests of another scheme: hash again
-            self._db.execute(f"PRAGMA user_version = {self.FORMAT}")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS hashes (name TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER,"
-            " sha256 TEXT, chunk_size INTEGER, digests BLOB)"
-        )
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise FailedPrecondition(f"{path.parent} is a file, where this peer keeps its hash cache: move it away") from None
+        try:
+            self._db = self._open(path)
+        except sqlite3.OperationalError as exc:  # cannot be opened at all: a folder this user may not write
+            raise FailedPrecondition(
+                f"cannot open the hash cache {path}: {exc} (can this user write in {path.parent}?)"
+            ) from None
+        except sqlite3.DatabaseError as exc:  # not a database (any more): a cache, so start a new one
+            aside = path.with_name(path.name + ".unreadable")
+            os.replace(path, aside)
+            for leftover in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                leftover.unlink(missing_ok=True)
+            log.warning("the hash cache %s could not be read (%s): moved to %s, the share is hashed again", path, exc, aside)
+            self._db = self._open(path)
         self._lock = threading.Lock()
         self._queued: list[tuple[object, ...]] = []
+
+    @classmethod
+    def _open(cls, path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")  # a lost entry costs one re-hash, never a wrong digest
+            if db.execute("PRAGMA user_version").fetchone()[0] != cls.FORMAT:
+                db.execute("DROP TABLE IF EXISTS hashes")  # digests of another scheme: hash again
+                db.execute(f"PRAGMA user_version = {cls.FORMAT}")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS hashes (name TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER,"
+                " sha256 TEXT, chunk_size INTEGER, digests BLOB)"
+            )
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def get(self, name: str, st: os.stat_result) -> Manifest | None:
         with self._lock:

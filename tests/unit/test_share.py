@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from p2p_common.errors import InvalidArgument, NotFound
+from p2p_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from peer.share import Share
 
 
@@ -321,3 +321,32 @@ def test_an_unfinished_transfer_left_untouched_is_removed_unless_it_is_being_wri
         assert paused.exists()  # 0 keeps them for ever, however old
     finally:
         forever.close()
+
+
+def test_an_unreadable_hash_cache_is_set_aside_and_the_share_hashed_again(tmp_path, caplog):
+    root = tmp_path / "share"
+    (root / ".p2p").mkdir(parents=True)
+    (root / ".p2p" / "hashes.db").write_bytes(b"not a database, as after a disk error " * 8)
+    (root / "a.txt").write_bytes(b"hello")
+    settle(root / "a.txt")
+    share = Share(root)  # was a traceback: sqlite3.DatabaseError: file is not a database
+    try:
+        assert [f.name for f in share.scan().added] == ["a.txt"]
+        assert (root / ".p2p" / "hashes.db.unreadable").read_bytes().startswith(b"not a database")
+        assert "could not be read (file is not a database)" in caplog.text
+    finally:
+        share.close()
+    again = Share(root)  # the new cache is a good one
+    try:
+        assert [f.name for f in again.scan().added] == ["a.txt"] and caplog.text.count("could not be read") == 1
+    finally:
+        again.close()
+
+
+def test_a_file_where_the_state_folder_goes_is_one_line(tmp_path):
+    root = tmp_path / "share"
+    root.mkdir()
+    (root / ".p2p").write_text("someone's notes")
+    with pytest.raises(FailedPrecondition, match=r"\.p2p is a file, where this peer keeps its hash cache: move it away"):
+        Share(root)
+    assert (root / ".p2p").read_text() == "someone's notes"
