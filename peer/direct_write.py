@@ -6,8 +6,8 @@ more than receiving and verifying the bytes together; `dd` here writes a GiB in 
 O_DIRECT (0.18 s of CPU) against 0.7-3.3 s buffered. A direct write goes from one reused,
 page-aligned buffer to the disk, and a large download no longer evicts what the machine had
 cached. Only whole blocks at block offsets go this way (every chunk but a short last one);
-anything else, and filesystems that refuse O_DIRECT (tmpfs) or an alignment (EINVAL), fall
-back to ordinary writes: both reach the same file, and the kernel keeps them coherent.
+anything else, and filesystems that refuse O_DIRECT (tmpfs before Linux 6.6, some FUSE ones) or
+an alignment (EINVAL), fall back to ordinary writes: both reach the same file, and the kernel keeps them coherent.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class DirectWriter:
         self._buffer: mmap.mmap | None = None  # page-aligned; grown to the largest chunk written
         try:
             self._fd = os.open(path, os.O_WRONLY | os.O_DIRECT)
-        except (OSError, AttributeError):  # no O_DIRECT here (tmpfs, macOS): buffered writes only
+        except (OSError, AttributeError):  # no O_DIRECT here (an older tmpfs, macOS): ordinary writes only
             self._fd = -1
 
     def write(self, data: bytes | memoryview, offset: int) -> bool:

@@ -161,7 +161,7 @@ class SessionKeeper(Wakeable):
                 self._need_login = True
                 wait = backoff * random.uniform(0.5, 1.0)
                 backoff = min(MAX_BACKOFF, backoff * 2)
-            if failing:  # changes found meanwhile wait for the backoff: no try a rescan while it is away
+            if failing:  # changes wait for the backoff: a busy share would make every rescan a try
                 self._stop_event.wait(wait)
             else:
                 self._wake.wait(wait)

@@ -330,9 +330,12 @@ def push(
             time.sleep(seconds)
 
 
-def _version(path: Path) -> tuple[int, int, int]:
-    """What changes when a file is written to: its size, mtime and inode."""
-    st = path.stat()
+def _version(path: Path) -> tuple[int, int, int] | None:
+    """What changes when a file is written to: its size, mtime and inode (None: it is gone)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
     return st.st_size, st.st_mtime_ns, st.st_ino
 
 
