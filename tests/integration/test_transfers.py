@@ -279,9 +279,11 @@ def test_a_file_written_to_while_it_is_sent_is_said_to_have_changed(start_peer_a
 
     def append_after_the_first_chunk(progress: Progress) -> None:
         if progress.done_bytes == MiB:  # read and sent; the last chunk is read later
-            with open(local, "r+b") as f:
+            with open(local, "r+b") as f:  # rewritten in place and grown (so size tells, whatever mtime's grain)
                 f.seek(2 * MiB)
                 f.write(b"a line logged meanwhile")
+                f.seek(0, os.SEEK_END)
+                f.write(b"and another")
 
     with pytest.raises(FailedPrecondition, match=r"log\.txt changed while it was being sent"):
         push(client, local, "inbox", on_progress=append_after_the_first_chunk)
