@@ -24,6 +24,7 @@ from p2p_common.errors import (
     DataLoss,
     FailedPrecondition,
     InvalidArgument,
+    NotFound,
     P2PError,
     PermissionDenied,
     ResourceExhausted,
@@ -34,7 +35,7 @@ from p2p_common.names import is_sha256_hex, name_problem
 from peer.chunk_store import PartialFile, Write
 from peer.chunk_wire import encode_download_response, encode_not_held
 from peer.manifest import Manifest
-from peer.share import Share, SharedFile, open_unchanged
+from peer.share import Share, SharedFile, is_unchanged, open_unchanged
 from peer.throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -174,8 +175,10 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                         if not self._wait_for_budget(m.chunk_length(index), context):
                             return
                         data = os.pread(fd, m.chunk_length(index), index * m.chunk_size)
-                        if len(data) != m.chunk_length(index):
-                            raise DataLoss(f"{shared.name} was truncated while being served")
+                        if len(data) != m.chunk_length(index) or not is_unchanged(fd, shared):
+                            raise NotFound(
+                                f"{shared.name} changed while it was being served: this peer no longer holds that content"
+                            )
                     else:
                         chunk = staged.read_chunk(fd, index) if staged.holds(index) else None
                         if chunk is None:

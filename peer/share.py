@@ -377,12 +377,19 @@ def open_unchanged(shared: SharedFile) -> int:
         fd = os.open(shared.path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError as exc:
         raise NotFound(f"{shared.name} is gone: {exc.strerror}") from exc
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or (st.st_size, st.st_mtime_ns, st.st_ino) != (
-        shared.manifest.size,
-        shared.mtime_ns,
-        shared.inode,
-    ):
+    if not is_unchanged(fd, shared):
         os.close(fd)
         raise NotFound(f"{shared.name} changed since it was indexed; try again after the next rescan")
     return fd
+
+
+def is_unchanged(fd: int, shared: SharedFile) -> bool:
+    """Whether the file open at fd is still the one hashed. Checked again after each read while
+    serving: a write into the file changes its mtime before its bytes (the kernel updates the
+    time first), so a read that saw new bytes is always followed by a check that sees it."""
+    st = os.fstat(fd)
+    return stat.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns, st.st_ino) == (
+        shared.manifest.size,
+        shared.mtime_ns,
+        shared.inode,
+    )

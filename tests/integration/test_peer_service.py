@@ -370,6 +370,34 @@ def test_transfers_beyond_the_slots_are_refused_until_one_ends(start_peer_at, cl
     channel.close()
 
 
+def test_a_file_written_to_while_it_is_served_stops_being_served(start_peer_at, client):
+    """Its changed bytes are never sent as the content it was indexed as: the stream ends with
+    NOT_FOUND, before the next rescan notices, and a new stream is refused until then."""
+    data = os.urandom(3 * MiB)
+    node = start_peer_at("editing", {"draft.bin": data}, rescan_seconds=3600)
+    channel = grpc.insecure_channel(f"127.0.0.1:{node.port}")
+    stub, md = peer_pb2_grpc.PeerServiceStub(channel), bearer_metadata(client.ticket("editing"))
+    asks: queue.SimpleQueue[pb.DownloadRequest | None] = queue.SimpleQueue()
+    asks.put(pb.DownloadRequest(sha256=sha(data), chunk_indexes=[0]))
+    stream = stub.Download(iter(asks.get, None), metadata=md, timeout=30)
+    try:
+        assert next(stream).data == data[:MiB]
+        with open(node.share.root / "draft.bin", "r+b") as f:  # edited in place: same size and inode
+            f.seek(2 * MiB + 10)
+            f.write(b"edited")
+        asks.put(pb.DownloadRequest(sha256=sha(data), chunk_indexes=[2]))
+        with pytest.raises(grpc.RpcError) as info:
+            next(stream)
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "draft.bin changed while it was being served" in info.value.details()
+    finally:
+        stream.cancel()
+        asks.put(None)
+    code, msg = fail(stub.Download, iter([pb.DownloadRequest(sha256=sha(data), chunk_indexes=[1])]), metadata=md, timeout=5)
+    assert code == grpc.StatusCode.NOT_FOUND and "draft.bin changed since it was indexed" in msg
+    channel.close()
+
+
 _FREEZING_DOWNLOADER = """
 import os, signal, sys
 import grpc
