@@ -74,6 +74,17 @@ def _records(raw: bytes, chunk_count: int) -> set[int]:
     return {i for o in range(0, whole, _RECORD.size) if (i := _RECORD.unpack_from(raw, o)[0]) < chunk_count}
 
 
+def _staged_records(dest: Path) -> list[Path]:
+    """The chunk records of every content staged for dest (one listing of its folder)."""
+    try:
+        with os.scandir(dest.parent) as entries:
+            names = [e.name for e in entries if e.name.endswith(HAVE_SUFFIX)]
+    except OSError:
+        return []
+    staged = [(n, StagedFile.staged_as(Path(n))) for n in names]
+    return [dest.with_name(n) for n, named in staged if named is not None and named[0] == dest.name]
+
+
 def remove_if_abandoned(have_path: Path, untouched_seconds: float) -> bool:
     """Remove the staged files whose chunk record this is, when none has changed for
     untouched_seconds and no transfer is writing them (its writer holds a lock on the data file);
@@ -142,6 +153,8 @@ class PartialFile:
         self._have_file = open(self.have_path, "ab")  # noqa: SIM115 - lives as long as self
         if manifest.chunk_count > 1:  # for a serving peer to serve what is verified meanwhile
             _write_manifest(_manifest_path(self.part_path), manifest)
+        self._earlier = [p for p in _staged_records(dest) if p != self.have_path]
+        self._adopt_earlier_versions()
 
     def _preallocate(self) -> None:
         """Reserve the whole file's blocks up front: writes into allocated blocks cost a tenth of
@@ -177,6 +190,38 @@ class PartialFile:
         # rewrite the record so that it lists exactly the chunks that survived
         with open(self.have_path, "wb") as f:
             f.write(b"".join(_RECORD.pack(i) for i, h in enumerate(self._have) if h))
+
+    def _adopt_earlier_versions(self) -> None:
+        """Copy in the chunks that another content staged for this destination shares with this
+        one: a file that changed at its source after a get of it was cut short, fetched anew.
+        Chained digests are equal exactly where both files hold the same bytes from their start
+        to the chunk's end, so a file that grew keeps every whole chunk it had (a log, a
+        recording); each chunk is verified again as it is copied."""
+        for have_path in self._earlier:
+            earlier = StagedFile.find(have_path)
+            if earlier is None or earlier.manifest.chunk_size != self.manifest.chunk_size:
+                continue
+            pairs = zip(earlier.manifest.chunk_digests, self.manifest.chunk_digests, strict=False)  # one may be longer
+            shared = [i for i, (theirs, ours) in enumerate(pairs) if theirs == ours and not self._have[i]]
+            if not shared:
+                continue
+            try:
+                fd = earlier.open()
+            except NotFound:
+                continue
+            try:
+                for index in shared:
+                    data = earlier.read_chunk(fd, index) if earlier.holds(index) else None
+                    if data is not None:
+                        self.write_chunk(index, data)
+            finally:
+                os.close(fd)
+
+    def _remove_earlier_versions(self) -> None:
+        """Once this content is in place, what was staged for another content at the same name
+        could only ever be resumed to replace it: removed, unless a transfer is writing it."""
+        for have_path in self._earlier:
+            remove_if_abandoned(have_path, untouched_seconds=0)
 
     # -- state ---------------------------------------------------------------------------
     def has(self, index: int) -> bool:
@@ -237,6 +282,7 @@ class PartialFile:
             os.replace(self.part_path, self.dest)
             self.have_path.unlink(missing_ok=True)
             _manifest_path(self.part_path).unlink(missing_ok=True)
+        self._remove_earlier_versions()
         return self.dest
 
     def _close(self) -> None:

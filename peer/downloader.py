@@ -105,7 +105,7 @@ class DownloadResult:
     size: int
     bytes_received: int  # payload bytes that crossed the network in this run (duplicates included)
     chunks_fetched: int
-    chunks_reused: int  # already held from an interrupted earlier run
+    chunks_reused: int  # already held: from an interrupted earlier run, or an earlier version staged there
     per_source: dict[str, int] = field(default_factory=dict)  # chunks written per source
     dropped: dict[str, str] = field(default_factory=dict)  # source -> why it was dropped
 

@@ -507,6 +507,33 @@ def test_all_sources_failing_keeps_progress_for_a_resume(tmp_path):
     assert (tmp_path / "out").read_bytes() == DATA and not part.exists() and not have.exists()
 
 
+def test_a_file_changed_since_an_interrupted_get_is_fetched_reusing_what_both_versions_share(tmp_path):
+    old_m, _ = make(DATA)
+    cut_short = PartialFile(tmp_path / "out", old_m)  # a get of the old version, cut short
+    for i in range(25):
+        cut_short.write_chunk(i, DATA[i * CHUNK : (i + 1) * CHUNK])
+    cut_short.close()
+    new = DATA[: 20 * CHUNK + 100] + b"edited" + DATA[20 * CHUNK + 106 :] + b"and then it grew" * 9000
+    new_m, wanted = make(new)
+    result = Download(wanted, [MemorySource("a", new, new_m)], tmp_path / "out").run()
+    assert (tmp_path / "out").read_bytes() == new
+    assert result.chunks_reused == 20 and result.chunks_fetched == new_m.chunk_count - 20  # not chunk 20, edited
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the old version's staged files went with it
+
+
+def test_an_earlier_version_being_written_is_left_alone(tmp_path):
+    old_m, _ = make(DATA)
+    writing = PartialFile(tmp_path / "out", old_m)  # another transfer writes it (holds its lock)
+    writing.write_chunk(0, DATA[:CHUNK])
+    new = b"x" + DATA[1:]
+    new_m, wanted = make(new)
+    result = Download(wanted, [MemorySource("a", new, new_m)], tmp_path / "out").run()
+    assert (tmp_path / "out").read_bytes() == new and result.chunks_reused == 0  # no chunk in common
+    assert writing.part_path.exists() and writing.have_path.exists()
+    assert writing.write_chunk(1, DATA[CHUNK : 2 * CHUNK]) is Write.WRITTEN
+    writing.close()
+
+
 def test_partial_file_rejects_bad_bytes_and_a_chain_not_ending_in_the_sha256(tmp_path):
     m, _ = make(DATA)
     partial = PartialFile(tmp_path / "f", m)
