@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from p2p_common.errors import P2PError, error_text
+from p2p_common.flags import accept_after_command
 from p2p_common.malloc import tune_malloc
 from p2p_common.names import name_problem, split_host_port
 from p2p_common.rpc_log import add_log_level_flag, setup_logging
@@ -90,8 +91,8 @@ def add_stall_flag(command: argparse.ArgumentParser, what: str) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="p2p-peer", description="Share files with peers through a p2p tracker.")
+def _add_account_flags(parser: argparse.ArgumentParser) -> None:
+    """The options of every command: where the tracker is, who logs in, TLS, logging."""
     parser.add_argument(
         "--tracker", type=_host_port, default=_env("P2P_TRACKER", "127.0.0.1:50051"), help="tracker host:port [P2P_TRACKER]"
     )
@@ -103,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="PEM CA bundle: dial the tracker and peers over TLS, trusting these CAs [P2P_TLS_CA]",
     )
     add_log_level_flag(parser, "warning")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="p2p-peer", description="Share files with peers through a p2p tracker.")
+    _add_account_flags(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="share a directory and serve it to other peers")
@@ -197,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="what a serving peer shares and serves now")
     status.add_argument("peer", help="the serving peer's account name")
     status.add_argument("--json", action="store_true", help="print a JSON list (one object per serving session)")
+    for command in sub.choices.values():
+        accept_after_command(_add_account_flags, command)
     return parser
 
 

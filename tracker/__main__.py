@@ -9,9 +9,10 @@ import os
 import sys
 
 from p2p_common.errors import P2PError, error_text
+from p2p_common.flags import accept_after_command
 from p2p_common.rpc_log import setup_logging
 from p2p_common.server import wait_for_stop_signal
-from tracker.config import TrackerConfig, add_serve_flags, config_from_args
+from tracker.config import TrackerConfig, add_serve_flags, add_store_flags, config_from_args
 from tracker.directory import Directory
 from tracker.sqlite_store import SqliteStore
 from tracker.store import CannotOpen, NotFound
@@ -23,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="p2p-tracker", description="The p2p directory: who is online and what they share.")
     add_serve_flags(parser)
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("serve", help="serve the directory (the default)")
+    accept_after_command(add_serve_flags, sub.add_parser("serve", help="serve the directory (the default)"))
     user = sub.add_parser("user", help="manage accounts in the database given by --db")
     user_sub = user.add_subparsers(dest="user_command", required=True)
     for name, text in (("add", "create an account"), ("passwd", "change an account's password")):
@@ -35,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     user_sub.add_parser("list", help="list accounts")
     rm = user_sub.add_parser("del", help="delete an account and its sessions")
     rm.add_argument("name")
+    for command in user_sub.choices.values():
+        accept_after_command(add_store_flags, command)
     return parser
 
 

@@ -43,12 +43,18 @@ def _env_bool(name: str, default: bool) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
+def add_store_flags(parser: argparse.ArgumentParser) -> None:
+    """What the account commands need: the database, and the log level."""
+    parser.add_argument("--db", default=os.environ.get("P2P_DB", TrackerConfig().db), help="SQLite file, or :memory: [P2P_DB]")
+    add_log_level_flag(parser, TrackerConfig().log_level)
+
+
 def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     """The serve flags; each default is read from its environment variable."""
     env = os.environ.get
     d = TrackerConfig()
     parser.add_argument("--listen", default=env("P2P_LISTEN", d.listen), help="host:port to serve on [P2P_LISTEN]")
-    parser.add_argument("--db", default=env("P2P_DB", d.db), help="SQLite file, or :memory: [P2P_DB]")
+    add_store_flags(parser)
     parser.add_argument(
         "--lease", type=int, default=env("P2P_LEASE", str(d.lease_seconds)), help="session lease in seconds [P2P_LEASE]"
     )
@@ -68,7 +74,6 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         help="files one peer may publish; a SendIndex past it is refused whole [P2P_MAX_FILES_PER_SESSION]",
     )
     add_server_tls_flags(parser)
-    add_log_level_flag(parser, d.log_level)
 
 
 def config_from_args(args: argparse.Namespace) -> TrackerConfig:

@@ -103,3 +103,22 @@ def test_keep_partial_comes_from_its_variable_and_zero_keeps_for_ever(monkeypatc
     assert cli.build_parser().parse_args(["serve"]).keep_partial == 0
     code = cli.main(["--password", "pw", "serve", "--share", str(tmp_path), "--listen", "127.0.0.1:0", "--keep-partial", "-1"])
     assert code == 1 and "keep-partial must be 0 (for ever) or a number of seconds" in capsys.readouterr().err
+
+
+def test_the_options_of_every_command_go_before_or_after_its_name(monkeypatch):
+    from tracker.__main__ import build_parser as tracker_parser
+
+    monkeypatch.setenv("P2P_TRACKER", "env-host:1")
+    monkeypatch.setenv("P2P_LOG_LEVEL", "error")
+    parse = cli.build_parser().parse_args
+    assert (parse(["get", "x"]).tracker, parse(["get", "x"]).log_level) == ("env-host:1", "error")
+    before = parse(["--tracker", "a:2", "--log-level", "debug", "get", "x"])
+    assert (before.tracker, before.log_level) == ("a:2", "debug")  # not undone by the command's defaults
+    after = parse(["serve", "--share", "s", "--log-level", "info", "--tracker", "b:3", "--name", "n"])
+    assert (after.tracker, after.log_level, after.name, after.share) == ("b:3", "info", "n", "s")
+    assert parse(["--tracker", "a:2", "ls", "--tracker", "c:4"]).tracker == "c:4"  # the last one given
+    monkeypatch.setenv("P2P_DB", "env.db")
+    assert tracker_parser().parse_args(["serve", "--db", "x.db", "--listen", ":5"]).listen == ":5"
+    assert tracker_parser().parse_args(["--db", "a.db", "user", "list"]).db == "a.db"
+    assert tracker_parser().parse_args(["user", "add", "bob", "--db", "b.db"]).db == "b.db"
+    assert tracker_parser().parse_args(["user", "list"]).db == "env.db"
