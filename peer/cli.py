@@ -373,7 +373,10 @@ def _destinations(output: str | None, chosen: list[tuple[RemoteFile, str]]) -> l
 def cmd_put(args: argparse.Namespace) -> int:
     from peer.transfers import files_to_send, find_peer_address
 
-    sending = files_to_send([Path(p) for p in args.files], args.as_name)  # a typo fails before any login
+    def skipped(path: Path, why: str) -> None:
+        print(f"p2p-peer put: not sending {path}: {why}", file=sys.stderr)
+
+    sending = files_to_send([Path(p) for p in args.files], args.as_name, skipped)  # a typo fails before any login
     sizes = {path: path.stat().st_size for path, _ in sending}
     client = _client(args)
     display = BatchProgress(len(sending), sum(sizes.values())) if len(sending) > 1 else None

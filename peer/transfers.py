@@ -16,9 +16,10 @@ import grpc
 
 from p2p.v1 import peer_pb2 as pb
 from p2p_common.errors import AlreadyExists, Busy, DataLoss, FailedPrecondition, InvalidArgument, NotFound, P2PError, Unavailable
-from p2p_common.names import is_sha256_prefix, name_problem
+from p2p_common.names import STATE_DIR_NAME, is_sha256_prefix, name_problem
 from peer import chunking
 from peer.busy_wait import BusyWait
+from peer.chunk_store import is_staging_file
 from peer.downloader import STALL_SECONDS, DownloadResult, Progress, Wanted, download
 from peer.manifest import Manifest
 from peer.peer_client import PeerChannels, PeerConnection
@@ -244,13 +245,19 @@ def peer_statuses(tracker: TrackerClient, peer_name: str) -> list[tuple[str, pb.
         return [(address, connect(tracker, peer_name, address, channels).status()) for address in addresses]
 
 
-def files_to_send(paths: Sequence[Path], as_name: str | None = None) -> list[tuple[Path, str]]:
+def files_to_send(
+    paths: Sequence[Path], as_name: str | None = None, on_skip: Callable[[Path, str], None] | None = None
+) -> list[tuple[Path, str]]:
     """(local file, name on the receiver) for each file the paths hold, as `cp -r PATH... DEST`
     names them: a file by its name, a folder as its files in their folders, under its own name.
     as_name renames one file or folder; with several paths, it is the folder they go into.
-    Symbolic links are not followed (as a share does not follow them). Every path and name is
-    checked before any byte moves."""
+    Every path and name is checked before any byte moves.
+
+    In a folder, what a share would not share either is left out, and told to on_skip with the
+    reason: symbolic links (not followed), pipes and devices, a peer's own files (a share's
+    state folder, the staged files of a transfer under way)."""
     found: list[tuple[Path, str]] = []
+    skip = on_skip or (lambda _path, _why: None)
     for path in paths:
         if path.is_symlink():
             raise InvalidArgument(f"{path} is a symbolic link (links are not followed: send what it points to)")
@@ -265,11 +272,24 @@ def files_to_send(paths: Sequence[Path], as_name: str | None = None) -> list[tup
             found.append((path, top))
             continue
         for folder, subfolders, names in os.walk(path):
+            for sub in list(subfolders):
+                if (Path(folder) / sub).is_symlink():  # os.walk lists them, and does not go in
+                    subfolders.remove(sub)
+                    skip(Path(folder) / sub, "a symbolic link, not followed")
+                elif sub == STATE_DIR_NAME:
+                    subfolders.remove(sub)
+                    skip(Path(folder) / sub, "a peer's own state")
             subfolders.sort()
             inside = Path(folder).relative_to(path)
             for file_name in sorted(names):
                 local = Path(folder) / file_name
-                if local.is_file() and not local.is_symlink():
+                if local.is_symlink():
+                    skip(local, "a symbolic link, not followed")
+                elif is_staging_file(file_name):
+                    skip(local, "the staged part of a transfer under way")
+                elif not local.is_file():
+                    skip(local, "not a regular file")
+                else:
                     found.append((local, (Path(top) / inside / file_name).as_posix()))
     if not found:
         raise InvalidArgument("no files to send: " + ", ".join(str(p) for p in paths) + " hold none")

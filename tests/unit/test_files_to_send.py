@@ -56,3 +56,21 @@ def test_what_cannot_be_sent_fails_before_anything_is_sent(photos, tmp_path):
         files_to_send([tmp_path / "notes.txt", tmp_path / "other/notes.txt"])
     with pytest.raises(InvalidArgument, match=re.escape("has an empty, '.' or '..' component")):
         files_to_send([tmp_path / "notes.txt"], "../outside.txt")
+
+
+def test_what_a_share_would_not_share_is_left_out_of_a_folder_and_told(photos):
+    (photos / ".p2p").mkdir()  # the folder is a share: its state stays
+    (photos / ".p2p/hashes.db").write_bytes(b"cache")
+    (photos / "trip/.c.jpg.0123456789abcdef.p2p-part").write_bytes(b"half")  # a get under way
+    os.mkfifo(photos / "trip/pipe")
+    os.symlink(photos / "trip", photos / "trip-link")
+    told: list[tuple[str, str]] = []
+    found = files_to_send([photos], on_skip=lambda path, why: told.append((path.relative_to(photos).as_posix(), why)))
+    assert named(found) == {"photos/a.jpg": "a", "photos/trip/b.jpg": "b"}
+    assert sorted(told) == [
+        (".p2p", "a peer's own state"),
+        ("link.jpg", "a symbolic link, not followed"),
+        ("trip-link", "a symbolic link, not followed"),
+        ("trip/.c.jpg.0123456789abcdef.p2p-part", "the staged part of a transfer under way"),
+        ("trip/pipe", "not a regular file"),
+    ]
