@@ -237,10 +237,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tls_key=args.tls_key,
         tls_ca=args.tls_ca,
     )
+    created = "" if config.share.exists() else " (a new folder: it did not exist)"
     node = start_peer(config)
     cap = f", at most {human_bytes(config.max_serve_rate)}/s" if config.max_serve_rate else ""
     listed = f", listed as {node.tracker.listed_as}" if node.tracker.listed_as else ""
-    serving = f"serving {node.share.root} on port {node.port} as {args.name}{cap}{listed}"
+    serving = f"serving {node.share.root}{created} on port {node.port} as {args.name}{cap}{listed}"
     # one write: log lines from the serving threads go to the same terminal or file (stderr), and
     # print() writes its pieces apart, so one could land in the middle of this line
     sys.stdout.write(f"{serving} (indexing it in the background)\n")

@@ -62,9 +62,10 @@ class Cluster:
 
         wait_for(healthy, timeout=30, interval=0.2, what=f"server at {address}")
 
-    def serve(self, name: str, *extra: str, env: dict[str, str] | None = None) -> Path:
+    def serve(self, name: str, *extra: str, env: dict[str, str] | None = None, new_share: bool = False) -> Path:
         share = self.work / f"share-{name}"
-        share.mkdir(exist_ok=True)
+        if not new_share:  # else left for serve to make
+            share.mkdir(exist_ok=True)
         self.shares[name] = share
         address = f"127.0.0.1:{free_port()}"
         cmd = [
@@ -282,9 +283,12 @@ def test_tracker_passwd_changes_the_password(tmp_path):
 def test_serve_says_its_serve_rate_and_where_it_is_listed(cluster):
     """The start-up line says the cap and the listed address; if the first login did not get
     through (a slow machine), the line comes without it and the log says it once a login does."""
-    cluster.serve("capped", "--max-serve-rate", "20M")
+    share = cluster.serve("capped", "--max-serve-rate", "20M", new_share=True)
     log = cluster.work / "capped.log"
-    line = re.compile(r"as capped, at most 20\.0 MiB/s(, listed as 127\.0\.0\.1:\d+)? \(indexing it in the background\)")
+    line = re.compile(
+        rf"serving {re.escape(str(share))} \(a new folder: it did not exist\) on port \d+ as capped, at most 20\.0 MiB/s"
+        r"(, listed as 127\.0\.0\.1:\d+)? \(indexing it in the background\)"
+    )
     listed = re.compile(r"listed as 127\.0\.0\.1:\d+ \(indexing|the tracker lists this peer as 127\.0\.0\.1:\d+")
     try:
         wait_for(lambda: line.search(log.read_text()), timeout=10, what="the serve line")
