@@ -214,6 +214,8 @@ class PartialFile:
                     data = earlier.read_chunk(fd, index) if earlier.holds(index) else None
                     if data is not None:
                         self.write_chunk(index, data)
+            except OSError:  # a saving, not a need: what it could not copy is fetched
+                pass
             finally:
                 os.close(fd)
 
