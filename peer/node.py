@@ -206,6 +206,11 @@ def start_peer(config: PeerConfig) -> PeerNode:
     sha256_chain.check_available()  # a peer that cannot hash its share says so now, in one line
     server_tls, client_tls = ServerTls.load(config.tls_cert, config.tls_key), ClientTls.load(config.tls_ca)
     share = Share(config.share, keep_partial_seconds=config.keep_partial_seconds)
+    try:
+        share.claim_for_serving()
+    except (P2PError, OSError):
+        share.close()
+        raise
     tracker = TrackerClient(config.tracker, config.name, config.password, tls=client_tls)
     verifier = TicketVerifier(tracker)
     watcher = ShareWatcher(share, config.rescan_seconds, lambda: keeper.wake())  # started once keeper is

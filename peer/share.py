@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sqlite3
@@ -156,6 +157,7 @@ class Share:
             raise InvalidArgument(f"the share {self.root} is a file; share the folder holding it")
         self.root.mkdir(parents=True, exist_ok=True)
         self.state_dir = state_dir or self.root / STATE_DIR_NAME
+        self._serving_lock = -1  # see claim_for_serving
         self.cache = HashCache(self.state_dir / "hashes.db")
         self._lock = threading.Lock()
         self._by_name: dict[str, SharedFile] = {}
@@ -359,8 +361,29 @@ class Share:
             raise FailedPrecondition(f"{name} is a folder in this share; send the file under another name")
         return path
 
+    def claim_for_serving(self) -> None:
+        """One `serve` per share: a second would rescan, publish and clean up the same files
+        beside the first (each lists them as its own; each removes what it takes for the other's
+        abandoned transfers). Held until close(), by a lock the system drops if the process dies."""
+        path = self.state_dir / "serving.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise FailedPrecondition(
+                f"the share {self.root} is already served by another p2p-peer serve (pid {holder}); one serve per share folder"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._serving_lock = fd
+
     def close(self) -> None:
         self.cache.close()
+        if self._serving_lock >= 0:
+            os.close(self._serving_lock)  # and with it the lock
+            self._serving_lock = -1
 
 
 def _finished_download(known: SharedFile | None, st: os.stat_result) -> Manifest | None:

@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from p2p.v1 import peer_pb2 as pb
 from p2p.v1 import peer_pb2_grpc
 from p2p_common.auth import bearer_metadata
-from p2p_common.errors import Unavailable
+from p2p_common.errors import FailedPrecondition, Unavailable
 from peer.node import MAX_BACKOFF, PeerNode
 from tests.helpers import wait_for
 from tracker.auth import Ticket, TicketSigner, token_hash
@@ -228,16 +228,28 @@ def _settled_file(path: Path, data: bytes) -> None:
     os.utime(path, (time.time() - 10, time.time() - 10))  # not "still being written"
 
 
-def _peer_of(port: int, share: Path) -> PeerNode:
-    """A serving peer (not the fixture's: these tests restart its tracker) sharing keep.txt."""
+def _peer_of(port: int, share: Path, make: bool = True) -> PeerNode:
+    """A serving peer (not the fixture's: these tests restart its tracker) sharing keep.txt (made
+    unless make is False: the share is there already)."""
     from peer.config import PeerConfig
     from peer.node import start_peer
 
-    share.mkdir()
-    _settled_file(share / "keep.txt", b"still here")
+    if make:
+        share.mkdir()
+        _settled_file(share / "keep.txt", b"still here")
     return start_peer(
         PeerConfig(tracker=f"127.0.0.1:{port}", name="srv", password="pw", share=share, listen="127.0.0.1:0", rescan_seconds=0.2)
     )
+
+
+def test_one_serve_per_share(tracker, tmp_path):
+    first = _peer_of(tracker.port, tmp_path / "share")
+    try:
+        with pytest.raises(FailedPrecondition, match=rf"already served by another p2p-peer serve \(pid {os.getpid()}\)"):
+            _peer_of(tracker.port, tmp_path / "share", make=False)
+    finally:
+        first.stop()
+    _peer_of(tracker.port, tmp_path / "share", make=False).stop()  # free again once the first one stopped
 
 
 def test_tracker_restart_during_serve_relogs_in_and_republishes(start_tracker_at, tmp_path, caplog):
@@ -338,14 +350,20 @@ def test_a_peer_serves_at_once_and_publishes_its_share_as_it_is_hashed(start_pee
     assert found == {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
 
 
+def open_download(node: PeerNode, client, data: bytes):
+    """A Download stream of data from node, asked for its first chunk and kept open: ask for more
+    with asks.put, end it with asks.put(None). Returns (channel, stub, metadata, asks, stream)."""
+    channel = grpc.insecure_channel(f"127.0.0.1:{node.port}")
+    stub, md = peer_pb2_grpc.PeerServiceStub(channel), bearer_metadata(client.ticket(node.config.name))
+    asks: queue.SimpleQueue[pb.DownloadRequest | None] = queue.SimpleQueue()
+    asks.put(pb.DownloadRequest(sha256=sha(data), chunk_indexes=[0]))
+    return channel, stub, md, asks, stub.Download(iter(asks.get, None), metadata=md, timeout=30)
+
+
 def test_transfers_beyond_the_slots_are_refused_until_one_ends(start_peer_at, client):
     data = os.urandom(3 * MiB)
     node = start_peer_at("busy", {"a.bin": data}, max_transfers=1)
-    channel = grpc.insecure_channel(f"127.0.0.1:{node.port}")
-    stub, md = peer_pb2_grpc.PeerServiceStub(channel), bearer_metadata(client.ticket("busy"))
-    asks: queue.SimpleQueue[pb.DownloadRequest | None] = queue.SimpleQueue()
-    asks.put(pb.DownloadRequest(sha256=sha(data), chunk_indexes=[0]))
-    holding = stub.Download(iter(asks.get, None), metadata=md, timeout=30)
+    channel, stub, md, asks, holding = open_download(node, client, data)
     try:
         assert next(holding).data == data[:MiB]  # this stream holds the only slot, and stays open
         code, msg = fail(stub.Download, iter([pb.DownloadRequest(sha256=sha(data), chunk_indexes=[1])]), metadata=md, timeout=5)
@@ -375,11 +393,7 @@ def test_a_file_written_to_while_it_is_served_stops_being_served(start_peer_at, 
     NOT_FOUND, before the next rescan notices, and a new stream is refused until then."""
     data = os.urandom(3 * MiB)
     node = start_peer_at("editing", {"draft.bin": data}, rescan_seconds=3600)
-    channel = grpc.insecure_channel(f"127.0.0.1:{node.port}")
-    stub, md = peer_pb2_grpc.PeerServiceStub(channel), bearer_metadata(client.ticket("editing"))
-    asks: queue.SimpleQueue[pb.DownloadRequest | None] = queue.SimpleQueue()
-    asks.put(pb.DownloadRequest(sha256=sha(data), chunk_indexes=[0]))
-    stream = stub.Download(iter(asks.get, None), metadata=md, timeout=30)
+    channel, stub, md, asks, stream = open_download(node, client, data)
     try:
         assert next(stream).data == data[:MiB]
         with open(node.share.root / "draft.bin", "r+b") as f:  # edited in place: same size and inode
