@@ -486,12 +486,13 @@ def _glob_escape(text: str) -> str:
 
 
 def _match(rows: list[Sequence]) -> Match:
-    """Group one content's rows; a source whose chunk list disagrees with the majority is left out."""
+    """Group one content's rows; a source whose size or chunk list disagrees with the majority is
+    left out (listed, a lie about either would fail every honest source's manifest check)."""
     if len(rows) == 1:  # the common case: no vote to hold
-        agreeing, chunking = rows, (rows[0][3], rows[0][4])
+        agreeing, (size, *chunking) = rows, (rows[0][2], rows[0][3], rows[0][4])
     else:
-        chunking = Counter((r[3], r[4]) for r in rows).most_common(1)[0][0]
-        agreeing = [r for r in rows if (r[3], r[4]) == chunking]
+        size, *chunking = Counter((r[2], r[3], r[4]) for r in rows).most_common(1)[0][0]
+        agreeing = [r for r in rows if (r[2], r[3], r[4]) == (size, *chunking)]
     sources = [Source(peer_name=r[5], address=r[6], name=r[1], partial=bool(r[7])) for r in agreeing]
     whole, partial = [s for s in sources if not s.partial], [s for s in sources if s.partial]
     if len(sources) > MAX_SOURCES_PER_MATCH:  # a sample spreads a popular content's load
@@ -501,7 +502,7 @@ def _match(rows: list[Sequence]) -> Match:
     return Match(
         sha256=first[0],
         name=first[1],
-        size=first[2],
+        size=size,
         chunk_size=chunking[0],
         chunk_list_sha256=chunking[1],
         sources=whole + partial,  # those holding it whole first

@@ -743,20 +743,23 @@ def test_a_query_over_its_time_budget_is_refused_as_too_broad(client_factory, mo
     assert len(c.query("song").files) == 20  # the connection is usable again afterwards
 
 
-def test_a_source_whose_chunk_list_disagrees_with_the_majority_is_left_out(client_factory):
-    """Sources of one content must agree on its chunks; a liar (or a stale index) is outvoted."""
+def test_a_source_whose_size_or_chunk_list_disagrees_with_the_majority_is_left_out(client_factory):
+    """Sources of one content must agree on its size and chunks; a liar (or a stale index) is outvoted."""
     honest = file_entry("song.mp3", b"the same bytes")
     liar = tpb.FileEntry()
     liar.CopyFrom(honest)
     liar.chunk_list_sha256 = sha256_hex(b"some other chunk list")
-    for name, entry in (("a", honest), ("b", honest), ("c", liar)):
+    wrong_size = tpb.FileEntry()
+    wrong_size.CopyFrom(honest)
+    wrong_size.size += 1  # and listed first: its account name sorts before the others
+    for name, entry in (("a", honest), ("b", honest), ("c", liar), ("0", wrong_size)):
         peer = client_factory()
         peer.login(name, address=f"127.0.0.1:{7000 + ord(name)}")
         peer.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[entry]))
     looker = client_factory()
     looker.login("looker")
     (match,) = looker.query("song").files
-    assert match.chunk_list_sha256 == honest.chunk_list_sha256
+    assert (match.size, match.chunk_list_sha256) == (honest.size, honest.chunk_list_sha256)
     assert sorted(s.peer_name for s in match.sources) == ["a", "b"]
 
 
