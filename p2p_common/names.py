@@ -8,7 +8,10 @@ MAX_NAME_BYTES = 1024
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 MIN_SHA256_PREFIX = 8  # as `git` abbreviates ids: short enough to type, long enough to be unique
 _SHA256_PREFIX = re.compile(rf"[0-9a-f]{{{MIN_SHA256_PREFIX},64}}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 (\x9b starts an escape sequence in some terminals)
+# Explicit bidirectional embeddings, overrides and isolates: "invoice\u202efdp.exe" displays as
+# "invoiceexe.pdf" (right-to-left scripts need none of them: their direction is in the letters)
+_BIDI_CONTROL = re.compile("[\u202a-\u202e\u2066-\u2069]")
 _BAD_COMPONENT = re.compile(r"(^|/)\.{0,2}(/|$)")  # an empty, '.' or '..' component
 
 
@@ -22,7 +25,7 @@ HAVE_SUFFIX = ".p2p-have"
 MANIFEST_SUFFIX = ".p2p-chunks"
 STAGING_SUFFIXES = (PART_SUFFIX, HAVE_SUFFIX, MANIFEST_SUFFIX, MANIFEST_SUFFIX + ".tmp")
 
-_UNSAFE_CHAR = re.compile(r"[\x00-\x1f\x7f\\\ud800-\udfff]")
+_UNSAFE_CHAR = re.compile(r"[\x00-\x1f\x7f-\x9f\\\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _UNDECODED = re.compile(r"[\ud800-\udfff]")  # bytes of a name that is not UTF-8, as Python reads them
 
 
@@ -56,6 +59,8 @@ def name_problem(name: str) -> str | None:
         return f"is longer than {MAX_NAME_BYTES} bytes"
     if _CONTROL.search(name):
         return "contains a NUL or control character"
+    if _BIDI_CONTROL.search(name):
+        return "contains a bidirectional control character (U+202A-U+202E, U+2066-U+2069), which makes a name display as another"
     if name.startswith("/") or "\\" in name or (len(name) > 1 and name[1] == ":"):
         return "is an absolute path"
     if _BAD_COMPONENT.search(name):

@@ -88,6 +88,11 @@ def test_manifest_checks_chunks_and_shape(tmp_path):
         ("a..b/c..", True),
         ("tab\there", False),
         ("del\x7f", False),
+        ("csi\x9b31m", False),  # a C1 control: an escape sequence to some terminals
+        ("invoice\u202efdp.exe", False),  # displays as "invoiceexe.pdf"
+        ("a\u2066b\u2069", False),
+        ("\u05e9\u05dc\u05d5\u05dd/\u0633\u0644\u0627\u0645.txt", True),  # right-to-left scripts need no controls
+        ("caf\u00e9 \u00a0na\u00efve", True),  # Latin-1 letters and a no-break space, just past C1
         (".p2p/hashes.db", False),  # a peer's own folder, and its transfers under way
         (".p2p", False),
         ("film.mkv.p2p-part", False),

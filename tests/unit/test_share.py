@@ -52,6 +52,7 @@ def test_symlinks_state_and_staging_files_are_never_shared(tmp_path, caplog):
     (root / ".x.bin.0123456789abcdef.p2p-part").write_bytes(b"partial")
     (root / "tab\there.txt").write_text("a name no peer could use safely")
     (root / "back\\slash.txt").write_text("nor this one")
+    (root / "invoice\u202efdp.exe").write_text("shown as invoiceexe.pdf")
     latin1 = os.fsencode(root) + b"/caf\xe9.txt"  # a name in another encoding than UTF-8
     with open(latin1, "wb") as f:
         f.write(b"no protobuf string can carry its name")
@@ -67,6 +68,8 @@ def test_symlinks_state_and_staging_files_are_never_shared(tmp_path, caplog):
         assert warned == [  # once each, not once a scan
             "not sharing 'back\\\\slash.txt': its name is an absolute path",
             "not sharing 'caf\\udce9.txt': its name is not UTF-8 (written in another encoding): rename it to share it",
+            "not sharing 'invoice\\u202efdp.exe': its name contains a bidirectional control character (U+202A-U+202E,"
+            " U+2066-U+2069), which makes a name display as another",
             "not sharing 'tab\\there.txt': its name contains a NUL or control character",
         ]
     finally:
