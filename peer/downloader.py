@@ -162,7 +162,7 @@ def verified_manifest(
             continue  # no answer yet: ask one more source beside
         asked -= 1
         if isinstance(answer, P2PError):
-            dropped[source.label] = f"manifest: {answer}"
+            dropped[source.label] = str(answer)  # says what failed ("manifest: ...")
             continue
         problem = answer.problem()
         if problem is None and (answer.sha256, answer.size, answer.chunk_size, answer.chunk_list_sha256) != (

@@ -76,7 +76,7 @@ class PeerConnection:
         try:
             reply = self._stub.GetManifest(pb.GetManifestRequest(sha256=sha256), metadata=self._md, timeout=timeout)
         except grpc.RpcError as exc:
-            raise rpc_error(exc, f"manifest from {self.peer_name}") from None
+            raise rpc_error(exc, "manifest") from None
         return Manifest(reply.sha256, reply.size, reply.chunk_size, tuple(reply.chunk_digests))
 
     def status(self, timeout: float = 10) -> pb.GetStatusResponse:
@@ -138,7 +138,7 @@ class ChunkStream:
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.INTERNAL and "deserializ" in (exc.details() or "").lower():
                 raise P2PError(f"{self.peer_name} sent a malformed message") from None
-            raise rpc_error(exc, f"download from {self.peer_name}") from None
+            raise rpc_error(exc, "chunk stream") from None
         if isinstance(answer, NotHeld):
             raise answer
         return answer

@@ -133,7 +133,7 @@ class MemorySource:
     def manifest(self, sha256: str, timeout: float) -> Manifest:
         if self.unreachable is not None:
             self.unreachable.wait(timeout)
-            raise P2PError(f"{self.label}: timed out")
+            raise P2PError("manifest: timed out")
         return self._manifest
 
     def chunk_stream(self, sha256: str) -> MemoryStream:
