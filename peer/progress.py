@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TextIO
 
 from peer.downloader import Progress
+
+# The rate shown is of the bytes that came in this long before: it follows a transfer that speeds
+# up or slows down, and bytes that were there at the start (a resumed get) do not count as speed.
+RATE_WINDOW_SECONDS = 5.0
 
 
 def human_bytes(n: float) -> str:
@@ -27,34 +33,47 @@ def counted(n: int, thing: str) -> str:
 class ProgressBar:
     """Redraws in place at most ten times a second; draws nothing unless stream is a terminal."""
 
-    def __init__(self, label: str, stream: TextIO = sys.stderr, width: int = 28, counting: str = "peer"):
+    def __init__(
+        self,
+        label: str,
+        stream: TextIO = sys.stderr,
+        width: int = 28,
+        counting: str = "peer",
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.label = label
         self.counting = counting  # what the last number counts
         self.stream = stream
         self.enabled = stream.isatty()
         self.width = width
-        self.started = time.monotonic()
-        self._last = 0.0
+        self._clock = clock
+        self._samples: deque[tuple[float, int]] = deque()  # (when, done) as drawn, over the rate window
+        self._last = -math.inf
         self._drawn = False
         self._latest: tuple[int, int, int | None, int] | None = None  # done, total, peers, busy
 
     def update(self, done: int, total: int, peers: int | None = None, final: bool = False, busy: int = 0) -> None:
         """busy: peers that refused for now (all their slots taken) and are asked again soon."""
         self._latest = (done, total, peers, busy)
-        now = time.monotonic()
+        now = self._clock()
         if not self.enabled or (not final and now - self._last < 0.1):
             return
         self._last = now
-        elapsed = max(now - self.started, 1e-6)
-        rate = done / elapsed
+        samples = self._samples
+        samples.append((now, done))
+        while len(samples) > 2 and now - samples[1][0] >= RATE_WINDOW_SECONDS:
+            samples.popleft()
+        since, done_then = samples[0]
+        rate = (done - done_then) / (now - since) if now > since else 0.0
         fraction = done / total if total else 1.0
         filled = int(self.width * fraction)
-        eta = (total - done) / rate if rate > 0 and done < total else 0.0
+        left = max(total - done, 0)
+        eta = "   0s" if not left else f"{left / rate:4.0f}s" if rate > 0 else "   --"
         peers_text = f" {counted(peers, self.counting)}" if peers is not None else ""
         peers_text += f", {busy} busy" if busy else ""
         line = (
             f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {fraction * 100:5.1f}% "
-            f"{human_bytes(done)}/{human_bytes(total)} {human_bytes(rate)}/s ETA {eta:4.0f}s{peers_text} "
+            f"{human_bytes(done)}/{human_bytes(total)} {human_bytes(rate)}/s ETA {eta}{peers_text} "
         )
         self.stream.write(line)
         self.stream.flush()
@@ -68,7 +87,7 @@ class ProgressBar:
         if self._drawn:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
-            self._last = 0.0
+            self._last = -math.inf
 
     def close(self) -> None:
         """Draw the last state (throttling may have skipped it) and end the line."""

@@ -74,3 +74,25 @@ def test_several_downloads_share_one_bar_and_each_result_line_is_printed_above_i
     assert "\r\x1b[K" in drawn  # the bar was erased for the line
     last = drawn.rsplit("\r", 1)[1]  # the last state drawn: the late update changed nothing
     assert "1/2 files" in last and "66.7%" in last and "1 stream " in last and drawn.endswith("\n")
+
+
+def test_the_rate_is_of_the_bytes_that_came_lately_not_of_those_there_at_the_start():
+    """A resumed get starts with most of its bytes: they are no speed, and the ETA follows the rate
+    of the last seconds (a transfer that slows down shows it)."""
+    now = [100.0]
+    out = FakeTerminal()
+    bar = ProgressBar("iso", stream=out, clock=lambda: now[0])
+    MiB = 1 << 20
+    bar.update(60 * MiB, 100 * MiB, 1)  # 60 MiB were there already
+    assert "0 B/s ETA    --" in out.getvalue()  # no rate known yet
+    for second in range(1, 3):
+        now[0] += 1
+        bar.update((60 + 10 * second) * MiB, 100 * MiB, 1)
+    assert out.getvalue().rsplit("\r", 1)[1].startswith("iso [") and "10.0 MiB/s ETA    2s" in out.getvalue()
+    for _ in range(10):  # then it slows to 1 MiB a second: within the window, so does the rate
+        now[0] += 1
+        bar.update(bar._latest[0] + MiB, 100 * MiB, 1)  # type: ignore[index]
+    assert "1.0 MiB/s ETA   10s" in out.getvalue().rsplit("\r", 1)[1]
+    whole = FakeTerminal()  # all of it there at the start: nothing to wait for, no rate
+    ProgressBar("iso", stream=whole, clock=lambda: now[0]).update(100 * MiB, 100 * MiB, 0, final=True)
+    assert "100.0% 100.0 MiB/100.0 MiB 0 B/s ETA    0s" in whole.getvalue()
