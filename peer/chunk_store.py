@@ -19,6 +19,7 @@ import stat
 import struct
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from google.protobuf.message import DecodeError
@@ -192,32 +193,41 @@ class PartialFile:
             f.write(b"".join(_RECORD.pack(i) for i, h in enumerate(self._have) if h))
 
     def _adopt_earlier_versions(self) -> None:
-        """Copy in the chunks that another content staged for this destination shares with this
-        one: a file that changed at its source after a get of it was cut short, fetched anew.
-        Chained digests are equal exactly where both files hold the same bytes from their start
-        to the chunk's end, so a file that grew keeps every whole chunk it had (a log, a
-        recording); each chunk is verified again as it is copied."""
+        """Copy in what earlier versions of this file hold at the same place: the file at dest
+        that this one is to replace (`get --force` of a newer version), and what was staged for
+        another content at dest (a get cut short, of a file that changed at its source since).
+
+        Any chunk is checked on its own, from the previous chunk's digest in this manifest, so a
+        chunk whose bytes are the same at the same offset is reused wherever it lies: a file that
+        grew keeps every whole chunk, one edited in place all but the chunks edited. Each costs a
+        hash, far less than fetching it."""
+        m = self.manifest
         for have_path in self._earlier:
             earlier = StagedFile.find(have_path)
-            if earlier is None or earlier.manifest.chunk_size != self.manifest.chunk_size:
+            if earlier is None or earlier.manifest.chunk_size != m.chunk_size:
                 continue
-            pairs = zip(earlier.manifest.chunk_digests, self.manifest.chunk_digests, strict=False)  # one may be longer
-            shared = [i for i, (theirs, ours) in enumerate(pairs) if theirs == ours and not self._have[i]]
-            if not shared:
-                continue
-            try:
-                fd = earlier.open()
-            except NotFound:
-                continue
-            try:
-                for index in shared:
-                    data = earlier.read_chunk(fd, index) if earlier.holds(index) else None
-                    if data is not None:
-                        self.write_chunk(index, data)
-            except OSError:  # a saving, not a need: what it could not copy is fetched
-                pass
-            finally:
+            with contextlib.suppress(NotFound):
+                held = [i for i in range(min(m.chunk_count, earlier.manifest.chunk_count)) if earlier.holds(i)]
+                self._copy_chunks(earlier.open(), held)
+        with contextlib.suppress(OSError):
+            fd = os.open(self.dest, os.O_RDONLY | os.O_NOFOLLOW)
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
                 os.close(fd)
+                return
+            self._copy_chunks(fd, range(min(m.chunk_count, -(-st.st_size // m.chunk_size))))
+
+    def _copy_chunks(self, fd: int, indexes: Iterable[int]) -> None:
+        """Those of indexes that fd holds as this manifest has them, written here; closes fd."""
+        m = self.manifest
+        try:
+            for index in indexes:
+                if not self._have[index]:
+                    self.write_chunk(index, os.pread(fd, m.chunk_length(index), index * m.chunk_size))
+        except OSError:  # a saving, not a need: what could not be copied is fetched
+            pass
+        finally:
+            os.close(fd)
 
     def _remove_earlier_versions(self) -> None:
         """Once this content is in place, what was staged for another content at the same name

@@ -346,9 +346,10 @@ def _fetched_line(remote: RemoteFile, dest: Path, result: DownloadResult) -> str
     if result.chunks_fetched == 0 and result.bytes_received == 0 and dest.exists() and not result.per_source:
         return f"{result.path}: already up to date (sha256 {remote.sha256})"
     sources = ", ".join(f"{k.split('@')[0]}:{v}" for k, v in sorted(result.per_source.items())) or "none needed"
-    resumed = f"; {result.chunks_reused} resumed" if result.chunks_reused else ""
+    # already here: from a run cut short, an earlier version staged there, or the file it replaces
+    reused = f"; {result.chunks_reused} already here" if result.chunks_reused else ""
     dropped = "".join(f"; dropped {k.split('@')[0]}: {why}" for k, why in sorted(result.dropped.items()))
-    return f"{result.path}: {human_bytes(result.size)} sha256 {remote.sha256} verified (chunks from {sources}{resumed}{dropped})"
+    return f"{result.path}: {human_bytes(result.size)} sha256 {remote.sha256} verified (chunks from {sources}{reused}{dropped})"
 
 
 def _destinations(output: str | None, chosen: list[tuple[RemoteFile, str]]) -> list[tuple[RemoteFile, Path]]:

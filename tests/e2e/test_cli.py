@@ -151,7 +151,7 @@ def test_get_killed_with_sigkill_resumes_fetching_only_the_rest(cluster):
     assert not dest.exists()
     out = cluster.peer("get", "huge.bin", "-o", str(dest))
     assert out.returncode == 0, out.stderr
-    resumed = int(out.stdout.split("; ")[1].split(" resumed")[0])
+    resumed = int(out.stdout.split("; ")[1].split(" already here")[0])
     assert resumed >= 20
     fetched = sum(int(part.split(":")[1]) for part in out.stdout.split("chunks from ")[1].split(";")[0].split(", "))
     assert fetched == 300 - resumed  # only what was missing crossed the network
@@ -433,7 +433,7 @@ def test_several_files_come_at_once_and_an_interrupted_batch_resumes(cluster):
     for name, digest in digests.items():
         assert hashlib.sha256((into / f"{name}.bin").read_bytes()).hexdigest() == digest
         line = next(line for line in rerun.stdout.splitlines() if line.startswith(str(into / f"{name}.bin")))
-        assert f"{name}:{24 - kept[name]}; {kept[name]} resumed" in line  # only the rest crossed the network
+        assert f"{name}:{24 - kept[name]}; {kept[name]} already here" in line  # only the rest crossed the network
 
 
 def test_a_source_that_freezes_is_cut_off_and_the_get_resumes_later(cluster):
@@ -462,7 +462,7 @@ def test_a_source_that_freezes_is_cut_off_and_the_get_resumes_later(cluster):
     assert not dest.exists()
     again = cluster.peer("get", "slow.bin", "-o", str(dest))
     assert again.returncode == 0, again.stderr
-    assert int(again.stdout.split("; ")[1].split(" resumed")[0]) >= 5
+    assert int(again.stdout.split("; ")[1].split(" already here")[0]) >= 5
     assert hashlib.sha256(dest.read_bytes()).hexdigest() == digest
 
 

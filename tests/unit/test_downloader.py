@@ -517,8 +517,20 @@ def test_a_file_changed_since_an_interrupted_get_is_fetched_reusing_what_both_ve
     new_m, wanted = make(new)
     result = Download(wanted, [MemorySource("a", new, new_m)], tmp_path / "out").run()
     assert (tmp_path / "out").read_bytes() == new
-    assert result.chunks_reused == 20 and result.chunks_fetched == new_m.chunk_count - 20  # not chunk 20, edited
+    # the 25 chunks it had but chunk 20, edited: each chunk is checked on its own, wherever it lies
+    assert result.chunks_reused == 24 and result.chunks_fetched == new_m.chunk_count - 24
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the old version's staged files went with it
+
+
+def test_a_newer_version_fetched_over_the_old_one_reuses_its_unchanged_chunks(tmp_path):
+    """`get --force` of a file that changed: the copy it replaces is read for what is still the same."""
+    (tmp_path / "out").write_bytes(DATA)
+    new = DATA[: 7 * CHUNK] + b"edited" + DATA[7 * CHUNK + 6 :] + b"and then it grew" * 9000
+    new_m, wanted = make(new)
+    result = Download(wanted, [MemorySource("a", new, new_m)], tmp_path / "out").run()
+    assert (tmp_path / "out").read_bytes() == new
+    # DATA's 40 whole chunks but chunk 7; its short last chunk is whole, and other, in the new one
+    assert result.chunks_reused == 39 and result.chunks_fetched == new_m.chunk_count - 39
 
 
 def test_an_earlier_version_being_written_is_left_alone(tmp_path):
