@@ -33,6 +33,7 @@ from peer.direct_write import DirectWriter, write_all
 from peer.manifest import Manifest
 
 _RECORD = struct.Struct("<I")
+COPY_MISSES = 64  # see PartialFile._copy_chunks
 
 
 class Write(enum.Enum):
@@ -218,12 +219,17 @@ class PartialFile:
             self._copy_chunks(fd, range(min(m.chunk_count, -(-st.st_size // m.chunk_size))))
 
     def _copy_chunks(self, fd: int, indexes: Iterable[int]) -> None:
-        """Those of indexes that fd holds as this manifest has them, written here; closes fd."""
-        m = self.manifest
+        """Those of indexes that fd holds as this manifest has them, written here; closes fd.
+        Given up after COPY_MISSES chunks in a row that differ: another file altogether (of many
+        GiB, hashed whole before any byte was fetched, and for nothing)."""
+        m, misses = self.manifest, 0
         try:
             for index in indexes:
                 if not self._have[index]:
-                    self.write_chunk(index, os.pread(fd, m.chunk_length(index), index * m.chunk_size))
+                    written = self.write_chunk(index, os.pread(fd, m.chunk_length(index), index * m.chunk_size))
+                    misses = misses + 1 if written is Write.REJECTED else 0
+                    if misses == COPY_MISSES:
+                        break
         except OSError:  # a saving, not a need: what could not be copied is fetched
             pass
         finally:

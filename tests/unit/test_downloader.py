@@ -11,7 +11,7 @@ import time
 import pytest
 
 from p2p_common.errors import P2PError, Unavailable
-from peer import chunking
+from peer import chunk_store, chunking
 from peer.availability import ChunkMap, NotHeld
 from peer.chunk_schedule import CROWD_SECONDS, PROBE_SECONDS, ChunkSchedule, crowd_share
 from peer.chunk_store import PartialFile, Write, staging_paths
@@ -531,6 +531,25 @@ def test_a_newer_version_fetched_over_the_old_one_reuses_its_unchanged_chunks(tm
     assert (tmp_path / "out").read_bytes() == new
     # DATA's 40 whole chunks but chunk 7; its short last chunk is whole, and other, in the new one
     assert result.chunks_reused == 39 and result.chunks_fetched == new_m.chunk_count - 39
+
+
+def test_an_older_copy_that_differs_throughout_is_given_up_on_after_a_few_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(chunk_store, "COPY_MISSES", 3)
+    (tmp_path / "out").write_bytes(b"x" + DATA)  # a byte put in front: every chunk differs
+    m, wanted = make(DATA)
+    rejected: list[int] = []
+    real_write = PartialFile.write_chunk
+
+    def write_chunk(self: PartialFile, index: int, data: bytes) -> Write:
+        written = real_write(self, index, data)
+        if written is Write.REJECTED:
+            rejected.append(index)
+        return written
+
+    monkeypatch.setattr(PartialFile, "write_chunk", write_chunk)
+    result = Download(wanted, [MemorySource("a", DATA, m)], tmp_path / "out").run()
+    assert (tmp_path / "out").read_bytes() == DATA and result.chunks_reused == 0
+    assert rejected == [0, 1, 2]  # not all 40
 
 
 def test_an_earlier_version_being_written_is_left_alone(tmp_path):
