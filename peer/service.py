@@ -268,7 +268,10 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
             raise ResourceExhausted(f"{offer.name} is {offer.size} bytes; this peer accepts at most {self._policy.max_bytes}")
         existing = self._share.by_name(offer.name)
         if existing is not None and existing.manifest.sha256 != offer.sha256:
-            raise AlreadyExists(f"{offer.name} already exists here with different content")
+            raise AlreadyExists(
+                f"{offer.name} already exists here with different content, which an upload never replaces:"
+                " send it under another name"
+            )
         free = shutil.disk_usage(self._share.root).free
         if offer.size + DISK_RESERVE > free:
             raise ResourceExhausted(f"not enough disk space for {offer.name}: {offer.size} bytes offered, {free} free")

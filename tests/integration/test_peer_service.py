@@ -165,7 +165,7 @@ def test_malformed_uploads(served):
             grpc.StatusCode.INVALID_ARGUMENT,
             "range",
         ),
-        ([offer("hello.txt", data)], grpc.StatusCode.ALREADY_EXISTS, "different content"),
+        ([offer("hello.txt", data)], grpc.StatusCode.ALREADY_EXISTS, "different content, which an upload never replaces"),
     ]
     bad_manifest = offer("y.txt", data)
     bad_manifest.offer.chunk_size = 1000
