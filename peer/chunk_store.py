@@ -27,7 +27,7 @@ from google.protobuf.message import DecodeError
 from p2p.v1 import peer_pb2 as pb
 from p2p_common.errors import DataLoss, FailedPrecondition, NotFound, ResourceExhausted
 from p2p_common.names import HAVE_SUFFIX, MANIFEST_SUFFIX, PART_SUFFIX, STAGING_SUFFIXES
-from peer import sha256_chain
+from peer import chunking, sha256_chain
 from peer.availability import ChunkMap
 from peer.direct_write import DirectWriter, write_all
 from peer.manifest import Manifest
@@ -216,7 +216,7 @@ class PartialFile:
             if not stat.S_ISREG(st.st_mode):
                 os.close(fd)
                 return
-            self._copy_chunks(fd, range(min(m.chunk_count, -(-st.st_size // m.chunk_size))))
+            self._copy_chunks(fd, range(min(m.chunk_count, chunking.chunk_count(st.st_size, m.chunk_size))))
 
     def _copy_chunks(self, fd: int, indexes: Iterable[int]) -> None:
         """Those of indexes that fd holds as this manifest has them, written here; closes fd.

@@ -408,8 +408,9 @@ def open_unchanged(shared: SharedFile) -> int:
 
 def is_unchanged(fd: int, shared: SharedFile) -> bool:
     """Whether the file open at fd is still the one hashed. Checked again after each read while
-    serving: a write into the file changes its mtime before its bytes (the kernel updates the
-    time first), so a read that saw new bytes is always followed by a check that sees it."""
+    serving: write(2) into the file changes its mtime before its bytes, so a read that saw new
+    bytes is followed by a check that sees it (writes through a memory map may show later: the
+    downloader verifies every chunk anyway)."""
     st = os.fstat(fd)
     return stat.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns, st.st_ino) == (
         shared.manifest.size,
