@@ -86,7 +86,7 @@ class PeerConnection:
             raise rpc_error(exc, f"status of {self.peer_name}") from None
 
     def chunk_stream(self, sha256: str) -> ChunkStream:
-        return ChunkStream(self._channel, self._md, sha256, self.peer_name)
+        return ChunkStream(self._channel, self._md, sha256)
 
     def upload(self, requests: Iterator[pb.UploadRequest]) -> UploadCall:
         """Start an Upload stream; the caller reads the responses (RpcError on failure)."""
@@ -103,11 +103,10 @@ class UploadCall(Protocol):
 class ChunkStream:
     """One Download stream: ask for chunk indexes at any time, read the chunks in the order asked."""
 
-    def __init__(self, channel: grpc.Channel, md: tuple[tuple[str, str], ...], sha256: str, peer_name: str):
+    def __init__(self, channel: grpc.Channel, md: tuple[tuple[str, str], ...], sha256: str):
         self._asks: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._first = True
         self._sha256 = sha256
-        self.peer_name = peer_name
         download = channel.stream_stream(
             DOWNLOAD_METHOD,
             request_serializer=pb.DownloadRequest.SerializeToString,
@@ -134,10 +133,10 @@ class ChunkStream:
         try:
             answer = next(self._call)
         except StopIteration:
-            raise P2PError(f"{self.peer_name} ended the stream early") from None
+            raise P2PError("chunk stream: ended early") from None
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.INTERNAL and "deserializ" in (exc.details() or "").lower():
-                raise P2PError(f"{self.peer_name} sent a malformed message") from None
+                raise P2PError("chunk stream: a malformed message") from None
             raise rpc_error(exc, "chunk stream") from None
         if isinstance(answer, NotHeld):
             raise answer

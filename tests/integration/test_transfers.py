@@ -131,7 +131,9 @@ def test_peer_killed_mid_download_the_rest_comes_from_others(start_peer_at, clie
     result = fetch(client, remote, tmp_path / "movie.mkv", kill_one)
     assert killed_at and killed_at[0] < 96 * MiB, "the peer must die while much is left to fetch"
     assert sha((tmp_path / "movie.mkv").read_bytes()) == sha(content)
-    assert any(label.startswith("k1@") for label in result.dropped)
+    (reason,) = [why for label, why in result.dropped.items() if label.startswith("k1@")]
+    assert "k1" not in reason, reason  # the label names the source; its reason says only what failed
+    assert reason.startswith("chunk stream: "), reason
 
 
 def test_corrupt_peer_is_detected_and_routed_around(start_peer_at, client, tmp_path):
