@@ -254,7 +254,7 @@ class Directory:
         glob = any(c in pattern for c in "*?[")
         if glob and _has_unclosed_class(pattern):
             raise InvalidArgument("name_pattern has a '[' that no ']' closes (a literal '[' is written [[])")
-        q = st.Query(name_pattern=pattern.lower(), glob=glob, sha256=sha256, after_sha256=after, limit=limit)
+        q = st.Query(name_pattern=pattern, glob=glob, sha256=sha256, after_sha256=after, limit=limit)
         try:
             matches = self.store.query(q, self.clock())
         except st.TooBroad as exc:

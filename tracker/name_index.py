@@ -28,6 +28,7 @@ import logging
 import re
 import sqlite3
 import threading
+import unicodedata
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -49,13 +50,27 @@ WORD_POSTINGS = (  # ? = the word ids, as JSON; SQLite takes the condition into 
 )
 
 
-def words_of(name_lower: str) -> set[str]:
-    return set(_WORD.findall(name_lower))
+_ACCENTS = re.compile("[\u0300-\u036f]")  # the combining diacritical marks of Latin, Greek and Cyrillic
 
 
-def word_runs(pattern_lower: str, glob: bool) -> list[str]:
+def fold(text: str) -> str:
+    """text as names are matched: case-folded ("STRASSE" finds "straße"), in one normal form (a
+    name typed on Linux finds one a Mac wrote decomposed), compatibility forms made plain (a
+    fullwidth or ligature letter is the letter) and accents dropped ("cafe" finds "Café", as desktop search does).
+    Only accents: marks that change a letter elsewhere, such as kana's voicing, stay."""
+    if text.isascii():
+        return text.lower()
+    decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())
+    return unicodedata.normalize("NFC", _ACCENTS.sub("", decomposed))
+
+
+def words_of(name_folded: str) -> set[str]:
+    return set(_WORD.findall(name_folded))
+
+
+def word_runs(pattern_folded: str, glob: bool) -> list[str]:
     """The runs of letters and digits that every matching name must contain, each within a word."""
-    literals = _GLOB_SYNTAX.split(pattern_lower) if glob else [pattern_lower]
+    literals = _GLOB_SYNTAX.split(pattern_folded) if glob else [pattern_folded]
     return [w for text in literals for w in _WORD.findall(text)]
 
 
@@ -182,11 +197,11 @@ def rarest(vocabulary: Vocabulary, runs: Iterable[str], cap: int) -> list[Candid
     return sorted((vocabulary.candidates(run, cap) for run in chosen), key=lambda c: c.postings)
 
 
-def runs_to_intersect(vocabulary: Vocabulary, pattern_lower: str, glob: bool, broad: int) -> list[Candidates]:
+def runs_to_intersect(vocabulary: Vocabulary, pattern_folded: str, glob: bool, broad: int) -> list[Candidates]:
     """The runs whose postings to intersect for a pattern: the rarest, and up to two more that are
     not much more common; none when even the rarest holds over `broad` postings (or the pattern
     has no word), as walking contents in sha256 order to a full page is cheaper then."""
-    ranked = rarest(vocabulary, word_runs(pattern_lower, glob), broad)
+    ranked = rarest(vocabulary, word_runs(pattern_folded, glob), broad)
     if not ranked or ranked[0].postings > broad:
         return []
     bound = min(broad, 10 * ranked[0].postings + 100)
@@ -247,6 +262,27 @@ def upgrade(c: sqlite3.Connection) -> None:
     c.execute("COMMIT")
 
 
+def refold(c: sqlite3.Connection) -> None:
+    """After the schema ran: databases of earlier versions matched names lowercased only (column
+    name_lower). Rename the column and fold every name; a name that folds otherwise (accents,
+    other scripts: a few) gets a new id above every other, so the upkeep indexes its new words as
+    it does a new file's, and its old postings go stale and are pruned. Once, in one transaction."""
+    if "name_lower" not in {row[1] for row in c.execute("PRAGMA table_info(files)")}:
+        return
+    log.warning("upgrading the name index: names match without regard to accents and case in any script (once)")
+    c.create_function("p2p_fold", 1, fold, deterministic=True)
+    c.execute("BEGIN IMMEDIATE")
+    try:
+        c.execute("ALTER TABLE files RENAME COLUMN name_lower TO name_folded")
+        (top,) = c.execute("SELECT coalesce(max(id), 0) FROM files").fetchone()
+        above = max(top, watermark(c))
+        c.execute("UPDATE files SET id = id + ?, name_folded = p2p_fold(name) WHERE name_folded <> p2p_fold(name)", (above,))
+    except BaseException:
+        c.execute("ROLLBACK")
+        raise
+    c.execute("COMMIT")
+
+
 def watermark(c: sqlite3.Connection) -> int:
     """Files with ids up to this are in the index; new files must get larger ids."""
     row = c.execute("SELECT upto FROM index_progress WHERE name = 'files'").fetchone()
@@ -256,7 +292,7 @@ def watermark(c: sqlite3.Connection) -> int:
 def catch_up(c: sqlite3.Connection, vocabulary: Vocabulary) -> bool:
     """Index one slice of files above the watermark; True while more are waiting."""
     rows = c.execute(
-        "SELECT id, name_lower, sha256 FROM files WHERE id > ? ORDER BY id LIMIT ?", (watermark(c), INDEX_FILES_PER_SLICE)
+        "SELECT id, name_folded, sha256 FROM files WHERE id > ? ORDER BY id LIMIT ?", (watermark(c), INDEX_FILES_PER_SLICE)
     ).fetchall()
     if not rows:
         return False
@@ -266,7 +302,7 @@ def catch_up(c: sqlite3.Connection, vocabulary: Vocabulary) -> bool:
 
 
 def add(c: sqlite3.Connection, vocabulary: Vocabulary, files: Iterable[tuple[int, str, str]]) -> None:
-    """Index (file id, lowercase name, sha256) triples; new words join the vocabulary."""
+    """Index (file id, folded name, sha256) triples; new words join the vocabulary."""
     per_file = [(file_id, sha_key(sha256), words_of(name)) for file_id, name, sha256 in files]
     wanted = set().union(*(w for _, _, w in per_file)) if per_file else set()
     ids = {w: i for w in wanted if (i := vocabulary.get(w)) is not None}

@@ -22,7 +22,7 @@ CREATE TABLE IF NOT EXISTS files (
     id                INTEGER PRIMARY KEY,
     session_id        INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
     name              TEXT NOT NULL,
-    name_lower        TEXT NOT NULL,   -- for case-insensitive matching
+    name_folded       TEXT NOT NULL,   -- the name as matched: name_index.fold (case, accents)
     size              INTEGER NOT NULL,
     sha256            TEXT NOT NULL,
     chunk_size        INTEGER NOT NULL,

@@ -88,7 +88,8 @@ class Match:
 
 @dataclass(frozen=True)
 class Query:
-    """What to find. name_pattern is lowercase; glob selects glob over substring matching."""
+    """What to find. glob selects glob over substring matching of name_pattern, which matches
+    regardless of case and accents, in any script (as the SQLite store's name_index.fold has it)."""
 
     name_pattern: str = ""
     glob: bool = False

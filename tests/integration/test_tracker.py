@@ -223,6 +223,22 @@ def test_short_patterns_and_special_characters_match_literally(client_factory):
     assert sorted(f.name for f in peer.query("xb").files) == ["axb.txt"]
 
 
+def test_names_match_whatever_their_accents_case_and_normal_form(client_factory):
+    """A Mac writes "Café" decomposed; people type "cafe", "CAFÉ" or "straße" for "STRASSE"."""
+    peer = client_factory()
+    peer.login("alice", address="127.0.0.1:7001")
+    readme = "".join(chr(ord(c) + 0xFEE0) for c in "README")  # in fullwidth letters
+    names = ["Café del Mar.flac", "cafe\u0301 olé (mac).flac", "STRASSE.txt", f"{readme}.md", "かがみ.txt", "かかし.txt"]
+    peer.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry(n, n.encode()) for n in names]))
+    both_cafes = ["Café del Mar.flac", "cafe\u0301 olé (mac).flac"]
+    for typed in ["café", "cafe\u0301", "CAFE", "Cafè", "caf?*"]:
+        assert sorted(f.name for f in peer.query(typed).files) == both_cafes, typed
+    assert [f.name for f in peer.query("straße").files] == ["STRASSE.txt"]
+    assert [f.name for f in peer.query("readme").files] == [f"{readme}.md"]
+    assert [f.name for f in peer.query("かが").files] == ["かがみ.txt"]  # voicing makes another kana
+    assert [f.name for f in peer.query("ole (").files] == ["cafe\u0301 olé (mac).flac"]
+
+
 def test_glob_classes_including_a_literal_bracket(client_factory):
     peer = client_factory()
     peer.login("alice", address="127.0.0.1:7001")

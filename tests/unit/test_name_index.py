@@ -6,7 +6,7 @@ import sqlite3
 from importlib import resources
 
 from tracker import name_index
-from tracker.name_index import Vocabulary, rarest, word_runs, words_of
+from tracker.name_index import Vocabulary, fold, rarest, word_runs, words_of
 
 
 def test_word_runs_are_every_run_a_match_must_contain():
@@ -15,6 +15,31 @@ def test_word_runs_are_every_run_a_match_must_contain():
     assert word_runs("*/duga*.[mM]p3", glob=True) == ["duga", "p3"]
     assert word_runs("*.*", glob=True) == [] and word_runs("-", glob=False) == []
     assert word_runs("日本語 テスト", glob=False) == ["日本語", "テスト"]
+
+
+def fullwidth(text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) for c in text)
+
+
+def test_names_fold_as_people_type_them():
+    """Case in every script, one normal form, plain compatibility forms, no Latin, Greek or
+    Cyrillic accents; marks that make another letter (kana voicing) stay."""
+    same = [
+        ("Café.TXT", "cafe.txt"),
+        ("Cafe\u0301", "cafe"),  # decomposed, as macOS writes names
+        ("Straße", "strasse"),
+        (f"{fullwidth('FULL')} {fullwidth('width')}", "full width"),
+        ("\ufb01le", "file"),  # the fi ligature
+        ("ÀÉÎÕÜ Ångström", "aeiou angstrom"),
+        ("İstanbul", "istanbul"),
+        ("Ελληνικά", "ελληνικα"),
+        ("Ёлка", "елка"),
+    ]
+    assert [fold(text) for text, _ in same] == [folded for _, folded in same]
+    assert fold("かがみ") == "かがみ" != fold("かかみ")  # voicing makes another kana
+    assert fold("한국어 파일") == "한국어 파일"
+    assert fold("日本語") == "日本語"
+    assert fold("x*y?[z]") == "x*y?[z]"
 
 
 def _database() -> sqlite3.Connection:
@@ -26,7 +51,7 @@ def _database() -> sqlite3.Connection:
 
 
 def _add_file(c: sqlite3.Connection, file_id: int, name: str) -> None:
-    c.execute("INSERT INTO files VALUES (?, 1, ?, ?, 1, ?, 65536, ?, 0)", (file_id, name, name.lower(), "0" * 64, "0" * 64))
+    c.execute("INSERT INTO files VALUES (?, 1, ?, ?, 1, ?, 65536, ?, 0)", (file_id, name, fold(name), "0" * 64, "0" * 64))
 
 
 def test_vocabulary_counts_postings_and_forgets_pruned_ones():

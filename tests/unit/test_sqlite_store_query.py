@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from tracker import name_index
+from tracker.name_index import fold
 from tracker.sqlite_store import SqliteStore
 from tracker.store import FileRecord, Query
 
-WORDS = ["kaiwe", "kaiweboro", "bokaiwe", "dunor", "zenpa", "mp3", "flac", "dunorkaiwe"]
+WORDS = ["kaiwe", "kaiweboro", "bokaiwe", "dunor", "zenpa", "mp3", "flac", "dunorkaiwe", "Zénpa", "ZENPA", "Çafé", "cafe\u0301s"]
 NOW = time.time()
 
 
@@ -85,12 +86,25 @@ def _pages(store: SqliteStore, pattern: str, limit: int) -> list[str]:
 def _oracle(live: list[FileRecord], pattern: str) -> list[str]:
     if "*" in pattern:
         db = sqlite3.connect(":memory:")  # GLOB, exactly as SQLite matches it
-        return sorted({f.sha256 for f in live if db.execute("SELECT ? GLOB ?", (f.name.lower(), pattern)).fetchone()[0]})
-    return sorted({f.sha256 for f in live if pattern in f.name.lower()})
+        return sorted({f.sha256 for f in live if db.execute("SELECT ? GLOB ?", (fold(f.name), fold(pattern))).fetchone()[0]})
+    return sorted({f.sha256 for f in live if fold(pattern) in fold(f.name)})
 
 
 @pytest.mark.parametrize(
-    "pattern", ["kaiwe", "dunor", "boro", "zenpa", "kaiwe kaiwe", "kaiwe dunor", "dunorkaiwe", "*/zenpa*.flac"]
+    "pattern",
+    [
+        "kaiwe",
+        "dunor",
+        "boro",
+        "zenpa",
+        "kaiwe kaiwe",
+        "kaiwe dunor",
+        "dunorkaiwe",
+        "*/zenpa*.flac",
+        "CAFÉ",
+        "cafe\u0301",
+        "*/Zé*",
+    ],
 )
 @pytest.mark.parametrize("limit", [1, 3, 50])
 def test_name_queries_page_through_exactly_the_live_matches(store_and_live, pattern, limit):
@@ -186,6 +200,40 @@ def test_recent_postings_move_into_the_large_table_a_slice_at_a_time(store_and_l
         recent = left
     assert recent == 0 and slices > 3
     db.close()
+
+
+def test_names_indexed_lowercased_only_by_an_earlier_version_are_folded_at_start(tmp_path: Path, monkeypatch):
+    """Versions that matched names lowercased only kept them in files.name_lower, and their
+    postings hold words such as "çafé": at start, every name is folded and indexed anew."""
+    rng = random.Random(7)
+    monkeypatch.setattr("tracker.sqlite_store.fold", str.lower)  # as those versions stored names
+    path = str(tmp_path / "tracker.db")
+    store = SqliteStore(path)
+    store.add_account("a", "not-a-hash")
+    session = store.open_session("a", "token", "127.0.0.1:7000", NOW + 600, NOW).id
+    live = _files(rng, 150, "s", [_sha(rng) for _ in range(5)])
+    store.replace_index(session, live)
+    while store.maintain(1.0):
+        pass
+    assert _pages(store, "cafe", 7) != _oracle(live, "cafe")  # those versions missed "Çafé"
+    store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE files RENAME COLUMN name_folded TO name_lower")
+    monkeypatch.undo()
+
+    upgraded = SqliteStore(path)
+    for pattern in ["cafe", "CAFÉ s", "zenpa", "*/zé*"]:  # straight away (the renamed files are not indexed yet) ...
+        assert _pages(upgraded, pattern, 7) == _oracle(live, pattern), pattern
+    while upgraded.maintain(1.0, prune_now=True):
+        pass
+    for pattern in ["cafe", "CAFÉ s", "zenpa", "*/zé*", "kaiwe"]:  # ... and once they are
+        assert _pages(upgraded, pattern, 7) == _oracle(live, pattern), pattern
+    assert _oracle(live, "cafe") and _oracle(live, "*/zé*")
+    db = sqlite3.connect(path)
+    assert {row[1] for row in db.execute("PRAGMA table_info(files)")} >= {"name", "name_folded"}
+    db.close()
+    upgraded.close()
+    SqliteStore(path).close()  # a second start has nothing to upgrade
 
 
 def test_a_restart_reads_both_tables_of_postings_into_memory(tmp_path: Path, store_and_live):

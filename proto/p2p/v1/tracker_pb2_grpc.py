@@ -117,7 +117,7 @@ class TrackerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Query(self, request, context):
-        """Query finds files by name (case-insensitive substring or glob) or by sha256, with the
+        """Query finds files by name (substring or glob, regardless of case and accents) or by sha256, with the
         live peers that hold each one, a page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
