@@ -23,6 +23,7 @@ from peer.config import KEEP_PARTIAL_SECONDS, PeerConfig
 from peer.downloader import DownloadResult, Progress
 from peer.peer_client import PeerChannels
 from peer.progress import BatchProgress, ProgressBar, counted, human_bytes
+from peer.terminal import display_width, pad
 from peer.throttle import MIN_RATE, Throttle
 from peer.tracker_client import RemoteFile, TrackerClient
 
@@ -276,12 +277,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not found:
         print("no matches")
         return 0
-    width = max(len(f.name) for f in found)
+    width = max(display_width(f.name) for f in found)
     print(f"{'NAME':<{width}}  {'SIZE':>10}  {'SHA256':<12}  PEERS")
     for f in found:
         partial = sum(s.partial for s in f.sources)  # still downloading it: they hold some chunks
         peers = f"{len(f.sources) - partial}" + (f" (+{partial} downloading)" if partial else "")
-        print(f"{f.name:<{width}}  {human_bytes(f.size):>10}  {f.sha256[:12]}  {peers}")
+        print(f"{pad(f.name, width)}  {human_bytes(f.size):>10}  {f.sha256[:12]}  {peers}")
     return 0
 
 

@@ -10,11 +10,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import TextIO
 
+from peer import terminal
 from peer.downloader import Progress
 
 # The rate shown is of the bytes that came in this long before: it follows a transfer that speeds
 # up or slows down, and bytes that were there at the start (a resumed get) do not count as speed.
 RATE_WINDOW_SECONDS = 5.0
+SHORTEST_LABEL = 16  # columns a long name is shortened to before the bar gives up any
 
 
 def human_bytes(n: float) -> str:
@@ -40,6 +42,7 @@ class ProgressBar:
         width: int = 28,
         counting: str = "peer",
         clock: Callable[[], float] = time.monotonic,
+        columns: Callable[[], int] | None = None,
     ):
         self.label = label
         self.counting = counting  # what the last number counts
@@ -47,6 +50,7 @@ class ProgressBar:
         self.enabled = stream.isatty()
         self.width = width
         self._clock = clock
+        self._columns = columns or (lambda: terminal.columns(stream))
         self._samples: deque[tuple[float, int]] = deque()  # (when, done) as drawn, over the rate window
         self._last = -math.inf
         self._drawn = False
@@ -66,18 +70,28 @@ class ProgressBar:
         since, done_then = samples[0]
         rate = (done - done_then) / (now - since) if now > since else 0.0
         fraction = done / total if total else 1.0
-        filled = int(self.width * fraction)
         left = max(total - done, 0)
         eta = "   0s" if not left else f"{left / rate:4.0f}s" if rate > 0 else "   --"
         peers_text = f" {counted(peers, self.counting)}" if peers is not None else ""
         peers_text += f", {busy} busy" if busy else ""
-        line = (
-            f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {fraction * 100:5.1f}% "
-            f"{human_bytes(done)}/{human_bytes(total)} {human_bytes(rate)}/s ETA {eta}{peers_text} "
-        )
-        self.stream.write(line)
+        stats = f" {fraction * 100:5.1f}% {human_bytes(done)}/{human_bytes(total)} {human_bytes(rate)}/s ETA {eta}{peers_text}"
+        self.stream.write(f"\r{self._fit(fraction, stats)}\x1b[K")
         self.stream.flush()
         self._drawn = True
+
+    def _fit(self, fraction: float, stats: str) -> str:
+        """The line in one terminal row (a line that wraps is redrawn below itself, every frame):
+        the label shortened first, then the bar, which goes once it would be under 10 columns."""
+        limit = self._columns() - 1  # some terminals wrap on writing in the last column
+        room = limit - terminal.display_width(stats)
+        label_width = terminal.display_width(self.label)
+        width = min(self.width, room - 3 - min(label_width, SHORTEST_LABEL))  # 3: " [" and "]"
+        bar = ""
+        if width >= 10:
+            filled = int(width * fraction)
+            bar = f" [{'#' * filled}{'.' * (width - filled)}]"
+        line = terminal.shorten(self.label, max(room - len(bar), 0)) + bar + stats
+        return terminal.shorten(line, limit)  # a very narrow terminal: the stats too
 
     def on_download(self, p: Progress) -> None:
         self.update(p.done_bytes, p.total_bytes, p.active_sources, busy=p.busy_sources)

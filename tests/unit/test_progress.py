@@ -6,6 +6,7 @@ import io
 
 from peer.downloader import Progress
 from peer.progress import BatchProgress, ProgressBar, human_bytes
+from peer.terminal import display_width, pad, shorten
 
 
 class FakeTerminal(io.StringIO):
@@ -56,7 +57,7 @@ def test_the_last_state_is_drawn_even_when_throttled():
     bar.update(10, 100, 2)
     bar.update(100, 100, 2)  # within 0.1 s of the previous frame: skipped for now
     bar.close()
-    assert out.getvalue().rstrip("\n").endswith("2 peers ") and "100.0%" in out.getvalue()
+    assert out.getvalue().rstrip("\n").endswith("2 peers\x1b[K") and "100.0%" in out.getvalue()
 
 
 def test_several_downloads_share_one_bar_and_each_result_line_is_printed_above_it():
@@ -73,7 +74,7 @@ def test_several_downloads_share_one_bar_and_each_result_line_is_printed_above_i
     assert lines.getvalue() == "a: verified\n"
     assert "\r\x1b[K" in drawn  # the bar was erased for the line
     last = drawn.rsplit("\r", 1)[1]  # the last state drawn: the late update changed nothing
-    assert "1/2 files" in last and "66.7%" in last and "1 stream " in last and drawn.endswith("\n")
+    assert "1/2 files" in last and "66.7%" in last and "1 stream\x1b[K" in last and drawn.endswith("\n")
 
 
 def test_the_rate_is_of_the_bytes_that_came_lately_not_of_those_there_at_the_start():
@@ -96,3 +97,28 @@ def test_the_rate_is_of_the_bytes_that_came_lately_not_of_those_there_at_the_sta
     whole = FakeTerminal()  # all of it there at the start: nothing to wait for, no rate
     ProgressBar("iso", stream=whole, clock=lambda: now[0]).update(100 * MiB, 100 * MiB, 0, final=True)
     assert "100.0% 100.0 MiB/100.0 MiB 0 B/s ETA    0s" in whole.getvalue()
+
+
+def test_a_long_name_is_shortened_so_the_bar_stays_on_one_row():
+    """A line wider than the terminal wraps, and every frame is then drawn a row lower."""
+    name = "Holiday Videos 2026/" + "very long name " * 8 + "part 01.mp4"
+    for columns in (200, 100, 80, 60, 40):
+        out = FakeTerminal()
+        bar = ProgressBar(name, stream=out, columns=lambda columns=columns: columns)
+        bar.update(30 << 20, 100 << 20, 3, final=True)
+        bar.close()
+        frame = out.getvalue().split("\r")[-1]  # the last frame
+        line = frame.removesuffix("\n").removesuffix("\x1b[K")
+        assert 0 < display_width(line) <= columns - 1, (columns, line)
+        assert "3 peers" in line or columns < 60, (columns, line)
+        assert ("[" in line) == (columns >= 80), (columns, line)  # the bar goes before the numbers
+        if columns >= 80:
+            assert line.startswith("Holiday") and "…" in line and "01.mp4 [" in line
+
+
+def test_names_in_wide_characters_are_measured_in_columns():
+    assert display_width("日本語.txt") == 10 and display_width("cafe\u0301") == 4 and display_width("abc") == 3
+    assert pad("日本", 6) == "日本  " and pad("abc", 2) == "abc"
+    short = shorten("日本語の長いファイル名.mp4", 12)
+    assert display_width(short) <= 12 and short.startswith("日本語") and short.endswith(".mp4") and "…" in short
+    assert shorten("short.txt", 12) == "short.txt" and shorten("anything", 1) == ""
