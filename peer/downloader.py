@@ -22,7 +22,7 @@ from p2p_common.errors import Busy, DataLoss, NotFound, P2PError, ResourceExhaus
 from peer.availability import NotHeld
 from peer.busy_wait import BusyWait
 from peer.chunk_schedule import ChunkSchedule
-from peer.chunk_store import PartialFile, Write
+from peer.chunk_store import PartialFile, Write, staged_records
 from peer.manifest import Manifest
 from peer.throttle import Throttle
 
@@ -208,6 +208,7 @@ class Download:
         refresh_seconds: float = REFRESH_SECONDS,
         me: str = "",  # the account downloading: its name among a crowd of partial sources
         cancel: threading.Event | None = None,  # set: stop, keeping what was verified
+        find_staged: Callable[[Path], list[Path]] = staged_records,  # see PartialFile
     ):
         if not sources:
             raise NotFound(f"no live peer has {wanted.sha256[:16]}")
@@ -223,6 +224,7 @@ class Download:
         self.refresh_seconds = refresh_seconds
         self.me = me
         self.cancel = cancel
+        self.find_staged = find_staged
         self._found: queue.SimpleQueue[Sequence[ChunkSource]] = queue.SimpleQueue()  # from refreshes
         self._refreshing = threading.Event()  # a refresh is under way
         self._owed_since: dict[str, tuple[float, ChunkStreamLike]] = {}  # waiting for a chunk asked for
@@ -241,12 +243,14 @@ class Download:
 
     def run(self) -> DownloadResult:
         manifest = verified_manifest(self.wanted, self.sources, self.dropped, self.stall_seconds)
-        partial = PartialFile(self.dest, manifest)
+        partial = PartialFile(self.dest, manifest, self.find_staged)
         reused = manifest.chunk_count - len(partial.missing())
         schedule = ChunkSchedule(partial, {s.label for s in self.sources if s.partial}, self.me)
         live = [s for s in self.sources if s.label not in self.dropped]
         self._spares.extend(live[self.max_sources :])
-        writers = [threading.Thread(target=self._write, args=(schedule,), name="write") for _ in range(self.WRITERS)]
+        # a thread costs ~0.3 ms to start here (it must win the GIL): a small file's one chunk needs one
+        count = min(self.WRITERS, manifest.chunk_count - reused)
+        writers = [threading.Thread(target=self._write, args=(schedule,), name="write") for _ in range(count)]
         interrupted = True
         try:
             for t in writers:
@@ -496,6 +500,7 @@ def download(
     find_sources: Callable[[], Sequence[ChunkSource]] | None = None,
     me: str = "",
     cancel: threading.Event | None = None,
+    find_staged: Callable[[Path], list[Path]] = staged_records,
 ) -> DownloadResult:
     """Fetch wanted into dest from sources (and those find_sources lists later); the file appears
     only complete and verified."""
@@ -509,6 +514,7 @@ def download(
         find_sources=find_sources,
         me=me,
         cancel=cancel,
+        find_staged=find_staged,
     )
     result = job.run()
     if result.size != wanted.size:

@@ -123,17 +123,18 @@ class BatchProgress:
         self.total_bytes = total_bytes
         self.bar = ProgressBar(f"0/{files} files", stream, counting="stream")
         self._lock = threading.Lock()
-        self._held: dict[object, int] = {}  # bytes each download holds (a file that ended: its size)
         self._under_way: dict[object, Progress] = {}  # the last progress of each transfer under way
-        self._ended = 0
+        self._ended: set[object] = set()
+        self._ended_bytes = 0  # the sizes of the files that ended (kept as a sum: a bar drawn for
+        # every chunk of 20,000 files summed 20,000 numbers each time)
 
     def on_download(self, key: object) -> Callable[[Progress], None]:
         """The progress callback of the transfer of key."""
 
         def update(p: Progress) -> None:
             with self._lock:
-                if key in self._under_way or key not in self._held:  # not after it ended
-                    self._held[key], self._under_way[key] = p.done_bytes, p
+                if key not in self._ended:  # a late update changes nothing
+                    self._under_way[key] = p
                     self._draw()
 
         return update
@@ -142,18 +143,19 @@ class BatchProgress:
         """key's transfer ended (its work is done, whatever happened): print line (to stdout
         unless told) above the bar."""
         with self._lock:
-            self._ended += 1
-            self._held[key] = size
+            self._ended.add(key)
+            self._ended_bytes += size
             self._under_way.pop(key, None)
             self.bar.clear()
             print(line, file=out or sys.stdout, flush=True)
-            self.bar.label = f"{self._ended}/{self.files} files"
+            self.bar.label = f"{len(self._ended)}/{self.files} files"
             self._draw(final=True)
 
     def _draw(self, final: bool = False) -> None:
-        streams = sum(p.active_sources for p in self._under_way.values())
-        busy = sum(p.busy_sources for p in self._under_way.values())
-        self.bar.update(sum(self._held.values()), self.total_bytes, streams, final=final, busy=busy)
+        under_way = self._under_way.values()
+        held = self._ended_bytes + sum(p.done_bytes for p in under_way)
+        streams = sum(p.active_sources for p in under_way)
+        self.bar.update(held, self.total_bytes, streams, final=final, busy=sum(p.busy_sources for p in under_way))
 
     def close(self) -> None:
         self.bar.close()

@@ -19,7 +19,7 @@ from p2p_common.errors import AlreadyExists, Busy, DataLoss, FailedPrecondition,
 from p2p_common.names import STATE_DIR_NAME, is_sha256_prefix, name_problem
 from peer import chunking
 from peer.busy_wait import BusyWait
-from peer.chunk_store import is_staging_file
+from peer.chunk_store import StagedListing, is_staging_file, staged_records
 from peer.downloader import STALL_SECONDS, DownloadResult, Progress, Wanted, download
 from peer.manifest import Manifest
 from peer.peer_client import PeerChannels, PeerConnection
@@ -93,16 +93,18 @@ def fetch(
     throttle: Throttle | None = None,
     cancel: threading.Event | None = None,
     channels: PeerChannels | None = None,
+    find_staged: Callable[[Path], list[Path]] = staged_records,
 ) -> DownloadResult:
     """Download remote from all its live sources into dest; nothing moves if dest already holds it.
 
     A different file at dest is kept unless replace says otherwise: a download never destroys
     what it did not write (an upload to a peer is refused the same way). throttle caps the rate
     all sources together deliver at (shared by the files of one `get`), channels the connections
-    to peers (the same too; without, the file's own, closed when it ends)."""
+    to peers (the same too; without, the file's own, closed when it ends), find_staged what earlier
+    versions are staged beside dest (see PartialFile)."""
     if channels is None:
         with closing(PeerChannels(tracker.tls)) as own:
-            return fetch(tracker, remote, dest, on_progress, replace, stall_seconds, throttle, cancel, own)
+            return fetch(tracker, remote, dest, on_progress, replace, stall_seconds, throttle, cancel, own, find_staged)
     if dest.is_file() and dest.stat().st_size == remote.size and chunking.sha256_of(dest) == remote.sha256:
         chunks = chunking.chunk_count(remote.size, remote.chunk_size)
         return DownloadResult(dest, remote.size, bytes_received=0, chunks_fetched=0, chunks_reused=chunks)
@@ -124,7 +126,16 @@ def fetch(
         return []
 
     return download(
-        wanted, sources, dest, on_progress, stall_seconds, throttle, find_sources=listed_now, me=tracker.name, cancel=cancel
+        wanted,
+        sources,
+        dest,
+        on_progress,
+        stall_seconds,
+        throttle,
+        find_sources=listed_now,
+        me=tracker.name,
+        cancel=cancel,
+        find_staged=find_staged,
     )
 
 
@@ -158,6 +169,7 @@ def fetch_many(
     ended: queue.SimpleQueue[Fetched] = queue.SimpleQueue()
     cancel = threading.Event()
     channels = PeerChannels(tracker.tls)
+    staged = StagedListing()  # each folder listed once for all
 
     def work() -> None:
         while not cancel.is_set():
@@ -167,7 +179,7 @@ def fetch_many(
                 return
             progress = on_progress(dest) if on_progress else None
             try:
-                result = fetch(tracker, remote, dest, progress, replace, stall_seconds, throttle, cancel, channels)
+                result = fetch(tracker, remote, dest, progress, replace, stall_seconds, throttle, cancel, channels, staged)
                 ended.put(Fetched(remote, dest, result, None))
             except (P2PError, OSError) as exc:
                 ended.put(Fetched(remote, dest, None, exc))

@@ -95,6 +95,39 @@ def test_several_files_at_once_within_one_rate_cap_and_a_failure_stops_no_other(
     assert cap.taken == sum(len(c) for n, c in files.items() if n != "album/03.flac")  # every file within the one cap
 
 
+def test_a_batch_lists_each_folder_once_and_still_reuses_an_earlier_version_staged_there(
+    start_peer_at, client, tmp_path, monkeypatch
+):
+    """Listed once a file, a folder of 20,000 files fetched in one `get --all` was listed 20,000 times."""
+    from peer import chunk_store
+    from peer.chunk_store import PartialFile, staging_paths
+    from peer.chunking import hash_file
+    from peer.manifest import Manifest
+    from peer.transfers import fetch_many
+
+    files = {f"album/{i:02d}.flac": data_of(MiB + 1000 * i, seed=i) for i in range(6)}
+    start_peer_at("band", files)
+    targets = [(resolve(client, name), tmp_path / name) for name in files]
+    (tmp_path / "album").mkdir()
+    old = files["album/02.flac"][:MiB] + b"the version before"  # a get of it was cut short
+    (tmp_path / "old").write_bytes(old)
+    old_manifest = Manifest.from_hashes(hash_file(tmp_path / "old", chunk_size=MiB))
+    cut_short = PartialFile(tmp_path / "album/02.flac", old_manifest)
+    cut_short.write_chunk(0, old[:MiB])
+    cut_short.close()
+    listed: list[Path] = []
+    real_listing = chunk_store._staged_in
+    monkeypatch.setattr(chunk_store, "_staged_in", lambda folder: listed.append(folder) or real_listing(folder))
+
+    ended = {e.dest.name: e for e in fetch_many(client, targets, jobs=3)}
+    assert listed == [tmp_path / "album"]
+    for name, content in files.items():
+        assert (tmp_path / name).read_bytes() == content
+    result = ended["02.flac"].result
+    assert result is not None and result.chunks_reused == 1 and result.chunks_fetched == 1
+    assert not any(p.exists() for p in staging_paths(tmp_path / "album/02.flac", old_manifest.sha256))
+
+
 def test_spare_sources_cost_nothing_until_one_is_needed(start_peer_at, client, tmp_path, monkeypatch):
     """With one source streaming at a time, the others get no ticket and no connection; when the
     streaming one dies, the next steps in."""
