@@ -240,6 +240,7 @@ class Download:
         self._idle_partial: set[str] = set()  # partial sources dropped for having nothing to give
         self._busy: dict[str, _Busy] = {}  # sources that refused a stream for now, to ask again
         self._fatal: Exception | None = None  # writing failed (disk full...): the download stops
+        self._writers = 0  # threads writing what receivers queue; none: receivers write
 
     def run(self) -> DownloadResult:
         manifest = verified_manifest(self.wanted, self.sources, self.dropped, self.stall_seconds)
@@ -248,9 +249,11 @@ class Download:
         schedule = ChunkSchedule(partial, {s.label for s in self.sources if s.partial}, self.me)
         live = [s for s in self.sources if s.label not in self.dropped]
         self._spares.extend(live[self.max_sources :])
-        # a thread costs ~0.3 ms to start here (it must win the GIL): a small file's one chunk needs one
-        count = min(self.WRITERS, manifest.chunk_count - reused)
+        # A thread costs ~0.3 ms to start here (it must win the GIL), as much as fetching a small
+        # file: the receiver writes the one chunk of such a file itself.
+        count = self.WRITERS if manifest.chunk_count - reused > 1 else 0
         writers = [threading.Thread(target=self._write, args=(schedule,), name="write") for _ in range(count)]
+        self._writers = count
         interrupted = True
         try:
             for t in writers:
@@ -432,7 +435,10 @@ class Download:
                 if len(arrivals) == arrivals.maxlen and arrivals[-1] > arrivals[0]:
                     rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])  # chunks a second
                     window = max(2, min(self.window, math.ceil(rate * WINDOW_SECONDS)))
-                self._received.put((source.label, index, data))
+                if self._writers:
+                    self._received.put((source.label, index, data))
+                else:  # one chunk to fetch: no thread is started to write it
+                    self._write_one(schedule, source.label, index, data)
         except Busy as exc:  # serving as many transfers as it allows: ask again later
             if not self._stop.is_set():
                 refused = self._wait_for_a_slot(source, exc, schedule)
@@ -463,21 +469,23 @@ class Download:
 
     def _write(self, schedule: ChunkSchedule) -> None:
         while (item := self._received.get()) is not None:
-            label, index, data = item
-            if self._fatal is not None:
-                continue
-            try:
-                outcome = schedule.partial.write_chunk(index, data)
-            except Exception as exc:  # disk full, or a bug: stop the download rather than hang it
-                self._fatal = exc
-                with schedule.cond:
-                    schedule.cond.notify_all()
-                continue
-            if outcome is Write.REJECTED:
-                self._bad[label] = f"chunk {index}: hash mismatch"
-                schedule.give_back(label, [index])
-            else:
-                schedule.done(index, label, len(data), outcome is Write.WRITTEN)
+            self._write_one(schedule, *item)
+
+    def _write_one(self, schedule: ChunkSchedule, label: str, index: int, data: bytes | memoryview) -> None:
+        if self._fatal is not None:
+            return
+        try:
+            outcome = schedule.partial.write_chunk(index, data)
+        except Exception as exc:  # disk full, or a bug: stop the download rather than hang it
+            self._fatal = exc
+            with schedule.cond:
+                schedule.cond.notify_all()
+            return
+        if outcome is Write.REJECTED:
+            self._bad[label] = f"chunk {index}: hash mismatch"
+            schedule.give_back(label, [index])
+        else:
+            schedule.done(index, label, len(data), outcome is Write.WRITTEN)
 
 
 def _write_error(exc: Exception, dest: Path) -> P2PError:
