@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import sqlite3
@@ -13,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from p2p_common import process_lock
 from p2p_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from p2p_common.names import HAVE_SUFFIX, STATE_DIR_NAME, name_problem
 from peer import chunking
@@ -365,19 +365,13 @@ class Share:
         """One `serve` per share: a second would rescan, publish and clean up the same files
         beside the first (each lists them as its own; each removes what it takes for the other's
         abandoned transfers). Held until close(), by a lock the system drops if the process dies."""
-        path = self.state_dir / "serving.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
+            self._serving_lock = process_lock.claim(self.state_dir / "serving.lock")
+        except process_lock.HeldElsewhere as held:
             raise FailedPrecondition(
-                f"the share {self.root} is already served by another p2p-peer serve (pid {holder}); one serve per share folder"
+                f"the share {self.root} is already served by another p2p-peer serve (pid {held.holder}); "
+                "one serve per share folder"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._serving_lock = fd
 
     def close(self) -> None:
         self.cache.close()

@@ -50,7 +50,7 @@ def _password(args: argparse.Namespace) -> str:
 
 
 def run_user_command(args: argparse.Namespace, config: TrackerConfig) -> None:
-    store = SqliteStore(config.db)
+    store = SqliteStore(config.db, accounts_only=True)  # beside a running tracker too
     try:
         directory = Directory(store, config)
         if args.user_command == "add":

@@ -14,8 +14,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
+from p2p_common import process_lock
 from tracker import name_index
 from tracker.name_index import fold
 from tracker.store import (
@@ -53,11 +55,19 @@ def _schema() -> str:
 
 
 class SqliteStore:
-    """Store backed by one SQLite file (or ':memory:', shared through a single connection)."""
+    """Store backed by one SQLite file (or ':memory:', shared through a single connection).
 
-    def __init__(self, path: str):
+    One store serves a database at a time (a lock file beside it, `tracker.db.lock`): two
+    trackers on one database would each reap, resume and index the other's sessions, and a newer
+    version would upgrade the schema under an older one still serving. accounts_only opens it
+    beside a running tracker, for managing accounts: no lock, and the name index is neither
+    upgraded nor loaded (~4 s at a million files); such a store answers no queries."""
+
+    def __init__(self, path: str, accounts_only: bool = False):
         self._path = path
         self._memory = path == ":memory:"
+        self._accounts_only = accounts_only
+        self._lock_fd = -1  # see the class docstring
         self._write_lock = threading.RLock()  # one writer at a time; readers never wait (WAL)
         self._writer: sqlite3.Connection | None = None  # used under _write_lock only
         self._pool_lock = threading.Lock()
@@ -71,6 +81,9 @@ class SqliteStore:
         self._vocabulary = name_index.Vocabulary()
         try:
             self._open()
+        except CannotOpen:
+            self.close()
+            raise
         except (sqlite3.Error, OSError) as exc:
             self.close()
             raise CannotOpen(_why_not_opened(path, exc)) from None
@@ -80,7 +93,11 @@ class SqliteStore:
         if not self._memory and os.path.dirname(self._path):
             os.makedirs(os.path.dirname(self._path), exist_ok=True)
         with self._write_lock:
-            writer = self._writer_conn()
+            writer = self._writer_conn()  # a file that is no database fails here, before the lock file
+            if self._accounts_only:
+                writer.executescript(_schema())
+                return
+            self._claim()
             name_index.set_aside_old_postings(writer)
             writer.executescript(_schema())
             _add_partial_column(writer)
@@ -88,6 +105,19 @@ class SqliteStore:
             name_index.refold(writer)
         with self._read() as c:
             self._vocabulary.load(c)
+
+    def _claim(self) -> None:
+        if self._memory:
+            return
+        try:
+            self._lock_fd = process_lock.claim(Path(self._path + ".lock"))
+        except process_lock.HeldElsewhere as held:
+            raise CannotOpen(
+                f"the database {self._path} is already served by another p2p-tracker (pid {held.holder}); "
+                "one tracker per database"
+            ) from None
+        except OSError as exc:
+            raise CannotOpen(f"cannot create {self._path}.lock beside the database: {exc.strerror or exc}") from None
 
     # -- connections -------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -152,6 +182,9 @@ class SqliteStore:
             self._idle.clear()
             self._writer = None
             self._checkpointer = None
+        if self._lock_fd >= 0:  # after every connection: the next tracker may start now
+            os.close(self._lock_fd)
+            self._lock_fd = -1
 
     # -- accounts ----------------------------------------------------------------------
     def add_account(self, name: str, password_hash: str) -> None:

@@ -233,6 +233,38 @@ def test_tracker_user_commands(tmp_path):
     assert removed.returncode == 1 and "no account" in removed.stderr
 
 
+def test_one_tracker_per_database_and_accounts_are_managed_beside_it(start_tracker_at, tmp_path):
+    """A second tracker on a served database is refused (they would reap and index each other's
+    sessions, and a newer one would upgrade the schema under the older); `user add` is not."""
+    from tests.helpers import TrackerClientForTests
+
+    serving = start_tracker_at()  # holds tracker.db in this process
+    db = str(tmp_path / "tracker.db")
+    second = subprocess.run(
+        [str(BIN / "p2p-tracker"), "--db", db, "--listen", "127.0.0.1:0"], capture_output=True, text=True, timeout=30
+    )
+    assert second.returncode == 1 and second.stderr.count("\n") == 1 and "Traceback" not in second.stderr
+    assert f"already served by another p2p-tracker (pid {os.getpid()}); one tracker per database" in second.stderr
+    added = subprocess.run(
+        [str(BIN / "p2p-tracker"), "user", "add", "erin", "--password", "pw", "--db", db], capture_output=True, text=True
+    )
+    assert added.returncode == 0, added.stderr
+    c = TrackerClientForTests(f"127.0.0.1:{serving.port}")
+    try:
+        assert c.login("erin", "pw").registered is False  # the running tracker knows her
+    finally:
+        c.close()
+    serving.stop(grace=0)  # and once it stops, another may serve the database
+    after = subprocess.Popen([str(BIN / "p2p-tracker"), "--db", db, "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True)
+    try:
+        assert after.stderr is not None
+        lines = [after.stderr.readline() for _ in range(2)]  # "N sessions ... carry on", then this
+        assert any("tracker serving on port" in line for line in lines), lines
+    finally:
+        after.terminate()
+        after.communicate(timeout=15)  # and its stderr closed
+
+
 def test_a_tracker_database_that_cannot_be_used_is_one_line_naming_the_fix(tmp_path):
     """A folder, a file of something else (left as it was), a path under a file: exit 1 and a line
     saying what to give instead, for serving and for the account commands alike."""

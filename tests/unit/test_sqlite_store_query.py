@@ -236,6 +236,25 @@ def test_names_indexed_lowercased_only_by_an_earlier_version_are_folded_at_start
     SqliteStore(path).close()  # a second start has nothing to upgrade
 
 
+def test_accounts_are_managed_beside_a_tracker_without_upgrading_its_database(tmp_path: Path):
+    """`p2p-tracker user add` of a newer version, run beside an older tracker still serving, must
+    leave the schema that tracker reads as it is (and not load a million names to add a user)."""
+    path = str(tmp_path / "tracker.db")
+    SqliteStore(path).close()
+    with sqlite3.connect(path) as db:  # the files table as versions before name folding had it
+        db.execute("ALTER TABLE files RENAME COLUMN name_folded TO name_lower")
+    accounts = SqliteStore(path, accounts_only=True)
+    accounts.add_account("erin", "not-a-hash")
+    accounts.close()
+    with sqlite3.connect(path) as db:
+        assert "name_lower" in {row[1] for row in db.execute("PRAGMA table_info(files)")}
+    served = SqliteStore(path)  # a tracker of this version serving it upgrades it
+    assert served.account("erin") is not None
+    served.close()
+    with sqlite3.connect(path) as db:
+        assert "name_folded" in {row[1] for row in db.execute("PRAGMA table_info(files)")}
+
+
 def test_a_restart_reads_both_tables_of_postings_into_memory(tmp_path: Path, store_and_live):
     store, live = store_and_live
     path = store._path
