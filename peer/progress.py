@@ -125,8 +125,9 @@ class BatchProgress:
         self._lock = threading.Lock()
         self._under_way: dict[object, Progress] = {}  # the last progress of each transfer under way
         self._ended: set[object] = set()
-        self._ended_bytes = 0  # the sizes of the files that ended (kept as a sum: a bar drawn for
-        # every chunk of 20,000 files summed 20,000 numbers each time)
+        # the sizes of the files that ended, kept as a sum: a bar drawn for every chunk of 20,000
+        # files summed 20,000 numbers each time
+        self._ended_bytes = 0
 
     def on_download(self, key: object) -> Callable[[Progress], None]:
         """The progress callback of the transfer of key."""

@@ -30,7 +30,8 @@ import sqlite3
 import threading
 import unicodedata
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import groupby
 from operator import itemgetter
@@ -56,8 +57,8 @@ _ACCENTS = re.compile("[\u0300-\u036f]")  # the combining diacritical marks of L
 def fold(text: str) -> str:
     """text as names are matched: case-folded ("STRASSE" finds "straße"), in one normal form (a
     name typed on Linux finds one a Mac wrote decomposed), compatibility forms made plain (a
-    fullwidth or ligature letter is the letter) and accents dropped ("cafe" finds "Café", as desktop search does).
-    Only accents: marks that change a letter elsewhere, such as kana's voicing, stay."""
+    fullwidth or ligature letter is the letter) and accents dropped ("cafe" finds "Café", as
+    desktop search does). Only accents: marks that make another letter, as kana's voicing, stay."""
     if text.isascii():
         return text.lower()
     decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())
@@ -248,18 +249,13 @@ def upgrade(c: sqlite3.Connection) -> None:
         return
     log.warning("upgrading the name index: postings get their content's sha_key (once; ~30 s a million files)")
     c.create_function("p2p_sha_key", 1, sha_key, deterministic=True)
-    c.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(c):
         c.execute("DELETE FROM file_words")
         c.execute(
             "INSERT INTO file_words(word_id, file_id, sha_key) SELECT w.word_id, w.file_id, p2p_sha_key(f.sha256)"
             " FROM file_words_old w JOIN files f ON f.id = w.file_id ORDER BY 1, 2"  # stale postings go too
         )
         c.execute("DROP TABLE file_words_old")
-    except BaseException:
-        c.execute("ROLLBACK")
-        raise
-    c.execute("COMMIT")
 
 
 def refold(c: sqlite3.Connection) -> None:
@@ -271,12 +267,19 @@ def refold(c: sqlite3.Connection) -> None:
         return
     log.warning("upgrading the name index: names match without regard to accents and case in any script (once)")
     c.create_function("p2p_fold", 1, fold, deterministic=True)
-    c.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(c):
         c.execute("ALTER TABLE files RENAME COLUMN name_lower TO name_folded")
         (top,) = c.execute("SELECT coalesce(max(id), 0) FROM files").fetchone()
         above = max(top, watermark(c))
         c.execute("UPDATE files SET id = id + ?, name_folded = p2p_fold(name) WHERE name_folded <> p2p_fold(name)", (above,))
+
+
+@contextmanager
+def _transaction(c: sqlite3.Connection) -> Iterator[None]:
+    """An upgrade's statements, applied all or none (another process waits for the write lock)."""
+    c.execute("BEGIN IMMEDIATE")
+    try:
+        yield
     except BaseException:
         c.execute("ROLLBACK")
         raise
