@@ -7,6 +7,7 @@ import os
 import queue
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
@@ -44,7 +45,8 @@ def resolve(tracker: TrackerClient, spec: str) -> RemoteFile:
             raise NotFound(f"no live peer has content {spec}")
         # hex digits can be a name too ("cafebabe.txt" matches "cafebabe")
     found = tracker.query(pattern=spec, limit=1000)
-    exact = [f for f in found if any(s.name == spec or s.name.rsplit("/", 1)[-1] == spec for s in f.sources)]
+    typed = unicodedata.normalize("NFC", spec)
+    exact = [f for f in found if any(_is_named(s.name, typed) for s in f.sources)]
     candidates = exact or found
     if not candidates:
         also = " and no shared content's sha256 starts with it" if is_sha256_prefix(digits) else ""
@@ -70,6 +72,13 @@ def resolve_all(tracker: TrackerClient, spec: str, limit: int = 10_000) -> list[
 
 
 _LISTED = 5  # contents named in an "ambiguous" error
+
+
+def _is_named(name: str, typed: str) -> bool:
+    """typed (in NFC) is name or its last part, in whichever Unicode form either was written
+    ("Café" typed names the one a Mac wrote decomposed)."""
+    name = unicodedata.normalize("NFC", name)
+    return typed in (name, name.rsplit("/", 1)[-1])
 
 
 def _listing(found: list[RemoteFile]) -> str:

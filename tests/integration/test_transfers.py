@@ -218,6 +218,16 @@ def test_get_of_unknown_or_ambiguous_names(start_peer_at, client):
     assert resolve(client, "a/report.txt").sha256 == sha(b"1")
 
 
+def test_a_name_typed_in_another_unicode_form_is_still_the_exact_one(start_peer_at, client):
+    """Search ignores accents, so "Café.txt" also matches "Cafe.txt"; typed composed, it still names
+    exactly the "Café.txt" a Mac shared decomposed."""
+    start_peer_at("mac", {"Cafe\u0301.txt": b"the mac's", "Cafe.txt": b"another"})
+    assert resolve(client, "Caf\u00e9.txt").sha256 == sha(b"the mac's")
+    assert resolve(client, "Cafe.txt").sha256 == sha(b"another")
+    with pytest.raises(Exception, match="2 files match"):
+        resolve(client, "cafe.txt")  # exact names are exact about case: both match
+
+
 def test_get_by_the_sha256_digits_search_shows(start_peer_at, client):
     # two contents whose sha256 share their first 8 digits (found by trying c0, c1, ...)
     start_peer_at("p", {"one.txt": b"c17439", "two.txt": b"c24164", "deadbeef.txt": b"named like hex"})
