@@ -182,6 +182,17 @@ def test_corrupt_source_is_dropped_and_chunks_refetched(tmp_path):
     assert "hash mismatch" in result.dropped["liar"] and result.per_source == {"honest": m.chunk_count}
 
 
+def test_a_small_file_written_by_its_receiver_is_verified_all_the_same(tmp_path):
+    """A file of one chunk starts no writer thread: the receiver checks and writes it."""
+    small = DATA[:1000]
+    m, wanted = make(small)
+    liar = MemorySource("liar", small, m, corrupt=True)
+    sources = [liar, MemorySource("honest", small, m, after=liar.started)]
+    result = Download(wanted, sources, tmp_path / "out").run()
+    assert (tmp_path / "out").read_bytes() == small
+    assert "hash mismatch" in result.dropped["liar"] and result.per_source == {"honest": 1}
+
+
 def test_dying_source_is_dropped(tmp_path):
     m, wanted = make(DATA)
     dies = MemorySource("dies", DATA, m, die_after=5)
