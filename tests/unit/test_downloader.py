@@ -186,9 +186,8 @@ def test_a_small_file_written_by_its_receiver_is_verified_all_the_same(tmp_path)
     """A file of one chunk starts no writer thread: the receiver checks and writes it."""
     small = DATA[:1000]
     m, wanted = make(small)
-    liar = MemorySource("liar", small, m, corrupt=True)
-    sources = [liar, MemorySource("honest", small, m, after=liar.started)]
-    result = Download(wanted, sources, tmp_path / "out").run()
+    sources = [MemorySource("liar", small, m, corrupt=True), MemorySource("honest", small, m)]
+    result = Download(wanted, sources, tmp_path / "out", max_sources=1).run()  # the liar first, alone
     assert (tmp_path / "out").read_bytes() == small
     assert "hash mismatch" in result.dropped["liar"] and result.per_source == {"honest": 1}
 
