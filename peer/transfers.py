@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 def resolve(tracker: TrackerClient, spec: str) -> RemoteFile:
     """The one content spec names: a sha256 or its first 8+ digits (what `search` shows is enough),
     an exact shared name, or a name pattern that matches one content."""
+    _check_spec(spec)
     digits = spec.lower()
     if is_sha256_prefix(digits):
         found = tracker.query(sha256=digits, limit=_LISTED + 1)
@@ -44,24 +45,49 @@ def resolve(tracker: TrackerClient, spec: str) -> RemoteFile:
         if len(digits) == 64:
             raise NotFound(f"no live peer has content {spec}")
         # hex digits can be a name too ("cafebabe.txt" matches "cafebabe")
-    found = tracker.query(pattern=spec, limit=1000)
-    typed = unicodedata.normalize("NFC", spec)
-    exact = [f for f in found if any(_is_named(s.name, typed) for s in f.sources)]
-    candidates = exact or found
+    candidates = _named_exactly(tracker, spec) or tracker.query(pattern=spec, limit=_MATCHES + 1)
     if not candidates:
         also = " and no shared content's sha256 starts with it" if is_sha256_prefix(digits) else ""
         raise NotFound(f"no file named {spec!r} is shared by a live peer{also}")
     if len(candidates) > 1:
+        several = f"{len(candidates)}" if len(candidates) <= _MATCHES else f"more than {_MATCHES}"
         raise FailedPrecondition(
-            f"{len(candidates)} files match {spec!r}: {_listing(candidates)}; "
+            f"{several} files match {spec!r}: {_listing(candidates)}; "
             "name one by its sha256 (the digits shown will do), or take all (--all)"
         )
     return candidates[0]
 
 
+def _check_spec(spec: str) -> None:
+    if not spec.strip():  # an unset shell variable, most likely: not "everything"
+        raise InvalidArgument("an empty name names no file: give a name, a pattern ('*' for all) or sha256 digits")
+
+
+def _named_exactly(tracker: TrackerClient, spec: str) -> list[RemoteFile]:
+    """The contents shared under the path spec, or with spec as their file name. Asked for as
+    such: among the first page of a substring search ("report.txt" is in "old-report.txt" too,
+    and pages come in sha256 order) the one named so could be missing."""
+    glob = _exact_glob(spec)
+    if glob is None:  # no letter or digit: only the substring search
+        return []
+    typed = unicodedata.normalize("NFC", spec)
+    found = {f.sha256: f for pattern in (glob, "*/" + glob) for f in tracker.query(pattern=pattern, limit=_MATCHES)}
+    return [f for f in found.values() if any(_is_named(s.name, typed) for s in f.sources)]
+
+
+def _exact_glob(name: str) -> str | None:
+    """A glob that matches name alone, as the tracker matches (so case and accents aside): its glob
+    characters as classes of one, and one letter or digit too, so that it is a glob at all."""
+    first = next((i for i, c in enumerate(name) if c.isalnum()), None)
+    if first is None:
+        return None
+    return "".join(f"[{c}]" if c in "*?[" or i == first else c for i, c in enumerate(name))
+
+
 def resolve_all(tracker: TrackerClient, spec: str, limit: int = 10_000) -> list[RemoteFile]:
     """Every content spec names: those starting with its digits if it is a sha256 (prefix) that
     some content starts with, else those whose name matches it; at least one."""
+    _check_spec(spec)
     digits = spec.lower()
     if is_sha256_prefix(digits) and (found := tracker.query(sha256=digits, limit=limit)):
         return found
@@ -72,6 +98,7 @@ def resolve_all(tracker: TrackerClient, spec: str, limit: int = 10_000) -> list[
 
 
 _LISTED = 5  # contents named in an "ambiguous" error
+_MATCHES = 1000  # matches of a name counted for an "ambiguous" error
 
 
 def _is_named(name: str, typed: str) -> bool:

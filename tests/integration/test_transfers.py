@@ -14,7 +14,16 @@ from pathlib import Path
 import grpc
 import pytest
 
-from p2p_common.errors import AlreadyExists, FailedPrecondition, NotFound, P2PError, PermissionDenied, ResourceExhausted
+from p2p.v1 import tracker_pb2 as tpb
+from p2p_common.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    P2PError,
+    PermissionDenied,
+    ResourceExhausted,
+)
 from peer import busy_wait, downloader
 from peer.downloader import Progress
 from peer.throttle import Throttle
@@ -226,6 +235,27 @@ def test_a_name_typed_in_another_unicode_form_is_still_the_exact_one(start_peer_
     assert resolve(client, "Cafe.txt").sha256 == sha(b"another")
     with pytest.raises(Exception, match="2 files match"):
         resolve(client, "cafe.txt")  # exact names are exact about case: both match
+
+
+def test_a_name_among_more_matches_than_a_page_is_still_found_exactly(start_peer_at, client, tracker):
+    """`get report.txt` where 1,500 other names contain it: the first page of the substring search
+    (sha256 order) may not hold the file named so; an empty name is no name."""
+    from tests.helpers import TrackerClientForTests, file_entry
+
+    content = next(c for i in range(100) if sha(c := f"the report {i}".encode()).startswith("f"))  # sorts late
+    start_peer_at("office", {"report.txt": content})
+    crowd = TrackerClientForTests(f"127.0.0.1:{tracker.port}")
+    try:
+        crowd.login("crowd", address="127.0.0.1:9")
+        entries = [file_entry(f"v{i}-report.txt", f"{i}".encode()) for i in range(1500)]
+        crowd.send_index(tpb.SendIndexRequest(mode=tpb.INDEX_MODE_REPLACE, add=entries))
+        assert resolve(client, "report.txt").sha256 == sha(content)
+        with pytest.raises(FailedPrecondition, match="more than 1000 files match 'report'"):
+            resolve(client, "report")
+        with pytest.raises(InvalidArgument, match="empty name"):
+            resolve(client, "")
+    finally:
+        crowd.close()
 
 
 def test_get_by_the_sha256_digits_search_shows(start_peer_at, client):
