@@ -57,8 +57,10 @@ def run_user_command(args: argparse.Namespace, config: TrackerConfig) -> None:
             directory.add_account(args.name, _password(args))
             print(f"account {args.name} created")
         elif args.user_command == "passwd":
-            directory.set_password(args.name, _password(args))
-            print(f"password of {args.name} changed")
+            ended = directory.set_password(args.name, _password(args))
+            sessions = f"{ended} session{'s' if ended != 1 else ''}"
+            also = f"; {sessions} of it ended (their peers must log in with the new password)" if ended else ""
+            print(f"password of {args.name} changed{also}")
         elif args.user_command == "list":
             for name in store.account_names():
                 print(name)

@@ -126,10 +126,12 @@ class Directory:
         except st.AlreadyExists as exc:
             raise AlreadyExists(str(exc)) from exc
 
-    def set_password(self, name: str, password: str) -> None:
+    def set_password(self, name: str, password: str) -> int:
+        """Also ends the account's sessions (how many is returned): a password is changed when it
+        leaked, and a session opened with it would otherwise live on, renewed, for ever."""
         check_credentials(name, password)
         try:
-            self.store.set_password(name, auth.hash_password(password))
+            return self.store.set_password(name, auth.hash_password(password))
         except st.NotFound as exc:
             raise NotFound(str(exc)) from exc
 

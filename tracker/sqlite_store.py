@@ -201,10 +201,11 @@ class SqliteStore:
             row = c.execute("SELECT name, password_hash FROM accounts WHERE name=?", (name,)).fetchone()
         return Account(*row) if row else None
 
-    def set_password(self, name: str, password_hash: str) -> None:
+    def set_password(self, name: str, password_hash: str) -> int:
         with self._write() as c:
             if c.execute("UPDATE accounts SET password_hash=? WHERE name=?", (password_hash, name)).rowcount == 0:
                 raise NotFound(f"no account {name!r}")
+            return self._delete_sessions(c, "account=?", (name,))
 
     def delete_account(self, name: str) -> None:
         with self._write() as c:

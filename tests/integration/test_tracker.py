@@ -532,6 +532,20 @@ def test_relogin_from_same_address_replaces_the_old_session(client_factory):
     assert [(p.name, p.address, p.file_count) for p in peers] == [("alice", "127.0.0.1:7001", 1)]
 
 
+def test_a_new_password_ends_the_sessions_opened_with_the_old_one(tracker, client_factory):
+    """Passwords are changed when they leak: a session of the old one must not live on, renewed."""
+    thief, owner = client_factory(), client_factory()
+    thief.login("alice", "old", address="127.0.0.1:7001")
+    owner.login("bob", "pw")
+    assert tracker.directory.set_password("alice", "new") == 1
+    code, msg = code_of(thief.query, "x")
+    assert code == grpc.StatusCode.UNAUTHENTICATED and "log in again" in msg
+    code, _ = code_of(thief.login, "alice", "old")
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    assert thief.login("alice", "new").registered is False and thief.query("x").files == []
+    assert owner.query("x").files == []  # other accounts' sessions go on
+
+
 def test_accounts_survive_a_restart(start_tracker_at):
     from tests.helpers import TrackerClientForTests
 
