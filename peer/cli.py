@@ -190,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     put = sub.add_parser("put", help="upload files or folders to a named peer")
     put.add_argument("files", nargs="+", metavar="PATH", help="a local file, or a folder (sent with its files in their folders)")
-    put.add_argument("--to", required=True, help="the receiving peer's account name")
+    put.add_argument(
+        "--to", required=True, help="the receiving peer's account name (NAME@HOST:PORT when it serves from several places)"
+    )
     put.add_argument(
         "--as",
         dest="as_name",
@@ -374,7 +376,7 @@ def _destinations(output: str | None, chosen: list[tuple[RemoteFile, str]]) -> l
 
 
 def cmd_put(args: argparse.Namespace) -> int:
-    from peer.transfers import files_to_send, find_peer_address
+    from peer.transfers import files_to_send, find_peer
 
     def skipped(path: Path, why: str) -> None:
         print(f"p2p-peer put: not sending {path}: {why}", file=sys.stderr)
@@ -386,10 +388,10 @@ def cmd_put(args: argparse.Namespace) -> int:
     failed = 0
     channels = PeerChannels(client.tls)  # one connection to the receiver for all the files
     try:
-        address = find_peer_address(client, args.to)
+        peer_name, address = find_peer(client, args.to)
         for path, name in sending:
             try:
-                line = _put_one(client, path, name, address, args, display, channels)
+                line = _put_one(client, path, name, (peer_name, address), args, display, channels)
             except (P2PError, OSError) as exc:
                 if display is None:
                     raise
@@ -414,7 +416,7 @@ def _put_one(
     client: TrackerClient,
     path: Path,
     name: str,
-    address: str,
+    peer: tuple[str, str],  # (name, address)
     args: argparse.Namespace,
     display: BatchProgress | None,
     channels: PeerChannels,
@@ -430,16 +432,7 @@ def _put_one(
     else:
         report = display.on_download(path)
     try:
-        result = push(
-            client,
-            path,
-            args.to,
-            name,
-            report,
-            args.stall_timeout,
-            address,
-            channels,
-        )
+        result = push(client, path, peer[0], name, report, args.stall_timeout, peer[1], channels)
     finally:
         if bar is not None:
             bar.close()

@@ -351,11 +351,21 @@ def files_to_send(
     return found
 
 
-def find_peer_address(tracker: TrackerClient, peer_name: str) -> str:
-    for peer in tracker.peers():
-        if peer.name == peer_name:
-            return peer.address
-    raise NotFound(f"peer {peer_name!r} is not online")
+def find_peer(tracker: TrackerClient, spec: str) -> tuple[str, str]:
+    """(name, address) of the serving peer spec names: an account name, or name@host:port (as
+    messages label sources) for one of the places an account serves from (a laptop, a desktop)."""
+    name, _, address = spec.partition("@")  # account names hold no '@'
+    serving = [p.address for p in tracker.peers() if p.name == name]
+    if not serving:
+        raise NotFound(f"peer {name!r} is not online")
+    if address:
+        if address not in serving:
+            raise NotFound(f"peer {name!r} does not serve at {address}; it serves at {', '.join(serving)}")
+        return name, address
+    if len(serving) > 1:
+        places = ", ".join(f"{name}@{a}" for a in serving)
+        raise FailedPrecondition(f"{name} serves from {len(serving)} places: {places}; name one of them")
+    return name, serving[0]
 
 
 def push(
@@ -368,7 +378,8 @@ def push(
     address: str | None = None,
     channels: PeerChannels | None = None,
 ) -> UploadResult:
-    """Upload the file at path to peer_name (at address, if known, through channels, if given);
+    """Upload the file at path to peer_name (at address, if known, else as find_peer finds it;
+    through channels, if given);
     only the chunks it does not hold yet are sent.
 
     A receiver that takes nothing and says nothing for stall_seconds (frozen, or its network gone
@@ -381,7 +392,9 @@ def push(
         raise InvalidArgument(f"{path} is not a readable file")
     hashed = _version(path)
     manifest = Manifest.from_hashes(chunking.hash_file(path))
-    conn = connect(tracker, peer_name, address or find_peer_address(tracker, peer_name), channels)
+    if address is None:
+        peer_name, address = find_peer(tracker, peer_name)
+    conn = connect(tracker, peer_name, address, channels)
     wait = BusyWait()
     while True:
         try:

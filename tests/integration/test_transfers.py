@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import re
 import stat
 import threading
 import time
@@ -313,12 +314,28 @@ def test_upload_publishes_into_the_receivers_share(start_peer_at, client, tmp_pa
     wait_for(lambda: client.query("incoming/report.pdf"), timeout=10, what="the upload to be published")
 
 
+def test_an_upload_to_an_account_serving_from_two_places_goes_where_it_is_told(start_peer_at, client, tmp_path):
+    """`put --to dana` picked one of dana's laptop and desktop, unsaid; now dana@host:port names one."""
+    (tmp_path / "desktop").mkdir()
+    start_peer_at("dana", {}, allow_uploads=True)
+    desktop = start_peer_at("dana", {}, allow_uploads=True, share=tmp_path / "desktop")
+    local = tmp_path / "notes.txt"
+    local.write_bytes(b"for the desktop")
+    with pytest.raises(FailedPrecondition, match=re.escape("dana serves from 2 places: dana@127.0.0.1:")):
+        push(client, local, "dana")
+    with pytest.raises(NotFound, match=re.escape("does not serve at 127.0.0.1:1;")):
+        push(client, local, "dana@127.0.0.1:1")
+    push(client, local, f"dana@{desktop.tracker.advertise}")
+    assert (tmp_path / "desktop/notes.txt").read_bytes() == b"for the desktop"
+    assert not (tmp_path / "share-dana/notes.txt").exists()
+
+
 def test_interrupted_upload_resumes(start_peer_at, client, tmp_path):
     from p2p.v1 import peer_pb2 as pb
     from peer import chunking
     from peer.manifest import Manifest
     from peer.peer_client import PeerChannels
-    from peer.transfers import connect, find_peer_address
+    from peer.transfers import connect, find_peer
 
     receiver = start_peer_at("inbox", {}, allow_uploads=True)
     content = data_of(8 * MiB, seed=10)
@@ -326,7 +343,7 @@ def test_interrupted_upload_resumes(start_peer_at, client, tmp_path):
     local.write_bytes(content)
     m = Manifest.from_hashes(chunking.hash_file(local))
     channels = PeerChannels(client.tls)
-    conn = connect(client, "inbox", find_peer_address(client, "inbox"), channels)
+    conn = connect(client, "inbox", find_peer(client, "inbox")[1], channels)
 
     def half() -> object:
         yield pb.UploadRequest(
