@@ -10,7 +10,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
@@ -72,7 +72,11 @@ def _named_exactly(tracker: TrackerClient, spec: str) -> list[RemoteFile]:
         return []
     typed = unicodedata.normalize("NFC", spec)
     found = {f.sha256: f for pattern in (glob, "*/" + glob) for f in tracker.query(pattern=pattern, limit=_MATCHES)}
-    return [f for f in found.values() if any(_is_named(s.name, typed) for s in f.sources)]
+    exact = []
+    for f in found.values():  # named as asked: a content shared as first.txt and second.txt too
+        if names := [s.name for s in f.sources if _is_named(s.name, typed)]:
+            exact.append(replace(f, name=min(names, key=lambda n: unicodedata.normalize("NFC", n) != typed)))
+    return exact
 
 
 def _exact_glob(name: str) -> str | None:

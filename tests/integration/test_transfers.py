@@ -238,6 +238,13 @@ def test_a_name_typed_in_another_unicode_form_is_still_the_exact_one(start_peer_
         resolve(client, "cafe.txt")  # exact names are exact about case: both match
 
 
+def test_a_content_shared_under_several_names_is_fetched_under_the_one_asked_for(start_peer_at, client, tmp_path):
+    start_peer_at("twins", {"first.txt": b"same", "docs/second.txt": b"same"})
+    assert resolve(client, "second.txt").name == "docs/second.txt"
+    assert resolve(client, "docs/second.txt").name == "docs/second.txt"
+    assert resolve(client, "first.txt").name == "first.txt"
+
+
 def test_a_name_among_more_matches_than_a_page_is_still_found_exactly(start_peer_at, client, tracker):
     """`get report.txt` where 1,500 other names contain it: the first page of the substring search
     (sha256 order) may not hold the file named so; an empty name is no name."""
