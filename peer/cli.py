@@ -295,8 +295,9 @@ def cmd_get(args: argparse.Namespace) -> int:
     try:
         # every spec is resolved before any byte moves: a typo in the third name fails at once
         if args.all:
-            found = sorted((r for spec in args.files for r in resolve_all(client, spec)), key=lambda r: r.name)
-            chosen = [(r, r.name) for r in found]  # each in its folders
+            found = [r for spec in args.files for r in resolve_all(client, spec)]
+            # each in its folders, under every name it matched (identical files of one folder)
+            chosen = sorted(((r, name) for r in found for name in r.matched_names or (r.name,)), key=lambda c: c[1])
         else:
             chosen = [(r, r.name.rsplit("/", 1)[-1]) for r in (resolve(client, spec) for spec in args.files)]
         targets = _destinations(args.output, chosen)

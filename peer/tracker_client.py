@@ -54,6 +54,7 @@ class RemoteFile:
     chunk_size: int
     chunk_list_sha256: str
     sources: tuple[Source, ...]
+    matched_names: tuple[str, ...] = ()  # when shared under several names: those matching the query
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class OnlinePeer:
 
 def _remote_file(m: pb.FileMatch) -> RemoteFile:
     sources = tuple(Source(s.peer_name, s.address, s.name, s.partial) for s in m.sources)
-    return RemoteFile(m.sha256, m.name, m.size, m.chunk_size, m.chunk_list_sha256, sources)
+    return RemoteFile(m.sha256, m.name, m.size, m.chunk_size, m.chunk_list_sha256, sources, tuple(m.matched_names))
 
 
 def _entry(f: SharedFile) -> pb.FileEntry:

@@ -44,7 +44,12 @@ def _query_response(matches: list[Match], next_page_token: str) -> pb.QueryRespo
     response = pb.QueryResponse(next_page_token=next_page_token)
     for m in matches:
         found = response.files.add(
-            sha256=m.sha256, name=m.name, size=m.size, chunk_size=m.chunk_size, chunk_list_sha256=m.chunk_list_sha256
+            sha256=m.sha256,
+            name=m.name,
+            size=m.size,
+            chunk_size=m.chunk_size,
+            chunk_list_sha256=m.chunk_list_sha256,
+            matched_names=m.matched_names,
         )
         for s in m.sources:
             found.sources.add(peer_name=s.peer_name, address=s.address, name=s.name, partial=s.partial)

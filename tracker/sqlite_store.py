@@ -37,6 +37,7 @@ from tracker.store import (
 )
 
 MAX_SOURCES_PER_MATCH = 64  # keeps a popular file's result small; a sample spreads the load
+MAX_MATCHED_NAMES = 1000  # names of one content listed as matching (identical files of one folder)
 # Above this many candidate postings a name query walks contents in sha256 order instead, checking
 # names until a page is full: at a million files "mp3" took 0.36 s through the index, 3 ms so.
 BROAD_CANDIDATES = 20_000
@@ -344,7 +345,7 @@ class SqliteStore:
             args.extend(candidates[1])
         if q.name_pattern:
             where.append("f.name_folded GLOB ?")  # the exact check; substrings become globs too
-            args.append(q.name_pattern if q.glob else f"*{_glob_escape(q.name_pattern)}*")
+            args.append(_as_glob(q))
         rest = "FROM files f JOIN sessions s ON s.id = f.session_id WHERE " + " AND ".join(where)
         rest += " GROUP BY f.sha256 ORDER BY f.sha256 LIMIT ?"
         if packed:
@@ -387,7 +388,9 @@ class SqliteStore:
             c.execute("BEGIN")
             c.execute("SELECT upto FROM index_progress").fetchone()  # the snapshot starts here
             try:
-                contents, found = self._query_rows(c, query, now)
+                folded = replace(query, name_pattern=fold(query.name_pattern))
+                contents, found = self._query_rows(c, folded, now)
+                matched = self._names_matched(c, folded, found, now)
             finally:
                 if c.in_transaction:
                     c.execute("COMMIT")
@@ -395,14 +398,31 @@ class SqliteStore:
         by_content: dict[str, list[Sequence]] = defaultdict(list)
         for row in found:
             by_content[row[0]].append(row)
-        return [_match(by_content[sha]) for sha in contents if by_content[sha]]
+        return [_match(by_content[sha], matched.get(sha, set())) for sha in contents if by_content[sha]]
+
+    def _names_matched(self, c: sqlite3.Connection, q: Query, rows: list[Any], now: float) -> dict[str, set[str]]:
+        """For the contents shared under several names (rows: their sources), the names that match
+        q's pattern: `get --all 'project/*'` fetches two identical files as both. Rare: one more
+        statement for those only."""
+        names: dict[str, set[str]] = defaultdict(set)
+        for row in rows:
+            names[row[0]].add(row[1])
+        several = [sha for sha, held in names.items() if len(held) > 1]
+        if not q.name_pattern or not several:
+            return {}
+        matched: dict[str, set[str]] = defaultdict(set)
+        rest = f"FROM files f JOIN sessions s ON s.id = f.session_id WHERE f.sha256 IN ({','.join('?' * len(several))})"
+        rest += " AND s.expires_at > ? AND s.address <> '' AND f.name_folded GLOB ?"
+        for sha, name in c.execute(f"SELECT f.sha256, f.name {rest}", [*several, now, _as_glob(q)]):
+            matched[sha].add(name)
+        return matched
 
     def _query_rows(self, c: sqlite3.Connection, query: Query, now: float) -> tuple[list[str], list[Any]]:
-        """The contents of the page, in order, and the rows of their live sources."""
+        """The contents of the page, in order, and the rows of their live sources (query folded)."""
         deadline = time.monotonic() + QUERY_SECONDS
         c.set_progress_handler(lambda: time.monotonic() > deadline, CLOCK_CHECK_STEPS)
         try:
-            contents = self._matching_contents(c, replace(query, name_pattern=fold(query.name_pattern)), now)
+            contents = self._matching_contents(c, query, now)
         except sqlite3.OperationalError as exc:
             if "interrupt" not in str(exc):
                 raise
@@ -517,14 +537,20 @@ def _why_not_opened(path: str, exc: sqlite3.Error | OSError) -> str:
     return f"cannot open the database {path}: {exc}"
 
 
+def _as_glob(q: Query) -> str:
+    """q's (folded) pattern as a GLOB over whole folded names: substrings become globs too."""
+    return q.name_pattern if q.glob else f"*{_glob_escape(q.name_pattern)}*"
+
+
 def _glob_escape(text: str) -> str:
     """text matched literally inside a GLOB pattern."""
     return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
-def _match(rows: list[Sequence]) -> Match:
+def _match(rows: list[Sequence], matched: set[str]) -> Match:
     """Group one content's rows; a source whose size or chunk list disagrees with the majority is
-    left out (listed, a lie about either would fail every honest source's manifest check)."""
+    left out (listed, a lie about either would fail every honest source's manifest check).
+    matched: the names of the content that match the query, when it has several."""
     if len(rows) == 1:  # the common case: no vote to hold
         agreeing, (size, *chunking) = rows, (rows[0][2], rows[0][3], rows[0][4])
     else:
@@ -543,6 +569,7 @@ def _match(rows: list[Sequence]) -> Match:
         chunk_size=chunking[0],
         chunk_list_sha256=chunking[1],
         sources=whole + partial,  # those holding it whole first
+        matched_names=sorted({r[1] for r in agreeing} & matched)[:MAX_MATCHED_NAMES],
     )
 
 

@@ -84,6 +84,7 @@ class Match:
     chunk_size: int
     chunk_list_sha256: str
     sources: list[Source] = field(default_factory=list)
+    matched_names: list[str] = field(default_factory=list)  # when shared under several: those matching
 
 
 @dataclass(frozen=True)

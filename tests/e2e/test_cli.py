@@ -397,6 +397,23 @@ def test_a_closed_pipe_ends_search_quietly(cluster):
         assert proc.stderr.read() == b""
 
 
+def test_get_all_of_a_folder_writes_each_of_its_identical_files(cluster):
+    """One content is one match: a project's empty __init__.py files (or two copies of a licence)
+    came back as one of them."""
+    share = cluster.serve("dev")
+    files = {"proj/pkg/__init__.py": "", "proj/pkg/sub/__init__.py": "", "proj/LICENSE": "MIT", "proj/docs/LICENSE": "MIT"}
+    files |= {"proj/pkg/mod.py": "x = 1", "other/__init__.py": "", "other/LICENSE": "MIT"}
+    for name, text in files.items():
+        (share / name).parent.mkdir(parents=True, exist_ok=True)
+        (share / name).write_text(text)
+    wait_for(lambda: len(cluster.search("proj/*")) == 3, timeout=20, what="the project published")
+    out = cluster.peer("get", "--all", "proj/*", "-o", "copy")
+    assert out.returncode == 0, out.stderr
+    root = cluster.work / "copy"
+    got = {p.relative_to(root).as_posix(): p.read_text() for p in root.rglob("*") if p.is_file()}
+    assert got == {name: text for name, text in files.items() if name.startswith("proj/")}
+
+
 def test_get_several_files_and_every_match_of_a_pattern(cluster):
     share = cluster.serve("src")
     files = {"album/01.mp3": "one", "album/02.mp3": "two", "album/cover.jpg": "front", "other/cover.jpg": "back"}

@@ -239,6 +239,19 @@ def test_names_match_whatever_their_accents_case_and_normal_form(client_factory)
     assert [f.name for f in peer.query("ole (").files] == ["cafe\u0301 olé (mac).flac"]
 
 
+def test_a_content_under_several_names_lists_those_that_match(client_factory):
+    peer = client_factory()
+    peer.login("alice", address="127.0.0.1:7001")
+    names = ["proj/pkg/__init__.py", "proj/pkg/sub/__init__.py", "other/__init__.py"]
+    peer.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry(n, b"") for n in names] + [file_entry("proj/a.py", b"a")]))
+    by_name = {f.name: f for f in peer.query("proj/*").files}
+    assert list(by_name["proj/a.py"].matched_names) == []  # one name: it is the match's name
+    (empty,) = [f for f in by_name.values() if f.sha256 == sha256_hex(b"")]
+    assert list(empty.matched_names) == ["proj/pkg/__init__.py", "proj/pkg/sub/__init__.py"]
+    assert sorted(peer.query("__init__").files[0].matched_names) == sorted(names)
+    assert list(peer.query(sha256=sha256_hex(b"")).files[0].matched_names) == []  # no pattern
+
+
 def test_glob_classes_including_a_literal_bracket(client_factory):
     peer = client_factory()
     peer.login("alice", address="127.0.0.1:7001")

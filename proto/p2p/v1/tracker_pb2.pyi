@@ -105,20 +105,22 @@ class Source(_message.Message):
     def __init__(self, peer_name: _Optional[str] = ..., address: _Optional[str] = ..., name: _Optional[str] = ..., partial: _Optional[bool] = ...) -> None: ...
 
 class FileMatch(_message.Message):
-    __slots__ = ("sha256", "name", "size", "chunk_size", "chunk_list_sha256", "sources")
+    __slots__ = ("sha256", "name", "size", "chunk_size", "chunk_list_sha256", "sources", "matched_names")
     SHA256_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
     CHUNK_LIST_SHA256_FIELD_NUMBER: _ClassVar[int]
     SOURCES_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_NAMES_FIELD_NUMBER: _ClassVar[int]
     sha256: str
     name: str
     size: int
     chunk_size: int
     chunk_list_sha256: str
     sources: _containers.RepeatedCompositeFieldContainer[Source]
-    def __init__(self, sha256: _Optional[str] = ..., name: _Optional[str] = ..., size: _Optional[int] = ..., chunk_size: _Optional[int] = ..., chunk_list_sha256: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[Source, _Mapping]]] = ...) -> None: ...
+    matched_names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, sha256: _Optional[str] = ..., name: _Optional[str] = ..., size: _Optional[int] = ..., chunk_size: _Optional[int] = ..., chunk_list_sha256: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[Source, _Mapping]]] = ..., matched_names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class QueryResponse(_message.Message):
     __slots__ = ("files", "next_page_token")
