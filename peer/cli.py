@@ -321,7 +321,7 @@ def _get_one(client: TrackerClient, remote: RemoteFile, dest: Path, args: argpar
         result = fetch(client, remote, dest, bar.on_download, args.force, args.stall_timeout, throttle)
     finally:
         bar.close()
-    print(_fetched_line(remote, dest, result), flush=True)
+    print(_fetched_line(remote, result), flush=True)
 
 
 def _get_many(
@@ -335,7 +335,7 @@ def _get_many(
     try:
         for ended in fetch_many(client, targets, args.jobs, display.on_download, args.force, args.stall_timeout, throttle):
             if ended.result is not None:
-                display.ended(ended.dest, ended.remote.size, _fetched_line(ended.remote, ended.dest, ended.result))
+                display.ended(ended.dest, ended.remote.size, _fetched_line(ended.remote, ended.result))
                 continue
             failed += 1
             text = error_text(ended.error) if ended.error else "failed"
@@ -346,8 +346,8 @@ def _get_many(
     return failed
 
 
-def _fetched_line(remote: RemoteFile, dest: Path, result: DownloadResult) -> str:
-    if result.chunks_fetched == 0 and result.bytes_received == 0 and dest.exists() and not result.per_source:
+def _fetched_line(remote: RemoteFile, result: DownloadResult) -> str:
+    if result.already_there:
         return f"{result.path}: already up to date (sha256 {remote.sha256})"
     sources = ", ".join(f"{k.split('@')[0]}:{v}" for k, v in sorted(result.per_source.items())) or "none needed"
     # already here: from a run cut short, an earlier version staged there, or the file it replaces

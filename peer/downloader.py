@@ -108,6 +108,7 @@ class DownloadResult:
     chunks_reused: int  # already held: from an interrupted earlier run, or an earlier version staged there
     per_source: dict[str, int] = field(default_factory=dict)  # chunks written per source
     dropped: dict[str, str] = field(default_factory=dict)  # source -> why it was dropped
+    already_there: bool = False  # the destination held it: nothing was done (an empty file too)
 
 
 class BadSource(P2PError):

@@ -147,7 +147,7 @@ def fetch(
             return fetch(tracker, remote, dest, on_progress, replace, stall_seconds, throttle, cancel, own, find_staged)
     if dest.is_file() and dest.stat().st_size == remote.size and chunking.sha256_of(dest) == remote.sha256:
         chunks = chunking.chunk_count(remote.size, remote.chunk_size)
-        return DownloadResult(dest, remote.size, bytes_received=0, chunks_fetched=0, chunks_reused=chunks)
+        return DownloadResult(dest, remote.size, bytes_received=0, chunks_fetched=0, chunks_reused=chunks, already_there=True)
     if dest.is_dir():
         raise AlreadyExists(f"{dest} is a directory")
     if dest.exists() and not dest.is_file():  # never replaced, not even with replace (as root: /dev/null)

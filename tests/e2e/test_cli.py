@@ -412,6 +412,9 @@ def test_get_all_of_a_folder_writes_each_of_its_identical_files(cluster):
     root = cluster.work / "copy"
     got = {p.relative_to(root).as_posix(): p.read_text() for p in root.rglob("*") if p.is_file()}
     assert got == {name: text for name, text in files.items() if name.startswith("proj/")}
+    assert "copy/proj/pkg/__init__.py: 0 B sha256" in out.stdout and "up to date" not in out.stdout  # written, not found there
+    again = cluster.peer("get", "--all", "proj/*", "-o", "copy")
+    assert again.returncode == 0 and again.stdout.count("already up to date") == 5, again.stdout
 
 
 def test_get_several_files_and_every_match_of_a_pattern(cluster):
