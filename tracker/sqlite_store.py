@@ -404,11 +404,13 @@ class SqliteStore:
         """For the contents shared under several names (rows: their sources), the names that match
         q's pattern: `get --all 'project/*'` fetches two identical files as both. Rare: one more
         statement for those only."""
+        if not q.name_pattern:
+            return {}
         names: dict[str, set[str]] = defaultdict(set)
         for row in rows:
             names[row[0]].add(row[1])
         several = [sha for sha, held in names.items() if len(held) > 1]
-        if not q.name_pattern or not several:
+        if not several:
             return {}
         matched: dict[str, set[str]] = defaultdict(set)
         rest = f"FROM files f JOIN sessions s ON s.id = f.session_id WHERE f.sha256 IN ({','.join('?' * len(several))})"
