@@ -70,13 +70,21 @@ def name_problem(name: str) -> str | None:
     return None
 
 
+_NOT_IN_HOST = re.compile(r"[/\\\s@]")  # a URL's scheme or path, spaces, user@: no host name has them
+
+
 def split_host_port(address: str) -> tuple[str, int] | None:
     """'host:port' or '[v6]:port' as (host, port) for a port of 0-65535; None when it is not that
     (gRPC itself takes port 99999 as another port: wrapped on dialling, "any free one" on listening)."""
     host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
+    if not sep or not port.isdigit() or int(port) > 65535 or _NOT_IN_HOST.search(host):
         return None
     return host.strip("[]"), int(port)
+
+
+def url_hint(address: str) -> str:
+    """A hint for an address typed as a URL ('http://host:port'), the usual slip; else ''."""
+    return "; drop the scheme: a gRPC address is host:port, not a URL" if "://" in address else ""
 
 
 def is_sha256_hex(value: str) -> bool:

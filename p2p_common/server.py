@@ -15,7 +15,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from p2p_common.errors import P2PError
-from p2p_common.names import split_host_port
+from p2p_common.names import split_host_port, url_hint
 from p2p_common.options import KEEPALIVE_SECONDS, server_options
 from p2p_common.reflection import enable_reflection
 from p2p_common.rpc_log import RpcLoggingInterceptor
@@ -70,7 +70,8 @@ def _host_and_port(listen: str) -> tuple[str, int]:
     (port 0: any free port)."""
     parts = split_host_port(listen)
     if parts is None:
-        raise BindError(f"cannot listen on {listen}: give host:port with a port of 1-65535, such as 0.0.0.0:50051 or [::]:50051")
+        example = "such as 0.0.0.0:50051 or [::]:50051"
+        raise BindError(f"cannot listen on {listen}: give host:port with a port of 1-65535, {example}{url_hint(listen)}")
     return parts[0] or "0.0.0.0", parts[1]
 
 

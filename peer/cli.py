@@ -16,7 +16,7 @@ from pathlib import Path
 from p2p_common.errors import P2PError, error_text
 from p2p_common.flags import accept_after_command
 from p2p_common.malloc import tune_malloc
-from p2p_common.names import name_problem, split_host_port
+from p2p_common.names import name_problem, split_host_port, url_hint
 from p2p_common.rpc_log import add_log_level_flag, setup_logging
 from p2p_common.tls import ClientTls, add_server_tls_flags
 from peer.config import KEEP_PARTIAL_SECONDS, PeerConfig
@@ -69,7 +69,7 @@ def _host_port(text: str) -> str:
     """host:port, as the tracker's address."""
     parts = split_host_port(text)
     if parts is None or not parts[0] or parts[1] == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not host:port with a port of 1-65535")
+        raise argparse.ArgumentTypeError(f"{text!r} is not host:port with a port of 1-65535{url_hint(text)}")
     return text
 
 

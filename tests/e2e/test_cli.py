@@ -543,6 +543,7 @@ def test_a_listen_address_that_cannot_be_used_is_one_line_naming_the_cause(clust
     cases = {
         taken: "Address already in use; another process listens on that port",
         "127.0.0.1:99999": "give host:port with a port of 1-65535",
+        "http://127.0.0.1:5000": "0.0.0.0:50051 or [::]:50051; drop the scheme: a gRPC address is host:port, not a URL",
         "192.0.2.1:5000": "no interface of this host has that address",  # TEST-NET-1: on no host
     }
     nonlocal_bind = Path("/proc/sys/net/ipv4/ip_nonlocal_bind")

@@ -67,7 +67,12 @@ def test_the_tracker_address_is_host_and_a_port_in_range(monkeypatch, capsys):
     for bad in ("127.0.0.1:99999", "tracker.lab", ":50051", "127.0.0.1:0", "host:port"):
         with pytest.raises(SystemExit):
             cli.build_parser().parse_args(["--tracker", bad, "search"])
-        assert f"{bad!r} is not host:port with a port of 1-65535" in capsys.readouterr().err
+        assert f"{bad!r} is not host:port with a port of 1-65535\n" in capsys.readouterr().err
+    for url in ("http://tracker.lab:6000", "grpc://127.0.0.1:50051", "tracker.lab/x:6000", "a b:6000"):
+        with pytest.raises(SystemExit):
+            cli.build_parser().parse_args(["--tracker", url, "search"])
+        hint = "; drop the scheme: a gRPC address is host:port, not a URL" if "://" in url else ""
+        assert f"{url!r} is not host:port with a port of 1-65535{hint}\n" in capsys.readouterr().err
 
 
 def test_the_download_rate_cap_takes_units_and_a_floor(monkeypatch, capsys):
