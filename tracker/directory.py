@@ -261,7 +261,7 @@ class Directory:
             matches = self.store.query(q, self.clock())
         except st.TooBroad as exc:
             raise ResourceExhausted(f"{exc}; add letters or words to narrow it down") from None
-        next_token = _encode_page_token(matches[-1].sha256) if len(matches) == limit else ""
+        next_token = page_token_after(matches[-1].sha256) if len(matches) == limit else ""
         return matches, next_token
 
     def stats(self) -> st.StoreStats:
@@ -290,7 +290,8 @@ def _has_unclosed_class(pattern: str) -> bool:
     return False
 
 
-def _encode_page_token(last_sha256: str) -> str:
+def page_token_after(last_sha256: str) -> str:
+    """The page token of the page that starts after the content last_sha256."""
     return base64.urlsafe_b64encode(f"v1:{last_sha256}".encode()).decode()
 
 

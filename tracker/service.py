@@ -15,11 +15,16 @@ from p2p.v1 import tracker_pb2 as pb
 from p2p.v1 import tracker_pb2_grpc as pb_grpc
 from p2p_common.auth import current_principal
 from p2p_common.errors import InvalidArgument, P2PError, Unauthenticated, abort_with
-from tracker.directory import Directory
+from tracker.directory import Directory, page_token_after
 from tracker.store import FileRecord, Match, Session
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_INDEX_FILES = 2_000_000  # one SendIndex stream; bounds the memory a single peer can claim
+# A Query page is cut short past this size, its next_page_token then resuming after the last match
+# sent: a page of 1,000 course files with long names, each held by 64 peers, is ~19 MB, past every
+# client's message limit (gRPC's default, grpcurl's too, is 4 MiB; ours 8). One match is at most
+# ~1.2 MB (64 sources and 1,000 matched names of 1 KiB at most): a page always holds one.
+MAX_QUERY_RESPONSE_BYTES = 3 * 1024 * 1024
 
 
 def translate_errors(method: F) -> F:
@@ -53,7 +58,22 @@ def _query_response(matches: list[Match], next_page_token: str) -> pb.QueryRespo
         )
         for s in m.sources:
             found.sources.add(peer_name=s.peer_name, address=s.address, name=s.name, partial=s.partial)
+    if response.ByteSize() > MAX_QUERY_RESPONSE_BYTES:  # ~7 us for a page of 50
+        _cut_to_size(response)
     return response
+
+
+def _cut_to_size(response: pb.QueryResponse) -> None:
+    """Keep the matches that fit in MAX_QUERY_RESPONSE_BYTES (at least one); the rest are the next page's."""
+    size, keep = 100, 0  # the next page token (94 bytes with its tag and length)
+    for found in response.files:
+        size += found.ByteSize() + 8  # the field's tag and length
+        if size > MAX_QUERY_RESPONSE_BYTES and keep:
+            break
+        keep += 1
+    if keep < len(response.files):
+        del response.files[keep:]
+        response.next_page_token = page_token_after(response.files[-1].sha256)
 
 
 def _ip_of(peer: str) -> str:

@@ -481,6 +481,29 @@ def test_query_paginates_without_gaps_or_repeats(client_factory):
     assert pages == 3 and len(seen) == 250 and len(set(seen)) == 250 and seen == sorted(seen)
 
 
+def test_a_page_too_large_for_one_message_is_cut_and_continued(client_factory):
+    """A lab of 64 peers sharing one course's files under long names: a page of 80 matches with
+    64 sources each is ~5.5 MB, past a client's default message limit (4 MiB); it comes in pages
+    of at most 3 MiB, each content once, in order, with every source."""
+    folder = "course/" + "/".join(["a-long-folder-name-" * 4] * 12)  # ~920 bytes
+    entries = [file_entry(f"{folder}/lecture-{i:02}.pdf", b"lecture %d" % i) for i in range(80)]
+    for p in range(64):
+        c = client_factory()
+        c.login(f"student{p:02}", address=f"10.1.0.{p + 1}:50052")
+        c.send_index(tpb.SendIndexRequest(mode=REPLACE, add=entries))
+    seen, token, pages = [], "", 0
+    while True:
+        page = c.query("lecture", page_size=1000, page_token=token)  # a channel of default limits
+        assert page.ByteSize() <= 3 * 1024 * 1024 and page.files
+        assert all(len(f.sources) == 64 for f in page.files)
+        seen.extend(f.sha256 for f in page.files)
+        pages += 1
+        token = page.next_page_token
+        if not token:
+            break
+    assert pages == 2 and seen == sorted(e.sha256 for e in entries)
+
+
 def test_send_index_of_100k_files_streams_in_batches(client_factory):
     c = client_factory()
     c.login("alice", address="127.0.0.1:7001")
