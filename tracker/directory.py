@@ -336,6 +336,8 @@ class Reaper(threading.Thread):
                     pass  # short slices, so that writers never wait long
                 if time.monotonic() - started > 1:
                     log.info("store upkeep took %.1f s", time.monotonic() - started)
+            except (st.StorageFull, st.StorageFailed):
+                pass  # the store logged it; the next round tries again
             except Exception:
                 log.exception("expiring sessions failed")
 

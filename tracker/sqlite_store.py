@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import secrets
@@ -31,11 +32,29 @@ from tracker.store import (
     Query,
     Session,
     Source,
+    StorageFailed,
+    StorageFull,
     StoreStats,
     TooBroad,
     TooManyFiles,
 )
 
+log = logging.getLogger(__name__)
+
+# SQLite's primary result codes of a database that cannot be used now, whatever the call (the
+# others, such as a constraint broken, are the call's own and handled where it is made)
+_STORAGE_FAILURES = frozenset(
+    (
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_NOTADB,
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+    )
+)
 MAX_SOURCES_PER_MATCH = 64  # keeps a popular file's result small; a sample spreads the load
 MAX_MATCHED_NAMES = 1000  # names of one content listed as matching (identical files of one folder)
 # Above this many candidate postings a name query walks contents in sha256 order instead, checking
@@ -150,30 +169,49 @@ class SqliteStore:
         server hands consecutive calls to different threads.)
         """
         if self._memory:  # one database, one connection
-            with self._write_lock:
+            with self._write_lock, self._failures():
                 yield self._writer_conn()
             return
         with self._pool_lock:
             conn = self._idle.pop() if self._idle else None
-        if conn is None:
-            conn = self._connect()
         try:
-            yield conn
+            with self._failures():
+                if conn is None:
+                    conn = self._connect()
+                yield conn
         finally:
-            with self._pool_lock:
-                self._idle.append(conn)
+            if conn is not None:
+                with self._pool_lock:
+                    self._idle.append(conn)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._write_lock:
+        with self._write_lock, self._failures():
             conn = self._writer_conn()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # a failed COMMIT (disk full, I/O error) may have rolled back itself
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
+
+    @contextmanager
+    def _failures(self) -> Iterator[None]:
+        """SQLite failing under a call (disk full, I/O error, a lock held too long) as the store's
+        StorageFull or StorageFailed, which tell the caller, and an error line for the operator."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
+            if code == sqlite3.SQLITE_FULL:
+                log.error("database %s: the disk is full; nothing can be recorded until there is room", self._path)
+                raise StorageFull("the tracker's disk is full: it can record nothing until its operator makes room") from exc
+            if code not in _STORAGE_FAILURES:
+                raise
+            log.error("database %s failed: %s", self._path, exc)
+            raise StorageFailed(f"the tracker's database failed ({exc}); try again later") from exc
 
     def close(self) -> None:
         with self._write_lock, self._checkpoint_lock, self._pool_lock:
@@ -497,7 +535,7 @@ class SqliteStore:
         """
         if self._memory:
             return 0, 0
-        with self._checkpoint_lock:
+        with self._checkpoint_lock, self._failures():
             if self._checkpointer is None:
                 self._checkpointer = self._connect()
             _, frames, copied = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from p2p_common.errors import ResourceExhausted, Unavailable
+
 
 class StoreError(Exception):
     """Base of the store's expected errors."""
@@ -32,6 +34,17 @@ class NotFound(StoreError):
 
 class CannotOpen(StoreError):
     """The database cannot be opened or created (the message says what to change)."""
+
+
+# The store failing under a call (its disk full, an I/O error): the caller is told so with its
+# status code (the only store errors that carry one: any call may meet them, and what it says does
+# not depend on the call), and nothing of that call was recorded.
+class StorageFull(StoreError, ResourceExhausted):
+    """No room left to record anything."""
+
+
+class StorageFailed(StoreError, Unavailable):
+    """The store cannot be read or written now (the message says why)."""
 
 
 @dataclass(frozen=True)

@@ -504,6 +504,30 @@ def test_a_page_too_large_for_one_message_is_cut_and_continued(client_factory):
     assert pages == 2 and seen == sorted(e.sha256 for e in entries)
 
 
+def test_a_full_disk_is_resource_exhausted_and_nothing_half_recorded(tracker, client_factory, caplog):
+    """SQLite says "database or disk is full": the caller hears RESOURCE_EXHAUSTED saying so (was
+    UNKNOWN, "Exception calling application"), the operator an error line, nothing of the call is
+    kept, and once there is room the same call goes through."""
+    alice, bob = client_factory(), client_factory()
+    alice.login("alice", address="127.0.0.1:7001")
+    alice.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry("a.txt", b"a")]))
+    bob.login("bob", address="127.0.0.1:7002")
+    big = tpb.SendIndexRequest(mode=REPLACE, add=[file_entry(f"bob/{i:05}-{'x' * 80}.bin", b"%d" % i) for i in range(5000)])
+    store = tracker.directory.store
+    with store._write_lock:  # the writer's connection, between transactions: the database may not grow now
+        (pages,) = store._writer_conn().execute("PRAGMA page_count").fetchone()
+        store._writer_conn().execute(f"PRAGMA max_page_count = {pages}")
+    code, details = code_of(bob.send_index, big)
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, (code, details)
+    assert "the tracker's disk is full" in details
+    assert "disk is full" in caplog.text
+    assert [f.name for f in bob.query("").files] == ["a.txt"]  # nothing of bob's index, alice's still there
+    with store._write_lock:
+        store._writer_conn().execute("PRAGMA max_page_count = 4294967294")
+    assert bob.send_index(big).file_count == 5000
+    assert len(bob.query("bin", page_size=1000).files) == 1000
+
+
 def test_send_index_of_100k_files_streams_in_batches(client_factory):
     c = client_factory()
     c.login("alice", address="127.0.0.1:7001")
