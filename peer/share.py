@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sqlite3
@@ -51,6 +52,25 @@ class ShareChanges:
         return bool(self.added or self.removed)
 
 
+def _state_dir_for(root: Path) -> Path:
+    """Where a share's hash cache and lock go: in it (.p2p), or for a share this user cannot write
+    (a read-only disk, a dataset of another user), in this user's state folder, one per share."""
+    inside = root / STATE_DIR_NAME
+    try:
+        inside.mkdir(exist_ok=True)
+        if os.access(inside, os.W_OK):
+            return inside
+        why = "not writable"
+    except FileExistsError:
+        return inside  # a file of that name: HashCache says what to do
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    outside = base / "p2p-peer" / "shares" / hashlib.sha256(os.fsencode(root)).hexdigest()[:16]
+    log.info("cannot write in %s (%s): its hash cache is kept in %s", root, why, outside)
+    return outside
+
+
 class HashCache:
     """sha256 and chunk digests per (name, size, mtime, inode), kept in SQLite across restarts.
 
@@ -64,14 +84,13 @@ class HashCache:
     def __init__(self, path: Path):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = self._open(path)
         except FileExistsError:
             raise FailedPrecondition(f"{path.parent} is a file, where this peer keeps its hash cache: move it away") from None
-        try:
-            self._db = self._open(path)
-        except sqlite3.OperationalError as exc:  # cannot be opened at all: a folder this user may not write
-            raise FailedPrecondition(
-                f"cannot open the hash cache {path}: {exc} (can this user write in {path.parent}?)"
-            ) from None
+        except (OSError, sqlite3.OperationalError) as exc:  # cannot be written (a full disk): serving goes on
+            why = exc.strerror if isinstance(exc, OSError) else exc
+            log.warning("cannot keep the hash cache in %s (%s): kept in memory, the next start hashes again", path, why)
+            self._db = self._open(":memory:")
         except sqlite3.DatabaseError as exc:  # not a database (any more): a cache, so start a new one
             aside = path.with_name(path.name + ".unreadable")
             os.replace(path, aside)
@@ -81,9 +100,10 @@ class HashCache:
             self._db = self._open(path)
         self._lock = threading.Lock()
         self._queued: list[tuple[object, ...]] = []
+        self._write_failed = False  # warned once; hashes made since are lost at exit
 
     @classmethod
-    def _open(cls, path: Path) -> sqlite3.Connection:
+    def _open(cls, path: Path | str) -> sqlite3.Connection:
         db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode = WAL")
@@ -125,15 +145,24 @@ class HashCache:
         with self._lock:
             rows, self._queued = self._queued, []
             if rows:
-                with self._db:  # one transaction
-                    self._db.execute("BEGIN")
-                    self._db.executemany("INSERT OR REPLACE INTO hashes VALUES (?,?,?,?,?,?,?)", rows)
+                self._write("INSERT OR REPLACE INTO hashes VALUES (?,?,?,?,?,?,?)", rows)
 
     def forget(self, names: list[str]) -> None:
         self.flush()
-        with self._lock, self._db:
-            self._db.execute("BEGIN")
-            self._db.executemany("DELETE FROM hashes WHERE name=?", [(n,) for n in names])
+        with self._lock:
+            self._write("DELETE FROM hashes WHERE name=?", [(n,) for n in names])
+
+    def _write(self, statement: str, rows: list[tuple[object, ...]]) -> None:
+        """In one transaction, under the lock. A cache that cannot be written (its disk filled up)
+        costs hashing again at the next start, never the serving: a warning, once."""
+        try:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany(statement, rows)
+        except sqlite3.Error as exc:
+            if not self._write_failed:
+                self._write_failed = True
+                log.warning("cannot write the hash cache (%s): files hashed from now on are hashed again at the next start", exc)
 
     def forget_except(self, names: set[str]) -> None:
         self.flush()
@@ -156,7 +185,7 @@ class Share:
         if self.root.exists() and not self.root.is_dir():
             raise InvalidArgument(f"the share {self.root} is a file; share the folder holding it")
         self.root.mkdir(parents=True, exist_ok=True)
-        self.state_dir = state_dir or self.root / STATE_DIR_NAME
+        self.state_dir = state_dir or _state_dir_for(self.root)
         self._serving_lock = -1  # see claim_for_serving
         self.cache = HashCache(self.state_dir / "hashes.db")
         self._lock = threading.Lock()
@@ -174,7 +203,7 @@ class Share:
         state dir are skipped (the chunk records of staged files are listed in staged, as their
         folder's prefix and path). Plain strings, not Paths: a rescan of 100,000 unchanged files
         is mostly this loop."""
-        state_dir = str(self.state_dir)
+        state_dirs = (str(self.state_dir), str(self.root / STATE_DIR_NAME))  # the latter left by an earlier serve
         stack = [(str(self.root), "")]
         while stack:
             folder, prefix = stack.pop()
@@ -188,7 +217,7 @@ class Share:
                 continue
             self._unreadable.discard(folder)
             for entry in entries:
-                if entry.is_symlink() or is_staging_file(entry.name) or entry.path == state_dir:
+                if entry.is_symlink() or is_staging_file(entry.name) or entry.path in state_dirs:
                     if entry.name.endswith(HAVE_SUFFIX) and not entry.is_symlink():
                         staged.append((prefix, entry.path))
                     continue
@@ -372,6 +401,8 @@ class Share:
                 f"the share {self.root} is already served by another p2p-peer serve (pid {held.holder}); "
                 "one serve per share folder"
             ) from None
+        except OSError as exc:  # nowhere to write it (a full disk): serve, without the guard
+            log.warning("cannot make sure no other serve shares %s (%s)", self.root, exc.strerror or exc)
 
     def close(self) -> None:
         self.cache.close()

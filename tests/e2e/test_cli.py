@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -562,6 +563,48 @@ def test_a_listen_address_that_cannot_be_used_is_one_line_naming_the_cause(clust
             assert out.returncode == 1, out
             assert f"cannot listen on {listen}: " in out.stderr and cause in out.stderr, out.stderr
             assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+
+
+def _where_it_cannot_be_written(folder: Path, cmd: list[str]) -> list[str]:
+    """cmd, run where folder cannot be written: by its permissions for a user; for root, whom they
+    do not stop, in a mount namespace of its own with folder bound read-only (a read-only disk)."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        return cmd
+    if subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode != 0:
+        pytest.skip("root, and no mount namespace to make a read-only folder in")
+    script = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(folder), *cmd]
+
+
+def test_a_share_this_user_cannot_write_is_served_its_cache_kept_elsewhere(cluster):
+    """A dataset on a read-only disk, or another user's folder: `serve` and `ls` stopped at
+    "Read-only file system: SHARE/.p2p"; the hash cache now goes to the user's state folder."""
+    share = cluster.work / "dataset"
+    share.mkdir()
+    digest = big_file(share / "data.csv", 3 * MiB + 7, "dataset")
+    state = cluster.work / "state"
+    env = dict(cluster.env, XDG_STATE_HOME=str(state))
+    address = f"127.0.0.1:{free_port()}"
+    serve = [str(BIN / "p2p-peer"), "--name", "lab", "serve", "--share", str(share), "--listen", address]
+    try:
+        listed = subprocess.run(
+            _where_it_cannot_be_written(share, [str(BIN / "p2p-peer"), "ls", "--share", str(share)]),
+            capture_output=True, text=True, env=env, timeout=60,
+        )  # fmt: skip
+        assert listed.returncode == 0 and f"{digest}" in listed.stdout and "data.csv" in listed.stdout, listed
+        cluster._start("lab", _where_it_cannot_be_written(share, serve), env)
+        cluster.wait_healthy(address)
+        wait_for(lambda: [f["name"] for f in cluster.search("data")] == ["data.csv"], timeout=30, what="data.csv listed")
+        got = cluster.peer("get", "data.csv", "-o", str(cluster.work / "copy.csv"))
+        assert got.returncode == 0, got.stderr
+        assert hashlib.sha256((cluster.work / "copy.csv").read_bytes()).hexdigest() == digest
+    finally:
+        share.chmod(0o755)
+    assert sorted(p.name for p in share.iterdir()) == ["data.csv"]  # nothing written in the share
+    (cache,) = state.glob("p2p-peer/shares/*/hashes.db")
+    with sqlite3.connect(cache) as db:
+        assert db.execute("SELECT name, sha256 FROM hashes").fetchall() == [("data.csv", digest)]
 
 
 def test_peers_lists_who_is_online_or_says_nobody_is(cluster):

@@ -346,6 +346,32 @@ def test_an_unreadable_hash_cache_is_set_aside_and_the_share_hashed_again(tmp_pa
         again.close()
 
 
+def test_a_hash_cache_that_cannot_be_opened_or_written_costs_only_hashing_again(tmp_path, caplog):
+    """A full disk (or a cache path taken by a folder): the share is still scanned and served,
+    its hashes kept in memory, with one warning each, where `serve` refused to start."""
+    root = tmp_path / "share"
+    (root / ".p2p" / "hashes.db").mkdir(parents=True)  # what SQLite cannot open as a file
+    (root / "a.txt").write_bytes(b"a")
+    settle(root / "a.txt")
+    share = Share(root)
+    try:
+        assert [f.name for f in share.scan().added] == ["a.txt"]
+        assert "cannot keep the hash cache in" in caplog.text and "kept in memory" in caplog.text
+    finally:
+        share.close()
+    (root / ".p2p" / "hashes.db").rmdir()
+    share = Share(root)
+    try:
+        share.cache._db.execute("PRAGMA query_only = 1")  # its writes now fail, as on a disk that filled up
+        for name in ("b.txt", "c.txt"):
+            (root / name).write_bytes(name.encode())
+            settle(root / name)
+            assert name in [f.name for f in share.scan().added]
+        assert caplog.text.count("cannot write the hash cache") == 1  # warned once, not at every scan
+    finally:
+        share.close()
+
+
 def test_a_file_where_the_state_folder_goes_is_one_line(tmp_path):
     root = tmp_path / "share"
     root.mkdir()
