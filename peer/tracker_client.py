@@ -188,11 +188,19 @@ class TrackerClient:
     def _query_call(self, request: pb.QueryRequest, md: tuple[tuple[str, str], ...]) -> pb.QueryResponse:
         return self._stub.Query(request, metadata=md, timeout=CALL_TIMEOUT)
 
-    def peers(self) -> list[OnlinePeer]:
-        reply = self._call(
-            "list peers", lambda md: self._stub.ListPeers(pb.ListPeersRequest(), metadata=md, timeout=CALL_TIMEOUT)
-        )
-        return [OnlinePeer(p.name, p.address, p.file_count) for p in reply.peers]
+    def peers(self, name: str = "", page_size: int = 0) -> list[OnlinePeer]:
+        """The serving peers online now (name's places only, if given), following pages."""
+        found: list[OnlinePeer] = []
+        request = pb.ListPeersRequest(name=name, page_size=page_size)
+        while True:
+            reply = self._call("list peers", partial(self._peers_call, request))
+            found.extend(OnlinePeer(p.name, p.address, p.file_count) for p in reply.peers)
+            if not reply.next_page_token:
+                return found
+            request = pb.ListPeersRequest(name=name, page_size=page_size, page_token=reply.next_page_token)
+
+    def _peers_call(self, request: pb.ListPeersRequest, md: tuple[tuple[str, str], ...]) -> pb.ListPeersResponse:
+        return self._stub.ListPeers(request, metadata=md, timeout=CALL_TIMEOUT)
 
     def ticket(self, audience: str) -> str:
         """A ticket for peer audience, reused until a minute before it expires."""

@@ -290,7 +290,7 @@ class _Watchdog:
 
 def peer_statuses(tracker: TrackerClient, peer_name: str) -> list[tuple[str, pb.GetStatusResponse]]:
     """(address, status) of every serving session of peer_name (an account may serve from several)."""
-    addresses = [p.address for p in tracker.peers() if p.name == peer_name]
+    addresses = [p.address for p in tracker.peers(peer_name)]
     if not addresses:
         raise NotFound(f"peer {peer_name!r} is not online")
     with closing(PeerChannels(tracker.tls)) as channels:
@@ -359,7 +359,7 @@ def find_peer(tracker: TrackerClient, spec: str) -> tuple[str, str]:
     """(name, address) of the serving peer spec names: an account name, or name@host:port (as
     messages label sources) for one of the places an account serves from (a laptop, a desktop)."""
     name, _, address = spec.partition("@")  # account names hold no '@'
-    serving = [p.address for p in tracker.peers() if p.name == name]
+    serving = [p.address for p in tracker.peers(name)]
     if not serving:
         raise NotFound(f"peer {name!r} is not online")
     if address:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import json
 import logging
 import re
 import threading
@@ -272,8 +273,22 @@ class Directory:
                 self._stats = (time.monotonic(), self.store.stats(self.clock()))
             return self._stats[1]
 
-    def peers(self) -> list[st.PeerInfo]:
-        return self.store.live_peers(self.clock())
+    def peers(self, name: str = "", page_size: int = 0, page_token: str = "") -> tuple[list[st.PeerInfo], str]:
+        """A page of the serving peers (name's places only, if given) and the next page's token."""
+        if page_size > MAX_PAGE_SIZE:
+            raise InvalidArgument(f"page_size must be at most {MAX_PAGE_SIZE}")
+        limit = page_size or MAX_PAGE_SIZE
+        after = ("", "")
+        if page_token:
+            try:
+                account, address = json.loads(base64.urlsafe_b64decode(page_token.encode()))
+                after = (str(account), str(address))
+            except (ValueError, TypeError):
+                raise InvalidArgument("page_token is not one this tracker issued") from None
+        peers = self.store.live_peers(self.clock(), name, after, limit)
+        last = peers[-1] if len(peers) == limit else None
+        token = base64.urlsafe_b64encode(json.dumps([last.name, last.address]).encode()).decode() if last else ""
+        return peers, token
 
 
 def _has_unclosed_class(pattern: str) -> bool:

@@ -147,8 +147,9 @@ class TrackerServicer(pb_grpc.TrackerServiceServicer):
 
     @translate_errors
     def ListPeers(self, request: pb.ListPeersRequest, context: grpc.ServicerContext) -> pb.ListPeersResponse:
-        peers = self._dir.peers()
-        return pb.ListPeersResponse(peers=[pb.Peer(name=p.name, address=p.address, file_count=p.file_count) for p in peers])
+        peers, token = self._dir.peers(request.name, request.page_size, request.page_token)
+        listed = [pb.Peer(name=p.name, address=p.address, file_count=p.file_count) for p in peers]
+        return pb.ListPeersResponse(peers=listed, next_page_token=token)
 
     @translate_errors
     def IssuePeerTicket(self, request: pb.IssuePeerTicketRequest, context: grpc.ServicerContext) -> pb.IssuePeerTicketResponse:
