@@ -437,9 +437,12 @@ def _put_one(
     finally:
         if bar is not None:
             bar.close()
+    what = f"{human_bytes(result.size)} sha256 {result.sha256}"
+    if result.already_there:
+        return f"{args.to} already has {path} as {result.name}: {what}"
     skipped = result.chunks_skipped
     resumed = f", {counted(skipped, 'chunk')} already there" if skipped else ""
-    return f"uploaded {path} to {args.to} as {result.name}: {human_bytes(result.size)} sha256 {result.sha256}{resumed}"
+    return f"uploaded {path} to {args.to} as {result.name}: {what}{resumed}"
 
 
 def cmd_ls(args: argparse.Namespace) -> int:

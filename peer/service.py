@@ -220,7 +220,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                 _refuse_unshared(dest, name)
             if existing is not None and existing.staged is None and existing.manifest.sha256 == manifest.sha256:
                 yield pb.UploadResponse(accepted=pb.UploadAccepted(have_chunks=list(range(manifest.chunk_count))))
-                yield pb.UploadResponse(complete=pb.UploadComplete(name=name, sha256=manifest.sha256))
+                yield pb.UploadResponse(complete=pb.UploadComplete(name=name, sha256=manifest.sha256, already_there=True))
                 return
             partial = PartialFile(dest, manifest)
             yield pb.UploadResponse(accepted=pb.UploadAccepted(have_chunks=partial.held()))

@@ -194,7 +194,8 @@ class TrackerClient:
         request = pb.ListPeersRequest(name=name, page_size=page_size)
         while True:
             reply = self._call("list peers", partial(self._peers_call, request))
-            found.extend(OnlinePeer(p.name, p.address, p.file_count) for p in reply.peers)
+            # a tracker before the name filter (it lists every peer) must not make them all name's
+            found.extend(OnlinePeer(p.name, p.address, p.file_count) for p in reply.peers if p.name == name or not name)
             if not reply.next_page_token:
                 return found
             request = pb.ListPeersRequest(name=name, page_size=page_size, page_token=reply.next_page_token)

@@ -259,6 +259,7 @@ class UploadResult:
     size: int
     bytes_sent: int
     chunks_skipped: int  # the receiver already held them (a resumed upload)
+    already_there: bool = False  # the receiver held the file whole under that name: nothing was written
 
 
 class _Watchdog:
@@ -481,4 +482,5 @@ def _upload(
     finally:
         watchdog.stop()
         have_ready.set()
-    return UploadResult(final.complete.name, manifest.sha256, manifest.size, sent[0], len(have))
+    done = final.complete
+    return UploadResult(done.name, manifest.sha256, manifest.size, sent[0], len(have), done.already_there)

@@ -81,14 +81,16 @@ class UploadAccepted(_message.Message):
     def __init__(self, have_chunks: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class UploadComplete(_message.Message):
-    __slots__ = ("name", "sha256", "bytes_received")
+    __slots__ = ("name", "sha256", "bytes_received", "already_there")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     BYTES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_THERE_FIELD_NUMBER: _ClassVar[int]
     name: str
     sha256: str
     bytes_received: int
-    def __init__(self, name: _Optional[str] = ..., sha256: _Optional[str] = ..., bytes_received: _Optional[int] = ...) -> None: ...
+    already_there: bool
+    def __init__(self, name: _Optional[str] = ..., sha256: _Optional[str] = ..., bytes_received: _Optional[int] = ..., already_there: _Optional[bool] = ...) -> None: ...
 
 class UploadResponse(_message.Message):
     __slots__ = ("accepted", "complete")
