@@ -1,8 +1,8 @@
 """Container health probe: `python -m p2p_common.healthcheck [--address A] [--service S]`.
 
 Calls the standard grpc.health.v1.Health/Check and exits 0 when SERVING, 1 otherwise. Without
---address it probes this host at the port of $P2P_LISTEN, so one HEALTHCHECK line stays right
-whatever port the container is configured to serve on. A server that serves TLS is probed over
+--address it probes $P2P_LISTEN (at 127.0.0.1 for a wildcard host such as 0.0.0.0), so one
+HEALTHCHECK line stays right whatever address the container is configured to serve on. A server that serves TLS is probed over
 TLS when $P2P_TLS_CA names the CA that signed it ($P2P_TLS_SERVER_NAME: the name its certificate
 holds, when that is not 127.0.0.1).
 """
@@ -17,6 +17,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from p2p_common.errors import P2PError
+from p2p_common.names import split_host_port
 from p2p_common.tls import ClientTls, open_channel
 
 
@@ -32,13 +33,18 @@ def check(address: str, service: str = "", timeout: float = 3.0, tls: ClientTls 
 
 
 def local_address(listen: str) -> str:
-    """The loopback address of a server listening on listen (host:port)."""
-    return f"127.0.0.1:{listen.rsplit(':', 1)[-1]}"
+    """Where this host reaches a server listening on listen (host:port): loopback for a wildcard
+    host (0.0.0.0, [::], none), else that very address (a server bound to 10.0.0.5 or [::1]
+    alone does not answer on 127.0.0.1)."""
+    parts = split_host_port(listen)
+    if parts is None or parts[0] in ("", "0.0.0.0", "::"):
+        return f"127.0.0.1:{listen.rsplit(':', 1)[-1]}"
+    return listen
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="healthcheck", description="gRPC health probe (exit 0 when SERVING)")
-    parser.add_argument("--address", help="host:port of the server (default: 127.0.0.1 at the port of $P2P_LISTEN)")
+    parser.add_argument("--address", help="host:port of the server (default: $P2P_LISTEN, 127.0.0.1 for a wildcard host)")
     parser.add_argument("--service", default="", help="service name, e.g. p2p.v1.TrackerService; empty: the whole server")
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the answer")
     parser.add_argument("--tls-ca", default=os.environ.get("P2P_TLS_CA", ""), help="PEM CA bundle: probe over TLS [P2P_TLS_CA]")

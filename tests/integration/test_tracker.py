@@ -749,6 +749,21 @@ def test_health_reports_each_service_serving_then_not_serving(tracker):
         channel.close()
 
 
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.2", "[::1]"])
+def test_the_container_probe_finds_the_server_at_the_host_it_listens_on(start_tracker_at, host):
+    """The HEALTHCHECK reads $P2P_LISTEN: a server bound to one address alone (127.0.0.2 here, a
+    container's own address in a deployment) was probed at 127.0.0.1 and reported unhealthy."""
+    if host == "[::1]" and not ipv6_loopback():
+        pytest.skip("no IPv6 loopback here")
+    listen = f"{host}:0" if host != "0.0.0.0" else "127.0.0.1:0"  # the wildcard's probe, without listening on every interface
+    tracker = start_tracker_at(listen=listen)
+    env = {**os.environ, "P2P_LISTEN": f"{host}:{tracker.port}"}
+    probe = [sys.executable, "-m", "p2p_common.healthcheck", "--service", "p2p.v1.TrackerService"]
+    out = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=30)
+    dialled = "127.0.0.1" if host == "0.0.0.0" else host
+    assert out.returncode == 0 and out.stdout == f"{dialled}:{tracker.port} p2p.v1.TrackerService: SERVING\n", out
+
+
 def test_second_tracker_on_the_same_port_fails_to_bind(tracker, start_tracker_at, tmp_path):
     from p2p_common.server import BindError
 
