@@ -216,6 +216,7 @@ def _client(args: argparse.Namespace) -> TrackerClient:
         raise P2PError("a password is needed: --password or P2P_PASSWORD")
     client = TrackerClient(args.tracker, args.name, args.password, tls=ClientTls.load(args.tls_ca))
     client.login()
+    client.keep_alive()  # until logout: the caller's finally
     return client
 
 

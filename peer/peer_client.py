@@ -53,7 +53,9 @@ class PeerConnection:
     to it (channels, not this, closes the connection).
 
     Nothing happens until the first call: the channel connects then, and the ticket is asked
-    for then (a spare source that is never used costs no tracker call and no connection).
+    for then (a spare source that is never used costs no tracker call and no connection). Each
+    call asks for it again (the tracker client keeps one until a minute before it expires): a
+    stream opened minutes later, after a busy seed let this one in, must not carry an expired one.
     """
 
     def __init__(self, peer_name: str, address: str, ticket: Callable[[], str], channels: PeerChannels, partial: bool = False):
@@ -62,15 +64,12 @@ class PeerConnection:
         self.label = f"{peer_name}@{address}"
         self.partial = partial  # still downloading the file: holds only some chunks
         self._ticket = ticket
-        self._metadata: tuple[tuple[str, str], ...] | None = None
         self._channel = channels.get(address)
         self._stub = pb_grpc.PeerServiceStub(self._channel)
 
     @property
     def _md(self) -> tuple[tuple[str, str], ...]:
-        if self._metadata is None:
-            self._metadata = bearer_metadata(self._ticket())
-        return self._metadata
+        return bearer_metadata(self._ticket())
 
     def manifest(self, sha256: str, timeout: float) -> Manifest:
         try:

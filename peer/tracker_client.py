@@ -98,6 +98,7 @@ class TrackerClient:
         self._lock = threading.Lock()
         self._tickets: dict[str, tuple[str, float]] = {}
         self.generation = 0  # counts logins, so a session keeper notices a re-login it did not do
+        self._kept_alive: threading.Event | None = None  # set to stop keep_alive's thread
 
     def _call(self, what: str, fn: Callable[[tuple[tuple[str, str], ...]], T], relogin: bool = True) -> T:
         try:
@@ -146,7 +147,32 @@ class TrackerClient:
             raise rpc_error(exc, "heartbeat") from None
         return int(reply.lease_seconds)
 
+    def keep_alive(self) -> None:
+        """Renew the session in the background until logout, as `serve` does: a command outliving
+        its lease (a `get --all` of an album, a download waiting for a busy seed) had its peer
+        tickets refused ("ticket holder's session is no longer live"). A session the tracker
+        forgot (a restart from an empty database) is opened again."""
+        if self._kept_alive is not None:
+            return
+        stop = self._kept_alive = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(max(1.0, self.lease_seconds / 3)):
+                try:
+                    self.heartbeat()
+                except Unauthenticated:
+                    try:
+                        self.login()
+                    except P2PError as exc:
+                        log.info("cannot log in again: %s", exc)
+                except P2PError as exc:  # unreachable for now: the next round tries again
+                    log.info("%s", exc)
+
+        threading.Thread(target=renew, name="session-keep-alive", daemon=True).start()
+
     def logout(self) -> None:
+        if self._kept_alive is not None:
+            self._kept_alive.set()
         if not self._token:
             return
         try:

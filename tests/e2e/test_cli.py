@@ -609,6 +609,24 @@ def test_a_share_this_user_cannot_write_is_served_its_cache_kept_elsewhere(clust
         assert db.execute("SELECT name, sha256 FROM hashes").fetchall() == [("data.csv", digest)]
 
 
+def test_a_get_outliving_its_session_lease_keeps_its_session(tmp_path, monkeypatch):
+    """A client-only command renews its session as `serve` does: a `get --all` of an album longer
+    than the tracker's lease (2 s here, 60 by default) failed from the first file that started
+    after it ("ticket holder's session is no longer live")."""
+    monkeypatch.setenv("P2P_LEASE", "2")  # read by the cluster's tracker
+    cluster = Cluster(tmp_path)
+    try:
+        share = cluster.serve("slow", "--max-serve-rate", "64K")
+        digests = {f"t{i}.flac": big_file(share / "album" / f"t{i}.flac", 64 * 1024, f"t{i}") for i in range(4)}
+        wait_for(lambda: len(cluster.search("album")) == 4, timeout=20, what="the album listed")
+        out = cluster.peer("get", "--all", "album/*", "-j", "1", "-o", "copy/")  # ~4 s at 64 KiB/s
+        assert out.returncode == 0, out.stderr
+        for name, digest in digests.items():
+            assert hashlib.sha256((cluster.work / "copy" / "album" / name).read_bytes()).hexdigest() == digest
+    finally:
+        cluster.stop()
+
+
 def test_peers_lists_who_is_online_or_says_nobody_is(cluster):
     alone = cluster.peer("peers")
     assert alone.returncode == 0 and alone.stdout == "no peer is online\n", alone
