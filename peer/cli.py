@@ -513,10 +513,22 @@ COMMANDS = {
 }
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (`timeout`, a service manager, `kill`): stopped as Ctrl-C stops a command, its session
+    logged out and its verified chunks kept (it was killed where it stood, its session left for
+    the tracker to expire)."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
     tune_malloc()
+    if args.command != "serve":  # serve stops gracefully on its own
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         return COMMANDS[args.command](args)
     except BrokenPipeError:  # `p2p-peer search | head` stopped reading: not an error worth a line
@@ -528,6 +540,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"p2p-peer {args.command}: {error_text(exc)}", file=sys.stderr)
         return 1
+    except _Terminated:
+        print(f"p2p-peer {args.command}: stopped (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"p2p-peer {args.command}: interrupted", file=sys.stderr)
         return 130

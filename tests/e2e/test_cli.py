@@ -491,6 +491,27 @@ def test_several_files_come_at_once_and_an_interrupted_batch_resumes(cluster):
         assert f"{name}:{24 - kept[name]}; {kept[name]} already here" in line  # only the rest crossed the network
 
 
+def test_a_get_stopped_by_sigterm_logs_out_and_keeps_its_chunks(cluster):
+    """`timeout 60 p2p-peer get ...`, a service manager: SIGTERM stops a command as Ctrl-C does (it
+    killed it where it stood: no line, and its session listed on until its lease ran out)."""
+    share = cluster.serve("slowpoke", "--max-serve-rate", "2M")
+    big_file(share / "big.bin", 16 * MiB, "big")
+    wait_for(lambda: cluster.search("big.bin"), timeout=30, what="big.bin to be published")
+    dest = cluster.work / "big.bin"
+    cmd = [str(BIN / "p2p-peer"), "--name", "quitter", "get", "big.bin", "-o", str(dest)]
+    proc = subprocess.Popen(cmd, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def have() -> int:
+        return sum(p.stat().st_size // 4 for p in cluster.work.glob(".big.bin.*.p2p-have"))
+
+    wait_for(lambda: have() >= 2, timeout=60, what="chunks coming in")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM and err == "p2p-peer get: stopped (SIGTERM)\n", (proc.returncode, err)
+    assert not dest.exists() and 2 <= have() < 16
+    assert "logout quitter" in (cluster.work / "tracker.log").read_text()
+
+
 def test_a_source_that_freezes_is_cut_off_and_the_get_resumes_later(cluster):
     """SIGSTOP: the peer's sockets stay open and silent, as a peer asleep or cut off without a reset."""
     share = cluster.serve("sleepy", "--max-serve-rate", "8M")  # slow enough to be caught mid-way
