@@ -2,9 +2,9 @@
 
 Calls the standard grpc.health.v1.Health/Check and exits 0 when SERVING, 1 otherwise. Without
 --address it probes $P2P_LISTEN (at 127.0.0.1 for a wildcard host such as 0.0.0.0), so one
-HEALTHCHECK line stays right whatever address the container is configured to serve on. A server that serves TLS is probed over
-TLS when $P2P_TLS_CA names the CA that signed it ($P2P_TLS_SERVER_NAME: the name its certificate
-holds, when that is not 127.0.0.1).
+HEALTHCHECK line stays right whatever address the container is configured to serve on. A server
+that serves TLS is probed over TLS when $P2P_TLS_CA names the CA that signed it
+($P2P_TLS_SERVER_NAME: the name its certificate holds, when that is not the address dialled).
 """
 
 from __future__ import annotations

@@ -514,9 +514,9 @@ COMMANDS = {
 
 
 class _Terminated(KeyboardInterrupt):
-    """SIGTERM (`timeout`, a service manager, `kill`): stopped as Ctrl-C stops a command, its session
-    logged out and its verified chunks kept (it was killed where it stood, its session left for
-    the tracker to expire)."""
+    """SIGTERM (`timeout`, a service manager, `kill`) stops a command as Ctrl-C does: its session
+    logged out, its verified chunks kept (unhandled, it killed the command where it stood, and
+    its session stayed listed until the lease ran out)."""
 
 
 def _terminated(signum: int, frame: object) -> None:

@@ -165,6 +165,8 @@ class TrackerClient:
                         self.login()
                     except P2PError as exc:
                         log.info("cannot log in again: %s", exc)
+                    if stop.is_set():  # logged out meanwhile: not a session left to expire
+                        self.logout()
                 except P2PError as exc:  # unreachable for now: the next round tries again
                     log.info("%s", exc)
 
