@@ -144,6 +144,10 @@ def remove_if_abandoned(have_path: Path, untouched_seconds: float) -> bool:
     return True
 
 
+class BeingWritten(FailedPrecondition):
+    """Another transfer (a `get` or an upload, in this process or another) holds the staged file."""
+
+
 class PartialFile:
     """Verified chunks of one manifest, written at their offsets; thread-safe."""
 
@@ -172,7 +176,7 @@ class PartialFile:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._fd)
-            raise FailedPrecondition(f"another transfer is already writing {dest}") from None
+            raise BeingWritten(f"another transfer is already writing {dest}") from None
         self._preallocate()
         self._direct = DirectWriter(self.part_path)  # after _preallocate: direct writes into reserved blocks
         self._held_count = 0

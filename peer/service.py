@@ -32,7 +32,7 @@ from p2p_common.errors import (
     abort_with,
 )
 from p2p_common.names import is_sha256_hex, name_problem
-from peer.chunk_store import PartialFile, Write
+from peer.chunk_store import BeingWritten, PartialFile, Write
 from peer.chunk_wire import encode_download_response, encode_not_held
 from peer.manifest import Manifest
 from peer.share import Share, SharedFile, is_unchanged, open_unchanged
@@ -222,7 +222,10 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                 yield pb.UploadResponse(accepted=pb.UploadAccepted(have_chunks=list(range(manifest.chunk_count))))
                 yield pb.UploadResponse(complete=pb.UploadComplete(name=name, sha256=manifest.sha256, already_there=True))
                 return
-            partial = PartialFile(dest, manifest)
+            try:
+                partial = PartialFile(dest, manifest)
+            except BeingWritten:  # told without this peer's paths
+                raise FailedPrecondition(f"another upload of {name} is under way here; send it again once it ends") from None
             yield pb.UploadResponse(accepted=pb.UploadAccepted(have_chunks=partial.held()))
             received = 0
             for message in request_iterator:

@@ -25,8 +25,10 @@ from p2p_common.errors import (
     PermissionDenied,
     ResourceExhausted,
 )
-from peer import busy_wait, downloader
+from peer import busy_wait, chunking, downloader
+from peer.chunk_store import PartialFile
 from peer.downloader import Progress
+from peer.manifest import Manifest
 from peer.throttle import Throttle
 from peer.transfers import fetch, push, resolve
 from tests.helpers import wait_for
@@ -508,6 +510,24 @@ def test_a_peer_sharing_a_content_twice_is_one_source_and_this_downloads_own_par
     with_own = dataclasses.replace(remote, sources=(own, *remote.sources))
     assert [s.peer_name for s in _sources(client, with_own, channels)] == ["twice"]
     channels.close()
+
+
+def test_an_upload_another_upload_is_writing_is_refused_without_the_receivers_paths(start_peer_at, client, tmp_path):
+    """Two senders of one file at once: the second was told "another transfer is already writing
+    /home/inbox/share/up.bin", the receiver's own path."""
+    inbox = start_peer_at("inbox", allow_uploads=True)
+    content = data_of(2 * MiB + 5, seed=21)
+    (tmp_path / "up.bin").write_bytes(content)
+    manifest = Manifest.from_hashes(chunking.hash_file(tmp_path / "up.bin"))
+    first = PartialFile(inbox.share.root / "up.bin", manifest)  # as the first sender's upload holds it
+    try:
+        with pytest.raises(FailedPrecondition) as refused:
+            push(client, tmp_path / "up.bin", "inbox")
+        assert "another upload of up.bin is under way here; send it again once it ends" in str(refused.value)
+        assert str(inbox.share.root) not in str(refused.value)
+    finally:
+        first.close()
+    assert push(client, tmp_path / "up.bin", "inbox").sha256 == sha(content)  # once it ends
 
 
 def test_a_peer_serving_all_the_transfers_it_allows_is_asked_again_until_one_ends(
