@@ -37,6 +37,9 @@ WINDOW_SECONDS = 0.25
 # BitTorrent client's active peers: past a few, another stream adds no speed, only a window of
 # buffered chunks, a channel and a thread (a popular file can list 64 sources).
 MAX_ACTIVE_SOURCES = 8
+# A source that delivered and then lost its connection (a restart, a network blip, this machine
+# waking from sleep) is asked again, as a busy one is, for this long before it is dropped.
+RECONNECT_SECONDS = 30.0
 MANIFEST_ASKS = 4  # sources asked for the manifest at once, at most
 MANIFEST_HEDGE = 1.0  # seconds without an answer before the next source is asked too
 # A source that owes a chunk and sends nothing for this long is dropped. A peer that froze, or whose
@@ -347,18 +350,32 @@ class Download:
                 else:
                     self._spares.append(source)
 
-    def _wait_for_a_slot(self, source: ChunkSource, refusal: Busy, schedule: ChunkSchedule) -> bool:
-        """source refused a stream: when to ask it again (it streams from the others meanwhile,
-        see busy_wait); False when it has refused for too long."""
+    def _wait_for_a_slot(
+        self, source: ChunkSource, refusal: P2PError, schedule: ChunkSchedule, give_up: float | None = None, what: str = "busy"
+    ) -> bool:
+        """source refused a stream (or lost one): when to ask it again (it streams from the others
+        meanwhile, see busy_wait); False when it has refused for too long."""
         with schedule.cond:
-            busy = self._busy.get(source.label) or _Busy(source, BusyWait())
+            busy = self._busy.get(source.label) or _Busy(source, BusyWait(give_up))
             seconds = busy.wait.next()
             if seconds is None:
-                self.dropped[source.label] = f"busy for {busy.wait.give_up_seconds:g} s: {refusal}"
+                self.dropped[source.label] = f"{what} for {busy.wait.give_up_seconds:g} s: {refusal}"
                 return False
             busy.retry_at = time.monotonic() + seconds
             self._busy[source.label] = busy
             return True
+
+    def _reconnects(self, source: ChunkSource, error: P2PError, schedule: ChunkSchedule) -> bool:
+        """Whether a source whose stream failed is asked again rather than dropped: one that had
+        delivered in this download and then lost its connection (restarted, a network blip, this
+        machine waking from sleep). One never heard from, cut off as silent, or caught lying is
+        dropped at once, as before."""
+        return (
+            isinstance(error, Unavailable)
+            and source.label in schedule.delivered
+            and source.label not in self._stalled
+            and source.label not in self._bad
+        )
 
     def _ask_busy_again(self, schedule: ChunkSchedule) -> None:
         """Under schedule.cond: sources that refused a stream stream again once their wait is over
@@ -444,7 +461,11 @@ class Download:
             if not self._stop.is_set():
                 refused = self._wait_for_a_slot(source, exc, schedule)
         except P2PError as exc:
-            if not self._stop.is_set():
+            if self._stop.is_set():
+                pass
+            elif self._reconnects(source, exc, schedule):  # its connection broke: ask it again for a while
+                refused = self._wait_for_a_slot(source, exc, schedule, RECONNECT_SECONDS, "unreachable")
+            else:
                 self.dropped[source.label] = self._stalled.get(source.label, str(exc))
                 if isinstance(exc, NothingToGive):
                     self._idle_partial.add(source.label)
