@@ -291,9 +291,7 @@ class _Watchdog:
 
 def peer_statuses(tracker: TrackerClient, peer_name: str) -> list[tuple[str, pb.GetStatusResponse]]:
     """(address, status) of every serving session of peer_name (an account may serve from several)."""
-    addresses = [p.address for p in tracker.peers(peer_name)]
-    if not addresses:
-        raise NotFound(f"peer {peer_name!r} is not online")
+    addresses = _places(tracker, peer_name)
     with closing(PeerChannels(tracker.tls)) as channels:
         return [(address, connect(tracker, peer_name, address, channels).status()) for address in addresses]
 
@@ -356,13 +354,19 @@ def files_to_send(
     return found
 
 
+def _places(tracker: TrackerClient, peer_name: str) -> list[str]:
+    """The addresses peer_name serves from now (one per serving session); NotFound if none."""
+    addresses = [p.address for p in tracker.peers(peer_name)]
+    if not addresses:
+        raise NotFound(f"peer {peer_name!r} is not online")
+    return addresses
+
+
 def find_peer(tracker: TrackerClient, spec: str) -> tuple[str, str]:
     """(name, address) of the serving peer spec names: an account name, or name@host:port (as
     messages label sources) for one of the places an account serves from (a laptop, a desktop)."""
     name, _, address = spec.partition("@")  # account names hold no '@'
-    serving = [p.address for p in tracker.peers(name)]
-    if not serving:
-        raise NotFound(f"peer {name!r} is not online")
+    serving = _places(tracker, name)
     if address:
         if address not in serving:
             raise NotFound(f"peer {name!r} does not serve at {address}; it serves at {', '.join(serving)}")

@@ -278,17 +278,8 @@ class Directory:
         if page_size > MAX_PAGE_SIZE:
             raise InvalidArgument(f"page_size must be at most {MAX_PAGE_SIZE}")
         limit = page_size or MAX_PAGE_SIZE
-        after = ("", "")
-        if page_token:
-            try:
-                account, address = json.loads(base64.urlsafe_b64decode(page_token.encode()))
-                after = (str(account), str(address))
-            except (ValueError, TypeError):
-                raise InvalidArgument("page_token is not one this tracker issued") from None
-        peers = self.store.live_peers(self.clock(), name, after, limit)
-        last = peers[-1] if len(peers) == limit else None
-        token = base64.urlsafe_b64encode(json.dumps([last.name, last.address]).encode()).decode() if last else ""
-        return peers, token
+        peers = self.store.live_peers(self.clock(), name, _decode_peers_token(page_token), limit)
+        return peers, (_peers_token_after(peers[-1]) if len(peers) == limit else "")
 
 
 def _has_unclosed_class(pattern: str) -> bool:
@@ -308,6 +299,21 @@ def _has_unclosed_class(pattern: str) -> bool:
 def page_token_after(last_sha256: str) -> str:
     """The page token of the page that starts after the content last_sha256."""
     return base64.urlsafe_b64encode(f"v1:{last_sha256}".encode()).decode()
+
+
+def _peers_token_after(last: st.PeerInfo) -> str:
+    """The ListPeers page token of the page that starts after the peer last (name, address)."""
+    return base64.urlsafe_b64encode(json.dumps([last.name, last.address]).encode()).decode()
+
+
+def _decode_peers_token(token: str) -> tuple[str, str]:
+    if not token:
+        return "", ""
+    try:
+        account, address = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, TypeError):
+        raise InvalidArgument("page_token is not one this tracker issued") from None
+    return str(account), str(address)
 
 
 def _decode_page_token(token: str) -> str:
