@@ -92,6 +92,15 @@ def add_stall_flag(command: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def add_rate_flag(command: argparse.ArgumentParser, what: str) -> None:
+    command.add_argument(
+        "--max-rate",
+        type=_rate_cap,
+        default=_env("P2P_MAX_RATE", "0"),
+        help=f"{what} (50M...; at least 64K; 0: no limit) [P2P_MAX_RATE]",
+    )
+
+
 def _add_account_flags(parser: argparse.ArgumentParser) -> None:
     """The options of every command: where the tracker is, who logs in, TLS, logging."""
     parser.add_argument(
@@ -181,12 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="files fetched at once when several are asked for (4) [P2P_JOBS]",
     )
     add_stall_flag(get, "a source may owe a chunk and send nothing before it is dropped")
-    get.add_argument(
-        "--max-rate",
-        type=_rate_cap,
-        default=_env("P2P_MAX_RATE", "0"),
-        help="bytes per second all sources together may deliver (50M...; at least 64K; 0: no limit) [P2P_MAX_RATE]",
-    )
+    add_rate_flag(get, "bytes per second all sources together may deliver")
 
     put = sub.add_parser("put", help="upload files or folders to a named peer")
     put.add_argument("files", nargs="+", metavar="PATH", help="a local file, or a folder (sent with its files in their folders)")
@@ -199,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="name for one file or folder; with several, the folder they go into (default: their own names)",
     )
     add_stall_flag(put, "the receiver may take nothing before the upload stops")
+    add_rate_flag(put, "bytes per second the files may be sent at, all together")
 
     ls = sub.add_parser("ls", help="list what a directory would share, with sizes and sha256")
     ls.add_argument("--share", default=_env("P2P_SHARE", "./share"), help="directory [P2P_SHARE]")
@@ -387,13 +392,14 @@ def cmd_put(args: argparse.Namespace) -> int:
     sizes = {path: path.stat().st_size for path, _ in sending}
     client = _client(args)
     display = BatchProgress(len(sending), sum(sizes.values())) if len(sending) > 1 else None
+    throttle = Throttle(args.max_rate) if args.max_rate else None  # one cap for all the files
     failed = 0
     channels = PeerChannels(client.tls)  # one connection to the receiver for all the files
     try:
         peer_name, address = find_peer(client, args.to)
         for path, name in sending:
             try:
-                line = _put_one(client, path, name, (peer_name, address), args, display, channels)
+                line = _put_one(client, path, name, (peer_name, address), args, display, channels, throttle)
             except (P2PError, OSError) as exc:
                 if display is None:
                     raise
@@ -422,6 +428,7 @@ def _put_one(
     args: argparse.Namespace,
     display: BatchProgress | None,
     channels: PeerChannels,
+    throttle: Throttle | None,
 ) -> str:
     """Upload one file, drawing its own bar unless it is one of several; its result line."""
     from peer.transfers import push
@@ -434,7 +441,7 @@ def _put_one(
     else:
         report = display.on_download(path)
     try:
-        result = push(client, path, peer[0], name, report, args.stall_timeout, peer[1], channels)
+        result = push(client, path, peer[0], name, report, args.stall_timeout, peer[1], channels, throttle)
     finally:
         if bar is not None:
             bar.close()

@@ -24,6 +24,7 @@ from peer.busy_wait import BusyWait
 from peer.chunk_schedule import ChunkSchedule
 from peer.chunk_store import PartialFile, Write, staged_records
 from peer.manifest import Manifest
+from peer.run_clock import RunClock
 from peer.throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -231,7 +232,8 @@ class Download:
         self.find_staged = find_staged
         self._found: queue.SimpleQueue[Sequence[ChunkSource]] = queue.SimpleQueue()  # from refreshes
         self._refreshing = threading.Event()  # a refresh is under way
-        self._owed_since: dict[str, tuple[float, ChunkStreamLike]] = {}  # waiting for a chunk asked for
+        self._clock = RunClock()  # for stall cut-offs: a pause of this process is nobody's silence
+        self._owed_since: dict[str, tuple[float, ChunkStreamLike]] = {}  # waiting for a chunk asked for (_clock)
         self._stalled: dict[str, str] = {}  # sources cut off for silence, and why
         self.dropped: dict[str, str] = {}
         self._active = 0  # receivers running (under the schedule's lock)
@@ -387,7 +389,7 @@ class Download:
                 self._start_receiver(busy.source, schedule)
 
     def _cut_off_silent_sources(self) -> None:
-        now = time.monotonic()
+        now = self._clock.now()
         for label, (since, stream) in list(self._owed_since.items()):
             if now - since > self.stall_seconds and label not in self._stalled:
                 self._stalled[label] = f"sent nothing for {self.stall_seconds:g} s"
@@ -403,7 +405,7 @@ class Download:
     def _receive(self, source: ChunkSource, schedule: ChunkSchedule) -> None:
         asked: deque[int] = deque()
         stream: ChunkStreamLike | None = None
-        idle_since = time.monotonic()  # since the last chunk this source delivered
+        idle_since = self._clock.now()  # since the last chunk this source delivered
         arrivals: deque[float] = deque(maxlen=self.window)  # when its last chunks came in
         window = self.window
         refused = False  # asks for no stream now: to be asked again (_busy)
@@ -424,7 +426,7 @@ class Download:
                 if batch:
                     asked.extend(batch)
                     stream.ask(batch)
-                if source.partial and time.monotonic() - idle_since > self.stall_seconds:
+                if source.partial and self._clock.now() - idle_since > self.stall_seconds:
                     raise NothingToGive(f"held none of the chunks still missing for {self.stall_seconds:g} s")
                 if not asked:
                     with schedule.cond:
@@ -432,7 +434,7 @@ class Download:
                     continue
                 if self.throttle is not None:  # read the next chunk only when the rate allows it
                     self._stop.wait(self.throttle.take(schedule.partial.manifest.chunk_length(asked[0])))
-                self._owed_since[source.label] = (time.monotonic(), stream)
+                self._owed_since[source.label] = (self._clock.now(), stream)
                 try:
                     index, data = stream.next_chunk()
                 except NotHeld as answer:
@@ -448,7 +450,7 @@ class Download:
                 if data is None:  # not held yet: another source, or this one later, fetches it
                     schedule.give_back(source.label, [index])
                     continue
-                idle_since = time.monotonic()
+                idle_since = self._clock.now()
                 arrivals.append(idle_since)
                 if len(arrivals) == arrivals.maxlen and arrivals[-1] > arrivals[0]:
                     rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])  # chunks a second

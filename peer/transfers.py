@@ -24,6 +24,7 @@ from peer.chunk_store import StagedListing, is_staging_file, staged_records
 from peer.downloader import STALL_SECONDS, DownloadResult, Progress, Wanted, download
 from peer.manifest import Manifest
 from peer.peer_client import PeerChannels, PeerConnection
+from peer.run_clock import RunClock
 from peer.throttle import Throttle
 from peer.tracker_client import RemoteFile, Source, TrackerClient, rpc_error
 
@@ -263,21 +264,25 @@ class UploadResult:
 
 
 class _Watchdog:
-    """Calls cancel when progress() has not been called for stall_seconds."""
+    """Calls cancel when progress() has not been called for stall_seconds (while this process ran)."""
 
-    def __init__(self, stall_seconds: float):
+    def __init__(self, stall_seconds: float, clock: RunClock | None = None):
         self.stall_seconds = stall_seconds
         self.fired = False
-        self._last = time.monotonic()
+        self._clock = clock or RunClock()
+        self._last = self._clock.now()
         self._done = threading.Event()
 
     def progress(self) -> None:
-        self._last = time.monotonic()
+        self._last = self._clock.now()
+
+    def overdue(self) -> bool:
+        return self._clock.now() - self._last > self.stall_seconds
 
     def watch(self, cancel: Callable[[], object]) -> None:
         def run() -> None:
             while not self._done.wait(min(0.1, self.stall_seconds / 4)):
-                if time.monotonic() - self._last > self.stall_seconds:
+                if self.overdue():
                     self.fired = True
                     cancel()
                     return
@@ -386,6 +391,7 @@ def push(
     stall_seconds: float = STALL_SECONDS,
     address: str | None = None,
     channels: PeerChannels | None = None,
+    throttle: Throttle | None = None,  # the rate it may be sent at
 ) -> UploadResult:
     """Upload the file at path to peer_name (at address, if known, else as find_peer finds it;
     through channels, if given);
@@ -396,7 +402,7 @@ def push(
     asked again until one ends (students handing in their work at the deadline), as a get does."""
     if channels is None:
         with closing(PeerChannels(tracker.tls)) as own:
-            return push(tracker, path, peer_name, name, on_progress, stall_seconds, address, own)
+            return push(tracker, path, peer_name, name, on_progress, stall_seconds, address, own, throttle)
     if not path.is_file():
         raise InvalidArgument(f"{path} is not a readable file")
     hashed = _version(path)
@@ -407,7 +413,7 @@ def push(
     wait = BusyWait()
     while True:
         try:
-            return _upload(conn, path, manifest, name or path.name, on_progress, stall_seconds)
+            return _upload(conn, path, manifest, name or path.name, on_progress, stall_seconds, throttle)
         except DataLoss:  # the receiver found a chunk unlike the offer: as a rule, the file changed
             if _version(path) != hashed:
                 raise FailedPrecondition(f"{path} changed while it was being sent; send it once nothing writes to it") from None
@@ -436,6 +442,7 @@ def _upload(
     target_name: str,
     on_progress: Callable[[Progress], None] | None,
     stall_seconds: float,
+    throttle: Throttle | None,
 ) -> UploadResult:
     """One Upload stream: the offer, the chunks the receiver lacks, its confirmation."""
     peer_name = conn.peer_name
@@ -461,7 +468,9 @@ def _upload(
                     continue
                 f.seek(index * manifest.chunk_size)
                 data = f.read(manifest.chunk_length(index))
-                watchdog.progress()
+                if throttle is not None:
+                    time.sleep(throttle.take(len(data)))
+                watchdog.progress()  # after the cap's wait: that wait is not the receiver's silence
                 sent[0] += len(data)
                 if on_progress:
                     on_progress(Progress(manifest.size, sent[0], 1, sent[0]))

@@ -542,6 +542,47 @@ def test_a_source_that_freezes_is_cut_off_and_the_get_resumes_later(cluster):
     assert hashlib.sha256(dest.read_bytes()).hexdigest() == digest
 
 
+def test_a_get_stopped_and_continued_later_completes(cluster):
+    """Ctrl-Z, `fg` minutes later (SIGSTOP/SIGCONT here): the pause is this process's, not its
+    sources' silence. It failed with 'seed: sent nothing for 60 s' once resumed after a minute."""
+    share = cluster.serve("steady", "--max-serve-rate", "8M")  # slow enough to be caught mid-way
+    digest = big_file(share / "paused.bin", 40 * MiB, "paused")
+    wait_for(lambda: cluster.search("paused.bin"), timeout=30, what="paused.bin to be published")
+    dest = cluster.work / "paused.bin"
+    cmd = [str(BIN / "p2p-peer"), "--name", "user", "get", "paused.bin", "-o", str(dest), "--stall-timeout", "2"]
+    with subprocess.Popen(cmd, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        wait_for(
+            lambda: any(p.stat().st_size >= 4 * 5 for p in cluster.work.glob(".paused.bin.*.p2p-have")),
+            timeout=60,
+            interval=0.01,
+            what="5 chunks written",
+        )
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(5)  # the pause under test: longer than the stall timeout
+        proc.send_signal(signal.SIGCONT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+    assert "chunks from steady:40" in out and "dropped" not in out + err, out + err
+    assert hashlib.sha256(dest.read_bytes()).hexdigest() == digest
+
+
+def test_a_put_stopped_and_continued_later_completes(cluster):
+    """The same for an upload: its stall watchdog left out the time the sender was stopped."""
+    inbox = cluster.serve("inbox", "--allow-uploads")
+    local = cluster.work / "later.dat"
+    digest = big_file(local, 24 * MiB, "later")
+    put = ["put", str(local), "--to", "inbox", "--stall-timeout", "2", "--max-rate", "8M"]  # caught mid-way
+    cmd = [str(BIN / "p2p-peer"), "--name", "user", *put]
+    with subprocess.Popen(cmd, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        wait_for(lambda: list(inbox.rglob("*later.dat*")), timeout=60, interval=0.01, what="the upload to start")
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(5)
+        proc.send_signal(signal.SIGCONT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+    assert hashlib.sha256((inbox / "later.dat").read_bytes()).hexdigest() == digest
+
+
 def test_put_to_a_frozen_receiver_stops_and_a_rerun_completes_it(cluster):
     inbox = cluster.serve("inbox", "--allow-uploads")
     local = cluster.work / "up.dat"

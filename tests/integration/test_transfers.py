@@ -494,6 +494,16 @@ def test_a_download_rate_cap_holds_across_sources(start_peer_at, client, tmp_pat
     assert time.monotonic() - started >= 2.0 - 0.25  # 4 MiB at 2 MiB/s, less the burst
 
 
+def test_an_upload_rate_cap_holds(start_peer_at, client, tmp_path):
+    inbox = start_peer_at("inbox", {}, allow_uploads=True)
+    local = tmp_path / "capped.dat"
+    local.write_bytes(content := data_of(4 * MiB, seed=22))
+    started = time.monotonic()
+    push(client, local, "inbox", throttle=Throttle(2 * MiB))
+    assert (inbox.share.root / "capped.dat").read_bytes() == content
+    assert time.monotonic() - started >= 2.0 - 0.25  # 4 MiB at 2 MiB/s, less the burst
+
+
 def test_a_serve_rate_caps_what_a_peer_sends_to_all_downloaders_together(start_peer_at, client, tmp_path):
     """8 MiB/s, of which a quarter second's worth goes at once: one 8 MiB download cannot end
     before 0.75 s, two at once (16 MiB) not before 1.75 s. Lower bounds: a slow machine only

@@ -75,9 +75,11 @@ def test_the_tracker_address_is_host_and_a_port_in_range(monkeypatch, capsys):
         assert f"{url!r} is not host:port with a port of 1-65535{hint}\n" in capsys.readouterr().err
 
 
-def test_the_download_rate_cap_takes_units_and_a_floor(monkeypatch, capsys):
+def test_the_rate_caps_take_units_and_a_floor(monkeypatch, capsys):
     monkeypatch.setenv("P2P_MAX_RATE", "5M")
     assert cli.build_parser().parse_args(["get", "x"]).max_rate == 5 << 20
+    assert cli.build_parser().parse_args(["put", "f", "--to", "p"]).max_rate == 5 << 20
+    assert cli.build_parser().parse_args(["put", "f", "--to", "p", "--max-rate", "2M"]).max_rate == 2 << 20
     assert cli.build_parser().parse_args(["get", "x", "--max-rate", "0"]).max_rate == 0
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["get", "x", "--max-rate", "1K"])
