@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import signal
 import socket
-import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -131,17 +131,29 @@ def start_server(
 
 
 def wait_for_stop_signal() -> int:
-    """Block until SIGTERM or SIGINT arrives; return the signal number."""
-    stop = threading.Event()
+    """Block until SIGTERM or SIGINT arrives; return the signal number.
+
+    The main thread sleeps in a read of a pipe that every signal writes to (set_wakeup_fd). The
+    kernel may hand a process's signal to any of its threads (to a gRPC one, often, right after
+    a SIGCONT), and Python runs handlers in the main thread only once it wakes: asleep on a lock,
+    it slept through SIGTERM (`serve` stopped and continued, then stopped by its service manager,
+    never stopped)."""
     received: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:
         received.append(signum)
-        stop.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
-    while not stop.wait(3600):
-        pass
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    previous = signal.set_wakeup_fd(wake_write)
+    try:
+        while not received:
+            os.read(wake_read, 64)  # returns once any signal arrived, whichever thread took it
+    finally:
+        signal.set_wakeup_fd(previous)
+        os.close(wake_read)
+        os.close(wake_write)
     log.info("received %s, stopping", signal.Signals(received[0]).name)
     return received[0]

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from p2p.v1.peer_pb2 import GetStatusResponse
 from p2p_common.errors import P2PError, error_text
 from p2p_common.flags import accept_after_command
 from p2p_common.malloc import tune_malloc
@@ -487,21 +488,30 @@ def cmd_status(args: argparse.Namespace) -> int:
         found = peer_statuses(client, args.peer)
     finally:
         client.logout()
+    answered = [(address, s) for address, s in found if not isinstance(s, P2PError)]
+    failed = [(address, s) for address, s in found if isinstance(s, P2PError)]
+    for _, error in failed:  # a place that does not answer hides none of those that do
+        print(f"p2p-peer status: {error_text(error)}", file=sys.stderr)
     if args.json:
         # every field as a plain number or boolean (protobuf's JSON prints 64-bit numbers as strings)
-        rows = [{"address": address, **{f.name: getattr(s, f.name) for f in s.DESCRIPTOR.fields}} for address, s in found]
+        rows = [{"address": address, **{f.name: getattr(s, f.name) for f in s.DESCRIPTOR.fields}} for address, s in answered]
+        rows += [{"address": address, "error": error_text(error)} for address, error in failed]
         print(json.dumps(rows, indent=2))
-        return 0
-    for address, s in found:
-        rate = f"{human_bytes(s.max_serve_rate)}/s" if s.max_serve_rate else "no limit"
-        print(f"{args.peer} at {address}, up {_duration(s.uptime_seconds)}")
-        hashing = "" if s.indexed else " (still hashing)"
-        partial = f", {s.partial_files} unfinished (downloads or uploads into it)" if s.partial_files else ""
-        print(f"  shares     {counted(s.files, 'file')}, {human_bytes(s.bytes)}{hashing}{partial}")
-        print(f"  transfers  {s.transfers_active} now, at most {s.transfers_max}; serve rate {rate}")
-        print(f"  served     {counted(s.chunks_served, 'chunk')}, {human_bytes(s.bytes_served)}")
-        print(f"  uploads    {s.uploads_received} received" + ("" if s.uploads_allowed else " (not accepted)"))
-    return 0
+    else:
+        for address, s in answered:
+            _print_status(args.peer, address, s)
+    return 1 if failed else 0
+
+
+def _print_status(peer: str, address: str, s: GetStatusResponse) -> None:
+    rate = f"{human_bytes(s.max_serve_rate)}/s" if s.max_serve_rate else "no limit"
+    print(f"{peer} at {address}, up {_duration(s.uptime_seconds)}")
+    hashing = "" if s.indexed else " (still hashing)"
+    partial = f", {s.partial_files} unfinished (downloads or uploads into it)" if s.partial_files else ""
+    print(f"  shares     {counted(s.files, 'file')}, {human_bytes(s.bytes)}{hashing}{partial}")
+    print(f"  transfers  {s.transfers_active} now, at most {s.transfers_max}; serve rate {rate}")
+    print(f"  served     {counted(s.chunks_served, 'chunk')}, {human_bytes(s.bytes_served)}")
+    print(f"  uploads    {s.uploads_received} received" + ("" if s.uploads_allowed else " (not accepted)"))
 
 
 def _duration(seconds: int) -> str:

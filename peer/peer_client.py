@@ -12,7 +12,7 @@ import grpc
 from p2p.v1 import peer_pb2 as pb
 from p2p.v1 import peer_pb2_grpc as pb_grpc
 from p2p_common.auth import bearer_metadata
-from p2p_common.errors import P2PError
+from p2p_common.errors import P2PError, Unavailable
 from p2p_common.options import GRPC_OPTIONS
 from p2p_common.tls import ClientTls, open_channel
 from peer.availability import NotHeld
@@ -82,7 +82,9 @@ class PeerConnection:
         try:
             return self._stub.GetStatus(pb.GetStatusRequest(), metadata=self._md, timeout=timeout)
         except grpc.RpcError as exc:
-            raise rpc_error(exc, f"status of {self.peer_name}") from None
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:  # frozen, or its network silent
+                raise Unavailable(f"{self.label} did not answer within {timeout:g} s") from None
+            raise rpc_error(exc, f"status of {self.label}") from None
 
     def chunk_stream(self, sha256: str) -> ChunkStream:
         return ChunkStream(self._channel, self._md, sha256)

@@ -9,6 +9,7 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -233,12 +234,23 @@ def fetch_many(
         worker.start()
     try:
         for _ in targets:
-            yield ended.get()
+            yield _next_of(ended)
     finally:
         cancel.set()  # the caller stopped early: the downloads under way end, keeping their chunks
         for worker in workers:
             worker.join(timeout=10)
         channels.close()
+
+
+def _next_of(ended: queue.SimpleQueue[Fetched]) -> Fetched:
+    """The next item, waited for in slices (as gRPC's own waits are): Python runs a signal's
+    handler in the main thread only once it wakes, and the kernel may hand the signal to another
+    thread; asleep on the queue, Ctrl-C or SIGTERM waited for the next file to end."""
+    while True:
+        try:
+            return ended.get(timeout=0.1)
+        except queue.Empty:
+            continue
 
 
 def _sources(tracker: TrackerClient, remote: RemoteFile, channels: PeerChannels) -> list[PeerConnection]:
@@ -294,11 +306,20 @@ class _Watchdog:
         self._done.set()
 
 
-def peer_statuses(tracker: TrackerClient, peer_name: str) -> list[tuple[str, pb.GetStatusResponse]]:
-    """(address, status) of every serving session of peer_name (an account may serve from several)."""
+def peer_statuses(tracker: TrackerClient, peer_name: str) -> list[tuple[str, pb.GetStatusResponse | P2PError]]:
+    """(address, status, or why there is none) of every serving session of peer_name (an account
+    may serve from several): asked all at once, so that one frozen place neither hides the others'
+    answers nor makes them wait in turn."""
     addresses = _places(tracker, peer_name)
-    with closing(PeerChannels(tracker.tls)) as channels:
-        return [(address, connect(tracker, peer_name, address, channels).status()) for address in addresses]
+
+    def ask(address: str) -> pb.GetStatusResponse | P2PError:
+        try:
+            return connect(tracker, peer_name, address, channels).status()
+        except P2PError as exc:
+            return exc
+
+    with closing(PeerChannels(tracker.tls)) as channels, ThreadPoolExecutor(min(len(addresses), 16)) as pool:
+        return list(zip(addresses, pool.map(ask, addresses), strict=True))
 
 
 def files_to_send(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
@@ -221,6 +222,18 @@ def test_sigterm_logs_out_at_once(cluster):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0
     assert cluster.search("bye.txt") == []
+
+
+def test_a_sigterm_taken_by_any_thread_stops_serve_and_the_tracker(cluster):
+    """The kernel may hand a process's signal to any of its threads (to a gRPC one, often, right
+    after a SIGCONT); `serve` and the tracker slept through it then, and never stopped."""
+    cluster.serve("stopped")
+    for proc in (cluster.procs["stopped"], cluster.procs["tracker"]):
+        comm = Path(f"/proc/{proc.pid}/comm").read_text()
+        workers = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid]
+        python_thread = next(t for t in workers if Path(f"/proc/{proc.pid}/task/{t}/comm").read_text() == comm)
+        assert ctypes.CDLL(None, use_errno=True).tgkill(proc.pid, python_thread, signal.SIGTERM) == 0
+        assert proc.wait(timeout=15) == 0
 
 
 def test_tracker_user_commands(tmp_path):
@@ -512,6 +525,24 @@ def test_a_get_stopped_by_sigterm_logs_out_and_keeps_its_chunks(cluster):
     assert "logout quitter" in (cluster.work / "tracker.log").read_text()
 
 
+def test_a_get_of_several_files_stops_at_a_sigterm_any_of_its_threads_takes(cluster):
+    """Waiting for the next file to end, the main thread slept through a SIGTERM the kernel gave
+    another thread (Python runs handlers in the main thread only): the command went on for minutes."""
+    share = cluster.serve("slowpoke", "--max-serve-rate", "1M")
+    for name in ("one", "two"):
+        big_file(share / f"{name}.bin", 16 * MiB, name)
+    wait_for(lambda: len(cluster.search(".bin")) == 2, timeout=30, what="both files to be published")
+    cmd = [str(BIN / "p2p-peer"), "--name", "quitter", "get", "one.bin", "two.bin", "-o", str(cluster.work / "got") + "/"]
+    proc = subprocess.Popen(cmd, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: list(cluster.work.glob("got/.*.p2p-have")), timeout=60, what="chunks coming in")
+    comm = Path(f"/proc/{proc.pid}/comm").read_text()
+    workers = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid]
+    python_thread = next(t for t in workers if Path(f"/proc/{proc.pid}/task/{t}/comm").read_text() == comm)
+    assert ctypes.CDLL(None, use_errno=True).tgkill(proc.pid, python_thread, signal.SIGTERM) == 0
+    _, err = proc.communicate(timeout=10)  # the files need 30 s more
+    assert proc.returncode == 128 + signal.SIGTERM and err.endswith("p2p-peer get: stopped (SIGTERM)\n"), (proc.returncode, err)
+
+
 def test_a_source_that_freezes_is_cut_off_and_the_get_resumes_later(cluster):
     """SIGSTOP: the peer's sockets stay open and silent, as a peer asleep or cut off without a reset."""
     share = cluster.serve("sleepy", "--max-serve-rate", "8M")  # slow enough to be caught mid-way
@@ -711,6 +742,27 @@ def test_status_of_a_serving_peer(cluster):
     assert (row["files"], row["bytes"], row["chunks_served"], row["max_serve_rate"]) == (1, 5, 1, 20 << 20)
     gone = cluster.peer("status", "nobody")
     assert gone.returncode == 1 and "peer 'nobody' is not online" in gone.stderr and gone.stderr.count("\n") == 1
+
+
+def test_status_shows_the_places_that_answer_and_names_the_one_that_does_not(cluster):
+    """An account serving from two places, one frozen (SIGSTOP): the command failed after 10 s
+    with 'status of lab: timed out', showing neither place nor which one it was."""
+    cluster.serve("lab")
+    desk, address = cluster.work / "share-lab-desk", f"127.0.0.1:{free_port()}"
+    desk.mkdir()
+    cluster._start("lab-desk", [str(BIN / "p2p-peer"), "--name", "lab", "serve", "--share", str(desk), "--listen", address])
+    cluster.wait_healthy(address)
+    wait_for(lambda: len(json.loads(cluster.peer("status", "lab", "--json").stdout)) == 2, timeout=20, what="two places")
+    cluster.procs["lab-desk"].send_signal(signal.SIGSTOP)
+    try:
+        out = cluster.peer("status", "lab", "--json")
+    finally:
+        cluster.procs["lab-desk"].send_signal(signal.SIGCONT)
+    assert out.returncode == 1 and out.stderr == f"p2p-peer status: lab@{address} did not answer within 10 s\n", out.stderr
+    rows = {row["address"]: row for row in json.loads(out.stdout)}
+    assert rows.pop(address) == {"address": address, "error": f"lab@{address} did not answer within 10 s"}
+    [answered] = rows.values()
+    assert answered["files"] == 0 and answered["uptime_seconds"] >= 0
 
 
 def test_peers_still_downloading_a_file_serve_its_chunks_to_each_other(cluster):
