@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 from p2p_common.auth import BearerAuthInterceptor
-from p2p_common.errors import InvalidArgument, P2PError, Unauthenticated
+from p2p_common.errors import InvalidArgument, P2PError, PermissionDenied, Unauthenticated
 from p2p_common.server import RunningServer, Service, start_server
 from p2p_common.tls import ClientTls, ServerTls
 from peer import sha256_chain
@@ -145,6 +145,9 @@ class SessionKeeper(Wakeable):
                 if isinstance(exc, Unauthenticated) and "wrong password" in str(exc):
                     log.error("%s (the password was changed?); retrying in a minute", exc)
                     wait = 60.0
+                elif isinstance(exc, PermissionDenied):  # the account was disabled
+                    log.error("%s; retrying in a minute", exc)
+                    wait = 60.0
                 else:
                     # jittered: after a tracker restart, its peers do not all come back in step
                     wait = backoff * random.uniform(0.5, 1.0)
@@ -191,7 +194,7 @@ def _first_login(tracker: TrackerClient, server: RunningServer, share: Share) ->
     try:
         tracker.login()
         return True
-    except (Unauthenticated, InvalidArgument):  # asking again would not mend it
+    except (Unauthenticated, PermissionDenied, InvalidArgument):  # asking again would not mend it
         server.stop(0)
         share.close()
         tracker.close()

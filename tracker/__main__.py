@@ -34,8 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
             "--password", default=os.environ.get("P2P_PASSWORD"), help="the password (prompted when absent) [P2P_PASSWORD]"
         )
     user_sub.add_parser("list", help="list accounts")
-    rm = user_sub.add_parser("del", help="delete an account and its sessions")
-    rm.add_argument("name")
+    for name, text in (
+        ("disable", "refuse an account's logins and end its sessions; its name stays taken"),
+        ("enable", "let a disabled account log in again"),
+        ("del", "delete an account and its sessions (under open registration its name can be registered again)"),
+    ):
+        user_sub.add_parser(name, help=text).add_argument("name")
     for command in user_sub.choices.values():
         accept_after_command(add_store_flags, command)
     return parser
@@ -62,13 +66,14 @@ def run_user_command(args: argparse.Namespace, config: TrackerConfig) -> None:
             also = f"; {sessions} of it ended (their peers must log in with the new password)" if ended else ""
             print(f"password of {args.name} changed{also}")
         elif args.user_command == "list":
-            for name in store.account_names():
-                print(name)
+            for name, disabled in store.account_names():
+                print(f"{name}  (disabled)" if disabled else name)
+        elif args.user_command in ("disable", "enable"):
+            ended = store.set_disabled(args.name, args.user_command == "disable")
+            also = f"; {ended} session{'s' if ended != 1 else ''} of it ended" if ended else ""
+            print(f"account {args.name} {args.user_command}d{also}")
         elif args.user_command == "del":
-            try:
-                store.delete_account(args.name)
-            except NotFound as exc:
-                raise SystemExit(f"p2p-tracker: {exc}") from None
+            store.delete_account(args.name)
             print(f"account {args.name} deleted")
     finally:
         store.close()
@@ -103,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             run_user_command(args, config)
         else:
             serve(config)
-    except (P2PError, OSError, CannotOpen) as exc:
+    except (P2PError, OSError, CannotOpen, NotFound) as exc:
         print(f"p2p-tracker: {error_text(exc)}", file=sys.stderr)
         return 1
     return 0

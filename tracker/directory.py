@@ -17,6 +17,7 @@ from p2p_common.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
     Unauthenticated,
 )
@@ -163,6 +164,8 @@ class Directory:
                 self.login_guard.failed(name, caller_host)
                 raise Unauthenticated(f"wrong password for {name!r}")
         self.login_guard.succeeded(name, caller_host)
+        if account.disabled:  # told only to whoever knows the password
+            raise PermissionDenied(f"account {name!r} is disabled by the tracker's operator")
         token = auth.new_token()
         now = self.clock()
         self.store.open_session(name, auth.token_hash(token), address, now + self.config.lease_seconds, now)

@@ -4,7 +4,8 @@ PRAGMA foreign_keys = ON;
 CREATE TABLE IF NOT EXISTS accounts (
     name          TEXT PRIMARY KEY,
     password_hash TEXT NOT NULL,
-    created_at    REAL NOT NULL
+    created_at    REAL NOT NULL,
+    disabled      INTEGER NOT NULL DEFAULT 0  -- 1: refused at login (`p2p-tracker user disable`)
 );
 
 CREATE TABLE IF NOT EXISTS sessions (

@@ -116,11 +116,12 @@ class SqliteStore:
             writer = self._writer_conn()  # a file that is no database fails here, before the lock file
             if self._accounts_only:
                 writer.executescript(_schema())
+                _add_missing_columns(writer)
                 return
             self._claim()
             name_index.set_aside_old_postings(writer)
             writer.executescript(_schema())
-            _add_partial_column(writer)
+            _add_missing_columns(writer)
             name_index.upgrade(writer)
             name_index.refold(writer)
         with self._read() as c:
@@ -237,8 +238,8 @@ class SqliteStore:
 
     def account(self, name: str) -> Account | None:
         with self._read() as c:
-            row = c.execute("SELECT name, password_hash FROM accounts WHERE name=?", (name,)).fetchone()
-        return Account(*row) if row else None
+            row = c.execute("SELECT name, password_hash, disabled FROM accounts WHERE name=?", (name,)).fetchone()
+        return Account(row[0], row[1], bool(row[2])) if row else None
 
     def set_password(self, name: str, password_hash: str) -> int:
         with self._write() as c:
@@ -246,15 +247,21 @@ class SqliteStore:
                 raise NotFound(f"no account {name!r}")
             return self._delete_sessions(c, "account=?", (name,))
 
+    def set_disabled(self, name: str, disabled: bool) -> int:
+        with self._write() as c:
+            if c.execute("UPDATE accounts SET disabled=? WHERE name=?", (int(disabled), name)).rowcount == 0:
+                raise NotFound(f"no account {name!r}")
+            return self._delete_sessions(c, "account=?", (name,)) if disabled else 0
+
     def delete_account(self, name: str) -> None:
         with self._write() as c:
             self._delete_sessions(c, "account=?", (name,))
             if c.execute("DELETE FROM accounts WHERE name=?", (name,)).rowcount == 0:
                 raise NotFound(f"no account {name!r}")
 
-    def account_names(self) -> list[str]:
+    def account_names(self) -> list[tuple[str, bool]]:
         with self._read() as c:
-            return [r[0] for r in c.execute("SELECT name FROM accounts ORDER BY name")]
+            return [(r[0], bool(r[1])) for r in c.execute("SELECT name, disabled FROM accounts ORDER BY name")]
 
     # -- sessions ----------------------------------------------------------------------
     def open_session(self, account: str, token_hash: str, address: str, expires_at: float, now: float) -> Session:
@@ -620,7 +627,9 @@ def _match(rows: list[Sequence], matched: set[str]) -> Match:
     )
 
 
-def _add_partial_column(c: sqlite3.Connection) -> None:
-    """Databases of earlier versions have no files.partial: add it (instant: a constant default)."""
-    if "partial" not in {row[1] for row in c.execute("PRAGMA table_info(files)")}:
-        c.execute("ALTER TABLE files ADD COLUMN partial INTEGER NOT NULL DEFAULT 0")
+def _add_missing_columns(c: sqlite3.Connection) -> None:
+    """Databases of earlier versions lack files.partial and accounts.disabled: add them (instant:
+    a constant default; a tracker of that version still serving beside `user` ignores them)."""
+    for table, column in (("files", "partial"), ("accounts", "disabled")):
+        if column not in {row[1] for row in c.execute(f"PRAGMA table_info({table})")}:
+            c.execute(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")

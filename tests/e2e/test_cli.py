@@ -247,6 +247,33 @@ def test_tracker_user_commands(tmp_path):
     assert listed.stdout.split() == ["carol"]
     removed = subprocess.run([*tracker, "user", "del", "nobody"], capture_output=True, text=True)
     assert removed.returncode == 1 and "no account" in removed.stderr
+    for command, said in (("disable", "account carol disabled"), ("enable", "account carol enabled")):
+        done = subprocess.run([*tracker, "user", command, "carol"], capture_output=True, text=True)
+        assert done.returncode == 0 and done.stdout == f"{said}\n", done
+    missing = subprocess.run([*tracker, "user", "disable", "nobody"], capture_output=True, text=True)
+    assert missing.returncode == 1 and missing.stderr == "p2p-tracker: no account 'nobody'\n"
+
+
+def test_a_disabled_account_is_kept_out_while_its_peer_serves(cluster):
+    """`user del` under open registration let the peer register the name again at its next login."""
+    share = cluster.serve("mallory")
+    (share / "junk.txt").write_text("junk")
+    wait_for(lambda: cluster.search("junk"), timeout=20, what="junk.txt published")
+    tracker = [str(BIN / "p2p-tracker"), "--db", str(cluster.work / "t.db"), "user"]
+    done = subprocess.run([*tracker, "disable", "mallory"], capture_output=True, text=True)  # beside the running tracker
+    assert done.stdout == "account mallory disabled; 1 session of it ended\n", done
+    assert cluster.search("junk") == []
+    listed = subprocess.run([*tracker, "list"], capture_output=True, text=True).stdout
+    assert listed.splitlines() == ["mallory  (disabled)", "user"]
+    refused = "account 'mallory' is disabled by the tracker's operator [PERMISSION_DENIED]"
+    wait_for(lambda: refused in (cluster.work / "mallory.log").read_text(), timeout=20, what="the serving peer refused")
+    out = cluster.peer("search", name="mallory")
+    assert out.returncode == 1 and out.stderr.count("\n") == 1 and refused in out.stderr, out.stderr
+    (elsewhere := cluster.work / "elsewhere").mkdir()
+    serve = cluster.peer("serve", "--share", str(elsewhere), "--listen", "127.0.0.1:0", name="mallory")
+    assert serve.returncode == 1 and refused in serve.stderr and serve.stderr.count("\n") == 1, serve.stderr
+    assert subprocess.run([*tracker, "enable", "mallory"], capture_output=True, text=True).returncode == 0
+    assert cluster.peer("search", name="mallory").returncode == 0
 
 
 def test_one_tracker_per_database_and_accounts_are_managed_beside_it(start_tracker_at, tmp_path):

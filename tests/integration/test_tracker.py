@@ -310,6 +310,23 @@ def test_a_database_of_an_earlier_version_gains_the_partial_column(tmp_path):
         store.close()
 
 
+def test_a_database_of_an_earlier_version_gains_the_disabled_column_also_beside_a_running_tracker(tmp_path):
+    from tracker.sqlite_store import SqliteStore
+
+    for accounts_only in (False, True):  # `p2p-tracker user` opens it beside a running tracker
+        db = tmp_path / f"old-{accounts_only}.db"
+        with sqlite3.connect(db) as c:  # the accounts table as versions before `user disable` made it
+            c.execute("CREATE TABLE accounts (name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, created_at REAL NOT NULL)")
+            c.execute("INSERT INTO accounts VALUES ('carol', 'hash', 0)")
+        store = SqliteStore(str(db), accounts_only=accounts_only)
+        try:
+            assert store.account("carol").disabled is False
+            store.set_disabled("carol", True)
+            assert store.account("carol").disabled is True
+        finally:
+            store.close()
+
+
 def test_client_only_sessions_cannot_publish(client_factory):
     c = client_factory()
     c.login("bob")
@@ -635,6 +652,25 @@ def test_a_new_password_ends_the_sessions_opened_with_the_old_one(tracker, clien
     assert code == grpc.StatusCode.UNAUTHENTICATED
     assert thief.login("alice", "new").registered is False and thief.query("x").files == []
     assert owner.query("x").files == []  # other accounts' sessions go on
+
+
+def test_a_disabled_account_is_refused_and_its_sessions_end_until_it_is_enabled(tracker, client_factory):
+    """Under open registration a deleted account came back at its peer's next login; a disabled
+    one keeps its name and is refused."""
+    peer, other = client_factory(), client_factory()
+    peer.login("mallory", "pw", address="127.0.0.1:7001")
+    other.login("bob", "pw")
+    assert tracker.directory.store.set_disabled("mallory", True) == 1
+    code, msg = code_of(peer.query, "x")
+    assert code == grpc.StatusCode.UNAUTHENTICATED and "log in again" in msg
+    code, msg = code_of(peer.login, "mallory", "pw")
+    assert code == grpc.StatusCode.PERMISSION_DENIED and msg == "account 'mallory' is disabled by the tracker's operator"
+    code, msg = code_of(peer.login, "mallory", "guess")  # nothing told to whoever lacks the password
+    assert code == grpc.StatusCode.UNAUTHENTICATED and "wrong password" in msg
+    assert other.query("x").files == []  # other accounts' sessions go on
+    assert tracker.directory.store.account_names() == [("bob", False), ("mallory", True)]
+    assert tracker.directory.store.set_disabled("mallory", False) == 0
+    assert peer.login("mallory", "pw").registered is False
 
 
 def test_accounts_survive_a_restart(start_tracker_at):

@@ -45,7 +45,7 @@ def test_names_fold_as_people_type_them():
 def _database() -> sqlite3.Connection:
     c = sqlite3.connect(":memory:", isolation_level=None)
     c.executescript(resources.files("tracker").joinpath("schema.sql").read_text())
-    c.execute("INSERT INTO accounts VALUES ('a', 'x', 0)")
+    c.execute("INSERT INTO accounts(name, password_hash, created_at) VALUES ('a', 'x', 0)")
     c.execute("INSERT INTO sessions VALUES (1, 'a', 't', '127.0.0.1:1', 1e12, 0)")
     return c
 

@@ -93,7 +93,8 @@ class TrackerServiceServicer:
         and opens a session. A session with an address is a serving peer; without one it is
         client-only: it can query and download but is never listed as a source. While every
         password check is busy it is refused with RESOURCE_EXHAUSTED and the trailing metadata
-        `retry-after-ms`; after repeated wrong passwords, with RESOURCE_EXHAUSTED alone.
+        `retry-after-ms`; after repeated wrong passwords, with RESOURCE_EXHAUSTED alone. An
+        account its operator disabled is refused with PERMISSION_DENIED (given the right password).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
