@@ -10,7 +10,9 @@ import os
 import re
 import signal
 import sys
+import threading
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 from p2p.v1.peer_pb2 import GetStatusResponse
@@ -90,6 +92,16 @@ def add_stall_flag(command: argparse.ArgumentParser, what: str) -> None:
         type=_positive_seconds,
         default=_env("P2P_STALL_TIMEOUT", "60"),
         help=f"seconds {what} [P2P_STALL_TIMEOUT]",
+    )
+
+
+def add_jobs_flag(command: argparse.ArgumentParser, done: str) -> None:
+    command.add_argument(
+        "-j",
+        "--jobs",
+        type=_positive_int,
+        default=_env("P2P_JOBS", "4"),
+        help=f"files {done} at once when there are several (4) [P2P_JOBS]",
     )
 
 
@@ -183,13 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--all", action="store_true", help="fetch every file each pattern matches, in its folders (a glob: 'album/*')"
     )
     get.add_argument("--force", action="store_true", help="replace a different file already at the destination")
-    get.add_argument(
-        "-j",
-        "--jobs",
-        type=_positive_int,
-        default=_env("P2P_JOBS", "4"),
-        help="files fetched at once when several are asked for (4) [P2P_JOBS]",
-    )
+    add_jobs_flag(get, "fetched")
     add_stall_flag(get, "a source may owe a chunk and send nothing before it is dropped")
     add_rate_flag(get, "bytes per second all sources together may deliver")
 
@@ -203,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="as_name",
         help="name for one file or folder; with several, the folder they go into (default: their own names)",
     )
+    add_jobs_flag(put, "sent")
     add_stall_flag(put, "the receiver may take nothing before the upload stops")
     add_rate_flag(put, "bytes per second the files may be sent at, all together")
 
@@ -390,32 +397,50 @@ def cmd_put(args: argparse.Namespace) -> int:
         print(f"p2p-peer put: not sending {path}: {why}", file=sys.stderr)
 
     sending = files_to_send([Path(p) for p in args.files], args.as_name, skipped)  # a typo fails before any login
-    sizes = {path: path.stat().st_size for path, _ in sending}
     client = _client(args)
-    display = BatchProgress(len(sending), sum(sizes.values())) if len(sending) > 1 else None
     throttle = Throttle(args.max_rate) if args.max_rate else None  # one cap for all the files
-    failed = 0
     channels = PeerChannels(client.tls)  # one connection to the receiver for all the files
     try:
-        peer_name, address = find_peer(client, args.to)
-        for path, name in sending:
-            try:
-                line = _put_one(client, path, name, (peer_name, address), args, display, channels, throttle)
-            except (P2PError, OSError) as exc:
-                if display is None:
-                    raise
-                failed += 1
-                display.ended(path, sizes[path], f"p2p-peer put: {path}: {error_text(exc)}", sys.stderr)
-                continue
-            if display is None:
-                print(line)
-            else:
-                display.ended(path, sizes[path], line)
+        peer = find_peer(client, args.to)
+        if len(sending) == 1:
+            print(_put_one(client, *sending[0], peer, args, None, channels, throttle, None))
+            return 0
+        return _put_many(client, sending, peer, args, channels, throttle)
     finally:
-        if display is not None:
-            display.close()
         channels.close()
         client.logout()
+
+
+def _put_many(
+    client: TrackerClient,
+    sending: list[tuple[Path, str]],
+    peer: tuple[str, str],
+    args: argparse.Namespace,
+    channels: PeerChannels,
+    throttle: Throttle | None,
+) -> int:
+    """--jobs files at once (one after another, each cost the round trips of its upload: 2,000
+    photos took 17 s); a line for each as it ends, and one that fails does not stop the others."""
+    from peer.jobs import each_at_once
+
+    sizes = {path: path.stat().st_size for path, _ in sending}
+    display = BatchProgress(len(sending), sum(sizes.values()))
+    cancel = threading.Event()  # set on Ctrl-C: the uploads under way stop, the receiver keeps their chunks
+    failed = 0
+
+    def one(item: tuple[Path, str]) -> str:
+        return _put_one(client, *item, peer, args, display, channels, throttle, cancel)
+
+    try:
+        with closing(each_at_once(sending, args.jobs, one, cancel)) as outcomes:
+            for (path, _), outcome in outcomes:
+                if isinstance(outcome, Exception):
+                    failed += 1
+                    display.ended(path, sizes[path], f"p2p-peer put: {path}: {error_text(outcome)}", sys.stderr)
+                else:
+                    display.ended(path, sizes[path], outcome)
+    finally:
+        display.close()
     if failed:
         print(f"p2p-peer put: {failed} of {len(sending)} files failed", file=sys.stderr)
     return 1 if failed else 0
@@ -430,6 +455,7 @@ def _put_one(
     display: BatchProgress | None,
     channels: PeerChannels,
     throttle: Throttle | None,
+    cancel: threading.Event | None,
 ) -> str:
     """Upload one file, drawing its own bar unless it is one of several; its result line."""
     from peer.transfers import push
@@ -442,7 +468,7 @@ def _put_one(
     else:
         report = display.on_download(path)
     try:
-        result = push(client, path, peer[0], name, report, args.stall_timeout, peer[1], channels, throttle)
+        result = push(client, path, peer[0], name, report, args.stall_timeout, peer[1], channels, throttle, cancel)
     finally:
         if bar is not None:
             bar.close()

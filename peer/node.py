@@ -25,6 +25,9 @@ from peer.watcher import ShareWatcher, Wakeable
 
 log = logging.getLogger(__name__)
 
+# Woken by a change (an upload landed, a scan found some), the keeper waits this long before it
+# publishes: 2,000 photos uploaded at once were 2,000 SendIndex calls, not a few dozen.
+GATHER_SECONDS = 0.2
 MAX_BACKOFF = 10.0
 REMIND_SECONDS = 300.0  # while the tracker stays away, a warning this often (each try is logged at info)
 
@@ -166,8 +169,8 @@ class SessionKeeper(Wakeable):
                 backoff = min(MAX_BACKOFF, backoff * 2)
             if failing:  # changes wait for the backoff: a busy share would make every rescan a try
                 self._stop_event.wait(wait)
-            else:
-                self._wake.wait(wait)
+            elif self._wake.wait(wait):  # changes: those close behind go in the same SendIndex
+                self._stop_event.wait(GATHER_SECONDS)
 
     def _where(self) -> str:
         listed = self._tracker.listed_as
@@ -219,7 +222,9 @@ def start_peer(config: PeerConfig) -> PeerNode:
     watcher = ShareWatcher(share, config.rescan_seconds, lambda: keeper.wake())  # started once keeper is
     policy = UploadPolicy(config.allow_uploads, config.max_upload_bytes)
     throttle = Throttle(config.max_serve_rate) if config.max_serve_rate else None
-    servicer = PeerServicer(share, policy, lambda _shared: watcher.wake(), max_transfers=config.max_transfers, throttle=throttle)
+    servicer = PeerServicer(
+        share, policy, lambda _shared: watcher.landed(), max_transfers=config.max_transfers, throttle=throttle
+    )
     service = Service(SERVICE_NAME, lambda s: add_peer_service(servicer, s))
     auth = BearerAuthInterceptor(verifier, f"/{SERVICE_NAME}/")
     try:

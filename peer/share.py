@@ -191,7 +191,8 @@ class Share:
         self._lock = threading.Lock()
         self._by_name: dict[str, SharedFile] = {}
         self._by_sha: dict[str, dict[str, SharedFile]] = {}  # content -> the names it is shared under
-        self._added_outside_scan: list[SharedFile] = []  # uploads, reported by the next scan
+        self._added_outside_scan: list[SharedFile] = []  # uploads, until take_added or the next scan reports them
+        self._landed_during_walk: set[str] = set()  # names add_verified indexed since the last walk began
         self._cache_reconciled = False  # the first scan drops cache entries of files gone meanwhile
         self.complete = False  # the last scan indexed every settled file it saw (none left for later)
         self._unreadable: set[str] = set()  # folders already warned about: one warning, not one a rescan
@@ -238,6 +239,8 @@ class Share:
         deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
         complete, indexed_any = True, False
         staged: list[tuple[str, str]] = []
+        with self._lock:
+            self._landed_during_walk.clear()
         for name, path, st in self._walk(staged):
             known = self._by_name.get(name)
             if known and known.mtime_ns == st.st_mtime_ns and known.inode == st.st_ino and known.manifest.size == st.st_size:
@@ -266,8 +269,8 @@ class Share:
                 log.info("removed the unfinished transfer of %s: untouched for over %g s", what, self.keep_partial_seconds)
                 continue
             self._index_staged(prefix, Path(have_path), seen, changes)
-        with self._lock:
-            gone = [n for n in self._by_name if n not in seen]
+        with self._lock:  # an upload indexed after the walk passed its folder is not gone
+            gone = [n for n in self._by_name if n not in seen and n not in self._landed_during_walk]
             for name in gone:
                 self._drop(name)
             for shared in changes.added:
@@ -344,7 +347,16 @@ class Share:
         with self._lock:
             self._add(shared)
             self._added_outside_scan.append(shared)
+            self._landed_during_walk.add(name)
         return shared
+
+    def take_added(self) -> ShareChanges:
+        """The files add_verified indexed and no scan has reported yet: an upload is published
+        without a walk of the share (one an upload made receiving n files cost n walks)."""
+        with self._lock:
+            added = [f for f in self._added_outside_scan if self._by_name.get(f.name) is f]
+            self._added_outside_scan.clear()
+        return ShareChanges(added, [])
 
     # -- lookups -------------------------------------------------------------------------
     def files(self) -> list[SharedFile]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
 import unicodedata
@@ -22,7 +21,8 @@ from p2p_common.names import STATE_DIR_NAME, is_sha256_prefix, name_problem
 from peer import chunking
 from peer.busy_wait import BusyWait
 from peer.chunk_store import StagedListing, is_staging_file, staged_records
-from peer.downloader import STALL_SECONDS, DownloadResult, Progress, Wanted, download
+from peer.downloader import STALL_SECONDS, Cancelled, DownloadResult, Progress, Wanted, download
+from peer.jobs import each_at_once
 from peer.manifest import Manifest
 from peer.peer_client import PeerChannels, PeerConnection
 from peer.run_clock import RunClock
@@ -205,52 +205,24 @@ def fetch_many(
     another, an album of small files waited on a round trip or two per file, and files whose
     sources are slow peers each waited for the last. When the caller stops (Ctrl-C raises in it
     while it waits here), the downloads under way stop and keep what they verified, for a rerun."""
-    todo: queue.SimpleQueue[tuple[RemoteFile, Path]] = queue.SimpleQueue()
-    for target in targets:
-        todo.put(target)
-    ended: queue.SimpleQueue[Fetched] = queue.SimpleQueue()
     cancel = threading.Event()
     channels = PeerChannels(tracker.tls)
     staged = StagedListing()  # each folder listed once for all
 
-    def work() -> None:
-        while not cancel.is_set():
-            try:
-                remote, dest = todo.get_nowait()
-            except queue.Empty:
-                return
-            progress = on_progress(dest) if on_progress else None
-            try:
-                result = fetch(tracker, remote, dest, progress, replace, stall_seconds, throttle, cancel, channels, staged)
-                ended.put(Fetched(remote, dest, result, None))
-            except (P2PError, OSError) as exc:
-                ended.put(Fetched(remote, dest, None, exc))
-            except Exception as exc:  # a bug: this file fails, the others go on
-                log.exception("fetching %s failed", remote.name)
-                ended.put(Fetched(remote, dest, None, P2PError(f"{type(exc).__name__}: {exc}")))
+    def one(target: tuple[RemoteFile, Path]) -> DownloadResult:
+        remote, dest = target
+        progress = on_progress(dest) if on_progress else None
+        return fetch(tracker, remote, dest, progress, replace, stall_seconds, throttle, cancel, channels, staged)
 
-    workers = [threading.Thread(target=work, name=f"get-{i}", daemon=True) for i in range(min(jobs, len(targets)))]
-    for worker in workers:
-        worker.start()
     try:
-        for _ in targets:
-            yield _next_of(ended)
+        with closing(each_at_once(targets, jobs, one, cancel)) as outcomes:  # cancel: the downloads keep their chunks
+            for (remote, dest), outcome in outcomes:
+                if isinstance(outcome, Exception):
+                    yield Fetched(remote, dest, None, outcome)
+                else:
+                    yield Fetched(remote, dest, outcome, None)
     finally:
-        cancel.set()  # the caller stopped early: the downloads under way end, keeping their chunks
-        for worker in workers:
-            worker.join(timeout=10)
         channels.close()
-
-
-def _next_of(ended: queue.SimpleQueue[Fetched]) -> Fetched:
-    """The next item, waited for in slices (as gRPC's own waits are): Python runs a signal's
-    handler in the main thread only once it wakes, and the kernel may hand the signal to another
-    thread; asleep on the queue, Ctrl-C or SIGTERM waited for the next file to end."""
-    while True:
-        try:
-            return ended.get(timeout=0.1)
-        except queue.Empty:
-            continue
 
 
 def _sources(tracker: TrackerClient, remote: RemoteFile, channels: PeerChannels) -> list[PeerConnection]:
@@ -413,6 +385,7 @@ def push(
     address: str | None = None,
     channels: PeerChannels | None = None,
     throttle: Throttle | None = None,  # the rate it may be sent at
+    cancel: threading.Event | None = None,  # set: stop sending (the receiver keeps what it verified)
 ) -> UploadResult:
     """Upload the file at path to peer_name (at address, if known, else as find_peer finds it;
     through channels, if given);
@@ -423,7 +396,7 @@ def push(
     asked again until one ends (students handing in their work at the deadline), as a get does."""
     if channels is None:
         with closing(PeerChannels(tracker.tls)) as own:
-            return push(tracker, path, peer_name, name, on_progress, stall_seconds, address, own, throttle)
+            return push(tracker, path, peer_name, name, on_progress, stall_seconds, address, own, throttle, cancel)
     if not path.is_file():
         raise InvalidArgument(f"{path} is not a readable file")
     hashed = _version(path)
@@ -434,7 +407,7 @@ def push(
     wait = BusyWait()
     while True:
         try:
-            return _upload(conn, path, manifest, name or path.name, on_progress, stall_seconds, throttle)
+            return _upload(conn, path, manifest, name or path.name, on_progress, stall_seconds, throttle, cancel)
         except DataLoss:  # the receiver found a chunk unlike the offer: as a rule, the file changed
             if _version(path) != hashed:
                 raise FailedPrecondition(f"{path} changed while it was being sent; send it once nothing writes to it") from None
@@ -444,7 +417,8 @@ def push(
                 raise
             if on_progress:
                 on_progress(Progress(manifest.size, 0, 0, 0, busy_sources=1))
-            time.sleep(seconds)
+            if (cancel or threading.Event()).wait(seconds):
+                raise Cancelled("stopped; a rerun sends only what is missing") from None
 
 
 def _version(path: Path) -> tuple[int, int, int] | None:
@@ -464,6 +438,7 @@ def _upload(
     on_progress: Callable[[Progress], None] | None,
     stall_seconds: float,
     throttle: Throttle | None,
+    cancel: threading.Event | None,
 ) -> UploadResult:
     """One Upload stream: the offer, the chunks the receiver lacks, its confirmation."""
     peer_name = conn.peer_name
@@ -485,6 +460,8 @@ def _upload(
         have_ready.wait()
         with open(path, "rb") as f:
             for index in range(manifest.chunk_count):
+                if cancel is not None and cancel.is_set():
+                    return  # the stream ends short: the receiver keeps what it verified
                 if index in have:
                     continue
                 f.seek(index * manifest.chunk_size)

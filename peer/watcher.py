@@ -74,8 +74,8 @@ class Wakeable(threading.Thread):
 
 
 class ShareWatcher(Wakeable):
-    """Scans the share (at once, then every rescan interval, or when woken: an upload landed)
-    and queues what changed."""
+    """Scans the share (at once, then every rescan interval, or when woken) and queues what
+    changed; queues an upload that landed without a scan (landed)."""
 
     def __init__(self, share: Share, rescan_seconds: float, on_changes: Callable[[], None]):
         super().__init__("share-watcher")
@@ -84,6 +84,13 @@ class ShareWatcher(Wakeable):
         self._on_changes = on_changes
         self.pending = PendingChanges()
         self.indexed = threading.Event()  # every file of the share has been hashed once
+
+    def landed(self) -> None:
+        """A file was received and indexed (Share.add_verified): publish it now."""
+        changes = self._share.take_added()
+        if changes:
+            self.pending.add(changes)
+            self._on_changes()
 
     def run(self) -> None:
         started_at = time.monotonic()

@@ -195,6 +195,21 @@ def test_put_of_folders_and_several_files_and_one_that_fails(cluster):
         assert f"inbox already has album/{name} as music/album/{name}: {size} sha256 {digest}\n" in again.stdout
 
 
+def test_a_folder_of_many_small_files_goes_several_at_once_and_is_published_in_batches(cluster):
+    """2,000 photos took 17 s: one file after another, each landing walked the receiver's whole
+    share and was published by a SendIndex of its own."""
+    inbox = cluster.serve("inbox", "--allow-uploads")
+    photos = cluster.work / "photos"
+    digests = {f"{i // 20}/img{i:03d}.jpg": big_file(photos / f"{i // 20}/img{i:03d}.jpg", 1000 + i, str(i)) for i in range(60)}
+    out = cluster.peer("put", "photos", "--to", "inbox", "--jobs", "4")
+    assert out.returncode == 0 and out.stdout.count("uploaded ") == 60, out.stderr
+    for name, digest in digests.items():
+        assert hashlib.sha256((inbox / "photos" / name).read_bytes()).hexdigest() == digest
+    wait_for(lambda: len(cluster.search("img")) == 60, timeout=20, what="the 60 photos published")
+    publishes = (cluster.work / "tracker.log").read_text().count("/p2p.v1.TrackerService/SendIndex caller=inbox@")
+    assert publishes <= 20, publishes  # the first, then batches (60 when each file went alone)
+
+
 def test_errors_are_one_line_and_exit_1(cluster):
     cluster.serve("holder")
     (cluster.shares["holder"] / "exists.txt").write_text("x")

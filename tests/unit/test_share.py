@@ -379,3 +379,43 @@ def test_a_file_where_the_state_folder_goes_is_one_line(tmp_path):
     with pytest.raises(FailedPrecondition, match=r"\.p2p is a file, where this peer keeps its hash cache: move it away"):
         Share(root)
     assert (root / ".p2p").read_text() == "someone's notes"
+
+
+def test_an_upload_is_published_without_a_walk_and_one_landing_during_a_walk_is_not_dropped(tmp_path):
+    """Each upload woke a rescan (receiving 2,000 photos walked the share 2,000 times); published
+    without one, an upload that lands while a scan walks must not be taken for gone."""
+    from peer.chunking import hash_file
+    from peer.manifest import Manifest
+    from peer.watcher import ShareWatcher
+
+    root = tmp_path / "share"
+    root.mkdir()
+    (root / "old.txt").write_bytes(b"old")
+    settle(root / "old.txt")
+    share = Share(root)
+    published: list[int] = []
+    watcher = ShareWatcher(share, 60, lambda: published.append(1))
+    try:
+        share.scan()
+        walks = 0
+        real_walk = share._walk
+
+        def walk(staged):
+            nonlocal walks
+            walks += 1
+            yield from real_walk(staged)
+            if walks == 2:  # the upload lands once the walk has passed its folder
+                (root / "mid.txt").write_bytes(b"mid")
+                share.add_verified("mid.txt", root / "mid.txt", Manifest.from_hashes(hash_file(root / "mid.txt")))
+
+        share._walk = walk  # type: ignore[method-assign]
+        (root / "up.txt").write_bytes(b"uploaded")
+        share.add_verified("up.txt", root / "up.txt", Manifest.from_hashes(hash_file(root / "up.txt")))
+        watcher.landed()
+        assert [f.name for f in watcher.pending.take().added] == ["up.txt"] and published == [1] and walks == 0
+        changes = share.scan()
+        assert changes.removed == [] and [f.name for f in changes.added] == []
+        changes = share.scan()  # mid.txt landed under this one's feet
+        assert changes.removed == [] and [f.name for f in share.files()] == ["mid.txt", "old.txt", "up.txt"]
+    finally:
+        share.close()
