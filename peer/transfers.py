@@ -201,10 +201,9 @@ def fetch_many(
     throttle: Throttle | None = None,
 ) -> Iterator[Fetched]:
     """Fetch several files, jobs of them at once (each from all its sources), within one rate cap;
-    yields each as it ends, a failed one with its error while the others go on. One after
-    another, an album of small files waited on a round trip or two per file, and files whose
-    sources are slow peers each waited for the last. When the caller stops (Ctrl-C raises in it
-    while it waits here), the downloads under way stop and keep what they verified, for a rerun."""
+    yields each as it ends, a failed one with its error while the others go on. When the caller
+    stops (Ctrl-C raises in it while it waits here), the downloads under way stop and keep what
+    they verified, for a rerun."""
     cancel = threading.Event()
     channels = PeerChannels(tracker.tls)
     staged = StagedListing()  # each folder listed once for all
@@ -215,7 +214,7 @@ def fetch_many(
         return fetch(tracker, remote, dest, progress, replace, stall_seconds, throttle, cancel, channels, staged)
 
     try:
-        with closing(each_at_once(targets, jobs, one, cancel)) as outcomes:  # cancel: the downloads keep their chunks
+        with closing(each_at_once(targets, jobs, one, cancel)) as outcomes:
             for (remote, dest), outcome in outcomes:
                 if isinstance(outcome, Exception):
                     yield Fetched(remote, dest, None, outcome)
