@@ -86,16 +86,8 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
-def add_stall_flag(command: argparse.ArgumentParser, what: str) -> None:
-    command.add_argument(
-        "--stall-timeout",
-        type=_positive_seconds,
-        default=_env("P2P_STALL_TIMEOUT", "60"),
-        help=f"seconds {what} [P2P_STALL_TIMEOUT]",
-    )
-
-
-def add_jobs_flag(command: argparse.ArgumentParser, done: str) -> None:
+def add_transfer_flags(command: argparse.ArgumentParser, done: str, stalled: str, rate: str) -> None:
+    """get's and put's --jobs, --stall-timeout and --max-rate, worded for each."""
     command.add_argument(
         "-j",
         "--jobs",
@@ -103,14 +95,17 @@ def add_jobs_flag(command: argparse.ArgumentParser, done: str) -> None:
         default=_env("P2P_JOBS", "4"),
         help=f"files {done} at once when there are several (4) [P2P_JOBS]",
     )
-
-
-def add_rate_flag(command: argparse.ArgumentParser, what: str) -> None:
+    command.add_argument(
+        "--stall-timeout",
+        type=_positive_seconds,
+        default=_env("P2P_STALL_TIMEOUT", "60"),
+        help=f"seconds {stalled} [P2P_STALL_TIMEOUT]",
+    )
     command.add_argument(
         "--max-rate",
         type=_rate_cap,
         default=_env("P2P_MAX_RATE", "0"),
-        help=f"{what} (50M...; at least 64K; 0: no limit) [P2P_MAX_RATE]",
+        help=f"{rate} (50M...; at least 64K; 0: no limit) [P2P_MAX_RATE]",
     )
 
 
@@ -195,9 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--all", action="store_true", help="fetch every file each pattern matches, in its folders (a glob: 'album/*')"
     )
     get.add_argument("--force", action="store_true", help="replace a different file already at the destination")
-    add_jobs_flag(get, "fetched")
-    add_stall_flag(get, "a source may owe a chunk and send nothing before it is dropped")
-    add_rate_flag(get, "bytes per second all sources together may deliver")
+    add_transfer_flags(
+        get,
+        "fetched",
+        "a source may owe a chunk and send nothing before it is dropped",
+        "bytes per second all sources together may deliver",
+    )
 
     put = sub.add_parser("put", help="upload files or folders to a named peer")
     put.add_argument("files", nargs="+", metavar="PATH", help="a local file, or a folder (sent with its files in their folders)")
@@ -209,9 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="as_name",
         help="name for one file or folder; with several, the folder they go into (default: their own names)",
     )
-    add_jobs_flag(put, "sent")
-    add_stall_flag(put, "the receiver may take nothing before the upload stops")
-    add_rate_flag(put, "bytes per second the files may be sent at, all together")
+    add_transfer_flags(
+        put,
+        "sent",
+        "the receiver may take nothing before the upload stops",
+        "bytes per second the files may be sent at, all together",
+    )
 
     ls = sub.add_parser("ls", help="list what a directory would share, with sizes and sha256")
     ls.add_argument("--share", default=_env("P2P_SHARE", "./share"), help="directory [P2P_SHARE]")

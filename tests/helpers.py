@@ -45,6 +45,16 @@ def stop_processes(procs: Iterable[subprocess.Popen[bytes]]) -> None:
             proc.wait()
 
 
+class ManualClock:
+    """A clock that moves only when a test sets or adds to `now`."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def free_port() -> int:
     """A loopback port free right now, for servers started as processes (in-process ones bind :0)."""
     with socket.socket() as s:

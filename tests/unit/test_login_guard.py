@@ -7,19 +7,12 @@ import threading
 import pytest
 
 from p2p_common.errors import ResourceExhausted
+from tests.helpers import ManualClock
 from tracker.login_guard import MAX_DELAY, LoginGuard
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_wrong_passwords_past_the_free_ones_make_each_try_wait_longer():
-    clock = Clock()
+    clock = ManualClock()
     guard = LoginGuard(free_failures=3, clock=clock)
     for _ in range(3):
         guard.check_allowed("alice", "ipv4:10.0.0.9")
@@ -47,7 +40,7 @@ def test_wrong_passwords_past_the_free_ones_make_each_try_wait_longer():
 
 
 def test_the_wait_stops_growing_at_its_maximum():
-    clock = Clock()
+    clock = ManualClock()
     guard = LoginGuard(free_failures=0, clock=clock)
     for _ in range(40):
         guard.failed("alice", "h")

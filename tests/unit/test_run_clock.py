@@ -4,48 +4,41 @@ from __future__ import annotations
 
 from peer.run_clock import SUSPENDED_SECONDS, RunClock
 from peer.transfers import _Watchdog
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
+from tests.helpers import ManualClock
 
 
 def test_time_read_often_counts_whole():
-    real = FakeClock()
+    real = ManualClock()
     clock = RunClock(real)
     start = clock.now()
     for _ in range(600):  # a minute of silence, read every 0.1 s as the downloader does
-        real.t += 0.1
+        real.now += 0.1
         clock.now()
     assert abs(clock.now() - start - 60.0) < 1e-6
 
 
 def test_a_gap_between_readings_is_left_out():
     """Ctrl-Z and `fg` 95 s later: nobody read the clock meanwhile, and the pause is nobody's silence."""
-    real = FakeClock()
+    real = ManualClock()
     clock = RunClock(real)
     start = clock.now()
-    real.t += 0.5
+    real.now += 0.5
     clock.now()
-    real.t += 95.0  # stopped
-    real.t += 0.1
+    real.now += 95.0  # stopped
+    real.now += 0.1
     assert abs(clock.now() - start - 0.5) < 1e-6
-    real.t += SUSPENDED_SECONDS  # read again at the limit: counted
+    real.now += SUSPENDED_SECONDS  # read again at the limit: counted
     assert abs(clock.now() - start - 0.5 - SUSPENDED_SECONDS) < 1e-6
 
 
 def test_the_upload_watchdog_fires_on_the_receivers_silence_not_on_a_pause_of_its_own():
-    real = FakeClock()
+    real = ManualClock()
     watchdog = _Watchdog(2.0, RunClock(real))
     watchdog.progress()
-    real.t += 95.0  # this sender was stopped (Ctrl-Z) and continued
+    real.now += 95.0  # this sender was stopped (Ctrl-Z) and continued
     assert not watchdog.overdue()
     for _ in range(19):  # then the receiver stays silent, the watchdog reading every 0.1 s
-        real.t += 0.1
+        real.now += 0.1
         assert not watchdog.overdue()
-    real.t += 0.2
+    real.now += 0.2
     assert watchdog.overdue()

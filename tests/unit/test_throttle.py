@@ -5,20 +5,13 @@ from __future__ import annotations
 import pytest
 
 from peer.throttle import Throttle
+from tests.helpers import ManualClock
 
 MiB = 1 << 20
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_burst_goes_at_once_then_chunks_wait_their_turn_at_the_rate():
-    clock = Clock()
+    clock = ManualClock()
     throttle = Throttle(4 * MiB, clock)  # a 1 MiB chunk is 0.25 s of the rate: the burst
     assert throttle.take(MiB) == 0
     waits = [throttle.take(MiB) for _ in range(4)]
@@ -29,7 +22,7 @@ def test_a_burst_goes_at_once_then_chunks_wait_their_turn_at_the_rate():
 
 
 def test_streams_share_one_rate():
-    clock = Clock()
+    clock = ManualClock()
     throttle = Throttle(2 * MiB, clock)
     sent_at = []
     for _ in range(3):  # three streams, each taking a chunk in turn, as their threads would
