@@ -162,9 +162,10 @@ def verified_manifest(
             threading.Thread(target=ask, args=(waiting.popleft(),), name="manifest", daemon=True).start()
             asked += 1
         try:
-            source, answer = answers.get(timeout=MANIFEST_HEDGE if waiting and asked < MANIFEST_ASKS else None)
+            # with none left to ask, waited for in slices: a SIGTERM another thread took is handled
+            source, answer = answers.get(timeout=MANIFEST_HEDGE if waiting and asked < MANIFEST_ASKS else 0.1)
         except queue.Empty:
-            continue  # no answer yet: ask one more source beside
+            continue  # no answer yet: ask one more source beside, if any
         asked -= 1
         if isinstance(answer, P2PError):
             dropped[source.label] = str(answer)  # says what failed ("manifest: ...")

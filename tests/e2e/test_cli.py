@@ -244,11 +244,17 @@ def test_a_sigterm_taken_by_any_thread_stops_serve_and_the_tracker(cluster):
     after a SIGCONT); `serve` and the tracker slept through it then, and never stopped."""
     cluster.serve("stopped")
     for proc in (cluster.procs["stopped"], cluster.procs["tracker"]):
-        comm = Path(f"/proc/{proc.pid}/comm").read_text()
-        workers = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid]
-        python_thread = next(t for t in workers if Path(f"/proc/{proc.pid}/task/{t}/comm").read_text() == comm)
-        assert ctypes.CDLL(None, use_errno=True).tgkill(proc.pid, python_thread, signal.SIGTERM) == 0
+        sigterm_to_another_thread(proc.pid)
         assert proc.wait(timeout=15) == 0
+
+
+def sigterm_to_another_thread(pid: int) -> None:
+    """SIGTERM as the kernel may deliver a process's signal: to one of its Python threads other than
+    the main one (tgkill)."""
+    comm = Path(f"/proc/{pid}/comm").read_text()
+    workers = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid]
+    python_thread = next(t for t in workers if Path(f"/proc/{pid}/task/{t}/comm").read_text() == comm)
+    assert ctypes.CDLL(None, use_errno=True).tgkill(pid, python_thread, signal.SIGTERM) == 0
 
 
 def test_tracker_user_commands(tmp_path):
@@ -578,11 +584,32 @@ def test_a_get_of_several_files_stops_at_a_sigterm_any_of_its_threads_takes(clus
     cmd = [str(BIN / "p2p-peer"), "--name", "quitter", "get", "one.bin", "two.bin", "-o", str(cluster.work / "got") + "/"]
     proc = subprocess.Popen(cmd, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: list(cluster.work.glob("got/.*.p2p-have")), timeout=60, what="chunks coming in")
-    comm = Path(f"/proc/{proc.pid}/comm").read_text()
-    workers = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid]
-    python_thread = next(t for t in workers if Path(f"/proc/{proc.pid}/task/{t}/comm").read_text() == comm)
-    assert ctypes.CDLL(None, use_errno=True).tgkill(proc.pid, python_thread, signal.SIGTERM) == 0
+    sigterm_to_another_thread(proc.pid)
     _, err = proc.communicate(timeout=10)  # the files need 30 s more
+    assert proc.returncode == 128 + signal.SIGTERM and err.endswith("p2p-peer get: stopped (SIGTERM)\n"), (proc.returncode, err)
+
+
+def test_a_get_waiting_for_a_manifest_stops_at_a_sigterm_any_of_its_threads_takes(cluster):
+    """The same while the only source, frozen, owes the file's chunk list (waited for up to the
+    stall timeout, in one sleep)."""
+    share = cluster.serve("frozen")
+    big_file(share / "two.bin", 2 * MiB, "two")  # two chunks: the chunk list is asked of the peer
+    [found] = wait_for(lambda: cluster.search("two.bin"), timeout=30, what="two.bin to be published")
+    port = int(found["peers"][0]["address"].rsplit(":", 1)[1])
+    cluster.procs["frozen"].send_signal(signal.SIGSTOP)  # its kernel still accepts the connection
+    try:
+        cmd = [str(BIN / "p2p-peer"), "--name", "quitter", "get", "two.bin", "-o", str(cluster.work / "two.bin")]
+        proc = subprocess.Popen(cmd, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        def connected() -> bool:  # the chunk list is asked as soon as the connection is up
+            rows = [r for t in ("tcp", "tcp6") for r in Path(f"/proc/net/{t}").read_text().splitlines()[1:]]
+            return any(r.split()[2].endswith(f":{port:04X}") and r.split()[3] == "01" for r in rows)  # ESTABLISHED
+
+        wait_for(connected, timeout=30, interval=0.01, what="the get to dial the frozen peer")
+        sigterm_to_another_thread(proc.pid)
+        _, err = proc.communicate(timeout=10)  # the chunk list is waited for 60 s
+    finally:
+        cluster.procs["frozen"].send_signal(signal.SIGCONT)
     assert proc.returncode == 128 + signal.SIGTERM and err.endswith("p2p-peer get: stopped (SIGTERM)\n"), (proc.returncode, err)
 
 
