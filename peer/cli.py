@@ -515,8 +515,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         found = peer_statuses(client, args.peer)
     finally:
         client.logout()
-    answered = [(address, s) for address, s in found if not isinstance(s, P2PError)]
-    failed = [(address, s) for address, s in found if isinstance(s, P2PError)]
+    answered = [(address, s) for address, s in found if not isinstance(s, Exception)]
+    failed = [(address, s) for address, s in found if isinstance(s, Exception)]
     for _, error in failed:  # a place that does not answer hides none of those that do
         print(f"p2p-peer status: {error_text(error)}", file=sys.stderr)
     if args.json:

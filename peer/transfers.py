@@ -5,10 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -277,20 +275,18 @@ class _Watchdog:
         self._done.set()
 
 
-def peer_statuses(tracker: TrackerClient, peer_name: str) -> list[tuple[str, pb.GetStatusResponse | P2PError]]:
+def peer_statuses(tracker: TrackerClient, peer_name: str) -> list[tuple[str, pb.GetStatusResponse | Exception]]:
     """(address, status, or why there is none) of every serving session of peer_name (an account
     may serve from several): asked all at once, so that one frozen place neither hides the others'
     answers nor makes them wait in turn."""
     addresses = _places(tracker, peer_name)
 
-    def ask(address: str) -> pb.GetStatusResponse | P2PError:
-        try:
-            return connect(tracker, peer_name, address, channels).status()
-        except P2PError as exc:
-            return exc
+    def ask(address: str) -> pb.GetStatusResponse:
+        return connect(tracker, peer_name, address, channels).status()
 
-    with closing(PeerChannels(tracker.tls)) as channels, ThreadPoolExecutor(min(len(addresses), 16)) as pool:
-        return list(zip(addresses, pool.map(ask, addresses), strict=True))
+    with closing(PeerChannels(tracker.tls)) as channels:
+        found = dict(each_at_once(addresses, len(addresses), ask, threading.Event()))
+    return [(address, found[address]) for address in addresses]
 
 
 def files_to_send(
@@ -396,6 +392,7 @@ def push(
     if channels is None:
         with closing(PeerChannels(tracker.tls)) as own:
             return push(tracker, path, peer_name, name, on_progress, stall_seconds, address, own, throttle, cancel)
+    cancel = cancel or threading.Event()
     if not path.is_file():
         raise InvalidArgument(f"{path} is not a readable file")
     hashed = _version(path)
@@ -416,7 +413,7 @@ def push(
                 raise
             if on_progress:
                 on_progress(Progress(manifest.size, 0, 0, 0, busy_sources=1))
-            if (cancel or threading.Event()).wait(seconds):
+            if cancel.wait(seconds):
                 raise Cancelled("stopped; a rerun sends only what is missing") from None
 
 
@@ -437,9 +434,10 @@ def _upload(
     on_progress: Callable[[Progress], None] | None,
     stall_seconds: float,
     throttle: Throttle | None,
-    cancel: threading.Event | None,
+    cancel: threading.Event,
 ) -> UploadResult:
-    """One Upload stream: the offer, the chunks the receiver lacks, its confirmation."""
+    """One Upload stream: the offer, the chunks the receiver lacks, its confirmation (cancel set:
+    the stream ends short, and the receiver keeps what it verified)."""
     peer_name = conn.peer_name
     have_ready = threading.Event()
     have: set[int] = set()
@@ -459,14 +457,12 @@ def _upload(
         have_ready.wait()
         with open(path, "rb") as f:
             for index in range(manifest.chunk_count):
-                if cancel is not None and cancel.is_set():
-                    return  # the stream ends short: the receiver keeps what it verified
                 if index in have:
                     continue
                 f.seek(index * manifest.chunk_size)
                 data = f.read(manifest.chunk_length(index))
-                if throttle is not None:
-                    time.sleep(throttle.take(len(data)))
+                if cancel.wait(throttle.take(len(data)) if throttle else 0):
+                    return
                 watchdog.progress()  # after the cap's wait: that wait is not the receiver's silence
                 sent[0] += len(data)
                 if on_progress:

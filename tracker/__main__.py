@@ -66,8 +66,8 @@ def run_user_command(args: argparse.Namespace, config: TrackerConfig) -> None:
             also = f"; {sessions} of it ended (their peers must log in with the new password)" if ended else ""
             print(f"password of {args.name} changed{also}")
         elif args.user_command == "list":
-            for name, disabled in store.account_names():
-                print(f"{name}  (disabled)" if disabled else name)
+            for account in store.accounts():
+                print(f"{account.name}  (disabled)" if account.disabled else account.name)
         elif args.user_command in ("disable", "enable"):
             ended = store.set_disabled(args.name, args.user_command == "disable")
             also = f"; {ended} session{'s' if ended != 1 else ''} of it ended" if ended else ""

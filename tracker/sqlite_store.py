@@ -239,7 +239,7 @@ class SqliteStore:
     def account(self, name: str) -> Account | None:
         with self._read() as c:
             row = c.execute("SELECT name, password_hash, disabled FROM accounts WHERE name=?", (name,)).fetchone()
-        return Account(row[0], row[1], bool(row[2])) if row else None
+        return _account(row) if row else None
 
     def set_password(self, name: str, password_hash: str) -> int:
         with self._write() as c:
@@ -259,9 +259,9 @@ class SqliteStore:
             if c.execute("DELETE FROM accounts WHERE name=?", (name,)).rowcount == 0:
                 raise NotFound(f"no account {name!r}")
 
-    def account_names(self) -> list[tuple[str, bool]]:
+    def accounts(self) -> list[Account]:
         with self._read() as c:
-            return [(r[0], bool(r[1])) for r in c.execute("SELECT name, disabled FROM accounts ORDER BY name")]
+            return [_account(r) for r in c.execute("SELECT name, password_hash, disabled FROM accounts ORDER BY name")]
 
     # -- sessions ----------------------------------------------------------------------
     def open_session(self, account: str, token_hash: str, address: str, expires_at: float, now: float) -> Session:
@@ -625,6 +625,10 @@ def _match(rows: list[Sequence], matched: set[str]) -> Match:
         sources=whole + partial,  # those holding it whole first
         matched_names=sorted({r[1] for r in agreeing} & matched)[:MAX_MATCHED_NAMES],
     )
+
+
+def _account(row: Sequence) -> Account:
+    return Account(row[0], row[1], bool(row[2]))
 
 
 def _add_missing_columns(c: sqlite3.Connection) -> None:

@@ -668,7 +668,7 @@ def test_a_disabled_account_is_refused_and_its_sessions_end_until_it_is_enabled(
     code, msg = code_of(peer.login, "mallory", "guess")  # nothing told to whoever lacks the password
     assert code == grpc.StatusCode.UNAUTHENTICATED and "wrong password" in msg
     assert other.query("x").files == []  # other accounts' sessions go on
-    assert tracker.directory.store.account_names() == [("bob", False), ("mallory", True)]
+    assert [(a.name, a.disabled) for a in tracker.directory.store.accounts()] == [("bob", False), ("mallory", True)]
     assert tracker.directory.store.set_disabled("mallory", False) == 0
     assert peer.login("mallory", "pw").registered is False
 
