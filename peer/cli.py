@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import getpass
 import json
 import logging
@@ -184,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument(
         "-o",
         "--output",
-        help="file, or directory (an existing one, one ending in /, or for several files) to write to (default: here)",
+        help="file, or directory (an existing one, one ending in /, or for several files) to write to (default: "
+        "here); -: standard output, in order as chunks are verified (staged in $TMPDIR meanwhile)",
     )
     get.add_argument(
         "--all", action="store_true", help="fetch every file each pattern matches, in its folders (a glob: 'album/*')"
@@ -306,6 +308,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_get(args: argparse.Namespace) -> int:
     from peer.transfers import resolve, resolve_all
 
+    if args.output == "-" and sys.stdout.isatty():  # as curl does: a file's bytes would garble the terminal
+        raise P2PError("not writing a file to the terminal: redirect standard output (-o - | ..., -o - > FILE)")
+    if args.output == "-" and len(args.files) > 1:
+        raise P2PError(f"-o - writes one file to standard output, not {len(args.files)}")
     client = _client(args)
     try:
         # every spec is resolved before any byte moves: a typo in the third name fails at once
@@ -315,8 +321,13 @@ def cmd_get(args: argparse.Namespace) -> int:
             chosen = sorted(((r, name) for r in found for name in r.matched_names or (r.name,)), key=lambda c: c[1])
         else:
             chosen = [(r, r.name.rsplit("/", 1)[-1]) for r in (resolve(client, spec) for spec in args.files)]
-        targets = _destinations(args.output, chosen)
         throttle = Throttle(args.max_rate) if args.max_rate else None  # one cap for all the files
+        if args.output == "-":
+            if len({r.sha256 for r, _ in chosen}) > 1:
+                raise P2PError(f"-o - writes one file to standard output; {args.files[0]!r} matches {len(chosen)}")
+            _get_to_stdout(client, chosen[0][0], args, throttle)
+            return 0
+        targets = _destinations(args.output, chosen)
         if len(targets) == 1:
             _get_one(client, *targets[0], args, throttle)
             return 0
@@ -337,6 +348,33 @@ def _get_one(client: TrackerClient, remote: RemoteFile, dest: Path, args: argpar
     finally:
         bar.close()
     print(_fetched_line(remote, result), flush=True)
+
+
+def _get_to_stdout(client: TrackerClient, remote: RemoteFile, args: argparse.Namespace, throttle: Throttle | None) -> None:
+    """remote to standard output, each chunk once verified and in file order; the file itself is
+    staged in a temporary folder (removed after), as there is nowhere to resume it into."""
+    import tempfile
+
+    from peer.chunk_store import staging_paths
+    from peer.in_order_output import InOrderOutput
+    from peer.transfers import fetch
+
+    with tempfile.TemporaryDirectory(prefix="p2p-get-") as folder:
+        dest = Path(folder) / "download"
+        cancel = threading.Event()  # set when the reader goes away
+        out = InOrderOutput(staging_paths(dest, remote.sha256)[0], remote.size, remote.chunk_size, sys.stdout.fileno(), cancel)
+        bar = ProgressBar(remote.name.rsplit("/", 1)[-1])
+        try:
+            result = fetch(client, remote, dest, bar.on_download, False, args.stall_timeout, throttle, cancel, on_held=out.held)
+            out.close()  # the rest of the file; raises BrokenPipeError if the reader left
+        except BaseException:
+            out.abandon()
+            if out.broken:  # the reader left (`| head`): the download stopped for it
+                raise BrokenPipeError(errno.EPIPE, "standard output closed") from None
+            raise
+        finally:
+            bar.close()
+    print(_fetched_line(remote, result, "standard output"), file=sys.stderr, flush=True)
 
 
 def _get_many(
@@ -361,14 +399,16 @@ def _get_many(
     return failed
 
 
-def _fetched_line(remote: RemoteFile, result: DownloadResult) -> str:
+def _fetched_line(remote: RemoteFile, result: DownloadResult, shown_as: str = "") -> str:
+    """The line that reports a fetched file (written to shown_as, its path unless given)."""
+    where = shown_as or result.path
     if result.already_there:
-        return f"{result.path}: already up to date (sha256 {remote.sha256})"
+        return f"{where}: already up to date (sha256 {remote.sha256})"
     sources = ", ".join(f"{k.split('@')[0]}:{v}" for k, v in sorted(result.per_source.items())) or "none needed"
     # already here: from a run cut short, an earlier version staged there, or the file it replaces
     reused = f"; {result.chunks_reused} already here" if result.chunks_reused else ""
     dropped = "".join(f"; dropped {k.split('@')[0]}: {why}" for k, why in sorted(result.dropped.items()))
-    return f"{result.path}: {human_bytes(result.size)} sha256 {remote.sha256} verified (chunks from {sources}{reused}{dropped})"
+    return f"{where}: {human_bytes(result.size)} sha256 {remote.sha256} verified (chunks from {sources}{reused}{dropped})"
 
 
 def _destinations(output: str | None, chosen: list[tuple[RemoteFile, str]]) -> list[tuple[RemoteFile, Path]]:

@@ -215,6 +215,7 @@ class Download:
         me: str = "",  # the account downloading: its name among a crowd of partial sources
         cancel: threading.Event | None = None,  # set: stop, keeping what was verified
         find_staged: Callable[[Path], list[Path]] = staged_records,  # see PartialFile
+        on_held: Callable[[int], None] | None = None,  # told of each chunk verified and written
     ):
         if not sources:
             raise NotFound(f"no live peer has {wanted.sha256[:16]}")
@@ -231,6 +232,7 @@ class Download:
         self.me = me
         self.cancel = cancel
         self.find_staged = find_staged
+        self.on_held = on_held
         self._found: queue.SimpleQueue[Sequence[ChunkSource]] = queue.SimpleQueue()  # from refreshes
         self._refreshing = threading.Event()  # a refresh is under way
         self._clock = RunClock()  # for stall cut-offs: a pause of this process is nobody's silence
@@ -253,6 +255,9 @@ class Download:
         manifest = verified_manifest(self.wanted, self.sources, self.dropped, self.stall_seconds)
         partial = PartialFile(self.dest, manifest, self.find_staged)
         reused = manifest.chunk_count - len(partial.missing())
+        if self.on_held is not None:
+            for index in partial.held():
+                self.on_held(index)
         schedule = ChunkSchedule(partial, {s.label for s in self.sources if s.partial}, self.me)
         live = [s for s in self.sources if s.label not in self.dropped]
         self._spares.extend(live[self.max_sources :])
@@ -510,6 +515,8 @@ class Download:
             self._bad[label] = f"chunk {index}: hash mismatch"
             schedule.give_back(label, [index])
         else:
+            if outcome is Write.WRITTEN and self.on_held is not None:  # before done: the last one's
+                self.on_held(index)  # done lets run() rename the staged file
             schedule.done(index, label, len(data), outcome is Write.WRITTEN)
 
 
@@ -534,6 +541,7 @@ def download(
     me: str = "",
     cancel: threading.Event | None = None,
     find_staged: Callable[[Path], list[Path]] = staged_records,
+    on_held: Callable[[int], None] | None = None,
 ) -> DownloadResult:
     """Fetch wanted into dest from sources (and those find_sources lists later); the file appears
     only complete and verified."""
@@ -548,6 +556,7 @@ def download(
         me=me,
         cancel=cancel,
         find_staged=find_staged,
+        on_held=on_held,
     )
     result = job.run()
     if result.size != wanted.size:

@@ -134,6 +134,7 @@ def fetch(
     cancel: threading.Event | None = None,
     channels: PeerChannels | None = None,
     find_staged: Callable[[Path], list[Path]] = staged_records,
+    on_held: Callable[[int], None] | None = None,
 ) -> DownloadResult:
     """Download remote from all its live sources into dest; nothing moves if dest already holds it.
 
@@ -141,10 +142,11 @@ def fetch(
     what it did not write (an upload to a peer is refused the same way). throttle caps the rate
     all sources together deliver at (shared by the files of one `get`), channels the connections
     to peers (the same too; without, the file's own, closed when it ends), find_staged what earlier
-    versions are staged beside dest (see PartialFile)."""
+    versions are staged beside dest (see PartialFile), on_held is told of each chunk as it is
+    verified and written (see InOrderOutput)."""
     if channels is None:
         with closing(PeerChannels(tracker.tls)) as own:
-            return fetch(tracker, remote, dest, on_progress, replace, stall_seconds, throttle, cancel, own, find_staged)
+            return fetch(tracker, remote, dest, on_progress, replace, stall_seconds, throttle, cancel, own, find_staged, on_held)
     if dest.is_file() and dest.stat().st_size == remote.size and chunking.sha256_of(dest) == remote.sha256:
         chunks = chunking.chunk_count(remote.size, remote.chunk_size)
         return DownloadResult(dest, remote.size, bytes_received=0, chunks_fetched=0, chunks_reused=chunks, already_there=True)
@@ -176,6 +178,7 @@ def fetch(
         me=tracker.name,
         cancel=cancel,
         find_staged=find_staged,
+        on_held=on_held,
     )
 
 

@@ -462,6 +462,43 @@ def test_a_closed_pipe_ends_search_quietly(cluster):
         assert proc.stderr.read() == b""
 
 
+def test_get_to_standard_output_streams_the_verified_file_in_order(cluster):
+    """`get NAME -o - | tar x`: chunks from two sources arrive in any order; the pipe gets the file
+    in order. Nothing is left in TMPDIR, nothing named '-' appears, and a reader that leaves (`|
+    head`) ends the download quietly with SIGPIPE's status."""
+    digest = ""
+    for name in ("p1", "p2"):
+        digest = big_file(cluster.serve(name) / "set.bin", 12 * MiB + 5, "set")
+    wait_for(lambda: [r for r in cluster.search("set.bin") if len(r["peers"]) == 2], timeout=20, what="2 sources")
+    tmp = cluster.work / "tmp"
+    tmp.mkdir()
+    env = dict(cluster.env, TMPDIR=str(tmp))
+    cmd = [str(BIN / "p2p-peer"), "--name", "user", "get", "set.bin", "-o", "-"]
+    out = subprocess.run(cmd, capture_output=True, env=env, timeout=120, cwd=cluster.work)
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout) == 12 * MiB + 5 and hashlib.sha256(out.stdout).hexdigest() == digest
+    assert re.search(rb"^standard output: 12.0 MiB sha256 \w+ verified \(chunks from p1:\d+, p2:\d+\)$", out.stderr, re.M)
+    assert list(tmp.iterdir()) == [] and not (cluster.work / "-").exists()
+
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cluster.work) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.read(100_000) == (cluster.shares["p1"] / "set.bin").read_bytes()[:100_000]
+        proc.stdout.close()
+        assert proc.wait(timeout=60) == 128 + signal.SIGPIPE
+        assert proc.stderr.read() == b""
+    assert list(tmp.iterdir()) == []
+
+    two = subprocess.run([*cmd[:5], "p1.txt", "-o", "-"], capture_output=True, text=True, env=env, timeout=60, cwd=cluster.work)
+    assert two.returncode == 1 and two.stderr == "p2p-peer get: -o - writes one file to standard output, not 2\n"
+    primary, secondary = os.openpty()  # a terminal as standard output: refused, as curl does
+    try:
+        tty = subprocess.run(cmd, stdout=secondary, stderr=subprocess.PIPE, text=True, env=env, timeout=60, cwd=cluster.work)
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert tty.returncode == 1 and "not writing a file to the terminal" in tty.stderr
+
+
 def test_get_all_of_a_folder_writes_each_of_its_identical_files(cluster):
     """One content is one match: a project's empty __init__.py files (or two copies of a licence)
     came back as one of them."""
