@@ -26,6 +26,7 @@ from tracker import auth
 from tracker import store as st
 from tracker.config import TrackerConfig
 from tracker.login_guard import LoginGuard
+from tracker.steady_clock import SteadyWallClock
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +108,10 @@ def _is_loopback(host: str) -> bool:
 class Directory:
     """Applies the rules over a Store; raises P2PError subclasses for every bad request."""
 
-    def __init__(self, store: st.Store, config: TrackerConfig, clock: Callable[[], float] = time.time):
+    def __init__(self, store: st.Store, config: TrackerConfig, clock: Callable[[], float] | None = None):
         self.store = store
         self.config = config
-        self.clock = clock
+        self.clock = clock or SteadyWallClock()  # wall time that steps of the system clock leave alone
         self._tickets = auth.TicketSigner(store.secret("ticket-hmac", 32))
         self.login_guard = LoginGuard(free_failures=config.free_failed_logins)
         self.started = time.monotonic()
@@ -198,7 +199,8 @@ class Directory:
         make every peer log in (a scrypt each: minutes for thousands) and republish (the names all
         indexed anew). Peers that are really gone expire a lease later, as usual. Stored sessions
         are those alive at the reaper's last round (it deletes the expired every few seconds). The
-        grace covers the peers' reconnection: their backoff, and their channels', is up to 10 s each."""
+        grace covers the peers' reconnection: their backoff, and their channels', is up to 10 s each.
+        Leases that end later than that were given before the wall clock was set back: cut to it."""
         return self.store.resume_sessions(self.clock() + self.config.lease_seconds + self.config.resume_grace_seconds)
 
     # -- tickets -----------------------------------------------------------------------

@@ -300,9 +300,9 @@ class SqliteStore:
             return self._delete_sessions(c, "expires_at<=?", (now,))
 
     def resume_sessions(self, expires_at: float) -> int:
-        """Every stored session lives on until at least expires_at (see Directory.resume_sessions)."""
+        """Every stored session lives on until expires_at (see Directory.resume_sessions)."""
         with self._write() as c:
-            return c.execute("UPDATE sessions SET expires_at=? WHERE expires_at<?", (expires_at, expires_at)).rowcount
+            return c.execute("UPDATE sessions SET expires_at=? WHERE expires_at<>?", (expires_at, expires_at)).rowcount
 
     @staticmethod
     def _delete_sessions(c: sqlite3.Connection, where: str, args: tuple[object, ...]) -> int:

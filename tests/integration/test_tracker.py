@@ -958,3 +958,34 @@ def test_a_published_index_is_indexed_at_once_not_at_the_reapers_next_round(star
     finally:
         c.close()
         db.close()
+
+
+def test_leases_are_kept_true_when_the_system_clock_is_set_back_or_forward(start_tracker_at, monkeypatch):
+    """NTP stepping the clock, or an operator's `date -s`: an hour forward must not end every
+    session at once, an hour back must not keep a dead peer listed for an hour."""
+    from types import SimpleNamespace
+
+    from tracker import steady_clock
+
+    shift = 0.0  # how far the system's wall clock was set, as the tracker's clock module sees it
+    monkeypatch.setattr(steady_clock, "time", SimpleNamespace(time=lambda: time.time() + shift, monotonic=time.monotonic))
+    tracker = start_tracker_at(lease_seconds=2)
+    addr = f"127.0.0.1:{tracker.port}"
+    dead, searcher = TrackerClientForTests(addr), TrackerClientForTests(addr)
+    try:
+        dead.login("dead", address="127.0.0.1:7001")
+        dead.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry("left.iso", b"left")]))
+        searcher.login("bob")
+        shift = 3600.0
+        searcher.stub.Heartbeat(tpb.HeartbeatRequest(), metadata=searcher.md, timeout=5)  # still live
+        assert [f.name for f in searcher.query("left").files] == ["left.iso"]
+        shift = -3600.0
+
+        def gone() -> bool:
+            searcher.stub.Heartbeat(tpb.HeartbeatRequest(), metadata=searcher.md, timeout=5)
+            return not searcher.query("left").files
+
+        wait_for(gone, timeout=10, interval=0.2, what="the dead peer's lease to run out")
+    finally:
+        dead.close()
+        searcher.close()
