@@ -27,6 +27,7 @@ from peer.config import KEEP_PARTIAL_SECONDS, PeerConfig
 from peer.downloader import DownloadResult, Progress
 from peer.peer_client import PeerChannels
 from peer.progress import BatchProgress, ProgressBar, counted, human_bytes
+from peer.share_filter import ShareFilter
 from peer.terminal import display_width, pad
 from peer.throttle import MIN_RATE, Throttle
 from peer.tracker_client import RemoteFile, TrackerClient
@@ -125,6 +126,28 @@ def _add_account_flags(parser: argparse.ArgumentParser) -> None:
     add_log_level_flag(parser, "warning")
 
 
+def _add_share_filter_flags(parser: argparse.ArgumentParser) -> None:
+    """serve's and ls's --share-hidden and --exclude (see peer.share_filter)."""
+    parser.add_argument(
+        "--share-hidden",
+        action="store_true",
+        default=_env_flag("P2P_SHARE_HIDDEN"),
+        help="share hidden files and folders too (.ssh, .env, .git...) [P2P_SHARE_HIDDEN=1]",
+    )
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        metavar="PATTERN",
+        help="leave out files and folders matching PATTERN (repeatable): a name at any depth (*.tmp,"
+        " node_modules) or, with a /, a path from the share's root (photos/raw) [P2P_EXCLUDE, comma-separated]",
+    )
+
+
+def _share_filter(args: argparse.Namespace) -> ShareFilter:
+    patterns = args.exclude if args.exclude is not None else _env("P2P_EXCLUDE", "").split(",")
+    return ShareFilter.of(args.share_hidden, patterns)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="p2p-peer", description="Share files with peers through a p2p tracker.")
     _add_account_flags(parser)
@@ -162,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("P2P_MAX_TRANSFERS", "16"),
         help="downloads and uploads served at once; more are refused until one ends (a get asks again) [P2P_MAX_TRANSFERS]",
     )
+    _add_share_filter_flags(serve)
     add_server_tls_flags(serve)
     serve.add_argument("--rescan", type=float, default=_env("P2P_RESCAN", "2"), help="seconds between share rescans [P2P_RESCAN]")
     serve.add_argument(
@@ -218,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("ls", help="list what a directory would share, with sizes and sha256")
     ls.add_argument("--share", default=_env("P2P_SHARE", "./share"), help="directory [P2P_SHARE]")
+    _add_share_filter_flags(ls)
     sub.add_parser("peers", help="list the peers online now")
     status = sub.add_parser("status", help="what a serving peer shares and serves now")
     status.add_argument("peer", help="the serving peer's account name")
@@ -245,6 +270,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         name=args.name,
         password=args.password,
         share=Path(args.share),
+        share_filter=_share_filter(args),
         listen=args.listen,
         advertise=args.advertise,
         allow_uploads=args.allow_uploads,
@@ -524,13 +550,15 @@ def _put_one(
 def cmd_ls(args: argparse.Namespace) -> int:
     from peer.share import Share
 
-    share = Share(Path(args.share))
+    share = Share(Path(args.share), share_filter=_share_filter(args))
     try:
         share.scan()
         for f in share.files():
             print(f"{f.manifest.sha256}  {f.manifest.size:>12}  {f.name}")
     finally:
         share.close()
+    if share.left_out:  # on stderr: stdout stays the listing, as sha256sum prints it
+        print(f"(left out {share.left_out}: {share.filter.describe()})", file=sys.stderr)
     return 0
 
 

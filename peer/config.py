@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from p2p_common.options import KEEPALIVE_SECONDS
+from peer.share_filter import ShareFilter
 from peer.throttle import MIN_RATE
 
 SPARE_WORKERS = 8
@@ -20,6 +21,7 @@ class PeerConfig:
     name: str = "peer"
     password: str = ""
     share: Path = Path("./share")
+    share_filter: ShareFilter = field(default_factory=ShareFilter)  # what the share leaves out: hidden files unless asked
     listen: str = "0.0.0.0:50052"
     advertise: str = ""  # host:port others dial; derived from listen when empty
     allow_uploads: bool = False

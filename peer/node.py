@@ -211,7 +211,7 @@ def start_peer(config: PeerConfig) -> PeerNode:
     """Start serving at once, then index the share, log in and publish in the background."""
     sha256_chain.check_available()  # a peer that cannot hash its share says so now, in one line
     server_tls, client_tls = ServerTls.load(config.tls_cert, config.tls_key), ClientTls.load(config.tls_ca)
-    share = Share(config.share, keep_partial_seconds=config.keep_partial_seconds)
+    share = Share(config.share, keep_partial_seconds=config.keep_partial_seconds, share_filter=config.share_filter)
     try:
         share.claim_for_serving()
     except (P2PError, OSError):

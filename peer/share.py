@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from p2p_common import process_lock
-from p2p_common.errors import FailedPrecondition, InvalidArgument, NotFound
+from p2p_common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from p2p_common.names import HAVE_SUFFIX, STATE_DIR_NAME, name_problem
 from peer import chunking
 from peer.chunk_store import StagedFile, is_staging_file, remove_if_abandoned
 from peer.manifest import Manifest
+from peer.share_filter import ShareFilter
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +179,16 @@ class HashCache:
 class Share:
     """The files under root, hashed once, looked up by name or content; thread-safe."""
 
-    def __init__(self, root: Path, state_dir: Path | None = None, keep_partial_seconds: float = 0):
+    def __init__(
+        self,
+        root: Path,
+        state_dir: Path | None = None,
+        keep_partial_seconds: float = 0,
+        share_filter: ShareFilter | None = None,  # what is left out: hidden files by default
+    ):
         self.root = root.resolve()
+        self.filter = share_filter or ShareFilter()
+        self.left_out = 0  # files and folders the last walk left out by the filter
         # an unfinished download or upload untouched this long is removed by a scan; 0: kept for ever
         self.keep_partial_seconds = keep_partial_seconds
         if self.root.exists() and not self.root.is_dir():
@@ -200,11 +209,13 @@ class Share:
 
     # -- scanning ------------------------------------------------------------------------
     def _walk(self, staged: list[tuple[str, str]]) -> Iterator[tuple[str, str, os.stat_result]]:
-        """(name, path, stat) of the regular files under root; symlinks, staging files and the
-        state dir are skipped (the chunk records of staged files are listed in staged, as their
+        """(name, path, stat) of the regular files under root; symlinks, staging files, the state
+        dir and what the filter leaves out are skipped (the chunk records of staged files are listed in staged, as their
         folder's prefix and path). Plain strings, not Paths: a rescan of 100,000 unchanged files
         is mostly this loop."""
         state_dirs = (str(self.state_dir), str(self.root / STATE_DIR_NAME))  # the latter left by an earlier serve
+        why_left_out = self.filter.why_left_out
+        left_out = 0
         stack = [(str(self.root), "")]
         while stack:
             folder, prefix = stack.pop()
@@ -222,10 +233,14 @@ class Share:
                     if entry.name.endswith(HAVE_SUFFIX) and not entry.is_symlink():
                         staged.append((prefix, entry.path))
                     continue
+                if why_left_out(prefix + entry.name):
+                    left_out += 1
+                    continue
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((entry.path, f"{prefix}{entry.name}/"))
                 elif entry.is_file(follow_symlinks=False):
                     yield prefix + entry.name, entry.path, entry.stat(follow_symlinks=False)
+        self.left_out = left_out
 
     def scan(self, budget_seconds: float | None = None) -> ShareChanges:
         """Re-read the directory; hash what is new or changed; return the differences.
@@ -319,7 +334,7 @@ class Share:
                 seen.add(name)
             return
         found = StagedFile.find(have_path)
-        if found is None or name_problem(name) is not None:
+        if found is None or name_problem(name) is not None or self.filter.why_left_out(name):
             return
         seen.add(name)
         changes.added.append(SharedFile(name, found.part_path, 0, found.inode, found.manifest, staged=found))
@@ -387,6 +402,8 @@ class Share:
         problem = name_problem(name)
         if problem:
             raise InvalidArgument(f"name {name!r} {problem}")
+        if why := self.filter.why_path_left_out(name):  # it would land in the share and not be shared
+            raise PermissionDenied(f"this peer leaves {name!r} out of its share ({why}): send it under another name (put --as)")
         parts = name.split("/")
         path = self.root.joinpath(*parts)
         parent = path.parent.resolve()

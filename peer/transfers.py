@@ -292,6 +292,9 @@ def peer_statuses(tracker: TrackerClient, peer_name: str) -> list[tuple[str, pb.
     return [(address, found[address]) for address in addresses]
 
 
+_HIDDEN = "hidden, as a share leaves it out (name it on its own to send it)"
+
+
 def files_to_send(
     paths: Sequence[Path], as_name: str | None = None, on_skip: Callable[[Path, str], None] | None = None
 ) -> list[tuple[Path, str]]:
@@ -301,8 +304,9 @@ def files_to_send(
     Every path and name is checked before any byte moves.
 
     In a folder, what a share would not share either is left out, and told to on_skip with the
-    reason: symbolic links (not followed), pipes and devices, a peer's own files (a share's
-    state folder, the staged files of a transfer under way)."""
+    reason: hidden files and folders (.git, .env: named on their own, they are sent), symbolic
+    links (not followed), pipes and devices, a peer's own files (a share's state folder, the
+    staged files of a transfer under way)."""
     found: list[tuple[Path, str]] = []
     skip = on_skip or (lambda _path, _why: None)
     for path in paths:
@@ -326,6 +330,9 @@ def files_to_send(
                 elif sub == STATE_DIR_NAME:
                     subfolders.remove(sub)
                     skip(Path(folder) / sub, "a peer's own state")
+                elif sub.startswith("."):
+                    subfolders.remove(sub)
+                    skip(Path(folder) / sub, _HIDDEN)
             subfolders.sort()
             inside = Path(folder).relative_to(path)
             for file_name in sorted(names):
@@ -334,6 +341,8 @@ def files_to_send(
                     skip(local, "a symbolic link, not followed")
                 elif is_staging_file(file_name):
                     skip(local, "the staged part of a transfer under way")
+                elif file_name.startswith("."):
+                    skip(local, _HIDDEN)
                 elif not local.is_file():
                     skip(local, "not a regular file")
                 else:

@@ -109,7 +109,11 @@ class ShareWatcher(Wakeable):
             first = self._share.complete and not self.indexed.is_set()
             if first:
                 self.indexed.set()
-                log.info("indexed %d files of %s in %.1fs", len(self._share.files()), self._share.root, started - started_at)
+                left_out = self._share.left_out
+                why = f" (left out {left_out}: {self._share.filter.describe()})" if left_out else ""
+                log.info(
+                    "indexed %d files of %s in %.1fs%s", len(self._share.files()), self._share.root, started - started_at, why
+                )
             if changes or first:
                 self._on_changes()
             wait = max(self._rescan, took / SCAN_SHARE) if self._share.complete else 0.0

@@ -171,6 +171,36 @@ def test_put_and_its_refusal(cluster):
     assert hashlib.sha256((inbox / "upload.dat").read_bytes()).hexdigest() == digest
     refused = cluster.peer("put", str(local), "--to", "closed")
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "does not accept uploads" in refused.stderr
+    (cluster.work / ".env").write_text("SECRET=1")  # it would land in the share and never be shared
+    hidden = cluster.peer("put", ".env", "--to", "inbox")
+    assert hidden.returncode == 1 and not (inbox / ".env").exists()
+    assert hidden.stderr == (
+        "p2p-peer put: upload to inbox: this peer leaves '.env' out of its share (hidden): send it under another name"
+        " (put --as) [PERMISSION_DENIED]\n"
+    )
+    renamed = cluster.peer("put", ".env", "--to", "inbox", "--as", "env.txt")
+    assert renamed.returncode == 0 and (inbox / "env.txt").read_text() == "SECRET=1"
+
+
+def test_hidden_and_excluded_files_are_not_published(cluster):
+    """`serve --share ~`: ~/.ssh/id_rsa must not reach the directory; --exclude leaves out more."""
+    share = cluster.work / "share-home"
+    for name in (".ssh/id_rsa", "notes.txt", "draft.tmp", "cache/big.bin"):
+        big_file(share / name, 10, name)
+    env = dict(cluster.env, P2P_EXCLUDE="cache,*.tmp")
+    cluster.serve("home", "--exclude", "*.tmp", env=env)  # the flag, not the variable
+    log = cluster.work / "home.log"
+    wait_for(lambda: "indexed 2 files" in log.read_text(), what="the share indexed")
+    assert "(left out 2: hidden files and folders, '*.tmp')" in log.read_text()
+    assert [r["name"] for r in cluster.search("")] == ["cache/big.bin", "notes.txt"]
+
+    def listed(*flags: str) -> list[str]:
+        out = cluster.peer("ls", "--share", str(share), *flags, env=env)
+        assert out.returncode == 0, out.stderr
+        return [line.split()[-1] for line in out.stdout.splitlines()]
+
+    assert listed() == ["notes.txt"]
+    assert listed("--share-hidden") == [".ssh/id_rsa", "notes.txt"]
 
 
 def test_put_of_folders_and_several_files_and_one_that_fails(cluster):

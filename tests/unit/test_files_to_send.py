@@ -74,3 +74,15 @@ def test_what_a_share_would_not_share_is_left_out_of_a_folder_and_told(photos):
         ("trip/.c.jpg.0123456789abcdef.p2p-part", "the staged part of a transfer under way"),
         ("trip/pipe", "not a regular file"),
     ]
+
+
+def test_hidden_files_and_folders_are_left_out_of_a_folder_unless_named(photos):
+    (photos / ".git").mkdir()
+    (photos / ".git/HEAD").write_text("ref")
+    (photos / "trip/.env").write_text("SECRET=1")
+    told: list[tuple[str, str]] = []
+    found = files_to_send([photos], on_skip=lambda path, why: told.append((path.relative_to(photos).as_posix(), why)))
+    assert named(found) == {"photos/a.jpg": "a", "photos/trip/b.jpg": "b"}
+    hidden = "hidden, as a share leaves it out (name it on its own to send it)"
+    assert [t for t in told if "hidden" in t[1]] == [(".git", hidden), ("trip/.env", hidden)]
+    assert named(files_to_send([photos / "trip/.env"])) == {".env": "SECRET=1"}

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
-from p2p_common.errors import FailedPrecondition, InvalidArgument, NotFound
+from p2p_common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from peer.share import Share
+from peer.share_filter import ShareFilter
 
 
 def settle(path: Path) -> None:
@@ -419,3 +421,46 @@ def test_an_upload_is_published_without_a_walk_and_one_landing_during_a_walk_is_
         assert changes.removed == [] and [f.name for f in share.files()] == ["mid.txt", "old.txt", "up.txt"]
     finally:
         share.close()
+
+
+def test_hidden_and_excluded_files_are_left_out_and_uploads_of_them_refused(tmp_path):
+    """`serve --share ~` must not publish ~/.ssh/id_rsa; --exclude leaves out more, as rsync reads it."""
+    root = tmp_path / "home"
+    for name in (
+        ".ssh/id_rsa",
+        ".env",
+        "code/.git/HEAD",
+        "code/main.py",
+        "code/node_modules/x/i.js",
+        "a.tmp",
+        "photos/raw/1.cr2",
+        "photos/1.jpg",
+        "deep/photos/raw/2.cr2",
+    ):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(name)
+        settle(root / name)
+    share = Share(root, share_filter=ShareFilter.of(False, ["node_modules", "*.tmp", "/photos/raw/"]))
+    try:
+        share.scan()
+        assert [f.name for f in share.files()] == ["code/main.py", "deep/photos/raw/2.cr2", "photos/1.jpg"]
+        assert share.left_out == 6  # .ssh, .env, .git, node_modules, a.tmp, photos/raw: each counted once
+        assert share.filter.describe() == "hidden files and folders, 'node_modules', '*.tmp', 'photos/raw'"
+        for name, why in (
+            (".ssh/authorized_keys", "hidden"),
+            ("code/x/.env", "hidden"),
+            ("b.tmp", "excluded by '*.tmp'"),
+            ("photos/raw/3.cr2", "excluded by 'photos/raw'"),
+            ("y/node_modules/z.js", "excluded by 'node_modules'"),
+        ):
+            with pytest.raises(PermissionDenied, match=f"leaves '{re.escape(name)}' out of its share \\({re.escape(why)}\\)"):
+                share.path_for(name)
+        assert share.path_for("code/other.py") == root / "code/other.py"
+    finally:
+        share.close()
+    everything = Share(root, share_filter=ShareFilter.of(True, []))
+    try:
+        everything.scan()
+        assert len(everything.files()) == 9 and everything.left_out == 0
+    finally:
+        everything.close()
