@@ -224,7 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     put = sub.add_parser("put", help="upload files or folders to a named peer")
-    put.add_argument("files", nargs="+", metavar="PATH", help="a local file, or a folder (sent with its files in their folders)")
+    put.add_argument(
+        "files",
+        nargs="+",
+        metavar="PATH",
+        help="a local file, a folder (sent with its files in their folders), or - for standard input (named by --as)",
+    )
     put.add_argument(
         "--to", required=True, help="the receiving peer's account name (NAME@HOST:PORT when it serves from several places)"
     )
@@ -463,6 +468,8 @@ def cmd_put(args: argparse.Namespace) -> int:
     def skipped(path: Path, why: str) -> None:
         print(f"p2p-peer put: not sending {path}: {why}", file=sys.stderr)
 
+    if "-" in args.files:
+        return _put_standard_input(args)
     sending = files_to_send([Path(p) for p in args.files], args.as_name, skipped)  # a typo fails before any login
     client = _client(args)
     throttle = Throttle(args.max_rate) if args.max_rate else None  # one cap for all the files
@@ -476,6 +483,34 @@ def cmd_put(args: argparse.Namespace) -> int:
     finally:
         channels.close()
         client.logout()
+
+
+def _put_standard_input(args: argparse.Namespace) -> int:
+    """`tar c dir | p2p-peer put - --as dir.tar --to PEER`. An upload offers its size and sha256
+    before any chunk, so the bytes are staged in a temporary folder first (removed after)."""
+    import shutil
+    import tempfile
+
+    from peer.transfers import files_to_send, find_peer
+
+    if args.files != ["-"] or not args.as_name:
+        raise P2PError("put - sends standard input as one file, named with --as (tar c d | p2p-peer put - --as d.tar --to PEER)")
+    if sys.stdin.isatty():
+        raise P2PError("put - reads the file from standard input: pipe it in (... | p2p-peer put - --as NAME --to PEER)")
+    with tempfile.TemporaryDirectory(prefix="p2p-put-") as folder:
+        staged = Path(folder) / "stdin"
+        with open(staged, "wb") as f:
+            shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+        [(path, name)] = files_to_send([staged], args.as_name)
+        client = _client(args)
+        channels = PeerChannels(client.tls)
+        try:
+            peer = find_peer(client, args.to)
+            print(_put_one(client, path, name, peer, args, None, channels, None, None, "standard input"))
+        finally:
+            channels.close()
+            client.logout()
+    return 0
 
 
 def _put_many(
@@ -523,6 +558,7 @@ def _put_one(
     channels: PeerChannels,
     throttle: Throttle | None,
     cancel: threading.Event | None,
+    shown_as: str = "",  # what the result line calls the file (its path unless given)
 ) -> str:
     """Upload one file, drawing its own bar unless it is one of several; its result line."""
     from peer.transfers import push
@@ -540,11 +576,12 @@ def _put_one(
         if bar is not None:
             bar.close()
     what = f"{human_bytes(result.size)} sha256 {result.sha256}"
+    shown = shown_as or path
     if result.already_there:
-        return f"{args.to} already has {path} as {result.name}: {what}"
+        return f"{args.to} already has {shown} as {result.name}: {what}"
     skipped = result.chunks_skipped
     resumed = f", {counted(skipped, 'chunk')} already there" if skipped else ""
-    return f"uploaded {path} to {args.to} as {result.name}: {what}{resumed}"
+    return f"uploaded {shown} to {args.to} as {result.name}: {what}{resumed}"
 
 
 def cmd_ls(args: argparse.Namespace) -> int:

@@ -182,6 +182,23 @@ def test_put_and_its_refusal(cluster):
     assert renamed.returncode == 0 and (inbox / "env.txt").read_text() == "SECRET=1"
 
 
+def test_put_of_standard_input(cluster):
+    """`tar c dir | p2p-peer put - --as dir.tar --to PEER`: staged in TMPDIR (removed after), then sent."""
+    inbox = cluster.serve("inbox", "--allow-uploads")
+    tmp = cluster.work / "tmp"
+    tmp.mkdir()
+    data = (b"tar bytes " * 300_000)[: 2 * MiB + 7]
+    cmd = [str(BIN / "p2p-peer"), "--name", "user", "put", "-", "--as", "backup.tar", "--to", "inbox"]
+    env = dict(cluster.env, TMPDIR=str(tmp))
+    out = subprocess.run(cmd, input=data, capture_output=True, env=env, timeout=60, cwd=cluster.work)
+    assert out.returncode == 0, out.stderr
+    assert (inbox / "backup.tar").read_bytes() == data and list(tmp.iterdir()) == []
+    digest = hashlib.sha256(data).hexdigest()
+    assert out.stdout.decode() == f"uploaded standard input to inbox as backup.tar: 2.0 MiB sha256 {digest}\n"
+    unnamed = subprocess.run(cmd[:5] + cmd[7:], input=b"x", capture_output=True, text=False, env=env, timeout=60)
+    assert unnamed.returncode == 1 and b"put - sends standard input as one file, named with --as" in unnamed.stderr
+
+
 def test_hidden_and_excluded_files_are_not_published(cluster):
     """`serve --share ~`: ~/.ssh/id_rsa must not reach the directory; --exclude leaves out more."""
     share = cluster.work / "share-home"
