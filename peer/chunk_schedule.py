@@ -36,13 +36,17 @@ class ChunkSchedule:
     is asked only for chunks its chunk map lists, and a whole source first for chunks no partial
     source holds (rarest first, as BitTorrent clients pick pieces): first those this download
     owns among the crowd fetching the file (see crowd_share), then the others', at random.
+    in_order asks for chunks in file order instead, as BitTorrent clients' sequential mode does
+    for a reader that takes the file as it comes (`get -o - | tar x`).
     """
 
-    def __init__(self, partial: PartialFile, partial_sources: set[str], me: str = ""):
+    def __init__(self, partial: PartialFile, partial_sources: set[str], me: str = "", in_order: bool = False):
         self.partial = partial
         self.cond = threading.Condition()
+        self.in_order = in_order
         self.pending: deque[int] = deque(partial.missing())
-        self.pending.rotate(-random.randrange(len(self.pending) or 1))
+        if not in_order:
+            self.pending.rotate(-random.randrange(len(self.pending) or 1))
         self.me = me
         self.partial_sources: set[str] = set()
         self.share: tuple[int, int] | None = None  # this download's share of a crowd (crowd_share); None: no crowd
@@ -110,6 +114,8 @@ class ChunkSchedule:
         """Under the lock: for a whole source, the next chunk no partial source holds of this
         download's own share; else one of the others' shares, at random (in order, the downloads
         that ran out of their own shares would all ask for the same next chunk); else any."""
+        if self.in_order:  # the reader waits for the next chunk, whoever else holds it
+            return self.pending[0] if self.pending else None
         rare = [i for i in self.pending if i not in self.covered and not self.partial.has(i)]
         if self.share is not None:
             place, size = self.share

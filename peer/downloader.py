@@ -215,7 +215,7 @@ class Download:
         me: str = "",  # the account downloading: its name among a crowd of partial sources
         cancel: threading.Event | None = None,  # set: stop, keeping what was verified
         find_staged: Callable[[Path], list[Path]] = staged_records,  # see PartialFile
-        on_held: Callable[[int], None] | None = None,  # told of each chunk verified and written
+        on_held: Callable[[int], None] | None = None,  # told of each chunk verified and written; asks them in order
     ):
         if not sources:
             raise NotFound(f"no live peer has {wanted.sha256[:16]}")
@@ -258,7 +258,8 @@ class Download:
         if self.on_held is not None:
             for index in partial.held():
                 self.on_held(index)
-        schedule = ChunkSchedule(partial, {s.label for s in self.sources if s.partial}, self.me)
+        partial_sources = {s.label for s in self.sources if s.partial}
+        schedule = ChunkSchedule(partial, partial_sources, self.me, in_order=self.on_held is not None)
         live = [s for s in self.sources if s.label not in self.dropped]
         self._spares.extend(live[self.max_sources :])
         # A thread costs ~0.3 ms to start here (it must win the GIL), as much as fetching a small

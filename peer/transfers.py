@@ -143,7 +143,7 @@ def fetch(
     all sources together deliver at (shared by the files of one `get`), channels the connections
     to peers (the same too; without, the file's own, closed when it ends), find_staged what earlier
     versions are staged beside dest (see PartialFile), on_held is told of each chunk as it is
-    verified and written (see InOrderOutput)."""
+    verified and written, the chunks then asked for in file order (see InOrderOutput)."""
     if channels is None:
         with closing(PeerChannels(tracker.tls)) as own:
             return fetch(tracker, remote, dest, on_progress, replace, stall_seconds, throttle, cancel, own, find_staged, on_held)

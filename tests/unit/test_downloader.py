@@ -636,3 +636,18 @@ def _capture(into: list[BaseException], call) -> None:
         call()
     except BaseException as exc:  # the test inspects whatever was raised
         into.append(exc)
+
+
+def test_a_download_streamed_in_order_asks_for_chunks_in_file_order(tmp_path):
+    """`get -o - | tar x` reads the file as it comes: it must not start at a random chunk."""
+    m, _ = make(DATA)
+    for in_order in (True, False):
+        schedule = ChunkSchedule(PartialFile(tmp_path / f"out-{in_order}", m), set(), in_order=in_order)
+        first = schedule.take("whole")
+        assert first == 0 if in_order else first is not None
+        schedule.heard("partial", ChunkMap.of({1, 2}, m.chunk_count))  # rarest first would skip 1 and 2
+        taken = [first] + [schedule.take("whole") for _ in range(m.chunk_count - 1)]
+        if in_order:
+            assert taken == list(range(m.chunk_count))
+        assert sorted(taken) == list(range(m.chunk_count))
+        schedule.partial.close()
