@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -42,7 +43,7 @@ def step(text: str) -> None:
 
 
 def run(*cmd: str, env: dict[str, str] | None = None) -> str:
-    print("$ " + " ".join(cmd), flush=True)
+    print("$ " + shlex.join(cmd), flush=True)
     out = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, timeout=300)
     print(out.stdout, end="", flush=True)
     if out.returncode != 0:
@@ -172,6 +173,11 @@ def demo(work: Path, tls: bool = False) -> None:
         run("p2p-peer", "--name", "dave", "get", digits, "-o", str(downloads / "notes.txt"), env=env)
         if (downloads / "notes.txt").read_bytes() != notes:
             raise DemoFailed("the notes fetched by their sha256 differ")
+
+        step("dave streams the dataset into a pipe (get -o -): chunks fetched, verified and written in file order")
+        streamed = run("sh", "-c", "p2p-peer --name dave get dataset-64MiB.bin -o - | sha256sum", env=env)
+        if streamed.split()[0] != want:
+            raise DemoFailed("the dataset streamed to standard output differs from the original")
 
         step("dave uploads a report and a folder of scans to alice, who accepts uploads, into her inbox")
         report = work / "report.txt"
