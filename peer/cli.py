@@ -17,7 +17,7 @@ from contextlib import closing
 from pathlib import Path
 
 from p2p.v1.peer_pb2 import GetStatusResponse
-from p2p_common.errors import P2PError, error_text
+from p2p_common.errors import P2PError, ResourceExhausted, error_text
 from p2p_common.flags import accept_after_command
 from p2p_common.malloc import tune_malloc
 from p2p_common.names import name_problem, split_host_port, url_hint
@@ -384,6 +384,7 @@ def _get_one(client: TrackerClient, remote: RemoteFile, dest: Path, args: argpar
 def _get_to_stdout(client: TrackerClient, remote: RemoteFile, args: argparse.Namespace, throttle: Throttle | None) -> None:
     """remote to standard output, each chunk once verified and in file order; the file itself is
     staged in a temporary folder (removed after), as there is nowhere to resume it into."""
+    import shutil
     import tempfile
 
     from peer.chunk_store import staging_paths
@@ -398,10 +399,12 @@ def _get_to_stdout(client: TrackerClient, remote: RemoteFile, args: argparse.Nam
         try:
             result = fetch(client, remote, dest, bar.on_download, False, args.stall_timeout, throttle, cancel, on_held=out.held)
             out.close()  # the rest of the file; raises BrokenPipeError if the reader left
-        except BaseException:
+        except BaseException as exc:
             out.abandon()
             if out.broken:  # the reader left (`| head`): the download stopped for it
                 raise BrokenPipeError(errno.EPIPE, "standard output closed") from None
+            if isinstance(exc, ResourceExhausted) and shutil.disk_usage(folder).free < remote.size:
+                raise _no_room_to_stage(f"the {human_bytes(remote.size)} file") from None
             raise
         finally:
             bar.close()
@@ -499,8 +502,13 @@ def _put_standard_input(args: argparse.Namespace) -> int:
         raise P2PError("put - reads the file from standard input: pipe it in (... | p2p-peer put - --as NAME --to PEER)")
     with tempfile.TemporaryDirectory(prefix="p2p-put-") as folder:
         staged = Path(folder) / "stdin"
-        with open(staged, "wb") as f:
-            shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+        try:
+            with open(staged, "wb") as f:
+                shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise _no_room_to_stage(f"standard input ({human_bytes(staged.stat().st_size)} read)") from None
+            raise
         [(path, name)] = files_to_send([staged], args.as_name)
         client = _client(args)
         channels = PeerChannels(client.tls)
@@ -511,6 +519,12 @@ def _put_standard_input(args: argparse.Namespace) -> int:
             channels.close()
             client.logout()
     return 0
+
+
+def _no_room_to_stage(what: str) -> ResourceExhausted:
+    import tempfile
+
+    return ResourceExhausted(f"no room in {tempfile.gettempdir()} to stage {what}: point TMPDIR at a folder with more")
 
 
 def _put_many(

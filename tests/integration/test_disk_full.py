@@ -3,7 +3,9 @@ half-written; an upload into a share the receiver cannot write is PERMISSION_DEN
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,3 +69,19 @@ def test_get_onto_a_full_disk_is_refused_before_fetching(start_peer_at, client, 
     with pytest.raises(ResourceExhausted, match="not enough disk space"):
         fetch(client, resolve(client, "big.bin"), small_disk / "big.bin")
     assert list(small_disk.iterdir()) == []  # no file, no staging leftovers
+
+
+def test_get_and_put_through_a_pipe_say_when_tmpdir_has_no_room(start_peer_at, tracker, small_disk):
+    """`get -o -` and `put -` stage in TMPDIR: a full one is named, with the fix, not a staging path."""
+    start_peer_at("src", {"big.bin": bytes(range(256)) * (8 * MiB // 256)}, allow_uploads=True)
+    env = dict(os.environ, P2P_TRACKER=f"127.0.0.1:{tracker.port}", P2P_PASSWORD="pw", TMPDIR=str(small_disk))
+    peer = [str(Path(sys.executable).parent / "p2p-peer"), "--name", "piper"]
+    got = subprocess.run([*peer, "get", "big.bin", "-o", "-"], capture_output=True, text=True, env=env, timeout=60)
+    assert got.returncode == 1 and got.stdout == ""
+    no_room = f"no room in {small_disk} to stage"
+    assert got.stderr == f"p2p-peer get: {no_room} the 8.0 MiB file: point TMPDIR at a folder with more\n"
+    sent = subprocess.run(
+        [*peer, "put", "-", "--as", "z.bin", "--to", "src"], input=bytes(6 * MiB), capture_output=True, env=env, timeout=60
+    )
+    assert sent.returncode == 1 and sent.stderr.decode().startswith(f"p2p-peer put: {no_room} standard input (")
+    assert list(small_disk.iterdir()) == []  # the staging folders are gone
