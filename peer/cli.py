@@ -119,6 +119,11 @@ def _add_account_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=_env("P2P_NAME", getpass.getuser()), help="account name [P2P_NAME]")
     parser.add_argument("--password", default=_env("P2P_PASSWORD", ""), help="account password [P2P_PASSWORD]")
     parser.add_argument(
+        "--password-file",
+        default=_env("P2P_PASSWORD_FILE", ""),
+        help="read the password from this file's first line (a Docker or systemd secret) [P2P_PASSWORD_FILE]",
+    )
+    parser.add_argument(
         "--tls-ca",
         default=_env("P2P_TLS_CA", ""),
         help="PEM CA bundle: dial the tracker and peers over TLS, trusting these CAs [P2P_TLS_CA]",
@@ -257,10 +262,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _password(args: argparse.Namespace) -> str:
+    """--password (P2P_PASSWORD); else the first line of --password-file (P2P_PASSWORD_FILE), as
+    Docker and systemd hand out secrets; else asked for on the terminal, as ssh and psql do (a
+    password given on the command line shows in `ps` and the shell's history)."""
+    if args.password:
+        return str(args.password)
+    if args.password_file:
+        try:
+            with open(args.password_file, encoding="utf-8") as f:
+                password = f.readline().rstrip("\r\n")
+        except OSError as exc:
+            raise P2PError(f"cannot read the password file {args.password_file}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise P2PError(f"the password file {args.password_file} is not UTF-8 text") from None
+        if not password:
+            raise P2PError(f"the password file {args.password_file} is empty: the password is its first line")
+        return password
+    if sys.stdin.isatty():
+        try:
+            password = getpass.getpass(f"password for {args.name}: ")
+        except EOFError:
+            password = ""
+        if password:
+            return password
+    raise P2PError("a password is needed: --password, --password-file, P2P_PASSWORD or P2P_PASSWORD_FILE")
+
+
 def _client(args: argparse.Namespace) -> TrackerClient:
-    if not args.password:
-        raise P2PError("a password is needed: --password or P2P_PASSWORD")
-    client = TrackerClient(args.tracker, args.name, args.password, tls=ClientTls.load(args.tls_ca))
+    client = TrackerClient(args.tracker, args.name, _password(args), tls=ClientTls.load(args.tls_ca))
     client.login()
     client.keep_alive()  # until logout: the caller's finally
     return client
@@ -273,7 +303,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = PeerConfig(
         tracker=args.tracker,
         name=args.name,
-        password=args.password,
+        password=_password(args),
         share=Path(args.share),
         share_filter=_share_filter(args),
         listen=args.listen,

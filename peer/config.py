@@ -37,7 +37,7 @@ class PeerConfig:
 
     def __post_init__(self) -> None:
         if not self.password:
-            raise ValueError("a password is needed: --password or P2P_PASSWORD")
+            raise ValueError("a password is needed: --password, --password-file, P2P_PASSWORD or P2P_PASSWORD_FILE")
         if self.rescan_seconds <= 0:
             raise ValueError("rescan interval must be positive")
         if self.keep_partial_seconds < 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -274,6 +275,44 @@ def test_errors_are_one_line_and_exit_1(cluster):
     for out, fragment in cases:
         assert out.returncode == 1, out
         assert fragment in out.stderr and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+
+
+def test_the_password_comes_from_a_file_or_the_terminal(cluster):
+    """Not on the command line, where `ps` and the shell's history show it: a Docker or systemd
+    secret's file, or asked for on the terminal as ssh does."""
+    no_password = {k: v for k, v in cluster.env.items() if k != "P2P_PASSWORD"}
+    secret = cluster.work / "secret"
+    secret.write_text("pw\n")
+    cluster.peer("search", name="owner")  # registers the account with password pw
+    out = cluster.peer("search", "--password-file", str(secret), name="owner", env=no_password)
+    assert out.returncode == 0 and out.stdout == "no matches\n", out.stderr
+    secret.write_text("other\n")
+    out = cluster.peer("search", name="owner", env=dict(no_password, P2P_PASSWORD_FILE=str(secret)))
+    assert out.returncode == 1 and "wrong password" in out.stderr
+
+    primary, secondary = os.openpty()
+    cmd = [str(BIN / "p2p-peer"), "--name", "owner", "search"]
+
+    def own_terminal() -> None:  # the pty becomes the command's controlling terminal, which getpass reads
+        import fcntl
+        import termios
+
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    with subprocess.Popen(
+        cmd, stdin=secondary, stdout=secondary, stderr=secondary, env=no_password, start_new_session=True, preexec_fn=own_terminal
+    ) as proc:
+        os.close(secondary)
+        seen = b""
+        while b"password for owner: " not in seen:
+            seen += os.read(primary, 1024)
+        os.write(primary, b"pw\n")
+        assert proc.wait(timeout=30) == 0
+        with contextlib.suppress(OSError):  # EIO once the command has closed the terminal
+            while chunk := os.read(primary, 1024):
+                seen += chunk
+    os.close(primary)
+    assert b"no matches" in seen and b"pw" not in seen.split(b"password for owner: ", 1)[1]  # not echoed
 
 
 def test_sigterm_logs_out_at_once(cluster):
