@@ -78,6 +78,12 @@ def _host_port(text: str) -> str:
     return text
 
 
+def _advertised(text: str) -> str:
+    """--advertise: host:port, or empty for the listen address (refused here, not at the first
+    login, which may come much later when the tracker is down at start)."""
+    return _host_port(text) if text else text
+
+
 def _positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -163,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", default=_env("P2P_LISTEN", "0.0.0.0:50052"), help="host:port to serve on [P2P_LISTEN]")
     serve.add_argument(
         "--advertise",
+        type=_advertised,
         default=_env("P2P_ADVERTISE", ""),
         help="host:port other peers dial (default: the listen address) [P2P_ADVERTISE]",
     )

@@ -75,6 +75,18 @@ def test_the_tracker_address_is_host_and_a_port_in_range(monkeypatch, capsys):
         assert f"{url!r} is not host:port with a port of 1-65535{hint}\n" in capsys.readouterr().err
 
 
+def test_the_advertised_address_is_checked_at_start_not_at_a_later_login(monkeypatch, capsys):
+    """With the tracker down at start, `serve --advertise nohost` served on and failed only once it answered."""
+    monkeypatch.delenv("P2P_ADVERTISE", raising=False)
+    assert cli.build_parser().parse_args(["serve"]).advertise == ""  # the listen address
+    assert cli.build_parser().parse_args(["serve", "--advertise", "lab-7.lan:7000"]).advertise == "lab-7.lan:7000"
+    for bad in ("nohost", "host:0", "http://h:5000"):
+        monkeypatch.setenv("P2P_ADVERTISE", bad)
+        with pytest.raises(SystemExit):
+            cli.build_parser().parse_args(["serve"])
+        assert f"argument --advertise: {bad!r} is not host:port" in capsys.readouterr().err
+
+
 def test_the_rate_caps_take_units_and_a_floor(monkeypatch, capsys):
     monkeypatch.setenv("P2P_MAX_RATE", "5M")
     assert cli.build_parser().parse_args(["get", "x"]).max_rate == 5 << 20
