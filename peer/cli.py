@@ -422,14 +422,14 @@ def _get_to_stdout(client: TrackerClient, remote: RemoteFile, args: argparse.Nam
     """remote to standard output, each chunk once verified and in file order; the file itself is
     staged in a temporary folder (removed after), as there is nowhere to resume it into."""
     import shutil
-    import tempfile
 
     from peer.chunk_store import staging_paths
     from peer.in_order_output import InOrderOutput
+    from peer.scratch import scratch_folder
     from peer.transfers import fetch
 
-    with tempfile.TemporaryDirectory(prefix="p2p-get-") as folder:
-        dest = Path(folder) / "download"
+    with scratch_folder() as folder:
+        dest = folder / "download"
         cancel = threading.Event()  # set when the reader goes away
         out = InOrderOutput(staging_paths(dest, remote.sha256)[0], remote.size, remote.chunk_size, sys.stdout.fileno(), cancel)
         bar = ProgressBar(remote.name.rsplit("/", 1)[-1])
@@ -529,16 +529,16 @@ def _put_standard_input(args: argparse.Namespace) -> int:
     """`tar c dir | p2p-peer put - --as dir.tar --to PEER`. An upload offers its size and sha256
     before any chunk, so the bytes are staged in a temporary folder first (removed after)."""
     import shutil
-    import tempfile
 
+    from peer.scratch import scratch_folder
     from peer.transfers import files_to_send, find_peer
 
     if args.files != ["-"] or not args.as_name:
         raise P2PError("put - sends standard input as one file, named with --as (tar c d | p2p-peer put - --as d.tar --to PEER)")
     if sys.stdin.isatty():
         raise P2PError("put - reads the file from standard input: pipe it in (... | p2p-peer put - --as NAME --to PEER)")
-    with tempfile.TemporaryDirectory(prefix="p2p-put-") as folder:
-        staged = Path(folder) / "stdin"
+    with scratch_folder() as folder:
+        staged = folder / "stdin"
         try:
             with open(staged, "wb") as f:
                 shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
