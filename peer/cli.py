@@ -549,9 +549,10 @@ def _put_standard_input(args: argparse.Namespace) -> int:
         [(path, name)] = files_to_send([staged], args.as_name)
         client = _client(args)
         channels = PeerChannels(client.tls)
+        throttle = Throttle(args.max_rate) if args.max_rate else None
         try:
             peer = find_peer(client, args.to)
-            print(_put_one(client, path, name, peer, args, None, channels, None, None, "standard input"))
+            print(_put_one(client, path, name, peer, args, None, channels, throttle, None, "standard input"))
         finally:
             channels.close()
             client.logout()

@@ -507,6 +507,8 @@ class Download:
             return
         try:
             outcome = schedule.partial.write_chunk(index, data)
+            if outcome is Write.WRITTEN and self.on_held is not None:  # before done: the last one's
+                self.on_held(index)  # done lets run() rename the staged file
         except Exception as exc:  # disk full, or a bug: stop the download rather than hang it
             self._fatal = exc
             with schedule.cond:
@@ -516,8 +518,6 @@ class Download:
             self._bad[label] = f"chunk {index}: hash mismatch"
             schedule.give_back(label, [index])
         else:
-            if outcome is Write.WRITTEN and self.on_held is not None:  # before done: the last one's
-                self.on_held(index)  # done lets run() rename the staged file
             schedule.done(index, label, len(data), outcome is Write.WRITTEN)
 
 

@@ -210,9 +210,9 @@ class Share:
     # -- scanning ------------------------------------------------------------------------
     def _walk(self, staged: list[tuple[str, str]]) -> Iterator[tuple[str, str, os.stat_result]]:
         """(name, path, stat) of the regular files under root; symlinks, staging files, the state
-        dir and what the filter leaves out are skipped (the chunk records of staged files are listed in staged, as their
-        folder's prefix and path). Plain strings, not Paths: a rescan of 100,000 unchanged files
-        is mostly this loop."""
+        dir and what the filter leaves out are skipped (the chunk records of staged files are
+        listed in staged, as their folder's prefix and path). Plain strings, not Paths: a rescan
+        of 100,000 unchanged files is mostly this loop."""
         state_dirs = (str(self.state_dir), str(self.root / STATE_DIR_NAME))  # the latter left by an earlier serve
         why_left_out = self.filter.why_left_out
         left_out = 0
