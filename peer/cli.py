@@ -150,7 +150,7 @@ def _add_share_filter_flags(parser: argparse.ArgumentParser) -> None:
         action="append",
         metavar="PATTERN",
         help="leave out files and folders matching PATTERN (repeatable): a name at any depth (*.tmp,"
-        " node_modules) or, with a /, a path from the share's root (photos/raw) [P2P_EXCLUDE, comma-separated]",
+        " node_modules) or, with a /, a path from the share's root (photos/raw, /build) [P2P_EXCLUDE, comma-separated]",
     )
 
 

@@ -5,7 +5,8 @@ folder's `.ssh` keys, `.env` secrets, a checkout's `.git`. Like Direct Connect c
 leaves them out unless `--share-hidden`. `--exclude` patterns (shell wildcards, as rsync and
 .gitignore take them; here `*` also matches across folders) leave out more: one without a slash
 matches a file or folder name at any depth (`*.tmp`, `node_modules`), one with a slash the path
-from the share's root (`photos/raw`, `*/cache/*`); a folder left out takes everything under it.
+from the share's root (`photos/raw`, `/build`, `*/cache/*`); a folder left out takes everything
+under it.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ class ShareFilter:
 
     @classmethod
     def of(cls, share_hidden: bool, patterns: Sequence[str]) -> ShareFilter:
-        cleaned = tuple(p.strip().strip("/") for p in patterns if p.strip().strip("/"))
-        return cls(share_hidden, cleaned)
+        """A trailing slash is dropped (`cache/` is the folder cache); a leading one anchors the
+        pattern at the share's root (`/build` is not `src/build`), as in .gitignore."""
+        cleaned = (p.strip().rstrip("/") for p in patterns)
+        return cls(share_hidden, tuple(p for p in cleaned if p.lstrip("/")))
 
     def why_left_out(self, name: str) -> str:
         """Why the file or folder at name (a path from the share's root, "/"-separated) is left
@@ -32,7 +35,11 @@ class ShareFilter:
         if base.startswith(".") and not self.share_hidden:
             return "hidden"
         for pattern in self.exclude:
-            if fnmatchcase(name if "/" in pattern else base, pattern):
+            if "/" in pattern:  # a path from the root, with or without its leading slash
+                matched = fnmatchcase("/" + name, pattern if pattern.startswith("/") else "/" + pattern)
+            else:
+                matched = fnmatchcase(base, pattern)
+            if matched:
                 return f"excluded by {pattern!r}"
         return ""
 

@@ -435,23 +435,25 @@ def test_hidden_and_excluded_files_are_left_out_and_uploads_of_them_refused(tmp_
         "a.tmp",
         "photos/raw/1.cr2",
         "photos/1.jpg",
+        "1.jpg",
         "deep/photos/raw/2.cr2",
     ):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(name)
         settle(root / name)
-    share = Share(root, share_filter=ShareFilter.of(False, ["node_modules", "*.tmp", "/photos/raw/"]))
+    share = Share(root, share_filter=ShareFilter.of(False, ["node_modules", "*.tmp", "photos/raw/", " /1.jpg"]))
     try:
         share.scan()
         assert [f.name for f in share.files()] == ["code/main.py", "deep/photos/raw/2.cr2", "photos/1.jpg"]
-        assert share.left_out == 6  # .ssh, .env, .git, node_modules, a.tmp, photos/raw: each counted once
-        assert share.filter.describe() == "hidden files and folders, 'node_modules', '*.tmp', 'photos/raw'"
+        assert share.left_out == 7  # .ssh, .env, .git, node_modules, a.tmp, photos/raw, 1.jpg: each counted once
+        assert share.filter.describe() == "hidden files and folders, 'node_modules', '*.tmp', 'photos/raw', '/1.jpg'"
         for name, why in (
             (".ssh/authorized_keys", "hidden"),
             ("code/x/.env", "hidden"),
             ("b.tmp", "excluded by '*.tmp'"),
             ("photos/raw/3.cr2", "excluded by 'photos/raw'"),
             ("y/node_modules/z.js", "excluded by 'node_modules'"),
+            ("1.jpg", "excluded by '/1.jpg'"),  # a leading slash anchors at the root: photos/1.jpg is shared
         ):
             with pytest.raises(PermissionDenied, match=f"leaves '{re.escape(name)}' out of its share \\({re.escape(why)}\\)"):
                 share.path_for(name)
@@ -461,6 +463,6 @@ def test_hidden_and_excluded_files_are_left_out_and_uploads_of_them_refused(tmp_
     everything = Share(root, share_filter=ShareFilter.of(True, []))
     try:
         everything.scan()
-        assert len(everything.files()) == 9 and everything.left_out == 0
+        assert len(everything.files()) == 10 and everything.left_out == 0
     finally:
         everything.close()
