@@ -21,6 +21,7 @@ from p2p_common.errors import P2PError, ResourceExhausted, error_text
 from p2p_common.flags import accept_after_command
 from p2p_common.malloc import tune_malloc
 from p2p_common.names import name_problem, split_host_port, url_hint
+from p2p_common.passwords import ask_password, read_password_file
 from p2p_common.rpc_log import add_log_level_flag, setup_logging
 from p2p_common.tls import ClientTls, add_server_tls_flags
 from peer.config import KEEP_PARTIAL_SECONDS, PeerConfig
@@ -276,23 +277,10 @@ def _password(args: argparse.Namespace) -> str:
     if args.password:
         return str(args.password)
     if args.password_file:
-        try:
-            with open(args.password_file, encoding="utf-8") as f:
-                password = f.readline().rstrip("\r\n")
-        except OSError as exc:
-            raise P2PError(f"cannot read the password file {args.password_file}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise P2PError(f"the password file {args.password_file} is not UTF-8 text") from None
-        if not password:
-            raise P2PError(f"the password file {args.password_file} is empty: the password is its first line")
+        return read_password_file(args.password_file)
+    password = ask_password(f"password for {args.name}: ")
+    if password:
         return password
-    if sys.stdin.isatty():
-        try:
-            password = getpass.getpass(f"password for {args.name}: ")
-        except EOFError:
-            password = ""
-        if password:
-            return password
     raise P2PError("a password is needed: --password, --password-file, P2P_PASSWORD or P2P_PASSWORD_FILE")
 
 

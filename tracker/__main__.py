@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import logging
 import os
 import sys
 
 from p2p_common.errors import P2PError, error_text
 from p2p_common.flags import accept_after_command
+from p2p_common.passwords import ask_password, first_line, read_password_file
 from p2p_common.rpc_log import setup_logging
 from p2p_common.server import wait_for_stop_signal
 from tracker.config import TrackerConfig, add_serve_flags, add_store_flags, config_from_args
@@ -31,7 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
         p = user_sub.add_parser(name, help=text)
         p.add_argument("name")
         p.add_argument(
-            "--password", default=os.environ.get("P2P_PASSWORD"), help="the password (prompted when absent) [P2P_PASSWORD]"
+            "--password",
+            default=os.environ.get("P2P_PASSWORD"),
+            help="the password (else a line of piped standard input, else asked for) [P2P_PASSWORD]",
+        )
+        p.add_argument(
+            "--password-file",
+            default=os.environ.get("P2P_PASSWORD_FILE"),
+            help="read the password from this file's first line (a Docker or systemd secret) [P2P_PASSWORD_FILE]",
         )
     user_sub.add_parser("list", help="list accounts")
     for name, text in (
@@ -46,11 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _password(args: argparse.Namespace) -> str:
+    """--password; else --password-file's first line; else a line of piped standard input (`echo pw |
+    p2p-tracker user add bob`); else asked for on the terminal. The same reader as p2p-peer's."""
     if args.password:
         return str(args.password)
+    if args.password_file:
+        return read_password_file(args.password_file)
     if not sys.stdin.isatty():
-        return sys.stdin.readline().rstrip("\n")
-    return getpass.getpass(f"password for {args.name}: ")
+        return first_line(sys.stdin.readline())
+    return ask_password(f"password for {args.name}: ")
 
 
 def run_user_command(args: argparse.Namespace, config: TrackerConfig) -> None:

@@ -262,6 +262,7 @@ def test_errors_are_one_line_and_exit_1(cluster):
     cluster.serve("holder")
     (cluster.shares["holder"] / "exists.txt").write_text("x")
     cluster.peer("search", name="victim")  # registers the account with password pw
+    wait_for(lambda: cluster.search("exists.txt"), timeout=20, what="exists.txt published")  # for the last case
     cases = [
         (cluster.peer("search", name="victim", env=dict(cluster.env, P2P_PASSWORD="nope")), "wrong password"),
         (cluster.peer("search", env=dict(cluster.env, P2P_TRACKER=f"127.0.0.1:{free_port()}")), "unreachable"),
@@ -359,6 +360,30 @@ def test_tracker_user_commands(tmp_path):
         assert done.returncode == 0 and done.stdout == f"{said}\n", done
     missing = subprocess.run([*tracker, "user", "disable", "nobody"], capture_output=True, text=True)
     assert missing.returncode == 1 and missing.stderr == "p2p-tracker: no account 'nobody'\n"
+
+
+def test_tracker_user_commands_take_a_piped_or_filed_password(cluster):
+    """`user add` reads a piped line and `user passwd` a secret's file, as the peer's --password-file
+    does, CRLF line ends included: a password piped from a Windows-saved file once kept its "\r", so
+    the peer reading that same file could never log in."""
+    tracker = [str(BIN / "p2p-tracker"), "--db", str(cluster.work / "t.db"), "user"]
+    added = subprocess.run([*tracker, "add", "frank"], input="pw\r\n", capture_output=True, text=True)
+    assert added.returncode == 0, added.stderr
+    no_password = {k: v for k, v in cluster.env.items() if k != "P2P_PASSWORD"}
+    assert cluster.peer("search", name="frank", env=dict(no_password, P2P_PASSWORD="pw")).returncode == 0
+    secret = cluster.work / "frank.secret"
+    secret.write_bytes(b"new\r\nignored\n")
+    changed = subprocess.run([*tracker, "passwd", "frank", "--password-file", str(secret)], capture_output=True, text=True)
+    assert changed.returncode == 0, changed.stderr
+    out = cluster.peer("search", "--password-file", str(secret), name="frank", env=no_password)
+    assert out.returncode == 0 and out.stdout == "no matches\n", out.stderr
+    old = cluster.peer("search", name="frank", env=dict(no_password, P2P_PASSWORD="pw"))
+    assert old.returncode == 1 and "wrong password" in old.stderr
+    unreadable = subprocess.run(
+        [*tracker, "passwd", "frank", "--password-file", str(cluster.work / "absent")], capture_output=True, text=True
+    )
+    assert unreadable.returncode == 1 and unreadable.stderr.count("\n") == 1
+    assert "cannot read the password file" in unreadable.stderr and "absent" in unreadable.stderr
 
 
 def test_a_disabled_account_is_kept_out_while_its_peer_serves(cluster):
