@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from p2p_common import process_lock
+from p2p_common.errors import ResourceExhausted
 
 log = logging.getLogger(__name__)
 
@@ -60,3 +61,8 @@ def remove_abandoned(root: Path, now: float | None = None) -> list[str]:
         log.info("removed %s, left by a command that was killed", entry.path)
         removed.append(entry.name)
     return removed
+
+
+def no_room_to_stage(what: str) -> ResourceExhausted:
+    """What to say when TMPDIR cannot hold what a command stages."""
+    return ResourceExhausted(f"no room in {tempfile.gettempdir()} to stage {what}: point TMPDIR at a folder with more")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from peer import cli
+from peer import cli, cli_args
 from peer.config import SPARE_WORKERS, PeerConfig
 
 
@@ -23,7 +23,7 @@ def test_a_bad_max_transfers_is_one_line(tmp_path, capsys):
 
 
 def test_byte_sizes_take_binary_units_from_flags_and_variables(monkeypatch):
-    assert [cli.byte_size(t) for t in ["1048576", "64K", "50M", "16G", "2GiB", " 3 m "]] == [
+    assert [cli_args.byte_size(t) for t in ["1048576", "64K", "50M", "16G", "2GiB", " 3 m "]] == [
         1 << 20,
         64 << 10,
         50 << 20,
