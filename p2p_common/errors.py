@@ -58,6 +58,12 @@ class Unavailable(P2PError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class Internal(P2PError):
+    """Something broke on the server's side that asking again will not mend (a disk's I/O error)."""
+
+    code = grpc.StatusCode.INTERNAL
+
+
 # The error a status code stands for, on the client side: this table, not P2PError's subclasses
 # (modules add their own, like BindError, whose code must not shadow the canonical class)
 BY_CODE: dict[grpc.StatusCode, type[P2PError]] = {
@@ -72,6 +78,7 @@ BY_CODE: dict[grpc.StatusCode, type[P2PError]] = {
         ResourceExhausted,
         DataLoss,
         Unavailable,
+        Internal,
     )
 }
 

@@ -61,8 +61,12 @@ def name_problem(name: str) -> str | None:
         return "contains a NUL or control character"
     if _BIDI_CONTROL.search(name):
         return "contains a bidirectional control character (U+202A-U+202E, U+2066-U+2069), which makes a name display as another"
-    if name.startswith("/") or "\\" in name or (len(name) > 1 and name[1] == ":"):
+    if name.startswith("/"):
         return "is an absolute path"
+    if "\\" in name:  # a peer on Windows would take it for a folder separator (..\\..\\x climbs out)
+        return "contains a backslash (a folder separator on Windows)"
+    if len(name) > 1 and name[1] == ":":
+        return "starts like a Windows drive (C:)"
     if _BAD_COMPONENT.search(name):
         return "has an empty, '.' or '..' component"
     if name.split("/", 1)[0] == STATE_DIR_NAME or name.endswith(STAGING_SUFFIXES):

@@ -23,12 +23,12 @@ from p2p_common.errors import (
     Busy,
     DataLoss,
     FailedPrecondition,
+    Internal,
     InvalidArgument,
     NotFound,
     P2PError,
     PermissionDenied,
     ResourceExhausted,
-    Unavailable,
     abort_with,
 )
 from p2p_common.names import is_sha256_hex, name_problem
@@ -57,7 +57,12 @@ def _store_error(exc: OSError) -> P2PError:
         return ResourceExhausted("this peer's disk filled up during the upload; the chunks it verified are kept for a resume")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return PermissionDenied(f"this peer cannot write into its share ({exc.strerror})")
-    return Unavailable(f"this peer could not store the upload ({exc.strerror or exc})")
+    if exc.errno == errno.ENAMETOOLONG:  # the sender's name, not this peer's fault
+        return InvalidArgument(
+            "the name is longer than this peer's file system allows (most allow 255 bytes a folder or file name):"
+            " send it under a shorter one (put --as)"
+        )
+    return Internal(f"this peer could not store the upload ({exc.strerror or exc})")
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,8 @@ def test_malformed_uploads(served):
         ),
         ([offer("hello.txt", data)], grpc.StatusCode.ALREADY_EXISTS, "different content, which an upload never replaces"),
     ]
+    too_long = "d/" + "n" * 300  # within the 1024 bytes of a name, past the 255 of a file system's name
+    cases.append(([offer(too_long, data)], grpc.StatusCode.INVALID_ARGUMENT, "longer than this peer's file system allows"))
     bad_manifest = offer("y.txt", data)
     bad_manifest.offer.chunk_size = 1000
     cases.append(([bad_manifest], grpc.StatusCode.INVALID_ARGUMENT, "chunk_size"))

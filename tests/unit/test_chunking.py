@@ -106,5 +106,18 @@ def test_name_rules(name, ok):
     assert (name_problem(name) is None) == ok
 
 
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("/etc/passwd", "is an absolute path"),
+        ("a\\..\\..\\x", "contains a backslash (a folder separator on Windows)"),
+        ("c:boot.ini", "starts like a Windows drive (C:)"),
+        ("a/../b", "has an empty, '.' or '..' component"),
+    ],
+)
+def test_a_refused_name_is_told_why(name, problem):
+    assert name_problem(name) == problem
+
+
 def test_sha256_hex_is_lowercase_64_hex():
     assert is_sha256_hex("a" * 64) and not is_sha256_hex("A" * 64) and not is_sha256_hex("a" * 63)

@@ -68,7 +68,7 @@ def test_symlinks_state_and_staging_files_are_never_shared(tmp_path, caplog):
         assert not share.scan()  # and they stay out on every rescan
         warned = sorted(r.getMessage() for r in caplog.records if r.getMessage().startswith("not sharing"))
         assert warned == [  # once each, not once a scan
-            "not sharing 'back\\\\slash.txt': its name is an absolute path",
+            "not sharing 'back\\\\slash.txt': its name contains a backslash (a folder separator on Windows)",
             "not sharing 'caf\\udce9.txt': its name is not UTF-8 (written in another encoding): rename it to share it",
             "not sharing 'invoice\\u202efdp.exe': its name contains a bidirectional control character (U+202A-U+202E,"
             " U+2066-U+2069), which makes a name display as another",
