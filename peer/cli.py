@@ -149,7 +149,8 @@ def _print_status(peer: str, address: str, s: GetStatusResponse) -> None:
     print(f"{peer} at {address}, up {_duration(s.uptime_seconds)}")
     hashing = "" if s.indexed else " (still hashing)"
     partial = f", {s.partial_files} unfinished (downloads or uploads into it)" if s.partial_files else ""
-    print(f"  shares     {counted(s.files, 'file')}, {human_bytes(s.bytes)}{hashing}{partial}")
+    left_out = f"; left out {s.left_out} (hidden, or matched by --exclude)" if s.left_out else ""
+    print(f"  shares     {counted(s.files, 'file')}, {human_bytes(s.bytes)}{hashing}{partial}{left_out}")
     print(f"  transfers  {s.transfers_active} now, at most {s.transfers_max}; serve rate {rate}")
     print(f"  served     {counted(s.chunks_served, 'chunk')}, {human_bytes(s.bytes_served)}")
     print(f"  uploads    {s.uploads_received} received" + ("" if s.uploads_allowed else " (not accepted)"))

@@ -140,6 +140,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                 uploads_allowed=self._policy.allowed,
                 uptime_seconds=int(time.monotonic() - self._started),
                 partial_files=len(published) - len(files),
+                left_out=self._share.left_out,
             )
 
     def Download(self, request_iterator: Iterator[pb.DownloadRequest], context: grpc.ServicerContext) -> Iterator[bytes]:

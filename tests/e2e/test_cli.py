@@ -949,15 +949,18 @@ def test_peers_lists_who_is_online_or_says_nobody_is(cluster):
 
 def test_status_of_a_serving_peer(cluster):
     share = cluster.serve("shop", "--max-serve-rate", "20M")
+    (share / ".git").mkdir()
+    (share / ".git" / "config").write_text("secret")
     (share / "wares.txt").write_text("wares")
     wait_for(lambda: cluster.search("wares"), timeout=20, what="wares.txt published")
     assert cluster.peer("get", "wares.txt", "-o", "got.txt").returncode == 0
     table = cluster.peer("status", "shop")
     assert table.returncode == 0, table.stderr
-    assert "shares     1 file, 5 B" in table.stdout and "served     1 chunk, 5 B" in table.stdout
+    assert "shares     1 file, 5 B; left out 1 (hidden, or matched by --exclude)" in table.stdout, table.stdout
+    assert "served     1 chunk, 5 B" in table.stdout
     assert "serve rate 20.0 MiB/s" in table.stdout and "(not accepted)" in table.stdout
     [row] = json.loads(cluster.peer("status", "shop", "--json").stdout)
-    assert (row["files"], row["bytes"], row["chunks_served"], row["max_serve_rate"]) == (1, 5, 1, 20 << 20)
+    assert (row["files"], row["bytes"], row["chunks_served"], row["max_serve_rate"], row["left_out"]) == (1, 5, 1, 20 << 20, 1)
     gone = cluster.peer("status", "nobody")
     assert gone.returncode == 1 and "peer 'nobody' is not online" in gone.stderr and gone.stderr.count("\n") == 1
 
