@@ -13,7 +13,7 @@ from peer.sha256_chain import DIGEST_BYTES, chunk_digest
 EMPTY_SHA256 = hashlib.sha256().hexdigest()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per shared file: a share may hold a million
 class Manifest:
     """Everything needed to verify each chunk of one content before it is written.
 

@@ -112,12 +112,13 @@ class SessionKeeper(Wakeable):
                 count = self.published_files = self._tracker.send_index(True, self._share.published())
                 self._published_generation = generation
                 self.publishes += 1
-                log.info("published %d files to %s as %s", count, self._tracker.address, self._tracker.name)
+                log.info("published %s to %s as %s", counted(count, "file"), self._tracker.address, self._tracker.name)
                 last_beat = time.monotonic()
             elif changes:
                 count = self.published_files = self._tracker.send_index(False, changes.added, changes.removed)
                 self.publishes += 1
-                log.info("published %d changed, %d removed (%d files now)", len(changes.added), len(changes.removed), count)
+                now = counted(count, "file")
+                log.info("published %d changed, %d removed (%s now)", len(changes.added), len(changes.removed), now)
         except BaseException:
             self._watcher.pending.restore(changes)  # for the next round (a full publish covers them too)
             raise

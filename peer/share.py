@@ -26,12 +26,12 @@ log = logging.getLogger(__name__)
 SETTLE_SECONDS = 1.0  # a file modified more recently than this may still be being written
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # no __dict__, and path as text: 1.3 KiB a file was 0.8
 class SharedFile:
     """One file of the share, as indexed: where it is, what it was when hashed, its manifest."""
 
     name: str
-    path: Path
+    path: str
     mtime_ns: int
     inode: int
     manifest: Manifest
@@ -199,7 +199,9 @@ class Share:
         self.cache = HashCache(self.state_dir / "hashes.db")
         self._lock = threading.Lock()
         self._by_name: dict[str, SharedFile] = {}
-        self._by_sha: dict[str, dict[str, SharedFile]] = {}  # content -> the names it is shared under
+        # content -> the file that holds it, or a dict by name when several do (most contents are
+        # held once, and a dict for each of a million files would cost 180 MiB)
+        self._by_sha: dict[str, SharedFile | dict[str, SharedFile]] = {}
         self._added_outside_scan: list[SharedFile] = []  # uploads, until take_added or the next scan reports them
         self._landed_during_walk: set[str] = set()  # names add_verified indexed since the last walk began
         self._cache_reconciled = False  # the first scan drops cache entries of files gone meanwhile
@@ -319,7 +321,7 @@ class Share:
                 return None  # modified while hashed: next scan
             manifest = Manifest.from_hashes(hashes)
             self.cache.put(name, st, manifest)
-        return SharedFile(name, path, st.st_mtime_ns, st.st_ino, manifest)
+        return SharedFile(name, str(path), st.st_mtime_ns, st.st_ino, manifest)
 
     def _index_staged(self, prefix: str, have_path: Path, seen: set[str], changes: ShareChanges) -> None:
         """A file being downloaded into the share is shared partially (its verified chunks), under
@@ -337,28 +339,39 @@ class Share:
         if found is None or name_problem(name) is not None or self.filter.why_left_out(name):
             return
         seen.add(name)
-        changes.added.append(SharedFile(name, found.part_path, 0, found.inode, found.manifest, staged=found))
+        changes.added.append(SharedFile(name, str(found.part_path), 0, found.inode, found.manifest, staged=found))
 
     def _add(self, shared: SharedFile) -> None:
         self._drop(shared.name)
         self._by_name[shared.name] = shared
-        self._by_sha.setdefault(shared.manifest.sha256, {})[shared.name] = shared
+        key = shared.manifest.sha256
+        held = self._by_sha.get(key)
+        if held is None:
+            self._by_sha[key] = shared
+        elif isinstance(held, SharedFile):
+            self._by_sha[key] = {held.name: held, shared.name: shared}
+        else:
+            held[shared.name] = shared
 
     def _drop(self, name: str) -> None:
         old = self._by_name.pop(name, None)
         if old is None:
             return
-        names = self._by_sha[old.manifest.sha256]
-        del names[name]
-        if not names:
-            del self._by_sha[old.manifest.sha256]
+        key = old.manifest.sha256
+        held = self._by_sha[key]
+        if isinstance(held, SharedFile):
+            del self._by_sha[key]
+            return
+        del held[name]
+        if len(held) == 1:
+            [self._by_sha[key]] = held.values()
 
     def add_verified(self, name: str, path: Path, manifest: Manifest) -> SharedFile:
         """Index a file this peer just wrote and verified (an upload), without hashing it again."""
         st = path.stat()
         self.cache.put(name, st, manifest)
         self.cache.flush()
-        shared = SharedFile(name, path, st.st_mtime_ns, st.st_ino, manifest)
+        shared = SharedFile(name, str(path), st.st_mtime_ns, st.st_ino, manifest)
         with self._lock:
             self._add(shared)
             self._added_outside_scan.append(shared)
@@ -390,8 +403,9 @@ class Share:
 
     def by_sha256(self, sha256: str) -> SharedFile:
         with self._lock:
-            names = self._by_sha.get(sha256) or {}
-            shared = min(names.values(), key=lambda f: f.staged is not None, default=None)  # a whole one first
+            held = self._by_sha.get(sha256)
+            holders = held.values() if isinstance(held, dict) else (held,) if held else ()
+            shared = min(holders, key=lambda f: f.staged is not None, default=None)  # a whole one first
         if shared is None:
             raise NotFound(f"this peer does not share content {sha256}")
         return shared

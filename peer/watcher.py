@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from peer.progress import counted
 from peer.share import Share, ShareChanges, SharedFile
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,11 @@ class ShareWatcher(Wakeable):
                 left_out = self._share.left_out
                 why = f" (left out {left_out}: {self._share.filter.describe()})" if left_out else ""
                 log.info(
-                    "indexed %d files of %s in %.1fs%s", len(self._share.files()), self._share.root, started - started_at, why
+                    "indexed %s of %s in %.1fs%s",
+                    counted(len(self._share.files()), "file"),
+                    self._share.root,
+                    started - started_at,
+                    why,
                 )
             if changes or first:
                 self._on_changes()

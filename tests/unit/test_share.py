@@ -99,17 +99,27 @@ def test_changes_are_reported_as_added_and_removed(tmp_path):
 def test_content_stays_served_while_any_copy_remains(tmp_path):
     root = tmp_path / "share"
     root.mkdir()
-    for name in ("a.txt", "b.txt"):
+
+    def write(name: str) -> None:
         (root / name).write_text("same bytes")
         settle(root / name)
+
+    for name in ("a.txt", "b.txt", "c.txt"):
+        write(name)
     share = Share(root)
     try:
         share.scan()
         sha = share.files()[0].manifest.sha256
-        (root / "a.txt").unlink()
+        assert share.by_sha256(sha).name in {"a.txt", "b.txt", "c.txt"}
+        for gone, left in (("a.txt", {"b.txt", "c.txt"}), ("b.txt", {"c.txt"})):
+            (root / gone).unlink()
+            share.scan()
+            assert share.by_sha256(sha).name in left
+        write("a.txt")  # held once, then twice again
         share.scan()
-        assert share.by_sha256(sha).name == "b.txt"
-        (root / "b.txt").unlink()
+        assert share.by_sha256(sha).name in {"a.txt", "c.txt"}
+        for name in ("a.txt", "c.txt"):
+            (root / name).unlink()
         share.scan()
         with pytest.raises(NotFound, match="does not share"):
             share.by_sha256(sha)
