@@ -96,6 +96,9 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         self._started = time.monotonic()
         self._tally_lock = threading.Lock()
         self._active = self._chunks_served = self._bytes_served = self._uploads_received = 0
+        # the content each upload under way brings, by name: a second sender of other content under
+        # that name is refused at its offer (it used to send the whole file, then find the name taken)
+        self._receiving: dict[str, str] = {}
 
     @contextmanager
     def _transfer_slot(self) -> Iterator[None]:
@@ -215,6 +218,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
     def _receive_upload(self, request_iterator: Iterator[pb.UploadRequest]) -> Iterator[pb.UploadResponse]:
         """Offer, what is held already, the missing chunks verified, then the file published."""
         partial: PartialFile | None = None
+        receiving: str | None = None  # the name this upload holds in _receiving
         try:
             first = next(request_iterator, None)
             if first is None or not first.HasField("offer"):
@@ -228,6 +232,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                 yield pb.UploadResponse(accepted=pb.UploadAccepted(have_chunks=list(range(manifest.chunk_count))))
                 yield pb.UploadResponse(complete=pb.UploadComplete(name=name, sha256=manifest.sha256, already_there=True))
                 return
+            receiving = self._claim_name(name, manifest.sha256)
             try:
                 partial = PartialFile(dest, manifest)
             except BeingWritten:  # told without this peer's paths
@@ -263,6 +268,24 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         finally:
             if partial is not None:
                 partial.close()
+            if receiving is not None:
+                with self._tally_lock:
+                    del self._receiving[receiving]
+
+    def _claim_name(self, name: str, sha256: str) -> str | None:
+        """Note that an upload of sha256 into name is under way: name, to release at its end, or
+        None when one of the same content is (PartialFile lets only one of those write)."""
+        with self._tally_lock:
+            under_way = self._receiving.get(name)
+            if under_way is None:
+                self._receiving[name] = sha256
+                return name
+        if under_way != sha256:
+            raise FailedPrecondition(
+                f"another upload to {name}, of other content, is under way here: send yours under another name,"
+                " or again once that one ends"
+            )
+        return None
 
     def _accept(self, offer: pb.UploadOffer, sender: str) -> tuple[str, Manifest]:
         """Check the offer against the policy, the share and the disk."""

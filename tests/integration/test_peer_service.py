@@ -178,6 +178,41 @@ def test_malformed_uploads(served):
     assert not (node.share.root / "x.txt").exists()
 
 
+def test_a_second_upload_of_other_content_to_a_name_is_refused_at_its_offer(served):
+    """Two senders, one name, different bytes: the second used to send its whole file and only
+    then hear that the name was taken. A sender that goes away frees the name."""
+    node, stub, md = served
+    first, second = b"first sender's bytes", b"second sender's bytes"
+    sends: queue.SimpleQueue[pb.UploadRequest | None] = queue.SimpleQueue()
+    sends.put(offer("clash.txt", first))
+    under_way = stub.Upload(iter(sends.get, None), metadata=md, timeout=30)
+    assert next(under_way).HasField("accepted")  # the offer is taken, and the stream stays open
+    code, msg = fail(stub.Upload, iter([offer("clash.txt", second)]), metadata=md, timeout=5)
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "another upload to clash.txt, of other content" in msg, msg
+    sends.put(pb.UploadRequest(chunk=pb.UploadChunk(index=0, data=first)))
+    sends.put(None)
+    assert next(under_way).complete.sha256 == sha(first)
+    assert (node.share.root / "clash.txt").read_bytes() == first
+
+    abandoned: queue.SimpleQueue[pb.UploadRequest | None] = queue.SimpleQueue()
+    abandoned.put(offer("later.txt", first))
+    stream = stub.Upload(iter(abandoned.get, None), metadata=md, timeout=30)
+    assert next(stream).HasField("accepted")
+    stream.cancel()  # the sender goes away: its name is free again
+    abandoned.put(None)
+    chunk = pb.UploadRequest(chunk=pb.UploadChunk(index=0, data=second))
+
+    def second_sender_lands() -> bool:
+        try:
+            return list(stub.Upload(iter([offer("later.txt", second), chunk]), metadata=md, timeout=5))[-1].HasField("complete")
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.FAILED_PRECONDITION, exc  # until the server sees the cancel
+            return False
+
+    wait_for(second_sender_lands, timeout=10, what="the name freed by the cancelled upload")
+    assert (node.share.root / "later.txt").read_bytes() == second
+
+
 def test_an_upload_never_replaces_what_the_share_holds_but_does_not_share(served, tmp_path):
     """A link, a pipe, or a file not indexed yet (being written, or newer than the last rescan) at
     the name: the owner's, not the sender's to replace."""
