@@ -64,8 +64,18 @@ def _password(args: argparse.Namespace) -> str:
     return ask_password(f"password for {args.name}: ")
 
 
+def _is_new(db: str) -> bool:
+    """Whether db is a file still to be made: said at start, as a mistyped --db begins an empty directory."""
+    return db != ":memory:" and not os.path.exists(db)
+
+
 def run_user_command(args: argparse.Namespace, config: TrackerConfig) -> None:
+    new = _is_new(config.db)  # a mistyped --db: only `add` makes a database, and says so
+    if new and args.user_command != "add":
+        raise P2PError(f"no database at {config.db} (the tracker, or `user add`, makes one): check --db or P2P_DB")
     store = SqliteStore(config.db, accounts_only=True)  # beside a running tracker too
+    if new:
+        print(f"p2p-tracker: {config.db} did not exist: made a new database there", file=sys.stderr)
     try:
         directory = Directory(store, config)
         if args.user_command == "add":
@@ -93,11 +103,13 @@ def run_user_command(args: argparse.Namespace, config: TrackerConfig) -> None:
 def serve(config: TrackerConfig) -> None:
     from tracker.server import start_tracker
 
+    new = ", a new file" if _is_new(config.db) else ""
     tracker = start_tracker(config)
     log.info(
-        "tracker serving on port %d (db=%s, lease=%ds, registration %s)",
+        "tracker serving on port %d (db=%s%s, lease=%ds, registration %s)",
         tracker.port,
         config.db,
+        new,
         config.lease_seconds,
         "open" if config.open_registration else "closed",
     )

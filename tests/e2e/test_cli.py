@@ -347,8 +347,12 @@ def sigterm_to_another_thread(pid: int) -> None:
 def test_tracker_user_commands(tmp_path):
     db = str(tmp_path / "users.db")
     tracker = [str(BIN / "p2p-tracker"), "--db", db]
+    mistyped = subprocess.run([*tracker, "user", "list"], capture_output=True, text=True)  # makes no database
+    assert mistyped.returncode == 1 and mistyped.stderr.startswith(f"p2p-tracker: no database at {db} "), mistyped.stderr
+    assert not os.path.exists(db)
     added = subprocess.run([*tracker, "user", "add", "carol", "--password", "pw"], capture_output=True, text=True)
     assert added.returncode == 0 and "created" in added.stdout
+    assert added.stderr == f"p2p-tracker: {db} did not exist: made a new database there\n"
     again = subprocess.run([*tracker, "user", "add", "carol", "--password", "pw"], capture_output=True, text=True)
     assert again.returncode == 1 and "already exists" in again.stderr and "Traceback" not in again.stderr
     listed = subprocess.run([*tracker, "user", "list"], capture_output=True, text=True)
@@ -453,7 +457,7 @@ def test_a_tracker_database_that_cannot_be_used_is_one_line_naming_the_fix(tmp_p
         (notes / "t.db", "cannot create the folder of the database"),
     ]
     for db, fragment in cases:
-        for command in (["--listen", "127.0.0.1:0"], ["user", "list"]):
+        for command in (["--listen", "127.0.0.1:0"], ["user", "add", "probe", "--password", "pw"]):
             cmd = [str(BIN / "p2p-tracker"), "--db", str(db), *command]
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)  # a tracker that serves fails here
             assert out.returncode == 1, out
