@@ -206,7 +206,7 @@ class TrackerClient:
             request = pb.QueryRequest(
                 name_pattern=pattern, sha256=sha256, page_size=min(1000, limit - len(found)), page_token=token
             )
-            reply = self._call("search", partial(self._query_call, request))
+            reply = self._call("query at the tracker", partial(self._query_call, request))
             found.extend(_remote_file(m) for m in reply.files)
             token = reply.next_page_token
             if not token:

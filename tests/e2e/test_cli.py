@@ -267,6 +267,7 @@ def test_errors_are_one_line_and_exit_1(cluster):
         (cluster.peer("search", name="victim", env=dict(cluster.env, P2P_PASSWORD="nope")), "wrong password"),
         (cluster.peer("search", env=dict(cluster.env, P2P_TRACKER=f"127.0.0.1:{free_port()}")), "unreachable"),
         (cluster.peer("get", "no-such-file.txt"), "no file named"),
+        (cluster.peer("search", "f["), "p2p-peer search: query at the tracker: name_pattern has a '[' that no ']' closes"),
         (cluster.peer("get", "0" * 64), "no live peer"),
         (cluster.peer("put", str(cluster.work / "missing.bin"), "--to", "holder"), "no such file or folder"),
         (cluster.peer("search", env={k: v for k, v in cluster.env.items() if k != "P2P_PASSWORD"}), "password is needed"),
