@@ -116,8 +116,12 @@ def cmd_peers(args: argparse.Namespace) -> int:
         client.logout()
     if not peers:
         print("no peer is online")
+        return 0
+    name_width = max(len("NAME"), *(display_width(p.name) for p in peers))  # columns as wide as their longest
+    address_width = max(len("ADDRESS"), *(len(p.address) for p in peers))
+    print(f"{'NAME':<{name_width}}  {'ADDRESS':<{address_width}}  FILES")
     for p in peers:
-        print(f"{p.name:<20} {p.address:<24} {counted(p.file_count, 'file')}")
+        print(f"{pad(p.name, name_width)}  {p.address:<{address_width}}  {counted(p.file_count, 'file')}")
     return 0
 
 

@@ -948,8 +948,13 @@ def test_peers_lists_who_is_online_or_says_nobody_is(cluster):
     assert alone.returncode == 0 and alone.stdout == "no peer is online\n", alone
     share = cluster.serve("lone")
     (share / "one.txt").write_text("1")
-    line = re.compile(r"^lone +127\.0\.0\.1:\d+ +1 file$")
-    wait_for(lambda: line.match(cluster.peer("peers").stdout.strip()), timeout=20, what="lone listed with its 1 file")
+    line = re.compile(r"^lone +127\.0\.0\.1:\d+ +1 file$", re.M)
+    wait_for(lambda: line.search(cluster.peer("peers").stdout), timeout=20, what="lone listed with its 1 file")
+    cluster.serve("a-peer-whose-name-is-longer-than-twenty")  # once pushed its address out of the column
+    wait_for(lambda: len(cluster.peer("peers").stdout.splitlines()) == 3, timeout=20, what="both listed")
+    lines = cluster.peer("peers").stdout.splitlines()
+    assert lines[0].split() == ["NAME", "ADDRESS", "FILES"]
+    assert len({row.index("127.0.0.1") for row in lines[1:]} | {lines[0].index("ADDRESS")}) == 1, lines
 
 
 def test_status_of_a_serving_peer(cluster):
