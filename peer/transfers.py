@@ -282,7 +282,7 @@ def peer_statuses(tracker: TrackerClient, peer_name: str) -> list[tuple[str, pb.
     """(address, status, or why there is none) of every serving session of peer_name (an account
     may serve from several): asked all at once, so that one frozen place neither hides the others'
     answers nor makes them wait in turn."""
-    addresses = _places(tracker, peer_name)
+    addresses = places_of(tracker, peer_name)
 
     def ask(address: str) -> pb.GetStatusResponse:
         return connect(tracker, peer_name, address, channels).status()
@@ -348,7 +348,9 @@ def files_to_send(
                 else:
                     found.append((local, (Path(top) / inside / file_name).as_posix()))
     if not found:
-        raise InvalidArgument("no files to send: " + ", ".join(str(p) for p in paths) + " hold none")
+        raise InvalidArgument(
+            "no files to send: " + ", ".join(str(p) for p in paths) + (" hold none" if len(paths) > 1 else " holds none")
+        )
     named: dict[str, Path] = {}
     for local, name in found:
         if problem := name_problem(name):
@@ -359,7 +361,7 @@ def files_to_send(
     return found
 
 
-def _places(tracker: TrackerClient, peer_name: str) -> list[str]:
+def places_of(tracker: TrackerClient, peer_name: str) -> list[str]:
     """The addresses peer_name serves from now (one per serving session); NotFound if none."""
     addresses = [p.address for p in tracker.peers(peer_name)]
     if not addresses:
@@ -371,7 +373,7 @@ def find_peer(tracker: TrackerClient, spec: str) -> tuple[str, str]:
     """(name, address) of the serving peer spec names: an account name, or name@host:port (as
     messages label sources) for one of the places an account serves from (a laptop, a desktop)."""
     name, _, address = spec.partition("@")  # account names hold no '@'
-    serving = _places(tracker, name)
+    serving = places_of(tracker, name)
     if address:
         if address not in serving:
             raise NotFound(f"peer {name!r} does not serve at {address}; it serves at {', '.join(serving)}")

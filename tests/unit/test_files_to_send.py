@@ -48,8 +48,11 @@ def test_what_cannot_be_sent_fails_before_anything_is_sent(photos, tmp_path):
     with pytest.raises(InvalidArgument, match="is a symbolic link"):
         files_to_send([photos / "link.jpg"])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InvalidArgument, match="no files to send"):
+    with pytest.raises(InvalidArgument, match=r"no files to send: .*empty holds none$"):
         files_to_send([tmp_path / "empty"])
+    (tmp_path / "empty2").mkdir()
+    with pytest.raises(InvalidArgument, match=r"no files to send: .*empty, .*empty2 hold none$"):
+        files_to_send([tmp_path / "empty", tmp_path / "empty2"])
     (tmp_path / "other").mkdir()
     (tmp_path / "other/notes.txt").write_text("other")
     with pytest.raises(InvalidArgument, match=re.escape("would both be sent as 'notes.txt'")):
