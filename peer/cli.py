@@ -60,9 +60,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from peer.transfers import places_of
+
     client = tracker_client(args)
     try:
-        found = client.query(pattern=args.pattern, sha256=args.sha256.lower(), limit=args.limit + 1)
+        found = client.query(pattern=args.pattern, sha256=args.sha256.lower(), limit=args.limit + 1, peer=args.peer)
+        if args.peer and not found:
+            places_of(client, args.peer)  # NotFound when that peer is not online: say so, not "no matches"
     finally:
         client.logout()
     if len(found) > args.limit:
@@ -114,6 +118,9 @@ def cmd_peers(args: argparse.Namespace) -> int:
         peers = client.peers()
     finally:
         client.logout()
+    if args.json:
+        print(json.dumps([{"name": p.name, "address": p.address, "files": p.file_count} for p in peers], indent=2))
+        return 0
     if not peers:
         print("no peer is online")
         return 0

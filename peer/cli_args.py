@@ -196,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     search = sub.add_parser("search", help="find files shared by live peers")
     search.add_argument("pattern", nargs="?", default="", help="substring or glob (*, ?, [...]) of the name; empty: everything")
     search.add_argument("--sha256", default="", help="only contents whose sha256 starts with these (8 or more) digits")
+    search.add_argument("--peer", default="", metavar="NAME", help="only what this peer (an account name) shares: browse it")
     search.add_argument("--limit", type=_positive_int, default=1000, help="show at most this many matches (1000)")
     search.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
 
@@ -245,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("ls", help="list what a directory would share, with sizes and sha256")
     ls.add_argument("--share", default=_env("P2P_SHARE", "./share"), help="directory [P2P_SHARE]")
     _add_share_filter_flags(ls)
-    sub.add_parser("peers", help="list the peers online now")
+    peers = sub.add_parser("peers", help="list the peers online now")
+    peers.add_argument("--json", action="store_true", help="print a JSON list (one object per serving session)")
     status = sub.add_parser("status", help="what a serving peer shares and serves now")
     status.add_argument("peer", help="the serving peer's account name")
     status.add_argument("--json", action="store_true", help="print a JSON list (one object per serving session)")

@@ -198,13 +198,17 @@ class TrackerClient:
         return int(reply.file_count)
 
     # -- lookups -------------------------------------------------------------------------
-    def query(self, pattern: str = "", sha256: str = "", limit: int = 1000) -> list[RemoteFile]:
-        """All matches up to limit, following pages."""
+    def query(self, pattern: str = "", sha256: str = "", limit: int = 1000, peer: str = "") -> list[RemoteFile]:
+        """All matches up to limit (of what account peer shares, if given), following pages."""
         found: list[RemoteFile] = []
         token = ""
         while len(found) < limit:
             request = pb.QueryRequest(
-                name_pattern=pattern, sha256=sha256, page_size=min(1000, limit - len(found)), page_token=token
+                name_pattern=pattern,
+                sha256=sha256,
+                page_size=min(1000, limit - len(found)),
+                page_token=token,
+                peer_name=peer,
             )
             reply = self._call("query at the tracker", partial(self._query_call, request))
             found.extend(_remote_file(m) for m in reply.files)

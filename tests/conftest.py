@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,12 @@ from peer.tracker_client import TrackerClient
 from tests.helpers import TrackerClientForTests
 from tracker.config import TrackerConfig
 from tracker.server import Tracker, start_tracker
+
+# Tests send SIGINT to commands, as Ctrl-C does. A suite started in the background by a shell
+# without job control (`scripts/test.sh &` in a script) has SIGINT ignored, and every command it
+# starts would inherit that and run on. A handler of our own is reset to the default at exec.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

@@ -250,7 +250,9 @@ class Directory:
         finally:
             self.index_changed.set()
 
-    def query(self, pattern: str, sha256: str, page_size: int, page_token: str) -> tuple[list[st.Match], str]:
+    def query(self, pattern: str, sha256: str, page_size: int, page_token: str, peer: str = "") -> tuple[list[st.Match], str]:
+        if peer:
+            check_account_name(peer)
         if len(pattern) > MAX_PATTERN or any(ord(c) < 0x20 for c in pattern):
             raise InvalidArgument(f"name_pattern must be at most {MAX_PATTERN} printable characters")
         if sha256 and not is_sha256_prefix(sha256):
@@ -262,7 +264,7 @@ class Directory:
         glob = any(c in pattern for c in "*?[")
         if glob and _has_unclosed_class(pattern):
             raise InvalidArgument("name_pattern has a '[' that no ']' closes (a literal '[' is written [[])")
-        q = st.Query(name_pattern=pattern, glob=glob, sha256=sha256, after_sha256=after, limit=limit)
+        q = st.Query(name_pattern=pattern, glob=glob, sha256=sha256, after_sha256=after, limit=limit, peer=peer)
         try:
             matches = self.store.query(q, self.clock())
         except st.TooBroad as exc:

@@ -142,7 +142,9 @@ class TrackerServicer(pb_grpc.TrackerServiceServicer):
 
     @translate_errors
     def Query(self, request: pb.QueryRequest, context: grpc.ServicerContext) -> pb.QueryResponse:
-        matches, token = self._dir.query(request.name_pattern, request.sha256, request.page_size, request.page_token)
+        matches, token = self._dir.query(
+            request.name_pattern, request.sha256, request.page_size, request.page_token, request.peer_name
+        )
         return _query_response(matches, token)
 
     @translate_errors

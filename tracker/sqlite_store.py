@@ -361,7 +361,7 @@ class SqliteStore:
         runs = []
         if q.name_pattern and not q.sha256:
             runs = name_index.runs_to_intersect(self._vocabulary, q.name_pattern, q.glob, BROAD_CANDIDATES)
-        if len(runs) == 1 and not q.glob and runs[0].run == q.name_pattern:
+        if len(runs) == 1 and not q.glob and runs[0].run == q.name_pattern and not q.peer:
             return self._contents_of_word_run(c, q, runs[0], now)
         candidates = name_index.candidates_sql(self._vocabulary, runs) if runs else None
         # without candidates (a sha256 given, a pattern without words like "*.*", or very common
@@ -391,7 +391,13 @@ class SqliteStore:
         if q.name_pattern:
             where.append("f.name_folded GLOB ?")  # the exact check; substrings become globs too
             args.append(_as_glob(q))
-        rest = "FROM files f JOIN sessions s ON s.id = f.session_id WHERE " + " AND ".join(where)
+        joined = "files f JOIN sessions s"
+        if q.peer:  # without candidates, walk the account's files (CROSS JOIN: its sessions first), not
+            # every file; with them, walk the candidates and check each one's account ('+': not by its index)
+            joined = "sessions s CROSS JOIN files f" if candidates is None else joined
+            where.append("s.account = ?" if candidates is None else "+s.account = ?")
+            args.append(q.peer)
+        rest = f"FROM {joined} ON s.id = f.session_id WHERE " + " AND ".join(where)
         rest += " GROUP BY f.sha256 ORDER BY f.sha256 LIMIT ?"
         if packed:
             return sorted(row[0] for row in _packed_rows(c, ["f.sha256"], rest, [*args, q.limit]))
@@ -443,7 +449,7 @@ class SqliteStore:
         by_content: dict[str, list[Sequence]] = defaultdict(list)
         for row in found:
             by_content[row[0]].append(row)
-        return [_match(by_content[sha], matched.get(sha, set())) for sha in contents if by_content[sha]]
+        return [_match(by_content[sha], matched.get(sha, set()), query.peer) for sha in contents if by_content[sha]]
 
     def _names_matched(self, c: sqlite3.Connection, q: Query, rows: list[Any], now: float) -> dict[str, set[str]]:
         """For the contents shared under several names (rows: their sources), the names that match
@@ -460,7 +466,11 @@ class SqliteStore:
         matched: dict[str, set[str]] = defaultdict(set)
         rest = f"FROM files f JOIN sessions s ON s.id = f.session_id WHERE f.sha256 IN ({','.join('?' * len(several))})"
         rest += " AND s.expires_at > ? AND s.address <> '' AND f.name_folded GLOB ?"
-        for sha, name in c.execute(f"SELECT f.sha256, f.name {rest}", [*several, now, _as_glob(q)]):
+        args = [*several, now, _as_glob(q)]
+        if q.peer:
+            rest += " AND s.account = ?"
+            args.append(q.peer)
+        for sha, name in c.execute(f"SELECT f.sha256, f.name {rest}", args):
             matched[sha].add(name)
         return matched
 
@@ -601,30 +611,45 @@ def _glob_escape(text: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
-def _match(rows: list[Sequence], matched: set[str]) -> Match:
+def _match(rows: list[Sequence], matched: set[str], peer: str = "") -> Match:
     """Group one content's rows; a source whose size or chunk list disagrees with the majority is
     left out (listed, a lie about either would fail every honest source's manifest check).
-    matched: the names of the content that match the query, when it has several."""
+    matched: the names of the content that match the query, when it has several. peer: the
+    account being browsed: the match takes its name, size and chunk list, and lists its sources."""
     if len(rows) == 1:  # the common case: no vote to hold
         agreeing, (size, *chunking) = rows, (rows[0][2], rows[0][3], rows[0][4])
-    else:
-        size, *chunking = Counter((r[2], r[3], r[4]) for r in rows).most_common(1)[0][0]
+    else:  # browsing a peer, what it says wins (its files are what was asked for), else the most
+        voters = [r for r in rows if r[5] == peer] or rows
+        size, *chunking = Counter((r[2], r[3], r[4]) for r in voters).most_common(1)[0][0]
         agreeing = [r for r in rows if (r[2], r[3], r[4]) == (size, *chunking)]
     sources = [Source(peer_name=r[5], address=r[6], name=r[1], partial=bool(r[7])) for r in agreeing]
-    whole, partial = [s for s in sources if not s.partial], [s for s in sources if s.partial]
-    if len(sources) > MAX_SOURCES_PER_MATCH:  # a sample spreads a popular content's load
-        whole = random.sample(whole, min(len(whole), MAX_SOURCES_PER_MATCH))
-        partial = random.sample(partial, min(len(partial), MAX_SOURCES_PER_MATCH - len(whole)))
     first = agreeing[0]
+    if peer:  # browsing: that peer's name, and its sources listed whatever the sample
+        first = next((r for r in agreeing if r[5] == peer), first)
+        own = [s for s in sources if s.peer_name == peer][:MAX_SOURCES_PER_MATCH]
+        others = _whole_first([s for s in sources if s.peer_name != peer], MAX_SOURCES_PER_MATCH - len(own))
+        sources = sorted(own + others, key=lambda s: s.partial)
+    else:
+        sources = _whole_first(sources, MAX_SOURCES_PER_MATCH)
     return Match(
         sha256=first[0],
         name=first[1],
         size=size,
         chunk_size=chunking[0],
         chunk_list_sha256=chunking[1],
-        sources=whole + partial,  # those holding it whole first
+        sources=sources,
         matched_names=sorted({r[1] for r in agreeing} & matched)[:MAX_MATCHED_NAMES],
     )
+
+
+def _whole_first(sources: list[Source], room: int) -> list[Source]:
+    """At most room of sources, those holding the content whole first; a random sample when there
+    are more (it spreads a popular content's load)."""
+    whole, partial = [s for s in sources if not s.partial], [s for s in sources if s.partial]
+    if len(sources) > room:
+        whole = random.sample(whole, min(len(whole), room))
+        partial = random.sample(partial, min(len(partial), room - len(whole)))
+    return whole + partial
 
 
 def _account(row: Sequence) -> Account:

@@ -111,6 +111,7 @@ class Query:
     sha256: str = ""  # a whole sha256 or its first digits: contents starting with it
     after_sha256: str = ""  # keyset pagination: only contents ordered after this one
     limit: int = 100
+    peer: str = ""  # an account: only contents its serving sessions hold under a matching name
 
 
 @dataclass(frozen=True)

@@ -957,6 +957,32 @@ def test_peers_lists_who_is_online_or_says_nobody_is(cluster):
     assert len({row.index("127.0.0.1") for row in lines[1:]} | {lines[0].index("ADDRESS")}) == 1, lines
 
 
+def test_search_browses_one_peers_share_and_peers_prints_json(cluster):
+    ann, bo = cluster.serve("ann"), cluster.serve("bo")
+    (ann / "docs").mkdir()
+    (ann / "docs" / "notes.txt").write_text("same")
+    (ann / "ann.txt").write_text("ann")
+    (bo / "notes-copy.txt").write_text("same")
+    (bo / "bo.txt").write_text("bo")
+    wait_for(lambda: len(cluster.search()) == 3, timeout=20, what="both shares published")
+    out = cluster.peer("search", "--peer", "ann", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = {row["name"]: row for row in json.loads(out.stdout)}
+    assert sorted(rows) == ["ann.txt", "docs/notes.txt"]  # ann's names, not bo's for the same content
+    assert sorted(p["name"] for p in rows["docs/notes.txt"]["peers"]) == ["ann", "bo"]  # every source, to fetch from
+    table = cluster.peer("search", "--peer", "bo", "notes")
+    assert table.returncode == 0 and table.stdout.splitlines()[1].split()[0] == "notes-copy.txt", table.stdout
+    assert cluster.peer("search", "--peer", "ann", "bo").stdout == "no matches\n"
+    gone = cluster.peer("search", "--peer", "nobody")
+    assert gone.returncode == 1 and gone.stderr == "p2p-peer search: peer 'nobody' is not online\n", gone.stderr
+    bad = cluster.peer("search", "--peer", "no body")
+    assert bad.returncode == 1 and "account name 'no body' must be" in bad.stderr and bad.stderr.count("\n") == 1
+    listed = json.loads(cluster.peer("peers", "--json").stdout)
+    assert sorted((p["name"], p["files"]) for p in listed) == [("ann", 2), ("bo", 2)]
+    sources = rows["docs/notes.txt"]["peers"]
+    assert {(p["name"], p["address"]) for p in listed} == {(p["name"], p["address"]) for p in sources}
+
+
 def test_status_of_a_serving_peer(cluster):
     share = cluster.serve("shop", "--max-serve-rate", "20M")
     (share / ".git").mkdir()

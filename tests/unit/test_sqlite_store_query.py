@@ -323,3 +323,78 @@ def test_a_catch_up_committed_between_reading_memory_and_sqlite_hides_nothing(tm
     monkeypatch.setattr(name_index, "runs_to_intersect", catch_up_after_reading_memory)
     assert [m.name for m in store.query(Query(name_pattern=pattern), NOW)] == [NEW_FILE]
     store.close()
+
+
+@pytest.fixture
+def two_accounts(tmp_path: Path) -> tuple[SqliteStore, dict[str, list[FileRecord]]]:
+    """Accounts "a" (two serving sessions) and "b" (one), holding some contents in common under
+    names of their own; "a" also has a client-only session and a dead one, whose files never count."""
+    rng = random.Random(7)
+    store = SqliteStore(str(tmp_path / "tracker.db"))
+    shared = [_sha(rng) for _ in range(10)]
+    live: dict[str, list[FileRecord]] = {"a": [], "b": []}
+    for account, places in (("a", 2), ("b", 1)):
+        store.add_account(account, "not-a-hash")
+        for i in range(places):
+            session = store.open_session(account, f"{account}-{i}", f"127.0.0.1:{7000 + i}", NOW + 600, NOW).id
+            files = _files(rng, 80, f"{account}{i}", shared)
+            store.replace_index(session, files)
+            live[account] += files
+    for token, address, expires in (("a-client", "", NOW + 600), ("a-dead", "127.0.0.1:7100", NOW - 1)):
+        session = store.open_session("a", token, address, expires, NOW).id
+        store.replace_index(session, _files(rng, 40, token, [_sha(rng) for _ in range(3)]))
+    late = _files(rng, 20, "late", shared)  # not indexed yet: a query checks these apart
+    while store.maintain(1.0):
+        pass
+    store.update_index(store.open_session("b", "b-late", "127.0.0.1:7200", NOW + 600, NOW).id, late, [])
+    live["b"] += late
+    return store, live
+
+
+@pytest.mark.parametrize("pattern", ["", "kaiwe", "kaiwe dunor", "*/zenpa*.flac", "mp3", "ZÉNPA"])
+@pytest.mark.parametrize("limit", [1, 7, 100])
+def test_a_peers_share_pages_through_exactly_what_it_holds_under_matching_names(two_accounts, pattern, limit):
+    store, live = two_accounts
+    for account in ("a", "b"):
+        shas, after = [], ""
+        for _ in range(1000):
+            query = Query(name_pattern=fold(pattern), glob="*" in pattern, after_sha256=after, limit=limit, peer=account)
+            page = store.query(query, NOW)
+            for match in page:  # the account's own name for it, and its sources listed
+                assert match.name in {f.name for f in live[account] if f.sha256 == match.sha256}
+                assert {s.peer_name for s in match.sources} >= {account}
+            shas += [m.sha256 for m in page]
+            if len(page) < limit:
+                break
+            after = page[-1].sha256
+        expected = _oracle(live[account], pattern)
+        assert expected, "the fixture should match something"
+        assert shas == expected
+
+
+def test_a_peers_share_by_sha256_and_of_an_account_serving_nothing(two_accounts):
+    store, live = two_accounts
+    sha = next(f.sha256 for f in live["a"] if f.sha256 not in {g.sha256 for g in live["b"]})
+    assert [m.sha256 for m in store.query(Query(sha256=sha[:8], peer="a"), NOW)] == [sha]
+    assert store.query(Query(sha256=sha[:8], peer="b"), NOW) == []
+    store.add_account("c", "not-a-hash")
+    assert store.query(Query(peer="c"), NOW) == []
+    assert store.query(Query(peer="nobody"), NOW) == []
+
+
+def test_the_browsed_peers_sources_are_listed_however_many_others_hold_it(tmp_path: Path):
+    store = SqliteStore(str(tmp_path / "tracker.db"))
+    sha = "ab" * 32
+    store.add_account("crowd", "not-a-hash")
+    store.add_account("me", "not-a-hash")
+    for i in range(100):
+        session = store.open_session("crowd", f"crowd-{i}", f"127.0.0.1:{8000 + i}", NOW + 600, NOW).id
+        store.replace_index(session, [FileRecord(f"crowd/{i}.bin", 5, sha, 1 << 20, sha)])
+    mine = store.open_session("me", "me-0", "127.0.0.1:9000", NOW + 600, NOW).id
+    store.replace_index(mine, [FileRecord("mine/zz.bin", 5, sha, 1 << 20, sha)])
+    for _ in range(5):  # the other sources are a fresh sample each time; mine is always in it
+        (match,) = store.query(Query(peer="me"), NOW)
+        assert match.name == "mine/zz.bin"
+        assert len(match.sources) == 64 and match.sources[0].peer_name == "me"
+    (anyone,) = store.query(Query(), NOW)
+    assert anyone.name == "crowd/0.bin"  # without a peer: the first name among the sources

@@ -81,16 +81,18 @@ class SendIndexResponse(_message.Message):
     def __init__(self, file_count: _Optional[int] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
-    __slots__ = ("name_pattern", "sha256", "page_size", "page_token")
+    __slots__ = ("name_pattern", "sha256", "page_size", "page_token", "peer_name")
     NAME_PATTERN_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PEER_NAME_FIELD_NUMBER: _ClassVar[int]
     name_pattern: str
     sha256: str
     page_size: int
     page_token: str
-    def __init__(self, name_pattern: _Optional[str] = ..., sha256: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    peer_name: str
+    def __init__(self, name_pattern: _Optional[str] = ..., sha256: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., peer_name: _Optional[str] = ...) -> None: ...
 
 class Source(_message.Message):
     __slots__ = ("peer_name", "address", "name", "partial")

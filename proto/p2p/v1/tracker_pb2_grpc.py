@@ -119,7 +119,7 @@ class TrackerServiceServicer:
 
     def Query(self, request, context):
         """Query finds files by name (substring or glob, regardless of case and accents) or by sha256, with the
-        live peers that hold each one, a page at a time.
+        live peers that hold each one, a page at a time; or what one peer shares (peer_name).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
