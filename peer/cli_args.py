@@ -214,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--all", action="store_true", help="fetch every file each pattern matches, in its folders (a glob: 'album/*')"
     )
     get.add_argument("--force", action="store_true", help="replace a different file already at the destination")
+    get.add_argument(
+        "--peer",
+        default="",
+        metavar="NAME",
+        help="only files this peer (an account name) shares, by its names (fetched from every peer that has them)",
+    )
     add_transfer_flags(
         get,
         "fetched",

@@ -31,11 +31,11 @@ def cmd_get(args: argparse.Namespace) -> int:
     try:
         # every spec is resolved before any byte moves: a typo in the third name fails at once
         if args.all:
-            found = [r for spec in args.files for r in resolve_all(client, spec)]
+            found = [r for spec in args.files for r in resolve_all(client, spec, peer=args.peer)]
             # each in its folders, under every name it matched (identical files of one folder)
             chosen = sorted(((r, name) for r in found for name in r.matched_names or (r.name,)), key=lambda c: c[1])
         else:
-            chosen = [(r, r.name.rsplit("/", 1)[-1]) for r in (resolve(client, spec) for spec in args.files)]
+            chosen = [(r, r.name.rsplit("/", 1)[-1]) for r in (resolve(client, spec, args.peer) for spec in args.files)]
         throttle = Throttle(args.max_rate) if args.max_rate else None  # one cap for all the files
         if args.output == "-":
             if len({r.sha256 for r, _ in chosen}) > 1:

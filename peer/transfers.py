@@ -30,25 +30,26 @@ from peer.tracker_client import RemoteFile, Source, TrackerClient, rpc_error
 log = logging.getLogger(__name__)
 
 
-def resolve(tracker: TrackerClient, spec: str) -> RemoteFile:
+def resolve(tracker: TrackerClient, spec: str, peer: str = "") -> RemoteFile:
     """The one content spec names: a sha256 or its first 8+ digits (what `search` shows is enough),
-    an exact shared name, or a name pattern that matches one content."""
+    an exact shared name, or a name pattern that matches one content; among what account peer
+    shares, by its names, if given."""
     _check_spec(spec)
     digits = spec.lower()
     if is_sha256_prefix(digits):
-        found = tracker.query(sha256=digits, limit=_LISTED + 1)
+        found = tracker.query(sha256=digits, limit=_LISTED + 1, peer=peer)
         if len(found) == 1:
             return found[0]
         if found:
             several = f"{len(found)} files" if len(found) <= _LISTED else f"more than {_LISTED} files"
             raise FailedPrecondition(f"{several} have a sha256 starting with {spec}: {_listing(found)}; give more digits")
         if len(digits) == 64:
-            raise NotFound(f"no live peer has content {spec}")
+            raise NotFound(f"{_who(tracker, peer)} holds no content {spec}" if peer else f"no live peer has content {spec}")
         # hex digits can be a name too ("cafebabe.txt" matches "cafebabe")
-    candidates = _named_exactly(tracker, spec) or tracker.query(pattern=spec, limit=_MATCHES + 1)
+    candidates = _named_exactly(tracker, spec, peer) or tracker.query(pattern=spec, limit=_MATCHES + 1, peer=peer)
     if not candidates:
         also = " and no shared content's sha256 starts with it" if is_sha256_prefix(digits) else ""
-        raise NotFound(f"no file named {spec!r} is shared by a live peer{also}")
+        raise NotFound(f"no file named {spec!r} is shared by {_who(tracker, peer)}{also}")
     if len(candidates) > 1:
         several = f"{len(candidates)}" if len(candidates) <= _MATCHES else f"more than {_MATCHES}"
         raise FailedPrecondition(
@@ -63,7 +64,16 @@ def _check_spec(spec: str) -> None:
         raise InvalidArgument("an empty name names no file: give a name, a pattern ('*' for all) or sha256 digits")
 
 
-def _named_exactly(tracker: TrackerClient, spec: str) -> list[RemoteFile]:
+def _who(tracker: TrackerClient, peer: str) -> str:
+    """Who was asked for a file that none has: "a live peer", or peer by name (NotFound if it is
+    not online: that, not a missing file, is what went wrong)."""
+    if not peer:
+        return "a live peer"
+    places_of(tracker, peer)
+    return f"peer {peer!r}"
+
+
+def _named_exactly(tracker: TrackerClient, spec: str, peer: str = "") -> list[RemoteFile]:
     """The contents shared under the path spec, or with spec as their file name. Asked for as
     such: among the first page of a substring search ("report.txt" is in "old-report.txt" too,
     and pages come in sha256 order) the one named so could be missing."""
@@ -71,10 +81,10 @@ def _named_exactly(tracker: TrackerClient, spec: str) -> list[RemoteFile]:
     if glob is None:  # no letter or digit: only the substring search
         return []
     typed = unicodedata.normalize("NFC", spec)
-    found = {f.sha256: f for pattern in (glob, "*/" + glob) for f in tracker.query(pattern=pattern, limit=_MATCHES)}
+    found = {f.sha256: f for pattern in (glob, "*/" + glob) for f in tracker.query(pattern=pattern, limit=_MATCHES, peer=peer)}
     exact = []
     for f in found.values():  # named as asked: a content shared as first.txt and second.txt too
-        if names := [s.name for s in f.sources if _is_named(s.name, typed)]:
+        if names := [s.name for s in f.sources if _is_named(s.name, typed) and (not peer or s.peer_name == peer)]:
             exact.append(replace(f, name=min(names, key=lambda n: unicodedata.normalize("NFC", n) != typed)))
     return exact
 
@@ -88,14 +98,17 @@ def _exact_glob(name: str) -> str | None:
     return "".join(f"[{c}]" if c in "*?[" or i == first else c for i, c in enumerate(name))
 
 
-def resolve_all(tracker: TrackerClient, spec: str, limit: int = 10_000) -> list[RemoteFile]:
+def resolve_all(tracker: TrackerClient, spec: str, limit: int = 10_000, peer: str = "") -> list[RemoteFile]:
     """Every content spec names: those starting with its digits if it is a sha256 (prefix) that
-    some content starts with, else those whose name matches it; at least one."""
+    some content starts with, else those whose name matches it; at least one. Among what account
+    peer shares, by its names, if given."""
     _check_spec(spec)
     digits = spec.lower()
-    if is_sha256_prefix(digits) and (found := tracker.query(sha256=digits, limit=limit)):
+    if is_sha256_prefix(digits) and (found := tracker.query(sha256=digits, limit=limit, peer=peer)):
         return found
-    found = tracker.query(pattern=spec, limit=limit)
+    found = tracker.query(pattern=spec, limit=limit, peer=peer)
+    if not found and peer:
+        raise NotFound(f"{_who(tracker, peer)} shares no file matching {spec!r}")
     if not found:
         raise NotFound(f"no live peer shares a file matching {spec!r}")
     return found

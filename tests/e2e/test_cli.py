@@ -957,7 +957,7 @@ def test_peers_lists_who_is_online_or_says_nobody_is(cluster):
     assert len({row.index("127.0.0.1") for row in lines[1:]} | {lines[0].index("ADDRESS")}) == 1, lines
 
 
-def test_search_browses_one_peers_share_and_peers_prints_json(cluster):
+def test_search_and_get_take_one_peers_share_and_peers_prints_json(cluster):
     ann, bo = cluster.serve("ann"), cluster.serve("bo")
     (ann / "docs").mkdir()
     (ann / "docs" / "notes.txt").write_text("same")
@@ -981,6 +981,21 @@ def test_search_browses_one_peers_share_and_peers_prints_json(cluster):
     assert sorted((p["name"], p["files"]) for p in listed) == [("ann", 2), ("bo", 2)]
     sources = rows["docs/notes.txt"]["peers"]
     assert {(p["name"], p["address"]) for p in listed} == {(p["name"], p["address"]) for p in sources}
+    # get --peer: what that peer shares, by its names, from every source
+    mirror = cluster.peer("get", "--all", "*", "--peer", "ann", "-o", "mirror/")
+    assert mirror.returncode == 0, mirror.stderr
+    into = cluster.work / "mirror"
+    got = {p.relative_to(into).as_posix(): p.read_text() for p in into.rglob("*") if p.is_file()}
+    assert got == {"docs/notes.txt": "same", "ann.txt": "ann"}
+    one = cluster.peer("get", "notes-copy.txt", "--peer", "bo", "-o", "copy.txt")
+    assert one.returncode == 0 and (cluster.work / "copy.txt").read_text() == "same", one.stderr
+    for args, said in [
+        (["notes-copy.txt", "--peer", "ann"], "no file named 'notes-copy.txt' is shared by peer 'ann'"),
+        (["--all", "bo*", "--peer", "ann"], "peer 'ann' shares no file matching 'bo*'"),
+        (["ann.txt", "--peer", "nobody"], "peer 'nobody' is not online"),
+    ]:
+        refused = cluster.peer("get", *args)
+        assert refused.returncode == 1 and refused.stderr == f"p2p-peer get: {said}\n", refused.stderr
 
 
 def test_status_of_a_serving_peer(cluster):
