@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
         user_sub.add_parser(name, help=text).add_argument("name")
     for command in user_sub.choices.values():
         accept_after_command(add_store_flags, command)
+    backup = sub.add_parser(
+        "backup", help="copy the accounts of --db into a new database FILE, safely while the tracker runs (restore: serve it)"
+    )
+    backup.add_argument("file", metavar="FILE", help="the backup to write (an older one there is replaced)")
+    accept_after_command(add_store_flags, backup)
     return parser
 
 
@@ -100,6 +105,20 @@ def run_user_command(args: argparse.Namespace, config: TrackerConfig) -> None:
         store.close()
 
 
+def back_up(args: argparse.Namespace, config: TrackerConfig) -> None:
+    if _is_new(config.db):
+        raise P2PError(f"no database at {config.db}: check --db or P2P_DB")
+    store = SqliteStore(config.db, accounts_only=True)  # beside a running tracker too
+    try:
+        count = store.back_up_accounts(args.file)
+    finally:
+        store.close()
+    print(
+        f"backed up {count} account{'s' if count != 1 else ''} of {config.db} to {args.file}"
+        " (sessions and shared files are left out: peers publish theirs again when they log in)"
+    )
+
+
 def serve(config: TrackerConfig) -> None:
     from tracker.server import start_tracker
 
@@ -129,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "user":
             run_user_command(args, config)
+        elif args.command == "backup":
+            back_up(args, config)
         else:
             serve(config)
     except (P2PError, OSError, CannotOpen, NotFound) as exc:

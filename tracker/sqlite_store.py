@@ -12,7 +12,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
@@ -262,6 +262,47 @@ class SqliteStore:
     def accounts(self) -> list[Account]:
         with self._read() as c:
             return [_account(r) for r in c.execute("SELECT name, password_hash, disabled FROM accounts ORDER BY name")]
+
+    def back_up_accounts(self, dest: str) -> int:
+        """Copy the accounts and the tracker's secrets, as of one moment, into a new database at
+        dest, written aside and then renamed (never half-written); a tracker started on it has
+        them. Sessions and shared files are left out: peers publish theirs again when they log
+        in, and a restored backup's would list peers long gone. Returns the accounts copied."""
+        if self._memory:
+            raise CannotOpen("a database in memory (:memory:) has nothing to back up")
+        if os.path.isdir(dest):
+            raise CannotOpen(
+                f"{dest} is a folder; give a file path for the backup, such as {os.path.join(dest, 'tracker-backup.db')}"
+            )
+        if os.path.exists(dest) and os.path.samefile(dest, self._path):
+            raise CannotOpen(f"{dest} is the database itself; back it up to another file")
+        aside = f"{dest}.{os.getpid()}.tmp"
+        try:
+            copy = sqlite3.connect(aside, isolation_level=None)  # one self-contained file (no WAL)
+            try:
+                copy.executescript(_schema())
+                copy.execute("ATTACH DATABASE ? AS live", (self._path,))
+                copy.execute("BEGIN")  # one read snapshot of the live database for both tables
+                copy.execute(
+                    "INSERT INTO accounts(name, password_hash, created_at, disabled)"
+                    " SELECT name, password_hash, created_at, disabled FROM live.accounts"
+                )
+                copy.execute("INSERT OR REPLACE INTO meta(key, value) SELECT key, value FROM live.meta")
+                (count,) = copy.execute("SELECT count(*) FROM accounts").fetchone()
+                copy.execute("COMMIT")
+                copy.execute("DETACH DATABASE live")
+            finally:
+                copy.close()
+            with open(aside, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(aside, dest)
+        except sqlite3.Error as exc:
+            why = "its folder does not exist or is not writable" if "unable to open" in str(exc) else str(exc)
+            raise CannotOpen(f"cannot write the backup {dest}: {why}") from None
+        finally:
+            with suppress(FileNotFoundError):
+                os.unlink(aside)  # left only when it failed
+        return int(count)
 
     # -- sessions ----------------------------------------------------------------------
     def open_session(self, account: str, token_hash: str, address: str, expires_at: float, now: float) -> Session:

@@ -691,6 +691,43 @@ def test_accounts_survive_a_restart(start_tracker_at):
         c.close()
 
 
+def test_a_backup_taken_while_serving_restores_the_accounts_and_no_stale_peer(start_tracker_at, tmp_path, capsys):
+    from tracker.__main__ import main as tracker_main
+
+    live = start_tracker_at()
+    db, backup = live.directory.store._path, tmp_path / "nightly" / "tracker-backup.db"
+    c = TrackerClientForTests(f"127.0.0.1:{live.port}")
+    c.login("alice", "pw1", address="127.0.0.1:7001")
+    c.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry("music/song.mp3")]))
+    assert c.login("mallory", "pw2").registered
+    live.directory.store.set_disabled("mallory", True)
+    ticket_key = live.directory.store.secret("ticket-hmac", 32)
+    assert tracker_main(["backup", str(backup), "--db", db]) == 1  # its folder is missing
+    said = capsys.readouterr().err
+    assert said == f"p2p-tracker: cannot write the backup {backup}: its folder does not exist or is not writable\n"
+    backup.parent.mkdir()
+    backup.write_text("last night's, replaced")
+    assert tracker_main(["backup", str(backup), "--db", db]) == 0
+    assert capsys.readouterr().out.startswith(f"backed up 2 accounts of {db} to {backup}")
+    assert sorted(p.name for p in backup.parent.iterdir()) == ["tracker-backup.db"]  # one file: nothing aside, no WAL
+    for wrong, said in [(str(tmp_path), "is a folder"), (db, "is the database itself")]:
+        assert tracker_main(["backup", wrong, "--db", db]) == 1
+        assert said in capsys.readouterr().err
+    c.close()
+    live.stop(grace=0)
+
+    restored = start_tracker_at(db=str(backup))
+    c = TrackerClientForTests(f"127.0.0.1:{restored.port}")
+    try:
+        assert c.login("alice", "pw1").registered is False  # her account and password came back
+        assert code_of(c.login, "alice", "pw2")[0] == grpc.StatusCode.UNAUTHENTICATED
+        assert code_of(c.login, "mallory", "pw2")[0] == grpc.StatusCode.PERMISSION_DENIED  # still disabled
+        assert c.query("song").files == []  # her session and files were not restored: she publishes again
+        assert restored.directory.store.secret("ticket-hmac", 32) == ticket_key
+    finally:
+        c.close()
+
+
 def test_sessions_and_name_search_survive_a_restart(start_tracker_at):
     """The vocabulary is rebuilt from the database: a restarted tracker still finds by substring."""
     from tests.helpers import TrackerClientForTests
