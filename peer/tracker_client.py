@@ -90,6 +90,7 @@ class TrackerClient:
         self._password = password
         self.advertise = advertise  # host:port others dial, or ":port" for the host the tracker sees
         self.listed_as = ""  # the address the tracker lists this session under
+        self.reachability_problem = ""  # why the tracker could not connect to listed_as at login (tracker.reachability)
         self.tls = tls  # how this client dials: the tracker, and the peers it fetches from
         self._channel = open_channel(address, tls, GRPC_OPTIONS)
         self._stub = pb_grpc.TrackerServiceStub(self._channel)
@@ -131,8 +132,16 @@ class TrackerClient:
             if reply.address != self.listed_as and self.advertise:
                 log.info("the tracker lists this peer as %s", reply.address)
             self.listed_as = reply.address
+            self.reachability_problem = reply.reachability_problem
             self._tickets.clear()
             self.generation += 1  # a new session starts with an empty index
+        if reply.reachability_problem:
+            log.warning(
+                "the tracker could not connect to this peer at %s: %s; peers on other hosts likely cannot either"
+                " (check --advertise, P2P_ADVERTISE, and the firewall or the container's published ports)",
+                reply.address,
+                reply.reachability_problem,
+            )
         return reply.registered
 
     @property

@@ -31,6 +31,7 @@ def start_tracker_at(tmp_path: Path) -> Iterator[Callable[..., Tracker]]:
 
     def start(**overrides: object) -> Tracker:
         settings: dict[str, object] = {"listen": "127.0.0.1:0", "db": str(tmp_path / "tracker.db"), "max_workers": 16}
+        settings["probe_seconds"] = 0  # tests list made-up addresses (10.1.0.7:50052) that must not be dialled
         settings.update(overrides)
         tracker = start_tracker(TrackerConfig(**settings))  # type: ignore[arg-type]
         started.append(tracker)

@@ -26,6 +26,7 @@ class TrackerConfig:
     max_files_per_session: int = 2_000_000  # what one peer may publish: bounds the directory it can fill
     tls_cert: str = ""  # PEM certificate chain and key: serve TLS only (p2p_common.tls)
     tls_key: str = ""
+    probe_seconds: float = 2.0  # a serving peer's address is tried at login, this long (tracker.reachability); 0: not
 
     def __post_init__(self) -> None:
         if not 2 <= self.lease_seconds <= 86400:
@@ -34,6 +35,8 @@ class TrackerConfig:
             raise ValueError(f"workers must be 1-1024, got {self.max_workers}")
         if self.max_files_per_session < 1:
             raise ValueError(f"max files per session must be at least 1, got {self.max_files_per_session}")
+        if not 0 <= self.probe_seconds <= 30:
+            raise ValueError(f"probe timeout must be 0-30 seconds, got {self.probe_seconds:g}")
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -73,6 +76,13 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         default=env("P2P_MAX_FILES_PER_SESSION", str(d.max_files_per_session)),
         help="files one peer may publish; a SendIndex past it is refused whole [P2P_MAX_FILES_PER_SESSION]",
     )
+    parser.add_argument(
+        "--probe-timeout",
+        type=float,
+        default=env("P2P_PROBE_TIMEOUT", str(d.probe_seconds)),
+        help="seconds to try a TCP connection to a serving peer's address at its login, to warn it when others"
+        " cannot reach it either; 0: no try [P2P_PROBE_TIMEOUT]",
+    )
     add_server_tls_flags(parser)
 
 
@@ -85,6 +95,7 @@ def config_from_args(args: argparse.Namespace) -> TrackerConfig:
         log_level=args.log_level,
         max_workers=args.workers,
         max_files_per_session=args.max_files_per_session,
+        probe_seconds=args.probe_timeout,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
     )

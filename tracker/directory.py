@@ -26,6 +26,7 @@ from tracker import auth
 from tracker import store as st
 from tracker.config import TrackerConfig
 from tracker.login_guard import LoginGuard
+from tracker.reachability import probe
 from tracker.steady_clock import SteadyWallClock
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class LoginResult:
     token: str
     registered: bool
     address: str  # what Query lists the session under ('' for a client-only one)
+    reachability_problem: str = ""  # why the tracker could not connect to address ('' if it could, or did not try)
 
 
 def check_account_name(name: str) -> None:
@@ -170,8 +172,10 @@ class Directory:
         token = auth.new_token()
         now = self.clock()
         self.store.open_session(name, auth.token_hash(token), address, now + self.config.lease_seconds, now)
-        log.info("login %s address=%s registered=%s", name, address or "-", registered)
-        return LoginResult(token, registered, address)
+        problem = probe(address, self.config.probe_seconds) if address and self.config.probe_seconds else ""
+        unreachable = f" unreachable: {problem}" if problem else ""
+        log.info("login %s address=%s registered=%s%s", name, address or "-", registered, unreachable)
+        return LoginResult(token, registered, address, problem)
 
     def authenticate(self, token: str) -> st.Session:
         """The live session of token (used by the auth interceptor)."""

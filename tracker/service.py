@@ -113,6 +113,7 @@ class TrackerServicer(pb_grpc.TrackerServiceServicer):
             lease_seconds=self._dir.config.lease_seconds,
             registered=result.registered,
             address=result.address,
+            reachability_problem=result.reachability_problem,
         )
 
     @translate_errors

@@ -583,8 +583,8 @@ def test_get_to_standard_output_streams_the_verified_file_in_order(cluster):
     in order. Nothing is left in TMPDIR, nothing named '-' appears, and a reader that leaves (`|
     head`) ends the download quietly with SIGPIPE's status."""
     digest = ""
-    for name in ("p1", "p2"):
-        digest = big_file(cluster.serve(name) / "set.bin", 12 * MiB + 5, "set")
+    for name in ("p1", "p2"):  # capped, so that neither can send all 13 chunks before the other starts
+        digest = big_file(cluster.serve(name, "--max-serve-rate", "8M") / "set.bin", 12 * MiB + 5, "set")
     wait_for(lambda: [r for r in cluster.search("set.bin") if len(r["peers"]) == 2], timeout=20, what="2 sources")
     tmp = cluster.work / "tmp"
     tmp.mkdir()
@@ -996,6 +996,18 @@ def test_search_and_get_take_one_peers_share_and_peers_prints_json(cluster):
     ]:
         refused = cluster.peer("get", *args)
         assert refused.returncode == 1 and refused.stderr == f"p2p-peer get: {said}\n", refused.stderr
+
+
+def test_serve_warns_when_the_tracker_cannot_connect_to_the_address_it_advertises(cluster):
+    wrong = f"127.0.0.1:{free_port()}"  # a typo: nothing listens there
+    cluster.serve("typo", "--advertise", wrong)
+    cluster.serve("fine")
+    log = cluster.work / "typo.log"
+    said = f"the tracker could not connect to this peer at {wrong}: connection refused"
+    wait_for(lambda: said in log.read_text(), timeout=20, what="the warning")
+    assert "check --advertise" in log.read_text()
+    wait_for(lambda: len(cluster.peer("peers").stdout.splitlines()) == 3, timeout=20, what="both listed")
+    assert "could not connect" not in (cluster.work / "fine.log").read_text()
 
 
 def test_status_of_a_serving_peer(cluster):

@@ -691,6 +691,33 @@ def test_accounts_survive_a_restart(start_tracker_at):
         c.close()
 
 
+def test_a_login_says_when_the_tracker_cannot_connect_to_the_address_listed(start_tracker_at, caplog):
+    """As an eDonkey server tells a client it cannot reach (its "LowID"): a mistyped --advertise or
+    a closed firewall otherwise shows only as downloads failing on other hosts."""
+    tracker = start_tracker_at(probe_seconds=2)
+    c = TrackerClientForTests(f"127.0.0.1:{tracker.port}")
+    listening = socket.create_server(("127.0.0.1", 0))
+    closed = socket.create_server(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    try:
+        assert c.login("open", address=f"127.0.0.1:{listening.getsockname()[1]}").reachability_problem == ""
+        with caplog.at_level("INFO", logger="tracker.directory"):
+            refused = c.login("shut", address=f"127.0.0.1:{closed_port}")
+        assert refused.reachability_problem.startswith("connection refused") and refused.session_token  # listed all the same
+        assert f"login shut address=127.0.0.1:{closed_port} registered=True unreachable: connection refused" in caplog.text
+        assert c.login("client").reachability_problem == ""  # a client-only session: nothing to try
+    finally:
+        listening.close()
+        c.close()
+    quiet = start_tracker_at(probe_seconds=0, db=":memory:")
+    c = TrackerClientForTests(f"127.0.0.1:{quiet.port}")
+    try:
+        assert c.login("shut", address=f"127.0.0.1:{closed_port}").reachability_problem == ""  # not tried
+    finally:
+        c.close()
+
+
 def test_a_backup_taken_while_serving_restores_the_accounts_and_no_stale_peer(start_tracker_at, tmp_path, capsys):
     from tracker.__main__ import main as tracker_main
 

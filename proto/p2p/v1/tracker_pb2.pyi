@@ -27,16 +27,18 @@ class LoginRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., password: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
 
 class LoginResponse(_message.Message):
-    __slots__ = ("session_token", "lease_seconds", "registered", "address")
+    __slots__ = ("session_token", "lease_seconds", "registered", "address", "reachability_problem")
     SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
     LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     REGISTERED_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    REACHABILITY_PROBLEM_FIELD_NUMBER: _ClassVar[int]
     session_token: str
     lease_seconds: int
     registered: bool
     address: str
-    def __init__(self, session_token: _Optional[str] = ..., lease_seconds: _Optional[int] = ..., registered: _Optional[bool] = ..., address: _Optional[str] = ...) -> None: ...
+    reachability_problem: str
+    def __init__(self, session_token: _Optional[str] = ..., lease_seconds: _Optional[int] = ..., registered: _Optional[bool] = ..., address: _Optional[str] = ..., reachability_problem: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ()
