@@ -132,17 +132,22 @@ class TrackerClient:
             if reply.address != self.listed_as and self.advertise:
                 log.info("the tracker lists this peer as %s", reply.address)
             self.listed_as = reply.address
-            self.reachability_problem = reply.reachability_problem
+            self.reachability_problem = ""  # of this session, told now or by a heartbeat
             self._tickets.clear()
             self.generation += 1  # a new session starts with an empty index
-        if reply.reachability_problem:
+        self._note_reachability(reply.reachability_problem)
+        return reply.registered
+
+    def _note_reachability(self, problem: str) -> None:
+        """Warn the owner once when the tracker says it cannot connect to the address it lists."""
+        if problem and problem != self.reachability_problem:
             log.warning(
                 "the tracker could not connect to this peer at %s: %s; peers on other hosts likely cannot either"
                 " (check --advertise, P2P_ADVERTISE, and the firewall or the container's published ports)",
-                reply.address,
-                reply.reachability_problem,
+                self.listed_as,
+                problem,
             )
-        return reply.registered
+        self.reachability_problem = problem
 
     @property
     def logged_in(self) -> bool:
@@ -154,6 +159,7 @@ class TrackerClient:
             reply = self._stub.Heartbeat(pb.HeartbeatRequest(), metadata=bearer_metadata(self._token), timeout=CALL_TIMEOUT)
         except grpc.RpcError as exc:
             raise rpc_error(exc, "heartbeat") from None
+        self._note_reachability(reply.reachability_problem)
         return int(reply.lease_seconds)
 
     def keep_alive(self) -> None:

@@ -26,7 +26,7 @@ from tracker import auth
 from tracker import store as st
 from tracker.config import TrackerConfig
 from tracker.login_guard import LoginGuard
-from tracker.reachability import probe
+from tracker.reachability import Prober
 from tracker.steady_clock import SteadyWallClock
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,7 @@ class Directory:
         self.clock = clock or SteadyWallClock()  # wall time that steps of the system clock leave alone
         self._tickets = auth.TicketSigner(store.secret("ticket-hmac", 32))
         self.login_guard = LoginGuard(free_failures=config.free_failed_logins)
+        self.prober = Prober(config.probe_seconds) if config.probe_seconds else None
         self.started = time.monotonic()
         self._stats: tuple[float, st.StoreStats] | None = None  # (when counted, what)
         self._stats_lock = threading.Lock()
@@ -172,7 +173,7 @@ class Directory:
         token = auth.new_token()
         now = self.clock()
         self.store.open_session(name, auth.token_hash(token), address, now + self.config.lease_seconds, now)
-        problem = probe(address, self.config.probe_seconds) if address and self.config.probe_seconds else ""
+        problem = self.prober.at_login(address) if self.prober and address else ""
         unreachable = f" unreachable: {problem}" if problem else ""
         log.info("login %s address=%s registered=%s%s", name, address or "-", registered, unreachable)
         return LoginResult(token, registered, address, problem)
@@ -184,10 +185,13 @@ class Directory:
             raise Unauthenticated("session token is unknown or expired; log in again")
         return session
 
-    def heartbeat(self, session: st.Session) -> int:
+    def heartbeat(self, session: st.Session) -> tuple[int, str]:
+        """The lease renewed, and why the tracker could not connect to the session's address, if
+        its last try failed (a try that outlasted the login ends meanwhile)."""
         if not self.store.renew_session(session.id, self.clock() + self.config.lease_seconds):
             raise Unauthenticated("session expired; log in again")
-        return self.config.lease_seconds
+        problem = self.prober.last(session.address) if self.prober and session.address else ""
+        return self.config.lease_seconds, problem
 
     def logout(self, session: st.Session) -> None:
         self.store.close_session(session.id)

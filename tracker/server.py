@@ -34,6 +34,8 @@ class Tracker:
     def stop(self, grace: float = 5.0) -> None:
         self.reaper.stop()
         self.server.stop(grace)
+        if self.directory.prober:
+            self.directory.prober.close()
         self.directory.store.close()
 
 

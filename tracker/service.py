@@ -118,7 +118,8 @@ class TrackerServicer(pb_grpc.TrackerServiceServicer):
 
     @translate_errors
     def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.ServicerContext) -> pb.HeartbeatResponse:
-        return pb.HeartbeatResponse(lease_seconds=self._dir.heartbeat(_session()))
+        lease, problem = self._dir.heartbeat(_session())
+        return pb.HeartbeatResponse(lease_seconds=lease, reachability_problem=problem)
 
     @translate_errors
     def SendIndex(self, request_iterator: Iterable[pb.SendIndexRequest], context: grpc.ServicerContext) -> pb.SendIndexResponse:

@@ -718,6 +718,36 @@ def test_a_login_says_when_the_tracker_cannot_connect_to_the_address_listed(star
         c.close()
 
 
+def test_a_try_that_outlasts_the_login_is_told_by_a_heartbeat(start_tracker_at, caplog):
+    """A port a firewall drops answers nothing until the try's timeout: a login must not hold an
+    RPC thread that long (a lab of such peers logging in at once would hold them all)."""
+    from peer.tracker_client import TrackerClient
+
+    tracker = start_tracker_at(probe_seconds=1.5)
+    full = socket.create_server(("127.0.0.1", 0), backlog=0)  # never accepts: with one connection
+    waiting = socket.create_connection(full.getsockname())  # queued, later connects go unanswered
+    address = f"127.0.0.1:{full.getsockname()[1]}"
+    c = TrackerClient(f"127.0.0.1:{tracker.port}", "slow", "pw", advertise=address)  # as `serve` logs in
+    try:
+        started = time.monotonic()
+        c.login()
+        assert time.monotonic() - started < 1.2 and c.reachability_problem == ""  # not known yet
+        with caplog.at_level("WARNING", logger="peer.tracker_client"):
+            said = wait_for(lambda: c.heartbeat() and c.reachability_problem, timeout=10, what="the try's outcome")
+            for _ in range(2):
+                c.heartbeat()
+        assert said == "no answer within 1.5 s (a firewall drops it, or no such host on this network)"
+        warned = [r.getMessage() for r in caplog.records if "could not connect" in r.getMessage()]
+        assert warned == [
+            f"the tracker could not connect to this peer at {address}: {said}; peers on other hosts likely"
+            " cannot either (check --advertise, P2P_ADVERTISE, and the firewall or the container's published ports)"
+        ]
+    finally:
+        c.close()
+        waiting.close()
+        full.close()
+
+
 def test_a_backup_taken_while_serving_restores_the_accounts_and_no_stale_peer(start_tracker_at, tmp_path, capsys):
     from tracker.__main__ import main as tracker_main
 

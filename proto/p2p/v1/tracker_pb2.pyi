@@ -45,10 +45,12 @@ class HeartbeatRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class HeartbeatResponse(_message.Message):
-    __slots__ = ("lease_seconds",)
+    __slots__ = ("lease_seconds", "reachability_problem")
     LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REACHABILITY_PROBLEM_FIELD_NUMBER: _ClassVar[int]
     lease_seconds: int
-    def __init__(self, lease_seconds: _Optional[int] = ...) -> None: ...
+    reachability_problem: str
+    def __init__(self, lease_seconds: _Optional[int] = ..., reachability_problem: _Optional[str] = ...) -> None: ...
 
 class FileEntry(_message.Message):
     __slots__ = ("name", "size", "sha256", "chunk_size", "chunk_list_sha256", "partial")
