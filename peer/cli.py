@@ -119,7 +119,11 @@ def cmd_peers(args: argparse.Namespace) -> int:
     finally:
         client.logout()
     if args.json:
-        print(json.dumps([{"name": p.name, "address": p.address, "files": p.file_count} for p in peers], indent=2))
+        rows = [
+            {"name": p.name, "address": p.address, "files": p.file_count, "reachability_problem": p.reachability_problem}
+            for p in peers
+        ]
+        print(json.dumps(rows, indent=2))
         return 0
     if not peers:
         print("no peer is online")
@@ -128,7 +132,8 @@ def cmd_peers(args: argparse.Namespace) -> int:
     address_width = max(len("ADDRESS"), *(len(p.address) for p in peers))
     print(f"{'NAME':<{name_width}}  {'ADDRESS':<{address_width}}  FILES")
     for p in peers:
-        print(f"{pad(p.name, name_width)}  {p.address:<{address_width}}  {counted(p.file_count, 'file')}")
+        note = "  (the tracker cannot connect to it)" if p.reachability_problem else ""
+        print(f"{pad(p.name, name_width)}  {p.address:<{address_width}}  {counted(p.file_count, 'file')}{note}")
     return 0
 
 

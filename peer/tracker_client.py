@@ -62,6 +62,7 @@ class OnlinePeer:
     name: str
     address: str
     file_count: int
+    reachability_problem: str = ""  # why the tracker could not connect to address, if it could not
 
 
 def _remote_file(m: pb.FileMatch) -> RemoteFile:
@@ -242,7 +243,11 @@ class TrackerClient:
         while True:
             reply = self._call("list peers", partial(self._peers_call, request))
             # a tracker before the name filter (it lists every peer) must not make them all name's
-            found.extend(OnlinePeer(p.name, p.address, p.file_count) for p in reply.peers if p.name == name or not name)
+            found.extend(
+                OnlinePeer(p.name, p.address, p.file_count, p.reachability_problem)
+                for p in reply.peers
+                if p.name == name or not name
+            )
             if not reply.next_page_token:
                 return found
             request = pb.ListPeersRequest(name=name, page_size=page_size, page_token=reply.next_page_token)

@@ -190,8 +190,11 @@ class Directory:
         its last try failed (a try that outlasted the login ends meanwhile)."""
         if not self.store.renew_session(session.id, self.clock() + self.config.lease_seconds):
             raise Unauthenticated("session expired; log in again")
-        problem = self.prober.last(session.address) if self.prober and session.address else ""
-        return self.config.lease_seconds, problem
+        return self.config.lease_seconds, self.reachability(session.address)
+
+    def reachability(self, address: str) -> str:
+        """Why the last finished try to connect to address failed ("" if it did not, or none was made)."""
+        return self.prober.last(address) if self.prober and address else ""
 
     def logout(self, session: st.Session) -> None:
         self.store.close_session(session.id)

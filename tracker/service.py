@@ -152,7 +152,12 @@ class TrackerServicer(pb_grpc.TrackerServiceServicer):
     @translate_errors
     def ListPeers(self, request: pb.ListPeersRequest, context: grpc.ServicerContext) -> pb.ListPeersResponse:
         peers, token = self._dir.peers(request.name, request.page_size, request.page_token)
-        listed = [pb.Peer(name=p.name, address=p.address, file_count=p.file_count) for p in peers]
+        listed = [
+            pb.Peer(
+                name=p.name, address=p.address, file_count=p.file_count, reachability_problem=self._dir.reachability(p.address)
+            )
+            for p in peers
+        ]
         return pb.ListPeersResponse(peers=listed, next_page_token=token)
 
     @translate_errors

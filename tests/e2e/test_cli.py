@@ -978,7 +978,7 @@ def test_search_and_get_take_one_peers_share_and_peers_prints_json(cluster):
     bad = cluster.peer("search", "--peer", "no body")
     assert bad.returncode == 1 and "account name 'no body' must be" in bad.stderr and bad.stderr.count("\n") == 1
     listed = json.loads(cluster.peer("peers", "--json").stdout)
-    assert sorted((p["name"], p["files"]) for p in listed) == [("ann", 2), ("bo", 2)]
+    assert sorted((p["name"], p["files"], p["reachability_problem"]) for p in listed) == [("ann", 2, ""), ("bo", 2, "")]
     sources = rows["docs/notes.txt"]["peers"]
     assert {(p["name"], p["address"]) for p in listed} == {(p["name"], p["address"]) for p in sources}
     # get --peer: what that peer shares, by its names, from every source
@@ -1008,6 +1008,11 @@ def test_serve_warns_when_the_tracker_cannot_connect_to_the_address_it_advertise
     assert "check --advertise" in log.read_text()
     wait_for(lambda: len(cluster.peer("peers").stdout.splitlines()) == 3, timeout=20, what="both listed")
     assert "could not connect" not in (cluster.work / "fine.log").read_text()
+    fine, typo = cluster.peer("peers").stdout.splitlines()[1:]  # listed all the same, marked
+    assert typo.startswith("typo ") and typo.endswith("0 files  (the tracker cannot connect to it)"), typo
+    assert fine.startswith("fine ") and fine.endswith("0 files"), fine
+    listed = {p["name"]: p["reachability_problem"] for p in json.loads(cluster.peer("peers", "--json").stdout)}
+    assert listed["typo"].startswith("connection refused") and listed["fine"] == ""
 
 
 def test_status_of_a_serving_peer(cluster):

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14p2p/v1/tracker.proto\x12\x06p2p.v1\"?\n\x0cLoginRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\"\x80\x01\n\rLoginResponse\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\x15\n\rlease_seconds\x18\x02 \x01(\r\x12\x12\n\nregistered\x18\x03 \x01(\x08\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\x12\x1c\n\x14reachability_problem\x18\x05 \x01(\t\"\x12\n\x10HeartbeatRequest\"H\n\x11HeartbeatResponse\x12\x15\n\rlease_seconds\x18\x01 \x01(\r\x12\x1c\n\x14reachability_problem\x18\x02 \x01(\t\"w\n\tFileEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x12\n\nchunk_size\x18\x04 \x01(\r\x12\x19\n\x11\x63hunk_list_sha256\x18\x05 \x01(\t\x12\x0f\n\x07partial\x18\x06 \x01(\x08\"c\n\x10SendIndexRequest\x12\x1f\n\x04mode\x18\x01 \x01(\x0e\x32\x11.p2p.v1.IndexMode\x12\x1e\n\x03\x61\x64\x64\x18\x02 \x03(\x0b\x32\x11.p2p.v1.FileEntry\x12\x0e\n\x06remove\x18\x03 \x03(\t\"\'\n\x11SendIndexResponse\x12\x12\n\nfile_count\x18\x01 \x01(\x04\"n\n\x0cQueryRequest\x12\x14\n\x0cname_pattern\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x11\n\tpeer_name\x18\x05 \x01(\t\"K\n\x06Source\x12\x11\n\tpeer_name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07partial\x18\x04 \x01(\x08\"\x9e\x01\n\tFileMatch\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x12\n\nchunk_size\x18\x04 \x01(\r\x12\x19\n\x11\x63hunk_list_sha256\x18\x05 \x01(\t\x12\x1f\n\x07sources\x18\x06 \x03(\x0b\x32\x0e.p2p.v1.Source\x12\x15\n\rmatched_names\x18\x07 \x03(\t\"J\n\rQueryResponse\x12 \n\x05\x66iles\x18\x01 \x03(\x0b\x32\x11.p2p.v1.FileMatch\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"G\n\x10ListPeersRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"9\n\x04Peer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x12\n\nfile_count\x18\x03 \x01(\x04\"I\n\x11ListPeersResponse\x12\x1b\n\x05peers\x18\x01 \x03(\x0b\x32\x0c.p2p.v1.Peer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"*\n\x16IssuePeerTicketRequest\x12\x10\n\x08\x61udience\x18\x01 \x01(\t\">\n\x17IssuePeerTicketResponse\x12\x0e\n\x06ticket\x18\x01 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\r\")\n\x17VerifyPeerTicketRequest\x12\x0e\n\x06ticket\x18\x01 \x01(\t\"a\n\x18VerifyPeerTicketResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x11\n\tpeer_name\x18\x03 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x04 \x01(\r\"\x0f\n\rLogoutRequest\"\x10\n\x0eLogoutResponse\"\x11\n\x0fGetStatsRequest\"\x8c\x02\n\x10GetStatsResponse\x12\x15\n\rlive_sessions\x18\x01 \x01(\x04\x12\x15\n\rserving_peers\x18\x02 \x01(\x04\x12\r\n\x05\x66iles\x18\x03 \x01(\x04\x12\x10\n\x08\x63ontents\x18\x04 \x01(\x04\x12\x10\n\x08\x61\x63\x63ounts\x18\x05 \x01(\x04\x12#\n\x1bnames_waiting_to_be_indexed\x18\x06 \x01(\x04\x12\x16\n\x0euptime_seconds\x18\x07 \x01(\x04\x12\x15\n\rlease_seconds\x18\x08 \x01(\r\x12\x1b\n\x13logins_refused_busy\x18\t \x01(\x04\x12&\n\x1elogins_refused_wrong_passwords\x18\n \x01(\x04*V\n\tIndexMode\x12\x1a\n\x16INDEX_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12INDEX_MODE_REPLACE\x10\x01\x12\x15\n\x11INDEX_MODE_UPDATE\x10\x02\x32\xe7\x04\n\x0eTrackerService\x12\x34\n\x05Login\x12\x14.p2p.v1.LoginRequest\x1a\x15.p2p.v1.LoginResponse\x12@\n\tHeartbeat\x12\x18.p2p.v1.HeartbeatRequest\x1a\x19.p2p.v1.HeartbeatResponse\x12\x42\n\tSendIndex\x12\x18.p2p.v1.SendIndexRequest\x1a\x19.p2p.v1.SendIndexResponse(\x01\x12\x34\n\x05Query\x12\x14.p2p.v1.QueryRequest\x1a\x15.p2p.v1.QueryResponse\x12@\n\tListPeers\x12\x18.p2p.v1.ListPeersRequest\x1a\x19.p2p.v1.ListPeersResponse\x12R\n\x0fIssuePeerTicket\x12\x1e.p2p.v1.IssuePeerTicketRequest\x1a\x1f.p2p.v1.IssuePeerTicketResponse\x12U\n\x10VerifyPeerTicket\x12\x1f.p2p.v1.VerifyPeerTicketRequest\x1a .p2p.v1.VerifyPeerTicketResponse\x12\x37\n\x06Logout\x12\x15.p2p.v1.LogoutRequest\x1a\x16.p2p.v1.LogoutResponse\x12=\n\x08GetStats\x12\x17.p2p.v1.GetStatsRequest\x1a\x18.p2p.v1.GetStatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14p2p/v1/tracker.proto\x12\x06p2p.v1\"?\n\x0cLoginRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\"\x80\x01\n\rLoginResponse\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\x15\n\rlease_seconds\x18\x02 \x01(\r\x12\x12\n\nregistered\x18\x03 \x01(\x08\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\x12\x1c\n\x14reachability_problem\x18\x05 \x01(\t\"\x12\n\x10HeartbeatRequest\"H\n\x11HeartbeatResponse\x12\x15\n\rlease_seconds\x18\x01 \x01(\r\x12\x1c\n\x14reachability_problem\x18\x02 \x01(\t\"w\n\tFileEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x12\n\nchunk_size\x18\x04 \x01(\r\x12\x19\n\x11\x63hunk_list_sha256\x18\x05 \x01(\t\x12\x0f\n\x07partial\x18\x06 \x01(\x08\"c\n\x10SendIndexRequest\x12\x1f\n\x04mode\x18\x01 \x01(\x0e\x32\x11.p2p.v1.IndexMode\x12\x1e\n\x03\x61\x64\x64\x18\x02 \x03(\x0b\x32\x11.p2p.v1.FileEntry\x12\x0e\n\x06remove\x18\x03 \x03(\t\"\'\n\x11SendIndexResponse\x12\x12\n\nfile_count\x18\x01 \x01(\x04\"n\n\x0cQueryRequest\x12\x14\n\x0cname_pattern\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x11\n\tpeer_name\x18\x05 \x01(\t\"K\n\x06Source\x12\x11\n\tpeer_name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07partial\x18\x04 \x01(\x08\"\x9e\x01\n\tFileMatch\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x12\n\nchunk_size\x18\x04 \x01(\r\x12\x19\n\x11\x63hunk_list_sha256\x18\x05 \x01(\t\x12\x1f\n\x07sources\x18\x06 \x03(\x0b\x32\x0e.p2p.v1.Source\x12\x15\n\rmatched_names\x18\x07 \x03(\t\"J\n\rQueryResponse\x12 \n\x05\x66iles\x18\x01 \x03(\x0b\x32\x11.p2p.v1.FileMatch\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"G\n\x10ListPeersRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"W\n\x04Peer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x12\n\nfile_count\x18\x03 \x01(\x04\x12\x1c\n\x14reachability_problem\x18\x04 \x01(\t\"I\n\x11ListPeersResponse\x12\x1b\n\x05peers\x18\x01 \x03(\x0b\x32\x0c.p2p.v1.Peer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"*\n\x16IssuePeerTicketRequest\x12\x10\n\x08\x61udience\x18\x01 \x01(\t\">\n\x17IssuePeerTicketResponse\x12\x0e\n\x06ticket\x18\x01 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\r\")\n\x17VerifyPeerTicketRequest\x12\x0e\n\x06ticket\x18\x01 \x01(\t\"a\n\x18VerifyPeerTicketResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x11\n\tpeer_name\x18\x03 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x04 \x01(\r\"\x0f\n\rLogoutRequest\"\x10\n\x0eLogoutResponse\"\x11\n\x0fGetStatsRequest\"\x8c\x02\n\x10GetStatsResponse\x12\x15\n\rlive_sessions\x18\x01 \x01(\x04\x12\x15\n\rserving_peers\x18\x02 \x01(\x04\x12\r\n\x05\x66iles\x18\x03 \x01(\x04\x12\x10\n\x08\x63ontents\x18\x04 \x01(\x04\x12\x10\n\x08\x61\x63\x63ounts\x18\x05 \x01(\x04\x12#\n\x1bnames_waiting_to_be_indexed\x18\x06 \x01(\x04\x12\x16\n\x0euptime_seconds\x18\x07 \x01(\x04\x12\x15\n\rlease_seconds\x18\x08 \x01(\r\x12\x1b\n\x13logins_refused_busy\x18\t \x01(\x04\x12&\n\x1elogins_refused_wrong_passwords\x18\n \x01(\x04*V\n\tIndexMode\x12\x1a\n\x16INDEX_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12INDEX_MODE_REPLACE\x10\x01\x12\x15\n\x11INDEX_MODE_UPDATE\x10\x02\x32\xe7\x04\n\x0eTrackerService\x12\x34\n\x05Login\x12\x14.p2p.v1.LoginRequest\x1a\x15.p2p.v1.LoginResponse\x12@\n\tHeartbeat\x12\x18.p2p.v1.HeartbeatRequest\x1a\x19.p2p.v1.HeartbeatResponse\x12\x42\n\tSendIndex\x12\x18.p2p.v1.SendIndexRequest\x1a\x19.p2p.v1.SendIndexResponse(\x01\x12\x34\n\x05Query\x12\x14.p2p.v1.QueryRequest\x1a\x15.p2p.v1.QueryResponse\x12@\n\tListPeers\x12\x18.p2p.v1.ListPeersRequest\x1a\x19.p2p.v1.ListPeersResponse\x12R\n\x0fIssuePeerTicket\x12\x1e.p2p.v1.IssuePeerTicketRequest\x1a\x1f.p2p.v1.IssuePeerTicketResponse\x12U\n\x10VerifyPeerTicket\x12\x1f.p2p.v1.VerifyPeerTicketRequest\x1a .p2p.v1.VerifyPeerTicketResponse\x12\x37\n\x06Logout\x12\x15.p2p.v1.LogoutRequest\x1a\x16.p2p.v1.LogoutResponse\x12=\n\x08GetStats\x12\x17.p2p.v1.GetStatsRequest\x1a\x18.p2p.v1.GetStatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'p2p.v1.tracker_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_INDEXMODE']._serialized_start=1793
-  _globals['_INDEXMODE']._serialized_end=1879
+  _globals['_INDEXMODE']._serialized_start=1823
+  _globals['_INDEXMODE']._serialized_end=1909
   _globals['_LOGINREQUEST']._serialized_start=32
   _globals['_LOGINREQUEST']._serialized_end=95
   _globals['_LOGINRESPONSE']._serialized_start=98
@@ -58,25 +58,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTPEERSREQUEST']._serialized_start=1011
   _globals['_LISTPEERSREQUEST']._serialized_end=1082
   _globals['_PEER']._serialized_start=1084
-  _globals['_PEER']._serialized_end=1141
-  _globals['_LISTPEERSRESPONSE']._serialized_start=1143
-  _globals['_LISTPEERSRESPONSE']._serialized_end=1216
-  _globals['_ISSUEPEERTICKETREQUEST']._serialized_start=1218
-  _globals['_ISSUEPEERTICKETREQUEST']._serialized_end=1260
-  _globals['_ISSUEPEERTICKETRESPONSE']._serialized_start=1262
-  _globals['_ISSUEPEERTICKETRESPONSE']._serialized_end=1324
-  _globals['_VERIFYPEERTICKETREQUEST']._serialized_start=1326
-  _globals['_VERIFYPEERTICKETREQUEST']._serialized_end=1367
-  _globals['_VERIFYPEERTICKETRESPONSE']._serialized_start=1369
-  _globals['_VERIFYPEERTICKETRESPONSE']._serialized_end=1466
-  _globals['_LOGOUTREQUEST']._serialized_start=1468
-  _globals['_LOGOUTREQUEST']._serialized_end=1483
-  _globals['_LOGOUTRESPONSE']._serialized_start=1485
-  _globals['_LOGOUTRESPONSE']._serialized_end=1501
-  _globals['_GETSTATSREQUEST']._serialized_start=1503
-  _globals['_GETSTATSREQUEST']._serialized_end=1520
-  _globals['_GETSTATSRESPONSE']._serialized_start=1523
-  _globals['_GETSTATSRESPONSE']._serialized_end=1791
-  _globals['_TRACKERSERVICE']._serialized_start=1882
-  _globals['_TRACKERSERVICE']._serialized_end=2497
+  _globals['_PEER']._serialized_end=1171
+  _globals['_LISTPEERSRESPONSE']._serialized_start=1173
+  _globals['_LISTPEERSRESPONSE']._serialized_end=1246
+  _globals['_ISSUEPEERTICKETREQUEST']._serialized_start=1248
+  _globals['_ISSUEPEERTICKETREQUEST']._serialized_end=1290
+  _globals['_ISSUEPEERTICKETRESPONSE']._serialized_start=1292
+  _globals['_ISSUEPEERTICKETRESPONSE']._serialized_end=1354
+  _globals['_VERIFYPEERTICKETREQUEST']._serialized_start=1356
+  _globals['_VERIFYPEERTICKETREQUEST']._serialized_end=1397
+  _globals['_VERIFYPEERTICKETRESPONSE']._serialized_start=1399
+  _globals['_VERIFYPEERTICKETRESPONSE']._serialized_end=1496
+  _globals['_LOGOUTREQUEST']._serialized_start=1498
+  _globals['_LOGOUTREQUEST']._serialized_end=1513
+  _globals['_LOGOUTRESPONSE']._serialized_start=1515
+  _globals['_LOGOUTRESPONSE']._serialized_end=1531
+  _globals['_GETSTATSREQUEST']._serialized_start=1533
+  _globals['_GETSTATSREQUEST']._serialized_end=1550
+  _globals['_GETSTATSRESPONSE']._serialized_start=1553
+  _globals['_GETSTATSRESPONSE']._serialized_end=1821
+  _globals['_TRACKERSERVICE']._serialized_start=1912
+  _globals['_TRACKERSERVICE']._serialized_end=2527
 # @@protoc_insertion_point(module_scope)

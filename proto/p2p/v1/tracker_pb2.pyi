@@ -147,14 +147,16 @@ class ListPeersRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class Peer(_message.Message):
-    __slots__ = ("name", "address", "file_count")
+    __slots__ = ("name", "address", "file_count", "reachability_problem")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     FILE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REACHABILITY_PROBLEM_FIELD_NUMBER: _ClassVar[int]
     name: str
     address: str
     file_count: int
-    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., file_count: _Optional[int] = ...) -> None: ...
+    reachability_problem: str
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., file_count: _Optional[int] = ..., reachability_problem: _Optional[str] = ...) -> None: ...
 
 class ListPeersResponse(_message.Message):
     __slots__ = ("peers", "next_page_token")
