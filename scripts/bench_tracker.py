@@ -177,7 +177,7 @@ def canned_main(address: str, db: str) -> None:
     tracker = start_tracker(TrackerConfig(listen=address, db=db, lease_seconds=7200, log_level="warning"))
     page, _ = tracker.directory.query("a", "", 50, "")
     assert len(page) == 50, "the store has fewer than 50 matches for 'a'"
-    tracker.directory.query = lambda pattern, sha256, page_size, page_token: (page[:page_size], "")  # type: ignore[method-assign]
+    tracker.directory.query = lambda pattern, sha256, page_size, page_token, peer="": (page[:page_size], "")  # type: ignore[method-assign]
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     stop.wait()
