@@ -151,6 +151,11 @@ def demo(work: Path, tls: bool = False) -> None:
         run("p2p-peer", "--name", "dave", "search", "", env=env)
         run("p2p-peer", "--name", "dave", "search", "*.jpg", env=env)
 
+        step(f"dave browses what {PEERS[2]} shares (search --peer)")
+        browsed = run("p2p-peer", "--name", "dave", "search", "--peer", PEERS[2], env=env)
+        if f"{PEERS[2]}-notes.txt" not in browsed or f"{PEERS[0]}-notes.txt" in browsed:
+            raise DemoFailed(f"browsing {PEERS[2]} did not list exactly its files")
+
         step("dave downloads the 64 MiB dataset from all three peers at once, every chunk verified")
         downloads = work / "downloads"
         downloads.mkdir()

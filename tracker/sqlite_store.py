@@ -278,6 +278,8 @@ class SqliteStore:
             raise CannotOpen(f"{dest} is the database itself; back it up to another file")
         aside = f"{dest}.{os.getpid()}.tmp"
         try:
+            with suppress(FileNotFoundError):
+                os.unlink(aside)  # a run killed before could leave one
             copy = sqlite3.connect(aside, isolation_level=None)  # one self-contained file (no WAL)
             try:
                 copy.executescript(_schema())
