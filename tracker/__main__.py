@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 
 from p2p_common.errors import P2PError, error_text
 from p2p_common.flags import accept_after_command
@@ -92,8 +93,12 @@ def run_user_command(args: argparse.Namespace, config: TrackerConfig) -> None:
             also = f"; {sessions} of it ended (their peers must log in with the new password)" if ended else ""
             print(f"password of {args.name} changed{also}")
         elif args.user_command == "list":
+            places = _serving_places(store)
             for account in store.accounts():
-                print(f"{account.name}  (disabled)" if account.disabled else account.name)
+                notes = ["disabled"] if account.disabled else []
+                if account.name in places:
+                    notes.append("serving from " + ", ".join(places[account.name]))
+                print(f"{account.name}  ({'; '.join(notes)})" if notes else account.name)
         elif args.user_command in ("disable", "enable"):
             ended = store.set_disabled(args.name, args.user_command == "disable")
             also = f"; {ended} session{'s' if ended != 1 else ''} of it ended" if ended else ""
@@ -117,6 +122,17 @@ def back_up(args: argparse.Namespace, config: TrackerConfig) -> None:
         f"backed up {count} account{'s' if count != 1 else ''} of {config.db} to {args.file}"
         " (sessions and shared files are left out: peers publish theirs again when they log in)"
     )
+
+
+def _serving_places(store: SqliteStore) -> dict[str, list[str]]:
+    """The addresses each account serves from now (its live sessions with an address)."""
+    places: dict[str, list[str]] = {}
+    after = ("", "")
+    while page := store.live_peers(time.time(), after=after, limit=1000):
+        for peer in page:
+            places.setdefault(peer.name, []).append(peer.address)
+        after = (page[-1].name, page[-1].address)
+    return places
 
 
 def serve(config: TrackerConfig) -> None:

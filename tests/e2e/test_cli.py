@@ -397,6 +397,8 @@ def test_a_disabled_account_is_kept_out_while_its_peer_serves(cluster):
     (share / "junk.txt").write_text("junk")
     wait_for(lambda: cluster.search("junk"), timeout=20, what="junk.txt published")
     tracker = [str(BIN / "p2p-tracker"), "--db", str(cluster.work / "t.db"), "user"]
+    serving = subprocess.run([*tracker, "list"], capture_output=True, text=True).stdout.splitlines()
+    assert re.fullmatch(r"mallory  \(serving from 127\.0\.0\.1:\d+\)", serving[0]) and serving[1:] == ["user"], serving
     done = subprocess.run([*tracker, "disable", "mallory"], capture_output=True, text=True)  # beside the running tracker
     assert done.stdout == "account mallory disabled; 1 session of it ended\n", done
     assert cluster.search("junk") == []
