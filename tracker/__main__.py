@@ -75,10 +75,14 @@ def _is_new(db: str) -> bool:
     return db != ":memory:" and not os.path.exists(db)
 
 
+def _no_database(db: str) -> P2PError:
+    return P2PError(f"no database at {db} (the tracker, or `user add`, makes one): check --db or P2P_DB")
+
+
 def run_user_command(args: argparse.Namespace, config: TrackerConfig) -> None:
     new = _is_new(config.db)  # a mistyped --db: only `add` makes a database, and says so
     if new and args.user_command != "add":
-        raise P2PError(f"no database at {config.db} (the tracker, or `user add`, makes one): check --db or P2P_DB")
+        raise _no_database(config.db)
     store = SqliteStore(config.db, accounts_only=True)  # beside a running tracker too
     if new:
         print(f"p2p-tracker: {config.db} did not exist: made a new database there", file=sys.stderr)
@@ -112,7 +116,7 @@ def run_user_command(args: argparse.Namespace, config: TrackerConfig) -> None:
 
 def back_up(args: argparse.Namespace, config: TrackerConfig) -> None:
     if _is_new(config.db):
-        raise P2PError(f"no database at {config.db}: check --db or P2P_DB")
+        raise _no_database(config.db)
     store = SqliteStore(config.db, accounts_only=True)  # beside a running tracker too
     try:
         count = store.back_up_accounts(args.file)
@@ -127,11 +131,8 @@ def back_up(args: argparse.Namespace, config: TrackerConfig) -> None:
 def _serving_places(store: SqliteStore) -> dict[str, list[str]]:
     """The addresses each account serves from now (its live sessions with an address)."""
     places: dict[str, list[str]] = {}
-    after = ("", "")
-    while page := store.live_peers(time.time(), after=after, limit=1000):
-        for peer in page:
-            places.setdefault(peer.name, []).append(peer.address)
-        after = (page[-1].name, page[-1].address)
+    for peer in store.live_peers(time.time(), limit=1 << 30):  # every one: not a page
+        places.setdefault(peer.name, []).append(peer.address)
     return places
 
 
