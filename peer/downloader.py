@@ -18,7 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from p2p_common.errors import Busy, DataLoss, NotFound, P2PError, ResourceExhausted, Unavailable
+from p2p_common.errors import (
+    AlreadyExists,
+    Busy,
+    DataLoss,
+    FailedPrecondition,
+    NotFound,
+    P2PError,
+    ResourceExhausted,
+    Unavailable,
+)
+from peer import chunking
 from peer.availability import NotHeld
 from peer.busy_wait import BusyWait
 from peer.chunk_schedule import ChunkSchedule
@@ -290,7 +300,9 @@ class Download:
                 t.join(timeout=30)
             for label, why in self._bad.items():  # caught lying after the download no longer needed it
                 self.dropped.setdefault(label, why)
-            if interrupted or not partial.complete:
+            if partial.bytes_held == 0 and not partial.complete:
+                partial.discard()  # nothing to resume: no litter of staged files
+            elif interrupted or not partial.complete:
                 partial.close()  # keeps what was verified, for a resume
         if self._fatal is not None:
             raise _write_error(self._fatal, self.dest)
@@ -529,6 +541,22 @@ def _write_error(exc: Exception, dest: Path) -> P2PError:
     if exc.errno == errno.ENOSPC:
         return ResourceExhausted(f"disk full while writing {dest} (verified chunks are kept; free space and rerun)")
     return P2PError(f"cannot write {dest}: {exc.strerror or exc}")
+
+
+def settled(wanted: Wanted, dest: Path, replace: bool) -> DownloadResult | None:
+    """What dest says before any byte moves: a result when it holds wanted already; None when
+    the download may go on. A different file at dest is kept unless replace says otherwise: a
+    download never destroys what it did not write (an upload to a peer is refused the same way)."""
+    if dest.is_file() and dest.stat().st_size == wanted.size and chunking.sha256_of(dest) == wanted.sha256:
+        chunks = chunking.chunk_count(wanted.size, wanted.chunk_size)
+        return DownloadResult(dest, wanted.size, bytes_received=0, chunks_fetched=0, chunks_reused=chunks, already_there=True)
+    if dest.is_dir():
+        raise AlreadyExists(f"{dest} is a directory")
+    if dest.exists() and not dest.is_file():  # never replaced, not even with replace (as root: /dev/null)
+        raise FailedPrecondition(f"{dest} is a device, pipe or socket; a download is written to a file or folder")
+    if not replace and (dest.exists() or dest.is_symlink()):
+        raise AlreadyExists(f"{dest} already exists with other content (--force replaces it)")
+    return None
 
 
 def download(

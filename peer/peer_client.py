@@ -106,8 +106,8 @@ class ChunkStream:
 
     def __init__(self, channel: grpc.Channel, md: tuple[tuple[str, str], ...], sha256: str):
         self._asks: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self._first = True
         self._sha256 = sha256
+        self._named = ""  # the file the last request named
         download = channel.stream_stream(
             DOWNLOAD_METHOD,
             request_serializer=pb.DownloadRequest.SerializeToString,
@@ -122,10 +122,13 @@ class ChunkStream:
                 return
             yield item
 
-    def ask(self, indexes: list[int]) -> None:
+    def ask(self, indexes: list[int], sha256: str = "") -> None:
+        """Ask for chunk indexes of the stream's file, or of sha256's (named in the request when
+        it is not the file the last one named: see small_files)."""
+        sha256 = sha256 or self._sha256
         request = pb.DownloadRequest(chunk_indexes=indexes)
-        if self._first:
-            request.sha256, self._first = self._sha256, False
+        if sha256 != self._named:
+            request.sha256 = self._named = sha256
         self._asks.put(request)
 
     def next_chunk(self) -> tuple[int, memoryview]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -32,6 +33,7 @@ from p2p_common.errors import (
     abort_with,
 )
 from p2p_common.names import is_sha256_hex, name_problem
+from peer.availability import ChunkMap
 from peer.chunk_store import BeingWritten, PartialFile, Write
 from peer.chunk_wire import encode_download_response, encode_not_held
 from peer.manifest import Manifest
@@ -164,32 +166,43 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         return context.is_active()
 
     def _serve_chunks(self, request_iterator: Iterator[pb.DownloadRequest], context: grpc.ServicerContext) -> Iterator[bytes]:
-        """Each requested chunk of the file the first request names, read as it is asked for."""
+        """Each requested chunk, read as it is asked for, of the file the request names (or the
+        last request that named one). The first must name a file this peer holds (NOT_FOUND
+        otherwise); a later one naming content it does not hold has its chunks answered not
+        held, and the stream goes on: one stream carries many small files (see small_files)."""
         first = next(request_iterator, None)
         if first is None:
             return
-        shared = self._lookup(first.sha256)
-        staged = shared.staged
-        fd = open_unchanged(shared) if staged is None else staged.open()
+        serving: _Served | None = _Served(self._lookup(first.sha256))
         try:
-            m = shared.manifest
             request: pb.DownloadRequest | None = first
             while request is not None:
                 if len(request.chunk_indexes) > MAX_INDEXES_PER_REQUEST:
                     raise InvalidArgument(f"at most {MAX_INDEXES_PER_REQUEST} chunk indexes per request")
+                if request.sha256 and (serving is None or request.sha256 != serving.shared.manifest.sha256):
+                    if serving is not None:
+                        serving.close()
+                    serving = None  # not held here: each chunk asked is answered so
+                    with contextlib.suppress(NotFound):
+                        serving = _Served(self._lookup(request.sha256))
                 for index in request.chunk_indexes:
+                    if serving is None:
+                        yield encode_not_held(index, ChunkMap())
+                        continue
+                    m = serving.shared.manifest
                     if index >= m.chunk_count:
-                        raise InvalidArgument(f"chunk {index} is out of range: {shared.name} has {m.chunk_count} chunks")
+                        raise InvalidArgument(f"chunk {index} is out of range: {serving.shared.name} has {m.chunk_count} chunks")
+                    staged = serving.shared.staged
                     if staged is None:
                         if not self._wait_for_budget(m.chunk_length(index), context):
                             return
-                        data = os.pread(fd, m.chunk_length(index), index * m.chunk_size)
-                        if len(data) != m.chunk_length(index) or not is_unchanged(fd, shared):
+                        data = os.pread(serving.fd, m.chunk_length(index), index * m.chunk_size)
+                        if len(data) != m.chunk_length(index) or not is_unchanged(serving.fd, serving.shared):
                             raise NotFound(
-                                f"{shared.name} changed while it was being served: this peer no longer holds that content"
+                                f"{serving.shared.name} changed while it was being served: this peer no longer holds that content"
                             )
                     else:
-                        chunk = staged.read_chunk(fd, index) if staged.holds(index) else None
+                        chunk = staged.read_chunk(serving.fd, index) if staged.holds(index) else None
                         if chunk is None:
                             staged.forget(index)  # in case it was recorded but its bytes do not check out
                             yield encode_not_held(index, staged.chunk_map())
@@ -203,7 +216,8 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                     yield encode_download_response(index, data)
                 request = next(request_iterator, None)
         finally:
-            os.close(fd)
+            if serving is not None:
+                serving.close()
 
     def Upload(self, request_iterator: Iterator[pb.UploadRequest], context: grpc.ServicerContext) -> Iterator[pb.UploadResponse]:
         try:
@@ -309,3 +323,16 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
             raise ResourceExhausted(f"not enough disk space for {offer.name}: {offer.size} bytes offered, {free} free")
         log.info("upload of %s (%d bytes) offered by %s", offer.name, offer.size, sender)
         return offer.name, manifest
+
+
+class _Served:
+    """A shared file a Download stream reads from, open."""
+
+    __slots__ = ("fd", "shared")
+
+    def __init__(self, shared: SharedFile):
+        self.shared = shared
+        self.fd = open_unchanged(shared) if shared.staged is None else shared.staged.open()
+
+    def close(self) -> None:
+        os.close(self.fd)

@@ -14,16 +14,17 @@ from pathlib import Path
 import grpc
 
 from p2p.v1 import peer_pb2 as pb
-from p2p_common.errors import AlreadyExists, Busy, DataLoss, FailedPrecondition, InvalidArgument, NotFound, P2PError, Unavailable
+from p2p_common.errors import Busy, DataLoss, FailedPrecondition, InvalidArgument, NotFound, P2PError, Unavailable
 from p2p_common.names import STATE_DIR_NAME, is_sha256_prefix, name_problem
 from peer import chunking
 from peer.busy_wait import BusyWait
 from peer.chunk_store import StagedListing, is_staging_file, staged_records
-from peer.downloader import STALL_SECONDS, Cancelled, DownloadResult, Progress, Wanted, download
+from peer.downloader import STALL_SECONDS, Cancelled, DownloadResult, Progress, Wanted, download, settled
 from peer.jobs import each_at_once
 from peer.manifest import Manifest
 from peer.peer_client import PeerChannels, PeerConnection
 from peer.run_clock import RunClock
+from peer.small_files import SmallFiles
 from peer.throttle import Throttle
 from peer.tracker_client import RemoteFile, Source, TrackerClient, rpc_error
 
@@ -160,19 +161,12 @@ def fetch(
     if channels is None:
         with closing(PeerChannels(tracker.tls)) as own:
             return fetch(tracker, remote, dest, on_progress, replace, stall_seconds, throttle, cancel, own, find_staged, on_held)
-    if dest.is_file() and dest.stat().st_size == remote.size and chunking.sha256_of(dest) == remote.sha256:
-        chunks = chunking.chunk_count(remote.size, remote.chunk_size)
-        return DownloadResult(dest, remote.size, bytes_received=0, chunks_fetched=0, chunks_reused=chunks, already_there=True)
-    if dest.is_dir():
-        raise AlreadyExists(f"{dest} is a directory")
-    if dest.exists() and not dest.is_file():  # never replaced, not even with replace (as root: /dev/null)
-        raise FailedPrecondition(f"{dest} is a device, pipe or socket; a download is written to a file or folder")
-    if not replace and (dest.exists() or dest.is_symlink()):
-        raise AlreadyExists(f"{dest} already exists with other content (--force replaces it)")
+    wanted = Wanted(remote.sha256, remote.size, remote.chunk_size, remote.chunk_list_sha256)
+    if (done := settled(wanted, dest, replace)) is not None:
+        return done
     sources = _sources(tracker, remote, channels)
     if not sources:
         raise NotFound(f"no live peer has {remote.name}")
-    wanted = Wanted(remote.sha256, remote.size, remote.chunk_size, remote.chunk_list_sha256)
 
     def listed_now() -> list[PeerConnection]:  # peers that started or finished this download since
         for found in tracker.query(sha256=remote.sha256, limit=1):
@@ -227,8 +221,14 @@ def fetch_many(
         progress = on_progress(dest) if on_progress else None
         return fetch(tracker, remote, dest, progress, replace, stall_seconds, throttle, cancel, channels, staged)
 
+    def open_source(peer_name: str, address: str) -> PeerConnection:
+        return connect(tracker, peer_name, address, channels)
+
+    small = SmallFiles(open_source, replace, throttle, cancel, staged, stall_seconds)
     try:
-        with closing(each_at_once(targets, jobs, one, cancel)) as outcomes:
+        for remote, dest, result in small.run(targets):
+            yield Fetched(remote, dest, result, None)
+        with closing(each_at_once(small.left, jobs, one, cancel)) as outcomes:
             for (remote, dest), outcome in outcomes:
                 if isinstance(outcome, Exception):
                     yield Fetched(remote, dest, None, outcome)

@@ -80,11 +80,15 @@ class PeerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Download(self, request_iterator, context):
-        """Download streams chunks of one file. The first request names the file; every request
-        (the first included) may ask for more chunk indexes, and the server answers each index
-        with one response, in the order asked. The caller keeps the stream open as long as it
-        wants chunks and closes it when done. A peer still downloading the file itself (a
-        partial source) answers an index it does not hold yet with not_held and its chunk map.
+        """Download streams chunks. The first request names a file (NOT_FOUND if this peer does
+        not hold it); every request (the first included) may ask for more chunk indexes, and the
+        server answers each index with one response, in the order asked. A later request may
+        name another file, whose chunks it and the requests after it then ask for: one stream
+        carries many small files, without a stream's set-up for each. The caller keeps the
+        stream open as long as it wants chunks and closes it when done. A peer still
+        downloading a file itself (a partial source) answers an index it does not hold yet with
+        not_held and its chunk map; a later-named file it does not hold at all, with not_held
+        and an empty map.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
