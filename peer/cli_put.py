@@ -18,6 +18,7 @@ from peer.progress import BatchProgress, ProgressBar, counted, human_bytes
 from peer.scratch import no_room_to_stage
 from peer.throttle import Throttle
 from peer.tracker_client import TrackerClient
+from peer.upload_stream import UploadStream
 
 
 def cmd_put(args: argparse.Namespace) -> int:
@@ -86,16 +87,23 @@ def _put_many(
     throttle: Throttle | None,
 ) -> int:
     """--jobs files at once (one after another, each cost the round trips of its upload: 2,000
-    photos took 17 s); a line for each as it ends, and one that fails does not stop the others."""
+    photos took 17 s), each job sending file after file on an Upload stream of its own; a line
+    for each as it ends, and one that fails does not stop the others."""
     from peer.jobs import each_at_once
+    from peer.transfers import upload_stream
 
     sizes = {path: path.stat().st_size for path, _ in sending}
     display = BatchProgress(len(sending), sum(sizes.values()))
     cancel = threading.Event()  # set on Ctrl-C: the uploads under way stop, the receiver keeps their chunks
     failed = 0
+    per_job = threading.local()
+    streams: list[UploadStream] = []
 
     def one(item: tuple[Path, str]) -> str:
-        return _put_one(client, *item, peer, args, display, channels, throttle, cancel)
+        if (stream := getattr(per_job, "stream", None)) is None:
+            stream = per_job.stream = upload_stream(client, *peer, channels, args.stall_timeout)
+            streams.append(stream)
+        return _put_one(client, *item, peer, args, display, channels, throttle, cancel, stream=stream)
 
     try:
         with closing(each_at_once(sending, args.jobs, one, cancel)) as outcomes:
@@ -106,6 +114,8 @@ def _put_many(
                 else:
                     display.ended(path, sizes[path], outcome)
     finally:
+        for stream in streams:
+            stream.close()
         display.close()
     if failed:
         print(f"p2p-peer put: {failed} of {len(sending)} files failed", file=sys.stderr)
@@ -123,6 +133,7 @@ def _put_one(
     throttle: Throttle | None,
     cancel: threading.Event | None,
     shown_as: str = "",  # what the result line calls the file (its path unless given)
+    stream: UploadStream | None = None,  # to send it on, kept open for more files
 ) -> str:
     """Upload one file, drawing its own bar unless it is one of several; its result line."""
     from peer.transfers import push
@@ -135,7 +146,7 @@ def _put_one(
     else:
         report = display.on_download(path)
     try:
-        result = push(client, path, peer[0], name, report, args.stall_timeout, peer[1], channels, throttle, cancel)
+        result = push(client, path, peer[0], name, report, args.stall_timeout, peer[1], channels, throttle, cancel, stream)
     finally:
         if bar is not None:
             bar.close()

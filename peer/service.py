@@ -34,9 +34,10 @@ from p2p_common.errors import (
 )
 from p2p_common.names import is_sha256_hex, name_problem
 from peer.availability import ChunkMap
-from peer.chunk_store import BeingWritten, PartialFile, Write
+from peer.chunk_store import BeingWritten, PartialFile, StagedListing, Write
 from peer.chunk_wire import encode_download_response, encode_not_held
 from peer.manifest import Manifest
+from peer.progress import counted
 from peer.share import Share, SharedFile, is_unchanged, open_unchanged
 from peer.throttle import Throttle
 
@@ -105,7 +106,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
     @contextmanager
     def _transfer_slot(self) -> Iterator[None]:
         if not self._slots.acquire(blocking=False):
-            raise Busy(f"this peer is already serving {self._max_transfers} transfers; try again shortly")
+            raise Busy(f"this peer is already serving {counted(self._max_transfers, 'transfer')}; try again shortly")
         with self._tally_lock:
             self._active += 1
         try:
@@ -230,14 +231,26 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
             abort_with(context, _store_error(exc))
 
     def _receive_upload(self, request_iterator: Iterator[pb.UploadRequest]) -> Iterator[pb.UploadResponse]:
-        """Offer, what is held already, the missing chunks verified, then the file published."""
+        """Files one after another, each its offer, what is held already, the missing chunks
+        verified, then the file published. A file ends once every chunk is held, and the next
+        message may offer another: a folder of small files pays a stream's set-up once."""
+        staged = StagedListing()  # each folder listed once a stream: once a file, 10,000 files sent into one took 51 s
+        message = next(request_iterator, None)
+        if message is None or not message.HasField("offer"):
+            raise InvalidArgument("the first Upload message must be an offer")
+        while message is not None:
+            if not message.HasField("offer"):
+                raise InvalidArgument("a file is complete: the next Upload message must offer another file")
+            yield from self._receive_file(message.offer, request_iterator, staged)
+            message = next(request_iterator, None)
+
+    def _receive_file(
+        self, offer: pb.UploadOffer, request_iterator: Iterator[pb.UploadRequest], staged: StagedListing
+    ) -> Iterator[pb.UploadResponse]:
         partial: PartialFile | None = None
         receiving: str | None = None  # the name this upload holds in _receiving
         try:
-            first = next(request_iterator, None)
-            if first is None or not first.HasField("offer"):
-                raise InvalidArgument("the first Upload message must be an offer")
-            name, manifest = self._accept(first.offer, str(current_principal()))
+            name, manifest = self._accept(offer, str(current_principal()))
             dest = self._share.path_for(name)
             existing = self._share.by_name(name)
             if existing is None:
@@ -248,24 +261,25 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                 return
             receiving = self._claim_name(name, manifest.sha256)
             try:
-                partial = PartialFile(dest, manifest)
+                partial = PartialFile(dest, manifest, staged)
             except BeingWritten:  # told without this peer's paths
                 raise FailedPrecondition(f"another upload of {name} is under way here; send it again once it ends") from None
             yield pb.UploadResponse(accepted=pb.UploadAccepted(have_chunks=partial.held()))
             received = 0
-            for message in request_iterator:
+            while not partial.complete:
+                message = next(request_iterator, None)
+                if message is None:
+                    missing = len(partial.missing())
+                    partial.close()
+                    raise FailedPrecondition(f"upload ended with {counted(missing, 'chunk')} missing; send them again to resume")
                 if not message.HasField("chunk"):
-                    raise InvalidArgument("after the offer, every Upload message must be a chunk")
+                    raise InvalidArgument("after the offer, every Upload message must be a chunk until the file is complete")
                 chunk = message.chunk
                 if chunk.index >= manifest.chunk_count:
                     raise InvalidArgument(f"chunk {chunk.index} is out of range: the offer has {manifest.chunk_count} chunks")
                 if partial.write_chunk(chunk.index, chunk.data) is Write.REJECTED:
                     raise DataLoss(f"chunk {chunk.index} does not match its digest in the offer")
                 received += len(chunk.data)
-            if not partial.complete:
-                missing = len(partial.missing())
-                partial.close()
-                raise FailedPrecondition(f"upload ended with {missing} chunks missing; send them again to resume")
             current = self._share.by_name(name)
             if current is not None and current.manifest.sha256 != manifest.sha256:
                 partial.close()

@@ -13,7 +13,6 @@ to the full download path (transfers.fetch), which tries every source in turn an
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import threading
@@ -27,7 +26,7 @@ from peer.chunk_store import PartialFile, Write, staged_records
 from peer.downloader import STALL_SECONDS, BadSource, DownloadResult, Wanted, settled
 from peer.manifest import Manifest
 from peer.peer_client import PeerConnection
-from peer.run_clock import RunClock
+from peer.stall import StallWatch
 from peer.throttle import Throttle
 from peer.tracker_client import RemoteFile
 
@@ -183,7 +182,7 @@ class SmallFiles:
         source = self._open_source(*key)
         asked: deque[int] = deque()
         stream = None
-        watchdog = _Watchdog(self._stall_seconds)
+        watchdog = StallWatch(self._stall_seconds)
         try:
             while not self._cancel.is_set():
                 while len(asked) < WINDOW and (i := lines.take(key)) is not None:
@@ -197,7 +196,7 @@ class SmallFiles:
                 remote, dest, manifest = files[asked[0]]
                 if self._throttle is not None and self._cancel.wait(self._throttle.take(remote.size)):
                     return
-                with watchdog.owed():
+                with watchdog.waiting():
                     try:
                         index, data = stream.next_chunk()
                     except NotHeld:  # no longer shared there: its other sources, or the full path
@@ -245,36 +244,3 @@ def _whole_sources(remote: RemoteFile) -> list[Key]:
     """remote's sources that hold it whole, each once (a partial one holds nothing of a one-chunk
     file until it is done)."""
     return list(dict.fromkeys((s.peer_name, s.address) for s in remote.sources if not s.partial))
-
-
-class _Watchdog:
-    """Closes a stream that owes a chunk and has sent nothing for `seconds` (a frozen peer, a
-    silent network): its pipe's wait then ends in an error. Time this process was stopped does
-    not count (RunClock)."""
-
-    def __init__(self, seconds: float):
-        self._seconds = seconds
-        self._clock = RunClock()
-        self._since: float | None = None  # owing a chunk since
-        self._done = threading.Event()
-
-    def watch(self, close: Callable[[], object]) -> None:
-        def run() -> None:
-            while not self._done.wait(min(0.5, self._seconds / 4)):
-                since = self._since
-                if since is not None and self._clock.now() - since > self._seconds:
-                    close()
-                    return
-
-        threading.Thread(target=run, name="small-watch", daemon=True).start()
-
-    @contextlib.contextmanager
-    def owed(self) -> Iterator[None]:
-        self._since = self._clock.now()
-        try:
-            yield
-        finally:
-            self._since = None
-
-    def stop(self) -> None:
-        self._done.set()

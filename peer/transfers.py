@@ -11,10 +11,8 @@ from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import grpc
-
 from p2p.v1 import peer_pb2 as pb
-from p2p_common.errors import Busy, DataLoss, FailedPrecondition, InvalidArgument, NotFound, P2PError, Unavailable
+from p2p_common.errors import Busy, DataLoss, FailedPrecondition, InvalidArgument, NotFound
 from p2p_common.names import STATE_DIR_NAME, is_sha256_prefix, name_problem
 from peer import chunking
 from peer.busy_wait import BusyWait
@@ -23,10 +21,10 @@ from peer.downloader import STALL_SECONDS, Cancelled, DownloadResult, Progress, 
 from peer.jobs import each_at_once
 from peer.manifest import Manifest
 from peer.peer_client import PeerChannels, PeerConnection
-from peer.run_clock import RunClock
 from peer.small_files import SmallFiles
 from peer.throttle import Throttle
-from peer.tracker_client import RemoteFile, Source, TrackerClient, rpc_error
+from peer.tracker_client import RemoteFile, Source, TrackerClient
+from peer.upload_stream import UploadResult, UploadStream
 
 log = logging.getLogger(__name__)
 
@@ -250,47 +248,6 @@ def _sources(tracker: TrackerClient, remote: RemoteFile, channels: PeerChannels)
     return [connect(tracker, s.peer_name, s.address, channels, s.partial) for s in listed.values()]
 
 
-@dataclass(frozen=True)
-class UploadResult:
-    name: str
-    sha256: str
-    size: int
-    bytes_sent: int
-    chunks_skipped: int  # the receiver already held them (a resumed upload)
-    already_there: bool = False  # the receiver held the file whole under that name: nothing was written
-
-
-class _Watchdog:
-    """Calls cancel when progress() has not been called for stall_seconds (while this process ran)."""
-
-    def __init__(self, stall_seconds: float, clock: RunClock | None = None):
-        self.stall_seconds = stall_seconds
-        self.fired = False
-        self._clock = clock or RunClock()
-        self._last = self._clock.now()
-        self._done = threading.Event()
-
-    def progress(self) -> None:
-        self._last = self._clock.now()
-
-    def overdue(self) -> bool:
-        return self._clock.now() - self._last > self.stall_seconds
-
-    def watch(self, cancel: Callable[[], object]) -> None:
-        def run() -> None:
-            while not self._done.wait(min(0.1, self.stall_seconds / 4)):
-                if self.overdue():
-                    self.fired = True
-                    cancel()
-                    return
-
-        self.progress()
-        threading.Thread(target=run, name="upload-watchdog", daemon=True).start()
-
-    def stop(self) -> None:
-        self._done.set()
-
-
 def peer_statuses(tracker: TrackerClient, peer_name: str) -> list[tuple[str, pb.GetStatusResponse | Exception]]:
     """(address, status, or why there is none) of every serving session of peer_name (an account
     may serve from several): asked all at once, so that one frozen place neither hides the others'
@@ -408,40 +365,58 @@ def push(
     channels: PeerChannels | None = None,
     throttle: Throttle | None = None,  # the rate it may be sent at
     cancel: threading.Event | None = None,  # set: stop sending (the receiver keeps what it verified)
+    stream: UploadStream | None = None,  # an Upload stream to the peer, kept open for more files
 ) -> UploadResult:
     """Upload the file at path to peer_name (at address, if known, else as find_peer finds it;
-    through channels, if given);
+    through channels, if given; on stream, if given, else on a stream of its own);
     only the chunks it does not hold yet are sent.
 
     A receiver that takes nothing and says nothing for stall_seconds (frozen, or its network gone
     without a reset) is given up on; a rerun resumes. One serving all the transfers it allows is
     asked again until one ends (students handing in their work at the deadline), as a get does."""
     if channels is None:
-        with closing(PeerChannels(tracker.tls)) as own:
-            return push(tracker, path, peer_name, name, on_progress, stall_seconds, address, own, throttle, cancel)
+        with closing(PeerChannels(tracker.tls)) as own_channels:
+            return push(
+                tracker, path, peer_name, name, on_progress, stall_seconds, address, own_channels, throttle, cancel, stream
+            )
     cancel = cancel or threading.Event()
     if not path.is_file():
         raise InvalidArgument(f"{path} is not a readable file")
     hashed = _version(path)
     manifest = Manifest.from_hashes(chunking.hash_file(path))
-    if address is None:
-        peer_name, address = find_peer(tracker, peer_name)
-    conn = connect(tracker, peer_name, address, channels)
+    own: UploadStream | None = None
+    if stream is None:
+        if address is None:
+            peer_name, address = find_peer(tracker, peer_name)
+        stream = own = upload_stream(tracker, peer_name, address, channels, stall_seconds)
     wait = BusyWait()
-    while True:
-        try:
-            return _upload(conn, path, manifest, name or path.name, on_progress, stall_seconds, throttle, cancel)
-        except DataLoss:  # the receiver found a chunk unlike the offer: as a rule, the file changed
-            if _version(path) != hashed:
-                raise FailedPrecondition(f"{path} changed while it was being sent; send it once nothing writes to it") from None
-            raise
-        except Busy:  # as many transfers under way as it allows: wait for one to end, as a get does
-            if (seconds := wait.next()) is None:
+    try:
+        while True:
+            try:
+                return stream.send(path, manifest, name or path.name, on_progress, throttle, cancel)
+            except DataLoss:  # the receiver found a chunk unlike the offer: as a rule, the file changed
+                if _version(path) != hashed:
+                    raise FailedPrecondition(
+                        f"{path} changed while it was being sent; send it once nothing writes to it"
+                    ) from None
                 raise
-            if on_progress:
-                on_progress(Progress(manifest.size, 0, 0, 0, busy_sources=1))
-            if cancel.wait(seconds):
-                raise Cancelled("stopped; a rerun sends only what is missing") from None
+            except Busy:  # as many transfers under way as it allows: wait for one to end, as a get does
+                if (seconds := wait.next()) is None:
+                    raise
+                if on_progress:
+                    on_progress(Progress(manifest.size, 0, 0, 0, busy_sources=1))
+                if cancel.wait(seconds):
+                    raise Cancelled("stopped; a rerun sends only what is missing") from None
+    finally:
+        if own is not None:
+            own.close()
+
+
+def upload_stream(
+    tracker: TrackerClient, peer_name: str, address: str, channels: PeerChannels, stall_seconds: float
+) -> UploadStream:
+    """An Upload stream to peer_name at address, for push() to send file after file on."""
+    return UploadStream(connect(tracker, peer_name, address, channels), stall_seconds)
 
 
 def _version(path: Path) -> tuple[int, int, int] | None:
@@ -451,69 +426,3 @@ def _version(path: Path) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return st.st_size, st.st_mtime_ns, st.st_ino
-
-
-def _upload(
-    conn: PeerConnection,
-    path: Path,
-    manifest: Manifest,
-    target_name: str,
-    on_progress: Callable[[Progress], None] | None,
-    stall_seconds: float,
-    throttle: Throttle | None,
-    cancel: threading.Event,
-) -> UploadResult:
-    """One Upload stream: the offer, the chunks the receiver lacks, its confirmation (cancel set:
-    the stream ends short, and the receiver keeps what it verified)."""
-    peer_name = conn.peer_name
-    have_ready = threading.Event()
-    have: set[int] = set()
-    sent = [0]
-    watchdog = _Watchdog(stall_seconds)
-
-    def requests() -> Iterator[pb.UploadRequest]:
-        yield pb.UploadRequest(
-            offer=pb.UploadOffer(
-                name=target_name,
-                size=manifest.size,
-                sha256=manifest.sha256,
-                chunk_size=manifest.chunk_size,
-                chunk_digests=list(manifest.chunk_digests),
-            )
-        )
-        have_ready.wait()
-        with open(path, "rb") as f:
-            for index in range(manifest.chunk_count):
-                if index in have:
-                    continue
-                f.seek(index * manifest.chunk_size)
-                data = f.read(manifest.chunk_length(index))
-                if cancel.wait(throttle.take(len(data)) if throttle else 0):
-                    return
-                watchdog.progress()  # after the cap's wait: that wait is not the receiver's silence
-                sent[0] += len(data)
-                if on_progress:
-                    on_progress(Progress(manifest.size, sent[0], 1, sent[0]))
-                yield pb.UploadRequest(chunk=pb.UploadChunk(index=index, data=data))
-
-    try:
-        responses = conn.upload(requests())
-        watchdog.watch(responses.cancel)
-        first = next(responses)
-        watchdog.progress()
-        if not first.HasField("accepted"):
-            raise P2PError(f"{peer_name} did not accept the offer")
-        have.update(first.accepted.have_chunks)
-        have_ready.set()
-        final = next(responses)
-        if not final.HasField("complete") or final.complete.sha256 != manifest.sha256:
-            raise P2PError(f"{peer_name} did not confirm the upload")
-    except grpc.RpcError as exc:
-        if watchdog.fired:
-            raise Unavailable(f"{peer_name} took nothing for {stall_seconds:g} s; the upload stopped (rerun to resume)") from None
-        raise rpc_error(exc, f"upload to {peer_name}") from None
-    finally:
-        watchdog.stop()
-        have_ready.set()
-    done = final.complete
-    return UploadResult(done.name, manifest.sha256, manifest.size, sent[0], len(have), done.already_there)

@@ -257,6 +257,12 @@ def test_a_folder_of_many_small_files_goes_several_at_once_and_is_published_in_b
     publishes = (cluster.work / "tracker.log").read_text().count("/p2p.v1.TrackerService/SendIndex caller=inbox@")
     assert publishes <= 20, publishes  # the first, then batches (60 when each file went alone)
 
+    def streams() -> int:
+        return (cluster.work / "inbox.log").read_text().count("/p2p.v1.PeerService/Upload caller=")
+
+    wait_for(lambda: streams() >= 1, timeout=10, what="the receiver's log of the Upload streams")
+    assert streams() <= 4  # a stream a job, file after file on it (60 when each file had its own)
+
 
 def test_errors_are_one_line_and_exit_1(cluster):
     cluster.serve("holder")

@@ -404,10 +404,10 @@ def test_transfers_beyond_the_slots_are_refused_until_one_ends(start_peer_at, cl
     try:
         assert next(holding).data == data[:MiB]  # this stream holds the only slot, and stays open
         code, msg = fail(stub.Download, iter([pb.DownloadRequest(sha256=sha(data), chunk_indexes=[1])]), metadata=md, timeout=5)
-        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "already serving 1 transfers" in msg
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "already serving 1 transfer;" in msg
         offer = pb.UploadOffer(name="x", size=1, sha256=sha(b"x"), chunk_size=MiB, chunk_digests=[hashlib.sha256(b"x").digest()])
         code, msg = fail(stub.Upload, iter([pb.UploadRequest(offer=offer)]), metadata=md, timeout=5)
-        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "transfers" in msg
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "already serving 1 transfer;" in msg
         assert peer_health(node.port) == health_pb2.HealthCheckResponse.SERVING  # threads stay free for health
     finally:
         holding.cancel()

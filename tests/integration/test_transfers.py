@@ -607,7 +607,7 @@ def test_a_peer_serving_all_the_transfers_it_allows_is_asked_again_until_one_end
 
     monkeypatch.setattr(busy_wait, "BUSY_GIVE_UP_SECONDS", 0.3)  # shorter than the slot is held
     first = holding_the_slot(tmp_path / "c.mp4")
-    with pytest.raises(P2PError, match=r"busy for 0\.3 s: .*already serving 1 transfers"):
+    with pytest.raises(P2PError, match=r"busy for 0\.3 s: .*already serving 1 transfer;"):
         fetch(client, remote, tmp_path / "d.mp4")
     first.join(30)
     assert not (tmp_path / "d.mp4").exists()

@@ -1,9 +1,9 @@
-"""The stall clock leaves out the times this process did not run, and only those; the upload watchdog reads it."""
+"""The stall clock leaves out the times this process did not run, and only those; the stall watch reads it."""
 
 from __future__ import annotations
 
 from peer.run_clock import SUSPENDED_SECONDS, RunClock
-from peer.transfers import _Watchdog
+from peer.stall import StallWatch
 from tests.helpers import ManualClock
 
 
@@ -31,14 +31,16 @@ def test_a_gap_between_readings_is_left_out():
     assert abs(clock.now() - start - 0.5 - SUSPENDED_SECONDS) < 1e-6
 
 
-def test_the_upload_watchdog_fires_on_the_receivers_silence_not_on_a_pause_of_its_own():
+def test_the_stall_watch_fires_on_the_peers_silence_not_on_a_pause_of_its_own():
     real = ManualClock()
-    watchdog = _Watchdog(2.0, RunClock(real))
-    watchdog.progress()
-    real.now += 95.0  # this sender was stopped (Ctrl-Z) and continued
-    assert not watchdog.overdue()
-    for _ in range(19):  # then the receiver stays silent, the watchdog reading every 0.1 s
-        real.now += 0.1
-        assert not watchdog.overdue()
-    real.now += 0.2
-    assert watchdog.overdue()
+    watch = StallWatch(2.0, RunClock(real))
+    assert not watch.overdue()
+    with watch.waiting():
+        real.now += 95.0  # this sender was stopped (Ctrl-Z) and continued
+        assert not watch.overdue()
+        for _ in range(19):  # then the receiver stays silent, the watch reading every 0.1 s
+            real.now += 0.1
+            assert not watch.overdue()
+        real.now += 0.2
+        assert watch.overdue()
+    assert not watch.overdue()  # not waiting on the peer: nothing is overdue

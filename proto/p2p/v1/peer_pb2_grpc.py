@@ -95,10 +95,13 @@ class PeerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Upload(self, request_iterator, context):
-        """Upload pushes a file to this peer. The sender first sends an offer; the receiver
-        answers which chunks it already holds (so an interrupted upload resumes); the sender
-        streams the missing chunks and half-closes; the receiver verifies every chunk and the
-        whole file, publishes it into its share atomically, and answers with the result.
+        """Upload pushes files to this peer, one after another. The sender first sends an offer;
+        the receiver answers which chunks it already holds (so an interrupted upload resumes);
+        the sender streams the missing chunks; the receiver verifies every chunk and, once it
+        holds them all, publishes the file into its share atomically and answers with the
+        result. The sender may then offer another file on the same stream (a folder of small
+        files pays a stream's set-up once), and half-closes when it has no more. A half-close
+        before a file is complete keeps its verified chunks for a later upload to resume.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
