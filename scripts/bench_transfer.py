@@ -7,7 +7,9 @@ On one file (1 GiB by default) over loopback, every receiver writing to disk:
     a TLS tracker and peer with the test certificates of tests/data/tls);
   * `p2p-peer get` from one and from three peers that each serve at most --serve-rate-mib (what
     swarming gains where sources, not this machine's two cores, are the limit);
-  * hashing: `p2p-peer ls` on a fresh share (chained chunk digests, one pass) against `sha256sum`.
+  * hashing: `p2p-peer ls` on a fresh share (chained chunk digests, one pass) against `sha256sum`;
+  * many small files (--small-files, 2,000 of 1-8 KiB): `get --all` and `put` of the folder
+    against one curl fetching them all from http.server.
 Each is repeated (--runs, default 5) and the median reported, with peak RSS of the downloading
 and serving processes. Rounds alternate curl with each `get`, and "vs curl" is the median of the
 ratios within a round: this VM's speed drifts by 2x over minutes (page-cache reclaim), and pairing
@@ -39,6 +41,10 @@ CURL = "curl <- python -m http.server"
 TLS_GET = "p2p-peer get, 1 peer, TLS"
 CAPPED_ONE = "p2p-peer get, 1 capped peer"
 CAPPED_THREE = "p2p-peer get, 3 capped peers"
+SMALL_CURL = "curl <- http.server, one curl for all"
+SMALL_GET = "p2p-peer get --all"
+SMALL_PUT = "p2p-peer put (the folder)"
+SMALL_FOLDERS = 20
 
 
 def free_port() -> int:
@@ -118,6 +124,20 @@ def random_file(path: Path, size_mib: int) -> None:
     os.utime(path, (old, old))
 
 
+def small_files(folder: Path, count: int) -> dict[str, int]:
+    """count files of 1-8 KiB of random bytes, in SMALL_FOLDERS folders (a source tree, a photo
+    library's thumbnails): their names under folder, and sizes."""
+    sizes = {}
+    for i in range(count):
+        name = f"d{i % SMALL_FOLDERS:02d}/f{i:05d}.bin"
+        size = 1024 + (i * 7919) % (7 * 1024)
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(size))
+        sizes[name] = size
+    return sizes
+
+
 def stop(procs: list[subprocess.Popen[bytes]]) -> None:
     """SIGTERM to every process still running (servers log out and drain), a kill after 15 s."""
     for proc in procs:
@@ -167,6 +187,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--dir", help="work folder (default: a temp folder)")
     parser.add_argument("--serve-rate-mib", type=int, default=100, help="the capped peers' --max-serve-rate, MiB/s")
+    parser.add_argument("--small-files", type=int, default=2000, help="files of 1-8 KiB for the many-small-files rows")
     args = parser.parse_args()
     precompile()
     work = Path(args.dir or tempfile.mkdtemp(prefix="bench-transfer-"))
@@ -181,12 +202,14 @@ def main() -> None:
         source_dir.mkdir()
         source = source_dir / "big.bin"
         random_file(source, args.size_mib)
+        small = small_files(source_dir / "small", args.small_files)
         shares = []
         for i in range(7):  # the fourth serves over TLS, the last three with a serve rate
             share = work / f"share{i}"
             share.mkdir()
             os.link(source, share / "big.bin")  # the same bytes, shared by three peers
             shares.append(share)
+        shutil.copytree(source_dir / "small", shares[0] / "small", copy_function=os.link)  # seed0 shares them
         out = work / "out.bin"
 
         def record(name: str, value: Run) -> None:
@@ -264,6 +287,37 @@ def main() -> None:
             warm(source)
             record("raw TCP (sendfile -> recv_into)", raw_tcp(source, out))
             paired_round("p2p-peer get, 1 peer", get)
+
+        # -- many small files: one curl for all of them, get --all, and put of the folder ----
+        sink = work / "sink"
+        sink.mkdir()
+        sink_address = f"127.0.0.1:{free_port()}"
+        sink_cmd = [str(BIN / "p2p-peer"), "--name", "sink", "serve", "--share", str(sink), "--listen", sink_address]
+        procs.append(subprocess.Popen([*sink_cmd, "--allow-uploads"], env=env, stdout=subprocess.DEVNULL))
+        wait_healthy(sink_address)
+        search_small = [str(BIN / "p2p-peer"), "--name", "bench", "search", "small/", "--json", "--limit", str(len(small))]
+        deadline = time.monotonic() + 60
+        while len(json.loads(subprocess.run(search_small, env=env, capture_output=True, text=True).stdout or "[]")) < len(small):
+            if time.monotonic() > deadline:
+                raise SystemExit("the small files were never all published")
+            time.sleep(0.3)
+        for round_ in range(args.runs):
+            many = work / f"many{round_}"
+            config = work / "curl-config"
+            config.write_text(
+                "".join(f'url = "http://127.0.0.1:{http_port}/small/{n}"\noutput = "{many / "curl" / n}"\n' for n in small)
+            )
+            record(SMALL_CURL, timed(["curl", "-sS", "--create-dirs", "-K", str(config)]))
+            get_all = [str(BIN / "p2p-peer"), "--name", "bench", "get", "--all", "small/*", "-o", str(many / "get") + "/"]
+            record(SMALL_GET, timed(get_all, env=env))
+            put = [str(BIN / "p2p-peer"), "--name", "bench", "put", str(source_dir / "small"), "--to", "sink"]
+            record(SMALL_PUT, timed([*put, "--as", f"round{round_}"], env=env))
+            for name in small:  # every file, every way, the same bytes
+                original = (source_dir / "small" / name).read_bytes()
+                for copy in (many / "curl" / name, many / "get/small" / name, sink / f"round{round_}" / name):
+                    if copy.read_bytes() != original:
+                        raise SystemExit(f"{copy} differs from the original")
+            shutil.rmtree(many)
         start_peer(1)
         start_peer(2)
         wait_sources(3)
@@ -335,6 +389,15 @@ def main() -> None:
     print(f"{'what':<36} {'MiB/s':>8} {'vs sha256sum':>12}")
     for name in ("sha256sum", "p2p-peer ls (hash a share)"):
         print(f"{name:<36} {median_rate(name):>8.0f} {median_rate(name) / sha:>12.2f}")
+    count = len(small)
+    small_mib = sum(small.values()) / MiB
+    curl_files = count / statistics.median(r.seconds for r in results[SMALL_CURL])
+    title = f"{count} files of 1-8 KiB ({small_mib:.1f} MiB) in {SMALL_FOLDERS} folders, median of {args.runs} runs"
+    print(f"\nMany small files: {title}")
+    print(f"{'what':<36} {'files/s':>8} {'vs curl':>8} {'seconds':>8}")
+    for name in (SMALL_CURL, SMALL_GET, SMALL_PUT):
+        seconds = statistics.median(r.seconds for r in results[name])
+        print(f"{name:<36} {count / seconds:>8.0f} {count / seconds / curl_files:>8.2f} {seconds:>8.2f}")
     one = median_rate(CAPPED_ONE)
     print(f"\nSwarming where sources are the limit: every peer serves at most {args.serve_rate_mib} MiB/s (--max-serve-rate)")
     print(f"{'what':<36} {'MiB/s':>8} {'vs 1 peer':>10}")

@@ -23,8 +23,10 @@ def test_the_tracker_benchmark_prints_its_table():
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the transfer benchmark's baseline is curl")
 def test_the_transfer_benchmark_prints_its_table(tmp_path: Path):
-    cmd = [sys.executable, str(ROOT / "scripts" / "bench_transfer.py"), "--size-mib", "4", "--runs", "1", "--dir", str(tmp_path)]
+    script = str(ROOT / "scripts" / "bench_transfer.py")
+    cmd = [sys.executable, script, "--size-mib", "4", "--runs", "1", "--small-files", "50", "--dir", str(tmp_path)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    for row in ("raw TCP", "curl <- python -m http.server", "p2p-peer get, 1 peer", "p2p-peer get, 3 peers", "sha256sum"):
+    rows = ("raw TCP", "curl <- python -m http.server", "p2p-peer get, 1 peer", "p2p-peer get, 3 peers", "sha256sum")
+    for row in (*rows, "curl <- http.server, one curl for all", "p2p-peer get --all", "p2p-peer put (the folder)"):
         assert row in out.stdout, out.stdout
