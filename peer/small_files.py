@@ -25,7 +25,7 @@ from peer.availability import NotHeld
 from peer.chunk_store import PartialFile, Write, staged_records
 from peer.downloader import STALL_SECONDS, BadSource, DownloadResult, Wanted, settled
 from peer.manifest import Manifest
-from peer.peer_client import PeerConnection
+from peer.peer_client import ChunkStream, PeerConnection
 from peer.stall import StallWatch
 from peer.throttle import Throttle
 from peer.tracker_client import RemoteFile
@@ -113,6 +113,7 @@ class SmallFiles:
         self._stall_seconds = stall_seconds
         self.left: list[Target] = []
         self._troubled: list[int] = []  # files whose destination failed: the full path says why
+        self._streams: list[ChunkStream] = []  # the pipes' streams, closed at once when the caller stops
 
     def run(self, targets: Sequence[Target]) -> Iterator[tuple[RemoteFile, Path, DownloadResult]]:
         mine: list[tuple[RemoteFile, Path, Manifest]] = []
@@ -163,8 +164,10 @@ class SmallFiles:
                 i, result = item
                 yield files[i][0], files[i][1], result
         finally:
-            if running:  # the caller stopped early (Ctrl-C): so do the pipes
+            if running:  # the caller stopped early (Ctrl-C): so do the pipes, waiting on a chunk or not
                 self._cancel.set()
+                for stream in list(self._streams):
+                    stream.close()
             for pipe in pipes:
                 pipe.join(timeout=10)
         self.left.extend((files[i][0], files[i][1]) for i in sorted(self._troubled + lines.waiting()))
@@ -188,6 +191,9 @@ class SmallFiles:
                 while len(asked) < WINDOW and (i := lines.take(key)) is not None:
                     if stream is None:
                         stream = source.chunk_stream(files[i][0].sha256)
+                        self._streams.append(stream)
+                        if self._cancel.is_set():  # stopped as it opened: its next wait ends at once
+                            stream.close()
                         watchdog.watch(stream.close)
                     stream.ask([0], files[i][0].sha256)
                     asked.append(i)

@@ -714,6 +714,31 @@ def test_several_files_come_at_once_and_an_interrupted_batch_resumes(cluster):
         assert f"{name}:{24 - kept[name]}; {kept[name]} already here" in line  # only the rest crossed the network
 
 
+def test_ctrl_c_stops_a_batch_of_small_files_at_once(cluster):
+    """Small files share one stream a source (peer/small_files.py). Ctrl-C while it waited on a
+    slow peer's next file waited for that file (up to 10 s), not for the user."""
+    share = cluster.serve("trickle", "--max-serve-rate", "64K")  # 16 s a file
+    for i in range(8):
+        (share / f"notes/{i}.txt").parent.mkdir(exist_ok=True)
+        (share / f"notes/{i}.txt").write_bytes(os.urandom(MiB))  # one chunk
+    wait_for(lambda: len(cluster.search("notes/")) == 8, timeout=30, what="the notes published")
+    into = cluster.work / "notes-copy"
+    cmd = [str(BIN / "p2p-peer"), "--name", "user", "get", "--all", "notes/*", "-o", str(into) + "/"]
+    proc = subprocess.Popen(cmd, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def streaming() -> bool:
+        status = json.loads(cluster.peer("status", "trickle", "--json").stdout)
+        return status[0]["transfers_active"] == 1
+
+    wait_for(streaming, timeout=30, what="the notes coming")
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and time.monotonic() - started < 5, (proc.returncode, err)
+    assert err.strip().splitlines()[-1] == "p2p-peer get: interrupted" and "Traceback" not in err
+    assert not [p for p in into.rglob("*") if p.is_file()]  # nothing half-written, nothing staged
+
+
 def test_a_get_stopped_by_sigterm_logs_out_and_keeps_its_chunks(cluster):
     """`timeout 60 p2p-peer get ...`, a service manager: SIGTERM stops a command as Ctrl-C does (it
     killed it where it stood: no line, and its session listed on until its lease ran out)."""
