@@ -182,7 +182,10 @@ class PartialFile:
         self._held_count = 0
         self._held_bytes = 0  # kept up to date: progress displays ask for it many times a second
         self._recover()
-        self._have_file = open(self.have_path, "ab")  # noqa: SIM115 - lives as long as self
+        # The record of verified chunks, for a resume and for serving them meanwhile; a file of one
+        # chunk has neither (its chunk written is the whole file, renamed at once), and making and
+        # removing the record was a fifth of the cost of fetching such a file
+        self._have_file = open(self.have_path, "ab") if manifest.chunk_count > 1 else None  # noqa: SIM115 - lives as long as self
         if manifest.chunk_count > 1:  # for a serving peer to serve what is verified meanwhile
             _write_manifest(_manifest_path(self.part_path), manifest)
         self._earlier = [p for p in find_staged(dest) if p != self.have_path]
@@ -310,8 +313,9 @@ class PartialFile:
             self._have[index] = 1
             self._held_count += 1
             self._held_bytes += len(data)
-            self._have_file.write(_RECORD.pack(index))
-            self._have_file.flush()
+            if self._have_file is not None:
+                self._have_file.write(_RECORD.pack(index))
+                self._have_file.flush()
         return Write.WRITTEN
 
     def finish(self) -> Path:
@@ -337,7 +341,8 @@ class PartialFile:
         with self._pwrite_lock:  # not under a writer's feet (the buffer it copies into)
             self._direct.close()
         self._close_fd()
-        self._have_file.close()
+        if self._have_file is not None:
+            self._have_file.close()
 
     def close(self) -> None:
         """Stop writing but keep the staged state for a later resume."""
