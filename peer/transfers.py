@@ -248,11 +248,13 @@ def _sources(tracker: TrackerClient, remote: RemoteFile, channels: PeerChannels)
     return [connect(tracker, s.peer_name, s.address, channels, s.partial) for s in listed.values()]
 
 
-def peer_statuses(tracker: TrackerClient, peer_name: str) -> list[tuple[str, pb.GetStatusResponse | Exception]]:
+def peer_statuses(
+    tracker: TrackerClient, peer_name: str, addresses: list[str] | None = None
+) -> list[tuple[str, pb.GetStatusResponse | Exception]]:
     """(address, status, or why there is none) of every serving session of peer_name (an account
-    may serve from several): asked all at once, so that one frozen place neither hides the others'
-    answers nor makes them wait in turn."""
-    addresses = places_of(tracker, peer_name)
+    may serve from several; or of those at addresses): asked all at once, so that one frozen place
+    neither hides the others' answers nor makes them wait in turn."""
+    addresses = addresses or places_of(tracker, peer_name)
 
     def ask(address: str) -> pb.GetStatusResponse:
         return connect(tracker, peer_name, address, channels).status()
@@ -341,7 +343,11 @@ def places_of(tracker: TrackerClient, peer_name: str) -> list[str]:
 
 def find_peer(tracker: TrackerClient, spec: str) -> tuple[str, str]:
     """(name, address) of the serving peer spec names: an account name, or name@host:port (as
-    messages label sources) for one of the places an account serves from (a laptop, a desktop)."""
+    messages label sources) for one of the places an account serves from (a laptop, a desktop).
+
+    When the account is listed at several places and only one of them answers, that one: a peer
+    killed and started again on another port is listed at its old place too, until that
+    session's lease runs out."""
     name, _, address = spec.partition("@")  # account names hold no '@'
     serving = places_of(tracker, name)
     if address:
@@ -349,8 +355,11 @@ def find_peer(tracker: TrackerClient, spec: str) -> tuple[str, str]:
             raise NotFound(f"peer {name!r} does not serve at {address}; it serves at {', '.join(serving)}")
         return name, address
     if len(serving) > 1:
-        places = ", ".join(f"{name}@{a}" for a in serving)
-        raise FailedPrecondition(f"{name} serves from {len(serving)} places: {places}; name one of them")
+        answering = [a for a, status in peer_statuses(tracker, name, serving) if not isinstance(status, Exception)]
+        if len(answering) == 1:
+            return name, answering[0]
+        places = ", ".join(f"{name}@{a}" for a in answering or serving)
+        raise FailedPrecondition(f"{name} serves from {len(answering or serving)} places: {places}; name one of them")
     return name, serving[0]
 
 

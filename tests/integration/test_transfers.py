@@ -31,7 +31,7 @@ from peer.downloader import Progress
 from peer.manifest import Manifest
 from peer.node import PeerNode
 from peer.throttle import Throttle
-from peer.transfers import fetch, push, resolve
+from peer.transfers import fetch, places_of, push, resolve
 from tests.helpers import wait_for
 
 MiB = 1 << 20
@@ -357,6 +357,21 @@ def test_an_upload_to_an_account_serving_from_two_places_goes_where_it_is_told(s
     push(client, local, f"dana@{desktop.tracker.advertise}")
     assert (tmp_path / "desktop/notes.txt").read_bytes() == b"for the desktop"
     assert not (tmp_path / "share-dana/notes.txt").exists()
+
+
+def test_an_upload_to_a_peer_restarted_on_another_port_goes_to_the_one_that_answers(start_peer_at, client, tmp_path):
+    """Killed and started again (on an ephemeral port), a peer is listed at its old place too
+    until that session's lease runs out: `put --to erin` said "erin serves from 2 places"."""
+    (tmp_path / "again").mkdir()
+    killed = start_peer_at("erin", {}, allow_uploads=True)
+    killed.server.server.stop(0)  # dies without logging out: still listed
+    again = start_peer_at("erin", {}, allow_uploads=True, share=tmp_path / "again")
+    assert len(places_of(client, "erin")) == 2
+    local = tmp_path / "notes.txt"
+    local.write_bytes(b"for the live one")
+    push(client, local, "erin")
+    assert (tmp_path / "again/notes.txt").read_bytes() == b"for the live one"
+    assert again.tracker.advertise != killed.tracker.advertise
 
 
 def test_interrupted_upload_resumes(start_peer_at, client, tmp_path):
