@@ -256,7 +256,8 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
             if existing is None:
                 _refuse_unshared(dest, name)
             if existing is not None and existing.staged is None and existing.manifest.sha256 == manifest.sha256:
-                yield pb.UploadResponse(accepted=pb.UploadAccepted(have_chunks=list(range(manifest.chunk_count))))
+                held = list(range(manifest.chunk_count))
+                yield pb.UploadResponse(accepted=pb.UploadAccepted(have_chunks=held, takes_more_files=True))
                 yield pb.UploadResponse(complete=pb.UploadComplete(name=name, sha256=manifest.sha256, already_there=True))
                 return
             receiving = self._claim_name(name, manifest.sha256)
@@ -264,7 +265,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                 partial = PartialFile(dest, manifest, staged)
             except BeingWritten:  # told without this peer's paths
                 raise FailedPrecondition(f"another upload of {name} is under way here; send it again once it ends") from None
-            yield pb.UploadResponse(accepted=pb.UploadAccepted(have_chunks=partial.held()))
+            yield pb.UploadResponse(accepted=pb.UploadAccepted(have_chunks=partial.held(), takes_more_files=True))
             received = 0
             while not partial.complete:
                 message = next(request_iterator, None)

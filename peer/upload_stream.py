@@ -3,7 +3,8 @@
 A stream a file cost ~1 ms of set-up at both ends (a call, and a thread on each side): 10,000
 small files took 26 s to `put`. The receiver ends a file once it holds every chunk and then takes
 another offer, so a stream is opened once and carries file after file; a file that fails ends it,
-and the next file opens another.
+and the next file opens another. A receiver of an earlier version (UploadAccepted without
+takes_more_files) waits for a half-close after each file's chunks: it gets one, and a stream a file.
 """
 
 from __future__ import annotations
@@ -89,10 +90,14 @@ class UploadStream:
                     sent += len(data)
                     if on_progress:
                         on_progress(Progress(manifest.size, sent, 1, sent))
+            if not first.accepted.takes_more_files:  # a peer of an earlier version: this file alone
+                self._put(_END)
             final = self._next()
             if not final.HasField("complete") or final.complete.sha256 != manifest.sha256:
                 raise P2PError(f"{peer_name} did not confirm the upload")
             ended_well = True
+            if not first.accepted.takes_more_files:
+                self.close()  # its end, read: the next file opens another stream
         except Cancelled:
             self.close()  # a half-close: what was sent arrives and is kept, for a rerun to resume
             raise
@@ -116,7 +121,7 @@ class UploadStream:
             self._watch.watch(self._responses.cancel)
         return self._sends, self._responses, self._watch
 
-    def _put(self, request: pb.UploadRequest) -> None:
+    def _put(self, request: pb.UploadRequest | None) -> None:
         """Hand request to the stream once it has room (the receiver takes what it was sent)."""
         sends, responses, watch = self._open()
         with watch.waiting():

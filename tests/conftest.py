@@ -9,8 +9,11 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
+from p2p.v1.peer_pb2_grpc import PeerServiceStub
+from p2p_common.auth import bearer_metadata
 from peer.config import PeerConfig
 from peer.node import PeerNode, start_peer
 from peer.tracker_client import TrackerClient
@@ -95,6 +98,21 @@ def start_peer_at(tracker: Tracker, tmp_path: Path) -> Iterator[Callable[..., Pe
     for node in started:
         with contextlib.suppress(Exception):  # stopped already by the test
             node.stop(grace=0)
+
+
+@pytest.fixture
+def peer_stub(client: TrackerClient) -> Iterator[Callable[[PeerNode, str], tuple[PeerServiceStub, tuple[tuple[str, str], ...]]]]:
+    """A PeerService stub to a serving peer (named as it logged in), and the metadata with a
+    ticket for it from `client`: for calls made by hand at the wire."""
+    channels: list[grpc.Channel] = []
+
+    def stub(node: PeerNode, name: str) -> tuple[PeerServiceStub, tuple[tuple[str, str], ...]]:
+        channels.append(grpc.insecure_channel(f"127.0.0.1:{node.port}"))
+        return PeerServiceStub(channels[-1]), bearer_metadata(client.ticket(name))
+
+    yield stub
+    for channel in channels:
+        channel.close()
 
 
 @pytest.fixture

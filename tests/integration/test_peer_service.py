@@ -31,11 +31,10 @@ MiB = 1 << 20
 
 
 @pytest.fixture
-def served(start_peer_at, client):
+def served(start_peer_at, peer_stub):
     node = start_peer_at("server", {"hello.txt": b"hello world"}, allow_uploads=True)
-    channel = grpc.insecure_channel(f"127.0.0.1:{node.port}")
-    yield node, peer_pb2_grpc.PeerServiceStub(channel), bearer_metadata(client.ticket("server"))
-    channel.close()
+    stub, md = peer_stub(node, "server")
+    return node, stub, md
 
 
 def fail(call, *args, **kwargs) -> tuple[grpc.StatusCode, str]:

@@ -12,7 +12,6 @@ import pytest
 
 from p2p.v1 import peer_pb2 as pb
 from p2p.v1 import peer_pb2_grpc
-from p2p_common.auth import bearer_metadata
 from p2p_common.errors import AlreadyExists
 from peer import service
 from peer.chunk_store import is_staging_file
@@ -40,11 +39,10 @@ def chunk(data: bytes) -> pb.UploadRequest:
 
 
 @pytest.fixture
-def inbox(start_peer_at, client):
+def inbox(start_peer_at, peer_stub):
     node = start_peer_at("inbox", {"there.txt": b"already there"}, allow_uploads=True)
-    channel = grpc.insecure_channel(f"127.0.0.1:{node.port}")
-    yield node, peer_pb2_grpc.PeerServiceStub(channel), bearer_metadata(client.ticket("inbox"))
-    channel.close()
+    stub, md = peer_stub(node, "inbox")
+    return node, stub, md
 
 
 @pytest.fixture
@@ -156,3 +154,44 @@ def test_a_stream_the_receiver_ended_between_files_is_opened_anew(start_peer_at,
         stream.close()
         channels.close()
     assert result.bytes_sent == 700 and (again.share.root / "two.txt").read_bytes() == b"two.txt" * 100
+
+
+def test_a_receiver_of_an_earlier_version_gets_a_half_close_and_a_stream_a_file(tmp_path):
+    """A peer not upgraded yet answers complete only after the sender half-closes (and says
+    nothing of takes_more_files): a sender that kept the stream open for the next file waited on it."""
+    from concurrent import futures
+
+    from peer.chunking import hash_file
+    from peer.manifest import Manifest
+    from peer.peer_client import PeerConnection
+    from peer.upload_stream import UploadStream
+
+    received: dict[str, bytes] = {}
+    streams = []
+
+    class EarlierReceiver(peer_pb2_grpc.PeerServiceServicer):
+        def Upload(self, request_iterator, context):
+            streams.append(1)
+            offer = next(request_iterator).offer
+            yield pb.UploadResponse(accepted=pb.UploadAccepted())
+            data = b"".join(m.chunk.data for m in request_iterator)  # until the half-close
+            received[offer.name] = data
+            yield pb.UploadResponse(complete=pb.UploadComplete(name=offer.name, sha256=sha(data), bytes_received=len(data)))
+
+    server = grpc.server(futures.ThreadPoolExecutor(4))
+    peer_pb2_grpc.add_PeerServiceServicer_to_server(EarlierReceiver(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    channels = PeerChannels(None)
+    stream = UploadStream(PeerConnection("elder", f"127.0.0.1:{port}", lambda: "ticket", channels), stall_seconds=5)
+    try:
+        for name in ("a.txt", "b.txt"):
+            (tmp_path / name).write_bytes(name.encode() * 50)
+            manifest = Manifest.from_hashes(hash_file(tmp_path / name))
+            result = stream.send(tmp_path / name, manifest, name, None, None, threading.Event())
+            assert result.sha256 == sha(name.encode() * 50)
+    finally:
+        stream.close()
+        channels.close()
+        server.stop(0)
+    assert received == {"a.txt": b"a.txt" * 50, "b.txt": b"b.txt" * 50} and len(streams) == 2

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11p2p/v1/peer.proto\x12\x06p2p.v1\"$\n\x12GetManifestRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\"^\n\x13GetManifestResponse\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x12\n\nchunk_size\x18\x03 \x01(\r\x12\x15\n\rchunk_digests\x18\x04 \x03(\x0c\"8\n\x0f\x44ownloadRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x15\n\rchunk_indexes\x18\x02 \x03(\r\"V\n\x10\x44ownloadResponse\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x10\n\x08not_held\x18\x03 \x01(\x08\x12\x13\n\x0bheld_chunks\x18\x04 \x01(\x0c\"d\n\x0bUploadOffer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x12\n\nchunk_size\x18\x04 \x01(\r\x12\x15\n\rchunk_digests\x18\x05 \x03(\x0c\"*\n\x0bUploadChunk\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"c\n\rUploadRequest\x12$\n\x05offer\x18\x01 \x01(\x0b\x32\x13.p2p.v1.UploadOfferH\x00\x12$\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x13.p2p.v1.UploadChunkH\x00\x42\x06\n\x04kind\"%\n\x0eUploadAccepted\x12\x13\n\x0bhave_chunks\x18\x01 \x03(\r\"]\n\x0eUploadComplete\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x16\n\x0e\x62ytes_received\x18\x03 \x01(\x04\x12\x15\n\ralready_there\x18\x04 \x01(\x08\"p\n\x0eUploadResponse\x12*\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x0b\x32\x16.p2p.v1.UploadAcceptedH\x00\x12*\n\x08\x63omplete\x18\x02 \x01(\x0b\x32\x16.p2p.v1.UploadCompleteH\x00\x42\x06\n\x04kind\"\x12\n\x10GetStatusRequest\"\xac\x02\n\x11GetStatusResponse\x12\r\n\x05\x66iles\x18\x01 \x01(\x04\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04\x12\x0f\n\x07indexed\x18\x03 \x01(\x08\x12\x18\n\x10transfers_active\x18\x04 \x01(\r\x12\x15\n\rtransfers_max\x18\x05 \x01(\r\x12\x15\n\rchunks_served\x18\x06 \x01(\x04\x12\x14\n\x0c\x62ytes_served\x18\x07 \x01(\x04\x12\x18\n\x10uploads_received\x18\x08 \x01(\x04\x12\x16\n\x0emax_serve_rate\x18\t \x01(\x04\x12\x17\n\x0fuploads_allowed\x18\n \x01(\x08\x12\x16\n\x0euptime_seconds\x18\x0b \x01(\x04\x12\x15\n\rpartial_files\x18\x0c \x01(\x04\x12\x10\n\x08left_out\x18\r \x01(\x04\x32\x97\x02\n\x0bPeerService\x12\x46\n\x0bGetManifest\x12\x1a.p2p.v1.GetManifestRequest\x1a\x1b.p2p.v1.GetManifestResponse\x12\x41\n\x08\x44ownload\x12\x17.p2p.v1.DownloadRequest\x1a\x18.p2p.v1.DownloadResponse(\x01\x30\x01\x12;\n\x06Upload\x12\x15.p2p.v1.UploadRequest\x1a\x16.p2p.v1.UploadResponse(\x01\x30\x01\x12@\n\tGetStatus\x12\x18.p2p.v1.GetStatusRequest\x1a\x19.p2p.v1.GetStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11p2p/v1/peer.proto\x12\x06p2p.v1\"$\n\x12GetManifestRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\"^\n\x13GetManifestResponse\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x12\n\nchunk_size\x18\x03 \x01(\r\x12\x15\n\rchunk_digests\x18\x04 \x03(\x0c\"8\n\x0f\x44ownloadRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x15\n\rchunk_indexes\x18\x02 \x03(\r\"V\n\x10\x44ownloadResponse\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x10\n\x08not_held\x18\x03 \x01(\x08\x12\x13\n\x0bheld_chunks\x18\x04 \x01(\x0c\"d\n\x0bUploadOffer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x12\n\nchunk_size\x18\x04 \x01(\r\x12\x15\n\rchunk_digests\x18\x05 \x03(\x0c\"*\n\x0bUploadChunk\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"c\n\rUploadRequest\x12$\n\x05offer\x18\x01 \x01(\x0b\x32\x13.p2p.v1.UploadOfferH\x00\x12$\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x13.p2p.v1.UploadChunkH\x00\x42\x06\n\x04kind\"?\n\x0eUploadAccepted\x12\x13\n\x0bhave_chunks\x18\x01 \x03(\r\x12\x18\n\x10takes_more_files\x18\x02 \x01(\x08\"]\n\x0eUploadComplete\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x16\n\x0e\x62ytes_received\x18\x03 \x01(\x04\x12\x15\n\ralready_there\x18\x04 \x01(\x08\"p\n\x0eUploadResponse\x12*\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x0b\x32\x16.p2p.v1.UploadAcceptedH\x00\x12*\n\x08\x63omplete\x18\x02 \x01(\x0b\x32\x16.p2p.v1.UploadCompleteH\x00\x42\x06\n\x04kind\"\x12\n\x10GetStatusRequest\"\xac\x02\n\x11GetStatusResponse\x12\r\n\x05\x66iles\x18\x01 \x01(\x04\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04\x12\x0f\n\x07indexed\x18\x03 \x01(\x08\x12\x18\n\x10transfers_active\x18\x04 \x01(\r\x12\x15\n\rtransfers_max\x18\x05 \x01(\r\x12\x15\n\rchunks_served\x18\x06 \x01(\x04\x12\x14\n\x0c\x62ytes_served\x18\x07 \x01(\x04\x12\x18\n\x10uploads_received\x18\x08 \x01(\x04\x12\x16\n\x0emax_serve_rate\x18\t \x01(\x04\x12\x17\n\x0fuploads_allowed\x18\n \x01(\x08\x12\x16\n\x0euptime_seconds\x18\x0b \x01(\x04\x12\x15\n\rpartial_files\x18\x0c \x01(\x04\x12\x10\n\x08left_out\x18\r \x01(\x04\x32\x97\x02\n\x0bPeerService\x12\x46\n\x0bGetManifest\x12\x1a.p2p.v1.GetManifestRequest\x1a\x1b.p2p.v1.GetManifestResponse\x12\x41\n\x08\x44ownload\x12\x17.p2p.v1.DownloadRequest\x1a\x18.p2p.v1.DownloadResponse(\x01\x30\x01\x12;\n\x06Upload\x12\x15.p2p.v1.UploadRequest\x1a\x16.p2p.v1.UploadResponse(\x01\x30\x01\x12@\n\tGetStatus\x12\x18.p2p.v1.GetStatusRequest\x1a\x19.p2p.v1.GetStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,15 +46,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPLOADREQUEST']._serialized_start=455
   _globals['_UPLOADREQUEST']._serialized_end=554
   _globals['_UPLOADACCEPTED']._serialized_start=556
-  _globals['_UPLOADACCEPTED']._serialized_end=593
-  _globals['_UPLOADCOMPLETE']._serialized_start=595
-  _globals['_UPLOADCOMPLETE']._serialized_end=688
-  _globals['_UPLOADRESPONSE']._serialized_start=690
-  _globals['_UPLOADRESPONSE']._serialized_end=802
-  _globals['_GETSTATUSREQUEST']._serialized_start=804
-  _globals['_GETSTATUSREQUEST']._serialized_end=822
-  _globals['_GETSTATUSRESPONSE']._serialized_start=825
-  _globals['_GETSTATUSRESPONSE']._serialized_end=1125
-  _globals['_PEERSERVICE']._serialized_start=1128
-  _globals['_PEERSERVICE']._serialized_end=1407
+  _globals['_UPLOADACCEPTED']._serialized_end=619
+  _globals['_UPLOADCOMPLETE']._serialized_start=621
+  _globals['_UPLOADCOMPLETE']._serialized_end=714
+  _globals['_UPLOADRESPONSE']._serialized_start=716
+  _globals['_UPLOADRESPONSE']._serialized_end=828
+  _globals['_GETSTATUSREQUEST']._serialized_start=830
+  _globals['_GETSTATUSREQUEST']._serialized_end=848
+  _globals['_GETSTATUSRESPONSE']._serialized_start=851
+  _globals['_GETSTATUSRESPONSE']._serialized_end=1151
+  _globals['_PEERSERVICE']._serialized_start=1154
+  _globals['_PEERSERVICE']._serialized_end=1433
 # @@protoc_insertion_point(module_scope)

@@ -75,10 +75,12 @@ class UploadRequest(_message.Message):
     def __init__(self, offer: _Optional[_Union[UploadOffer, _Mapping]] = ..., chunk: _Optional[_Union[UploadChunk, _Mapping]] = ...) -> None: ...
 
 class UploadAccepted(_message.Message):
-    __slots__ = ("have_chunks",)
+    __slots__ = ("have_chunks", "takes_more_files")
     HAVE_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    TAKES_MORE_FILES_FIELD_NUMBER: _ClassVar[int]
     have_chunks: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, have_chunks: _Optional[_Iterable[int]] = ...) -> None: ...
+    takes_more_files: bool
+    def __init__(self, have_chunks: _Optional[_Iterable[int]] = ..., takes_more_files: _Optional[bool] = ...) -> None: ...
 
 class UploadComplete(_message.Message):
     __slots__ = ("name", "sha256", "bytes_received", "already_there")
