@@ -15,11 +15,12 @@ from p2p.v1.peer_pb2 import GetStatusResponse
 from p2p_common.errors import P2PError, error_text
 from p2p_common.malloc import tune_malloc
 from p2p_common.rpc_log import setup_logging
+from p2p_common.wording import counted
 from peer.cli_args import build_parser, password, share_filter, tracker_client
 from peer.cli_get import cmd_get
 from peer.cli_put import cmd_put
 from peer.config import PeerConfig
-from peer.progress import counted, human_bytes
+from peer.progress import human_bytes
 from peer.terminal import display_width, pad
 
 

@@ -11,10 +11,11 @@ from contextlib import closing
 from pathlib import Path
 
 from p2p_common.errors import P2PError, error_text
+from p2p_common.wording import counted
 from peer.cli_args import tracker_client
 from peer.downloader import Progress
 from peer.peer_client import PeerChannels
-from peer.progress import BatchProgress, ProgressBar, counted, human_bytes
+from peer.progress import BatchProgress, ProgressBar, human_bytes
 from peer.scratch import no_room_to_stage
 from peer.throttle import Throttle
 from peer.tracker_client import TrackerClient

@@ -13,10 +13,10 @@ from p2p_common.auth import BearerAuthInterceptor
 from p2p_common.errors import InvalidArgument, P2PError, PermissionDenied, Unauthenticated
 from p2p_common.server import RunningServer, Service, start_server
 from p2p_common.tls import ClientTls, ServerTls
+from p2p_common.wording import counted
 from peer import sha256_chain
 from peer.chunk_wire import SERVICE_NAME, add_peer_service
 from peer.config import PeerConfig
-from peer.progress import counted
 from peer.service import PeerServicer, UploadPolicy
 from peer.share import Share
 from peer.throttle import Throttle

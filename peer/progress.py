@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TextIO
 
+from p2p_common.wording import counted
 from peer import terminal
 from peer.downloader import Progress
 
@@ -25,11 +26,6 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
-
-
-def counted(n: int, thing: str) -> str:
-    """'1 file', '3 files'."""
-    return f"{n} {thing}{'s' if n != 1 else ''}"
 
 
 class ProgressBar:

@@ -33,11 +33,11 @@ from p2p_common.errors import (
     abort_with,
 )
 from p2p_common.names import is_sha256_hex, name_problem
+from p2p_common.wording import counted
 from peer.availability import ChunkMap
 from peer.chunk_store import BeingWritten, PartialFile, StagedListing, Write
 from peer.chunk_wire import encode_download_response, encode_not_held
 from peer.manifest import Manifest
-from peer.progress import counted
 from peer.share import Share, SharedFile, is_unchanged, open_unchanged
 from peer.throttle import Throttle
 

@@ -117,6 +117,7 @@ class SmallFiles:
 
     def run(self, targets: Sequence[Target]) -> Iterator[tuple[RemoteFile, Path, DownloadResult]]:
         mine: list[tuple[RemoteFile, Path, Manifest]] = []
+        sources_of: list[list[Key]] = []  # of each of mine
         for remote, dest in targets:
             manifest = implied_manifest(remote)
             whole = _whole_sources(remote)
@@ -133,11 +134,13 @@ class SmallFiles:
                 yield remote, dest, done
             else:
                 mine.append((remote, dest, manifest))
+                sources_of.append(whole)
         if mine:
-            yield from self._fetch(mine)
+            yield from self._fetch(mine, sources_of)
 
-    def _fetch(self, files: list[tuple[RemoteFile, Path, Manifest]]) -> Iterator[tuple[RemoteFile, Path, DownloadResult]]:
-        sources_of = [_whole_sources(remote) for remote, _, _ in files]
+    def _fetch(
+        self, files: list[tuple[RemoteFile, Path, Manifest]], sources_of: list[list[Key]]
+    ) -> Iterator[tuple[RemoteFile, Path, DownloadResult]]:
         holding: dict[Key, int] = {}
         for keys in sources_of:
             for key in keys:

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import grpc
 
@@ -26,6 +27,15 @@ from peer.peer_client import PeerConnection, UploadCall
 from peer.stall import StallWatch
 from peer.throttle import Throttle
 from peer.tracker_client import rpc_error
+
+
+class _Open(NamedTuple):
+    """An Upload stream under way: what is sent on it, what comes back, and its stall cut-off."""
+
+    sends: queue.Queue[pb.UploadRequest | None]
+    responses: UploadCall
+    watch: StallWatch
+
 
 _END = None  # ends the stream: the receiver keeps a file not complete yet for a resume
 QUEUED = 2  # messages handed to gRPC ahead: chunks are read from disk as the stream takes them
@@ -50,9 +60,7 @@ class UploadStream:
     def __init__(self, conn: PeerConnection, stall_seconds: float):
         self._conn = conn
         self._stall_seconds = stall_seconds
-        self._sends: queue.Queue[pb.UploadRequest | None] | None = None
-        self._responses: UploadCall | None = None
-        self._watch: StallWatch | None = None
+        self._open_now: _Open | None = None
 
     def send(
         self,
@@ -68,7 +76,7 @@ class UploadStream:
         peer_name = self._conn.peer_name
         ended_well = False
         sent = 0
-        if self._responses is not None and self._responses.done():  # ended since the last file (a restart)
+        if self._open_now is not None and self._open_now.responses.done():  # ended since the last file (a restart)
             self.close(cancel=True)
         try:
             offer = pb.UploadOffer(name=name, size=manifest.size, sha256=manifest.sha256, chunk_size=manifest.chunk_size)
@@ -102,7 +110,7 @@ class UploadStream:
             self.close()  # a half-close: what was sent arrives and is kept, for a rerun to resume
             raise
         except grpc.RpcError as exc:
-            if self._watch is not None and self._watch.fired:
+            if self._open_now is not None and self._open_now.watch.fired:
                 raise Unavailable(
                     f"{peer_name} took nothing for {self._stall_seconds:g} s; the upload stopped (rerun to resume)"
                 ) from None
@@ -113,13 +121,12 @@ class UploadStream:
         done = final.complete
         return UploadResult(done.name, manifest.sha256, manifest.size, sent, len(have), done.already_there)
 
-    def _open(self) -> tuple[queue.Queue[pb.UploadRequest | None], UploadCall, StallWatch]:
-        if self._sends is None or self._responses is None or self._watch is None:
-            self._sends = queue.Queue(maxsize=QUEUED)
-            self._responses = self._conn.upload(iter(self._sends.get, _END))
-            self._watch = StallWatch(self._stall_seconds)
-            self._watch.watch(self._responses.cancel)
-        return self._sends, self._responses, self._watch
+    def _open(self) -> _Open:
+        if self._open_now is None:
+            sends: queue.Queue[pb.UploadRequest | None] = queue.Queue(maxsize=QUEUED)
+            self._open_now = _Open(sends, self._conn.upload(iter(sends.get, _END)), StallWatch(self._stall_seconds))
+            self._open_now.watch.watch(self._open_now.responses.cancel)
+        return self._open_now
 
     def _put(self, request: pb.UploadRequest | None) -> None:
         """Hand request to the stream once it has room (the receiver takes what it was sent)."""
@@ -145,10 +152,10 @@ class UploadStream:
     def close(self, cancel: bool = False) -> None:
         """End the stream: a half-close, or with cancel, at once (the receiver keeps the verified
         chunks of a file not complete either way, for a resume)."""
-        sends, responses, watch = self._sends, self._responses, self._watch
-        self._sends = self._responses = self._watch = None
-        if sends is None or responses is None or watch is None:
+        if self._open_now is None:
             return
+        sends, responses, watch = self._open_now
+        self._open_now = None
         try:
             if cancel or not _half_closed(sends, responses, watch):
                 with contextlib.suppress(queue.Full):

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from peer.progress import counted
+from p2p_common.wording import counted
 from peer.share import Share, ShareChanges, SharedFile
 
 log = logging.getLogger(__name__)

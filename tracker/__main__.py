@@ -13,6 +13,7 @@ from p2p_common.flags import accept_after_command
 from p2p_common.passwords import ask_password, first_line, read_password_file
 from p2p_common.rpc_log import setup_logging
 from p2p_common.server import wait_for_stop_signal
+from p2p_common.wording import counted
 from tracker.config import TrackerConfig, add_serve_flags, add_store_flags, config_from_args
 from tracker.directory import Directory
 from tracker.sqlite_store import SqliteStore
@@ -93,8 +94,7 @@ def run_user_command(args: argparse.Namespace, config: TrackerConfig) -> None:
             print(f"account {args.name} created")
         elif args.user_command == "passwd":
             ended = directory.set_password(args.name, _password(args))
-            sessions = f"{ended} session{'s' if ended != 1 else ''}"
-            also = f"; {sessions} of it ended (their peers must log in with the new password)" if ended else ""
+            also = f"; {counted(ended, 'session')} of it ended (their peers must log in with the new password)" if ended else ""
             print(f"password of {args.name} changed{also}")
         elif args.user_command == "list":
             places = _serving_places(store)
@@ -105,7 +105,7 @@ def run_user_command(args: argparse.Namespace, config: TrackerConfig) -> None:
                 print(f"{account.name}  ({'; '.join(notes)})" if notes else account.name)
         elif args.user_command in ("disable", "enable"):
             ended = store.set_disabled(args.name, args.user_command == "disable")
-            also = f"; {ended} session{'s' if ended != 1 else ''} of it ended" if ended else ""
+            also = f"; {counted(ended, 'session')} of it ended" if ended else ""
             print(f"account {args.name} {args.user_command}d{also}")
         elif args.user_command == "del":
             store.delete_account(args.name)
@@ -123,7 +123,7 @@ def back_up(args: argparse.Namespace, config: TrackerConfig) -> None:
     finally:
         store.close()
     print(
-        f"backed up {count} account{'s' if count != 1 else ''} of {config.db} to {args.file}"
+        f"backed up {counted(count, 'account')} of {config.db} to {args.file}"
         " (sessions and shared files are left out: peers publish theirs again when they log in)"
     )
 

@@ -148,7 +148,9 @@ def test_a_stream_the_receiver_ended_between_files_is_opened_anew(start_peer_at,
         push(client, tmp_path / "one.txt", "inbox", channels=channels, stream=stream)
         receiver.stop(grace=0)
         again = start_peer_at("inbox", listen=f"127.0.0.1:{receiver.port}", allow_uploads=True)
-        wait_for(lambda: stream._responses is not None and stream._responses.done(), timeout=10, what="the stream's end seen")
+        under_way = stream._open_now
+        assert under_way is not None
+        wait_for(under_way.responses.done, timeout=10, what="the stream's end seen")
         result = push(client, tmp_path / "two.txt", "inbox", channels=channels, stream=stream)
     finally:
         stream.close()
