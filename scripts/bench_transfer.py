@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -258,15 +259,23 @@ def main() -> None:
             peers.append(peer)
             wait_healthy(address, env=peer_env)
 
-        def wait_sources(count: int, search_env: dict[str, str] = env) -> None:
-            search = [str(BIN / "p2p-peer"), "--name", "bench", "search", "big.bin", "--json"]
+        def wait_listed(
+            search_args: list[str], done: Callable[[list[dict]], bool], never: str, search_env: dict[str, str] = env
+        ) -> None:
+            """Until `search` shows what done asks for (peers index and publish in the background)."""
+            search = [str(BIN / "p2p-peer"), "--name", "bench", "search", *search_args, "--json"]
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                found = json.loads(subprocess.run(search, env=search_env, capture_output=True, text=True).stdout or "[]")
-                if found and len(found[0]["peers"]) == count:
+                if done(json.loads(subprocess.run(search, env=search_env, capture_output=True, text=True).stdout or "[]")):
                     return
                 time.sleep(0.3)
-            raise SystemExit(f"big.bin never had {count} sources")
+            raise SystemExit(never)
+
+        def wait_sources(count: int, search_env: dict[str, str] = env) -> None:
+            def listed(found: list[dict]) -> bool:
+                return bool(found) and len(found[0]["peers"]) == count
+
+            wait_listed(["big.bin"], listed, f"big.bin never had {count} sources", search_env)
 
         get = [str(BIN / "p2p-peer"), "--name", "bench", "get", "big.bin", "-o", str(out)]
         fetch_with_curl = ["curl", "-sS", "-o", str(out), f"http://127.0.0.1:{http_port}/big.bin"]
@@ -295,12 +304,11 @@ def main() -> None:
         sink_cmd = [str(BIN / "p2p-peer"), "--name", "sink", "serve", "--share", str(sink), "--listen", sink_address]
         procs.append(subprocess.Popen([*sink_cmd, "--allow-uploads"], env=env, stdout=subprocess.DEVNULL))
         wait_healthy(sink_address)
-        search_small = [str(BIN / "p2p-peer"), "--name", "bench", "search", "small/", "--json", "--limit", str(len(small))]
-        deadline = time.monotonic() + 60
-        while len(json.loads(subprocess.run(search_small, env=env, capture_output=True, text=True).stdout or "[]")) < len(small):
-            if time.monotonic() > deadline:
-                raise SystemExit("the small files were never all published")
-            time.sleep(0.3)
+        wait_listed(
+            ["small/", "--limit", str(len(small))],
+            lambda found: len(found) == len(small),
+            "the small files were never all published",
+        )
         for round_ in range(args.runs):
             many = work / f"many{round_}"
             config = work / "curl-config"
