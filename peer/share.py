@@ -9,7 +9,7 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -205,7 +205,8 @@ class Share:
         self._added_outside_scan: list[SharedFile] = []  # uploads, until take_added or the next scan reports them
         self._landed_during_walk: set[str] = set()  # names add_verified indexed since the last walk began
         self._cache_reconciled = False  # the first scan drops cache entries of files gone meanwhile
-        self.complete = False  # the last scan indexed every settled file it saw (none left for later)
+        self.complete = False  # the last scan went through the whole share (it was not stopped)
+        self.walk_seconds = 0.0  # the last whole scan's time, less hashing: what a rescan costs
         self._unreadable: set[str] = set()  # folders already warned about: one warning, not one a rescan
         self._unshareable: set[str] = set()  # names already warned about, the same way
 
@@ -244,17 +245,21 @@ class Share:
                     yield prefix + entry.name, entry.path, entry.stat(follow_symlinks=False)
         self.left_out = left_out
 
-    def scan(self, budget_seconds: float | None = None) -> ShareChanges:
+    def scan(self, slice_seconds: float = 0.0, on_slice: Callable[[ShareChanges], bool] | None = None) -> ShareChanges:
         """Re-read the directory; hash what is new or changed; return the differences.
 
-        With a budget, hashing stops once it is spent (a file is never cut short, and one file is
-        always indexed): what is left waits for the next scan, and `complete` says whether any was.
+        With on_slice, what was hashed is indexed and handed to it every slice_seconds, as the
+        walk goes on: a share of a million files is served and published as it is hashed, in one
+        walk (a walk a slice made indexing it quadratic: hours). on_slice returning False stops
+        the scan there, with `complete` False and nothing withdrawn. Returned: what was not handed
+        over, and the names gone.
         """
         changes = ShareChanges()
         seen: set[str] = set()
         now_ns = time.time_ns()
-        deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
-        complete, indexed_any = True, False
+        started = time.monotonic()
+        next_slice = started + slice_seconds
+        hashing = 0.0  # seconds spent hashing, which is not the walk's own cost
         staged: list[tuple[str, str]] = []
         with self._lock:
             self._landed_during_walk.clear()
@@ -271,14 +276,18 @@ class Share:
             finished = _finished_download(known, st)  # verified chunk by chunk as it was written
             if now_ns - st.st_mtime_ns < SETTLE_SECONDS * 1e9 and finished is None:
                 continue  # still being written: withdraw it, pick it up on a later scan
-            if deadline is not None and indexed_any and time.monotonic() > deadline:
-                complete = False  # the next scan goes on from here (a changed file is withdrawn meanwhile)
-                continue
             seen.add(name)
-            indexed_any = True
+            began = time.monotonic()
             shared = self._index_file(name, Path(path), st, finished)
+            indexed = time.monotonic()
+            hashing += indexed - began
             if shared is not None:
                 changes.added.append(shared)
+            if on_slice is not None and indexed >= next_slice and changes.added:
+                if not on_slice(self._hand_over(changes)):
+                    self.complete = False
+                    return ShareChanges()
+                next_slice = time.monotonic() + slice_seconds
         for prefix, have_path in staged:
             if self.keep_partial_seconds and remove_if_abandoned(Path(have_path), self.keep_partial_seconds):
                 named = StagedFile.staged_as(Path(have_path))
@@ -295,14 +304,24 @@ class Share:
             changes.added.extend(f for f in self._added_outside_scan if self._by_name.get(f.name) is f)
             self._added_outside_scan.clear()
         changes.removed = gone
-        if not self._cache_reconciled and complete:  # only a whole scan knows which entries are stale
+        if not self._cache_reconciled:  # only a whole scan knows which entries are stale
             self.cache.forget_except(seen | {f.name for f in changes.added})
             self._cache_reconciled = True
         elif gone:
             self.cache.forget(gone)
         self.cache.flush()
-        self.complete = complete
+        self.complete = True
+        self.walk_seconds = time.monotonic() - started - hashing
         return changes
+
+    def _hand_over(self, changes: ShareChanges) -> ShareChanges:
+        """Index what a scan under way found so far (served from now on), and take it out of changes."""
+        self.cache.flush()
+        with self._lock:
+            for shared in changes.added:
+                self._add(shared)
+        handed, changes.added = ShareChanges(changes.added), []
+        return handed
 
     def _index_file(self, name: str, path: Path, st: os.stat_result, verified: Manifest | None = None) -> SharedFile | None:
         """Hashed, unless the cache knows it or it is a download that just finished (verified)."""

@@ -20,6 +20,7 @@ class StallWatch:
         self._clock = clock or RunClock()
         self._since: float | None = None  # waiting on the peer since
         self._done = threading.Event()
+        self._thread: threading.Thread | None = None
 
     @contextlib.contextmanager
     def waiting(self) -> Iterator[None]:
@@ -44,7 +45,11 @@ class StallWatch:
                     cancel()
                     return
 
-        threading.Thread(target=run, name="stall-watch", daemon=True).start()
+        self._thread = threading.Thread(target=run, name="stall-watch", daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
+        """End the watch; returns once its thread ended (at once: it waits on this event)."""
         self._done.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()

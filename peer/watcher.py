@@ -18,7 +18,7 @@ from peer.share import Share, ShareChanges, SharedFile
 log = logging.getLogger(__name__)
 
 SCAN_SLICE_SECONDS = 2.0  # hashing between two hand-overs to the keeper
-SCAN_SHARE = 0.1  # rescans may take this share of one core: a huge share is rescanned less often
+SCAN_SHARE = 0.1  # rescans (their walk, not hashing) may take this share of one core: a huge share is rescanned less often
 
 
 class PendingChanges:
@@ -97,17 +97,17 @@ class ShareWatcher(Wakeable):
         started_at = time.monotonic()
         while not self._stop_event.is_set():
             self._wake.clear()
-            started = time.monotonic()
             try:
-                changes = self._share.scan(SCAN_SLICE_SECONDS)
+                changes = self._share.scan(SCAN_SLICE_SECONDS, self._hand_over)
             except Exception:
                 log.exception("scanning %s failed; trying again", self._share.root)
                 self._wake.wait(self._rescan)
                 continue
-            took = time.monotonic() - started
+            if not self._share.complete:  # stopped
+                break
             if changes:
                 self.pending.add(changes)  # before `indexed`: the keeper reads that first
-            first = self._share.complete and not self.indexed.is_set()
+            first = not self.indexed.is_set()
             if first:
                 self.indexed.set()
                 left_out = self._share.left_out
@@ -116,10 +116,15 @@ class ShareWatcher(Wakeable):
                     "indexed %s of %s in %.1fs%s",
                     counted(len(self._share.files()), "file"),
                     self._share.root,
-                    started - started_at,
+                    time.monotonic() - started_at,
                     why,
                 )
             if changes or first:
                 self._on_changes()
-            wait = max(self._rescan, took / SCAN_SHARE) if self._share.complete else 0.0
-            self._wake.wait(wait)
+            self._wake.wait(max(self._rescan, self._share.walk_seconds / SCAN_SHARE))
+
+    def _hand_over(self, changes: ShareChanges) -> bool:
+        """What a scan hashed so far, queued for publishing; False once stopping (ends the scan)."""
+        self.pending.add(changes)
+        self._on_changes()
+        return not self._stop_event.is_set()

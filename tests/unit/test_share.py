@@ -180,22 +180,61 @@ def test_a_hash_cache_of_another_digest_scheme_is_hashed_again(tmp_path, monkeyp
         again.close()
 
 
-def test_a_scan_with_a_budget_indexes_in_slices(tmp_path):
+def test_a_scan_hands_over_what_it_hashed_in_slices_in_one_walk(tmp_path, monkeypatch):
+    """A share of a million files is indexed in one walk; it once took a walk a slice (hours)."""
     root = tmp_path / "share"
-    root.mkdir()
-    for i in range(5):
-        (root / f"f{i}.txt").write_text(str(i))
-        settle(root / f"f{i}.txt")
+    for i in range(6):
+        (root / f"d{i % 2}").mkdir(parents=True, exist_ok=True)
+        (root / f"d{i % 2}" / f"f{i}.txt").write_text(str(i))
+        settle(root / f"d{i % 2}" / f"f{i}.txt")
+    (root / "gone.txt").write_text("soon gone")
+    settle(root / "gone.txt")
+    walked: list[str] = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda path: walked.append(os.path.basename(path)) or real_scandir(path))
     share = Share(root)
     try:
-        names: list[str] = []
-        for _ in range(5):  # a spent budget still indexes one file a scan
-            changes = share.scan(budget_seconds=0)
-            assert len(changes.added) == 1 and not changes.removed
-            names += [f.name for f in changes.added]
-            assert share.complete == (len(names) == 5)
-        assert sorted(names) == [f"f{i}.txt" for i in range(5)]
-        assert not share.scan(budget_seconds=0) and share.complete
+        share.scan()
+        (root / "gone.txt").unlink()
+        for i in range(6, 11):
+            (root / f"d{i % 2}" / f"f{i}.txt").write_text(str(i))
+            settle(root / f"d{i % 2}" / f"f{i}.txt")
+        walked.clear()
+        slices: list[list[str]] = []
+
+        def on_slice(changes) -> bool:
+            assert not changes.removed  # only a whole walk knows what is gone
+            names = [f.name for f in changes.added]
+            assert all(share.by_name(n) is not None for n in names)  # served from the hand-over on
+            slices.append(names)
+            return True
+
+        left = share.scan(slice_seconds=0, on_slice=on_slice)
+        assert sorted(walked) == ["d0", "d1", "share"]  # each folder listed once, for 5 slices
+        assert len(slices) == 5 and all(len(names) == 1 for names in slices)
+        assert sorted(n for names in slices for n in names) == sorted(f"d{i % 2}/f{i}.txt" for i in range(6, 11))
+        assert left.added == [] and left.removed == ["gone.txt"] and share.complete
+        assert len(share.files()) == 11 and share.walk_seconds > 0
+    finally:
+        share.close()
+
+
+def test_a_scan_stopped_by_its_hand_over_withdraws_nothing(tmp_path):
+    root = tmp_path / "share"
+    root.mkdir()
+    (root / "old.txt").write_text("old")
+    settle(root / "old.txt")
+    share = Share(root)
+    try:
+        share.scan()
+        for i in range(4):
+            (root / f"new{i}.txt").write_text(str(i))
+            settle(root / f"new{i}.txt")
+        handed: list[str] = []
+        left = share.scan(slice_seconds=0, on_slice=lambda changes: handed.extend(f.name for f in changes.added) and False)
+        assert len(handed) == 1 and not left and not share.complete  # stopped at the first hand-over
+        assert sorted(f.name for f in share.files()) == sorted(["old.txt", *handed])  # the files not walked yet stay
+        assert len(share.scan().added) == 3 and share.complete  # the next scan picks up the rest
     finally:
         share.close()
 
