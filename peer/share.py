@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import logging
 import os
@@ -24,6 +25,15 @@ from peer.share_filter import ShareFilter
 log = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 1.0  # a file modified more recently than this may still be being written
+
+
+class _Look(enum.Enum):
+    """What a scan did with a file it came upon."""
+
+    UNCHANGED = 1
+    SKIPPED = 2  # a name no peer could use
+    UNSETTLED = 3  # still being written
+    INDEXED = 4
 
 
 @dataclass(frozen=True, slots=True)  # no __dict__, path as text: a file took 1.3 KiB of memory, 0.8 now
@@ -209,19 +219,24 @@ class Share:
         self.walk_seconds = 0.0  # the last whole scan's time, less hashing: what a rescan costs
         self._unreadable: set[str] = set()  # folders already warned about: one warning, not one a rescan
         self._unshareable: set[str] = set()  # names already warned about, the same way
+        self.on_folder: Callable[[str, str], None] | None = None  # told of each folder walked (path, prefix): see FolderEvents
 
     # -- scanning ------------------------------------------------------------------------
-    def _walk(self, staged: list[tuple[str, str]]) -> Iterator[tuple[str, str, os.stat_result]]:
-        """(name, path, stat) of the regular files under root; symlinks, staging files, the state
-        dir and what the filter leaves out are skipped (the chunk records of staged files are
-        listed in staged, as their folder's prefix and path). Plain strings, not Paths: a rescan
-        of 100,000 unchanged files is mostly this loop."""
+    def _walk(self, staged: list[tuple[str, str]], under: str = "") -> Iterator[tuple[str, str, os.stat_result]]:
+        """(name, path, stat) of the regular files under root (or its folder named under + "/");
+        symlinks, staging files, the state dir and what the filter leaves out are skipped (the
+        chunk records of staged files are listed in staged, as their folder's prefix and path).
+        Each folder is handed to on_folder before it is listed. Plain strings, not Paths: a
+        rescan of 100,000 unchanged files is mostly this loop."""
         state_dirs = (str(self.state_dir), str(self.root / STATE_DIR_NAME))  # the latter left by an earlier serve
         why_left_out = self.filter.why_left_out
+        on_folder = self.on_folder
         left_out = 0
-        stack = [(str(self.root), "")]
+        stack = [(os.path.join(self.root, under), f"{under}/")] if under else [(str(self.root), "")]
         while stack:
             folder, prefix = stack.pop()
+            if on_folder is not None:  # before listing it: a file created meanwhile is reported
+                on_folder(folder, prefix)
             try:
                 with os.scandir(folder) as listing:
                     entries = list(listing)
@@ -243,7 +258,8 @@ class Share:
                     stack.append((entry.path, f"{prefix}{entry.name}/"))
                 elif entry.is_file(follow_symlinks=False):
                     yield prefix + entry.name, entry.path, entry.stat(follow_symlinks=False)
-        self.left_out = left_out
+        if not under:
+            self.left_out = left_out
 
     def scan(self, slice_seconds: float = 0.0, on_slice: Callable[[ShareChanges], bool] | None = None) -> ShareChanges:
         """Re-read the directory; hash what is new or changed; return the differences.
@@ -264,25 +280,11 @@ class Share:
         with self._lock:
             self._landed_during_walk.clear()
         for name, path, st in self._walk(staged):
-            known = self._by_name.get(name)
-            if known and known.mtime_ns == st.st_mtime_ns and known.inode == st.st_ino and known.manifest.size == st.st_size:
-                seen.add(name)
-                continue
-            if not known and (problem := name_problem(name)) is not None:
-                if name not in self._unshareable:  # a name no peer could use safely (a control character,
-                    self._unshareable.add(name)  # a backslash, bytes of another encoding): never shared
-                    log.warning("not sharing %r: its name %s", name, problem)
-                continue
-            finished = _finished_download(known, st)  # verified chunk by chunk as it was written
-            if now_ns - st.st_mtime_ns < SETTLE_SECONDS * 1e9 and finished is None:
-                continue  # still being written: withdraw it, pick it up on a later scan
-            seen.add(name)
             began = time.monotonic()
-            shared = self._index_file(name, Path(path), st, finished)
+            if self._look_at(name, path, st, now_ns, seen, changes) is not _Look.INDEXED:
+                continue
             indexed = time.monotonic()
             hashing += indexed - began
-            if shared is not None:
-                changes.added.append(shared)
             if on_slice is not None and indexed >= next_slice and changes.added:
                 if not on_slice(self._hand_over(changes)):
                     self.complete = False
@@ -313,6 +315,91 @@ class Share:
         self.complete = True
         self.walk_seconds = time.monotonic() - started - hashing
         return changes
+
+    def _look_at(self, name: str, path: str, st: os.stat_result, now_ns: int, seen: set[str], changes: ShareChanges) -> _Look:
+        """One regular file a scan came upon: seen if known unchanged, else indexed into changes."""
+        known = self._by_name.get(name)
+        if known and known.mtime_ns == st.st_mtime_ns and known.inode == st.st_ino and known.manifest.size == st.st_size:
+            seen.add(name)
+            return _Look.UNCHANGED
+        if not known and (problem := name_problem(name)) is not None:
+            if name not in self._unshareable:  # a name no peer could use safely (a control character,
+                self._unshareable.add(name)  # a backslash, bytes of another encoding): never shared
+                log.warning("not sharing %r: its name %s", name, problem)
+            return _Look.SKIPPED
+        finished = _finished_download(known, st)  # verified chunk by chunk as it was written
+        if now_ns - st.st_mtime_ns < SETTLE_SECONDS * 1e9 and finished is None:
+            return _Look.UNSETTLED  # still being written: withdraw it, pick it up on a later scan
+        seen.add(name)
+        shared = self._index_file(name, Path(path), st, finished)
+        if shared is not None:
+            changes.added.append(shared)
+        return _Look.INDEXED
+
+    def rescan(
+        self, names: set[str], slice_seconds: float = 0.0, on_slice: Callable[[ShareChanges], bool] | None = None
+    ) -> tuple[ShareChanges, set[str]]:
+        """Look again at these names only (from FolderEvents), not the whole share: a name is a
+        file, or with a trailing "/" a folder (walked; what was under it and is not now is gone).
+        Hands over in slices as scan does (a terabyte moved in is published as it is hashed).
+        Returns the changes not handed over, and the names of files still being written, to
+        look at again once they settle."""
+        changes, seen, unsettled = ShareChanges(), set[str](), set[str]()
+        looked: list[str] = []  # files, and folders ending in "/", whose known files not seen are gone
+        now_ns = time.time_ns()
+        next_slice = time.monotonic() + slice_seconds
+        staged: list[tuple[str, str]] = []
+        with self._lock:
+            self._landed_during_walk.clear()
+        for name in sorted(names):
+            bare = name.rstrip("/")
+            if any(part in ("", ".", "..") for part in bare.split("/")) or self._left_out_of_walks(bare):
+                continue
+            looked.append(name)
+            path = os.path.join(self.root, bare)
+            try:
+                st = os.lstat(path)
+            except OSError:  # gone (or its folder is)
+                continue
+            if name.endswith("/") and stat.S_ISDIR(st.st_mode):
+                files = list(self._walk(staged, under=bare))
+            elif not name.endswith("/") and stat.S_ISREG(st.st_mode):
+                files = [(name, path, st)]
+            else:
+                continue
+            for inner, inner_path, inner_st in files:
+                look = self._look_at(inner, inner_path, inner_st, now_ns, seen, changes)
+                if look is _Look.UNSETTLED:
+                    unsettled.add(inner)
+                elif look is _Look.INDEXED and on_slice is not None and time.monotonic() >= next_slice:
+                    if not on_slice(self._hand_over(changes)):
+                        return ShareChanges(), set()
+                    next_slice = time.monotonic() + slice_seconds
+        folders = tuple(p for p in looked if p.endswith("/"))
+        with self._lock:
+            gone = [n for n in looked if n in self._by_name]
+            if folders:  # a walk through every name: only for a folder's events
+                gone += [n for n in self._by_name if n.startswith(folders)]
+            gone = [n for n in gone if n not in seen and n not in self._landed_during_walk]
+            for name in gone:
+                self._drop(name)
+            for shared in changes.added:
+                self._add(shared)
+        changes.removed = gone
+        if gone:
+            self.cache.forget(gone)
+        self.cache.flush()
+        return changes, unsettled
+
+    def _left_out_of_walks(self, name: str) -> bool:
+        """Whether a walk would pass name by: a staging file, the state folder, or left out by the filter."""
+        path = os.path.join(self.root, name)
+        state_dirs = (str(self.state_dir), str(self.root / STATE_DIR_NAME))
+        return (
+            is_staging_file(os.path.basename(name))
+            or any(path == d or path.startswith(d + os.sep) for d in state_dirs)
+            or bool(self.filter.why_path_left_out(name))
+        )
 
     def _hand_over(self, changes: ShareChanges) -> ShareChanges:
         """Index what a scan under way found so far (served from now on), and take it out of changes."""

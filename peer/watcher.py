@@ -13,11 +13,13 @@ import time
 from collections.abc import Callable
 
 from p2p_common.wording import counted
-from peer.share import Share, ShareChanges, SharedFile
+from peer.folder_events import FolderEvents
+from peer.share import SETTLE_SECONDS, Share, ShareChanges, SharedFile
 
 log = logging.getLogger(__name__)
 
 SCAN_SLICE_SECONDS = 2.0  # hashing between two hand-overs to the keeper
+EVENTS_GATHER_SECONDS = 0.2  # after a folder event, for the rest of its burst
 SCAN_SHARE = 0.1  # rescans (their walk, not hashing) may take this share of one core: a huge share is rescanned less often
 
 
@@ -75,16 +77,21 @@ class Wakeable(threading.Thread):
 
 
 class ShareWatcher(Wakeable):
-    """Scans the share (at once, then every rescan interval, or when woken) and queues what
-    changed; queues an upload that landed without a scan (landed)."""
+    """Scans the share (at once, then every rescan interval or less often, see SCAN_SHARE) and
+    queues what changed; between walks, looks at the names folder events report (FolderEvents,
+    where the system has them); queues an upload that landed without a scan (landed)."""
 
-    def __init__(self, share: Share, rescan_seconds: float, on_changes: Callable[[], None]):
+    def __init__(self, share: Share, rescan_seconds: float, on_changes: Callable[[], None], folder_events: bool = True):
         super().__init__("share-watcher")
         self._share = share
         self._rescan = rescan_seconds
         self._on_changes = on_changes
         self.pending = PendingChanges()
         self.indexed = threading.Event()  # every file of the share has been hashed once
+        self._events = FolderEvents.open(self._wake.set) if folder_events else None
+        if self._events is not None:
+            share.on_folder = self._events.watch
+        self._recheck: dict[str, float] = {}  # files still being written, to look at again then (monotonic)
 
     def landed(self) -> None:
         """A file was received and indexed (Share.add_verified): publish it now."""
@@ -95,33 +102,71 @@ class ShareWatcher(Wakeable):
 
     def run(self) -> None:
         started_at = time.monotonic()
-        while not self._stop_event.is_set():
-            self._wake.clear()
-            try:
-                changes = self._share.scan(SCAN_SLICE_SECONDS, self._hand_over)
-            except Exception:
-                log.exception("scanning %s failed; trying again", self._share.root)
-                self._wake.wait(self._rescan)
-                continue
-            if not self._share.complete:  # stopped
-                break
-            if changes:
-                self.pending.add(changes)  # before `indexed`: the keeper reads that first
-            first = not self.indexed.is_set()
-            if first:
-                self.indexed.set()
-                left_out = self._share.left_out
-                why = f" (left out {left_out}: {self._share.filter.describe()})" if left_out else ""
-                log.info(
-                    "indexed %s of %s in %.1fs%s",
-                    counted(len(self._share.files()), "file"),
-                    self._share.root,
-                    time.monotonic() - started_at,
-                    why,
-                )
-            if changes or first:
-                self._on_changes()
-            self._wake.wait(max(self._rescan, self._share.walk_seconds / SCAN_SHARE))
+        next_walk = started_at
+        try:
+            while not self._stop_event.is_set():
+                self._wake.clear()
+                changed = self._events.take() if self._events is not None else set()
+                if changed is None or time.monotonic() >= next_walk:  # due, or events were lost
+                    if not self._walk(started_at):
+                        break
+                    next_walk = time.monotonic() + max(self._rescan, self._share.walk_seconds / SCAN_SHARE)
+                else:
+                    self._look_again(changed)
+                wait = next_walk - time.monotonic()
+                if self._recheck:
+                    wait = min(wait, min(self._recheck.values()) - time.monotonic())
+                if self._wake.wait(max(0.0, wait)) and self._events is not None:
+                    self._stop_event.wait(EVENTS_GATHER_SECONDS)  # the rest of a burst (a folder copied in)
+        finally:
+            if self._events is not None:
+                self._events.close()
+
+    def _walk(self, started_at: float) -> bool:
+        """A scan of the whole share; False once stopping."""
+        try:
+            changes = self._share.scan(SCAN_SLICE_SECONDS, self._hand_over)
+        except Exception:
+            log.exception("scanning %s failed; trying again", self._share.root)
+            return not self._stop_event.wait(self._rescan)
+        if not self._share.complete:  # stopped
+            return False
+        if changes:
+            self.pending.add(changes)  # before `indexed`: the keeper reads that first
+        first = not self.indexed.is_set()
+        if first:
+            self.indexed.set()
+            left_out = self._share.left_out
+            why = f" (left out {left_out}: {self._share.filter.describe()})" if left_out else ""
+            log.info(
+                "indexed %s of %s in %.1fs%s",
+                counted(len(self._share.files()), "file"),
+                self._share.root,
+                time.monotonic() - started_at,
+                why,
+            )
+        if changes or first:
+            self._on_changes()
+        return True
+
+    def _look_again(self, changed: set[str]) -> None:
+        """The names folder events reported, and files due to be looked at again once settled."""
+        now = time.monotonic()
+        due = {name for name, at in self._recheck.items() if at <= now}
+        for name in due:
+            del self._recheck[name]
+        if not changed and not due:
+            return
+        try:
+            changes, unsettled = self._share.rescan(changed | due, SCAN_SLICE_SECONDS, self._hand_over)
+        except Exception:
+            log.exception("looking again at %s failed; the next rescan will", counted(len(changed | due), "changed name"))
+            return
+        for name in unsettled:
+            self._recheck[name] = now + SETTLE_SECONDS
+        if changes:
+            self.pending.add(changes)
+            self._on_changes()
 
     def _hand_over(self, changes: ShareChanges) -> bool:
         """What a scan hashed so far, queued for publishing; False once stopping (ends the scan)."""

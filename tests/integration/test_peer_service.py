@@ -386,6 +386,25 @@ def test_a_peer_serves_at_once_and_publishes_its_share_as_it_is_hashed(start_pee
     assert found == {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
 
 
+def test_a_file_dropped_into_the_share_is_published_without_waiting_for_a_rescan(start_peer_at, client, tmp_path):
+    """Folder events, not walks: with rescans an hour apart (as a share of millions of files has
+    them), files added, moved in and removed are published within seconds."""
+    node = start_peer_at("events", {"old.txt": b"old", "keep/k.txt": b"k"}, rescan_seconds=3600)
+    if node.watcher._events is None:
+        pytest.skip("no inotify on this system")
+    share = tmp_path / "share-events"
+    (share / "new.txt").write_bytes(b"dropped in")
+    album = tmp_path / "album"
+    (album / "disc1").mkdir(parents=True)
+    (album / "disc1" / "01.flac").write_bytes(b"track one")
+    (album / "cover.jpg").write_bytes(b"cover")
+    album.rename(share / "album")  # a folder of files moved in at once
+    (share / "old.txt").unlink()
+    expected = {"new.txt", "keep/k.txt", "album/disc1/01.flac", "album/cover.jpg"}
+    wait_for(lambda: {f.name for f in client.query("", peer="events")} == expected, timeout=15, what="the changes published")
+    assert {f.name for f in node.share.files()} == expected
+
+
 def open_download(node: PeerNode, client, data: bytes):
     """A Download stream of data from node, asked for its first chunk and kept open: ask for more
     with asks.put, end it with asks.put(None). Returns (channel, stub, metadata, asks, stream)."""
