@@ -20,7 +20,6 @@ from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
-IN_MODIFY = 0x2
 IN_ATTRIB = 0x4
 IN_CLOSE_WRITE = 0x8
 IN_MOVED_FROM = 0x40
@@ -35,9 +34,11 @@ IN_DONT_FOLLOW = 0x02000000
 IN_EXCL_UNLINK = 0x04000000
 IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = os.O_CLOEXEC
-# what makes a name worth a look: written and closed, created (a folder), moved, removed, touched;
-# IN_MODIFY too, so a shared file being rewritten is withdrawn at once, not at its close
-WATCHED = IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE
+# what makes a name worth a look: written and closed, created (a folder), moved, removed, touched.
+# Not each write (IN_MODIFY): that made every write into the share, a `get` of 2,000 files into
+# it, pay for an event; a file rewritten in place is withdrawn at its close (and until then,
+# serving it fails its unchanged check rather than send other bytes)
+WATCHED = IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE
 _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then the name)
 
 

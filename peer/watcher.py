@@ -19,7 +19,10 @@ from peer.share import SETTLE_SECONDS, Share, ShareChanges, SharedFile
 log = logging.getLogger(__name__)
 
 SCAN_SLICE_SECONDS = 2.0  # hashing between two hand-overs to the keeper
-EVENTS_GATHER_SECONDS = 0.2  # after a folder event, for the rest of its burst
+# after a folder event, for the rest of its burst: a file is indexed once it has settled
+# (share.SETTLE_SECONDS) anyway, and looking sooner and more often only published more, smaller
+# batches while a `get` into the share was writing
+EVENTS_GATHER_SECONDS = 1.0
 SCAN_SHARE = 0.1  # rescans (their walk, not hashing) may take this share of one core: a huge share is rescanned less often
 
 
