@@ -1,10 +1,11 @@
 """What changed under the share, as the kernel tells it (Linux inotify), between two walks.
 
-A walk of a million files takes ~8 s of CPU, so rescans of such a share are spaced ~80 s apart
-(peer.watcher keeps them to a tenth of a core): a file dropped into it waited that long to be
-published. With a watch on each folder, the watcher looks at just the names that changed, within
-a second, as Syncthing does. Walks go on as the safety net: for a queue that overflowed, folders
-past the system's watch limit, and systems without inotify (where this is simply absent).
+A walk of a million files takes ~8 s of CPU, so walks alone of such a share were spaced ~80 s
+apart (peer.watcher keeps them to a share of a core): a file dropped into it waited that long to
+be published. With a watch on each folder, the watcher looks at just the names that changed, as
+Syncthing does: published within ~2 s. Walks go on, rarer, as the safety net: for a queue that
+overflowed, folders past the system's watch limit, and systems without inotify (where this is
+simply absent).
 """
 
 from __future__ import annotations

@@ -205,6 +205,7 @@ class Share:
             raise InvalidArgument(f"the share {self.root} is a file; share the folder holding it")
         self.root.mkdir(parents=True, exist_ok=True)
         self.state_dir = state_dir or _state_dir_for(self.root)
+        self._state_dirs = (str(self.state_dir), str(self.root / STATE_DIR_NAME))  # the latter left by an earlier serve
         self._serving_lock = -1  # see claim_for_serving
         self.cache = HashCache(self.state_dir / "hashes.db")
         self._lock = threading.Lock()
@@ -228,7 +229,7 @@ class Share:
         chunk records of staged files are listed in staged, as their folder's prefix and path).
         Each folder is handed to on_folder before it is listed. Plain strings, not Paths: a
         rescan of 100,000 unchanged files is mostly this loop."""
-        state_dirs = (str(self.state_dir), str(self.root / STATE_DIR_NAME))  # the latter left by an earlier serve
+        state_dirs = self._state_dirs
         why_left_out = self.filter.why_left_out
         on_folder = self.on_folder
         left_out = 0
@@ -357,6 +358,8 @@ class Share:
                 continue
             looked.append(name)
             path = os.path.join(self.root, bare)
+            if os.path.realpath(os.path.dirname(path)) != os.path.dirname(path):
+                continue  # a folder on its way became a symlink: what it leads to is not the share's
             try:
                 st = os.lstat(path)
             except OSError:  # gone (or its folder is)
@@ -380,7 +383,7 @@ class Share:
             gone = [n for n in looked if n in self._by_name]
             if folders:  # a walk through every name: only for a folder's events
                 gone += [n for n in self._by_name if n.startswith(folders)]
-            gone = [n for n in gone if n not in seen and n not in self._landed_during_walk]
+            gone = [n for n in dict.fromkeys(gone) if n not in seen and n not in self._landed_during_walk]
             for name in gone:
                 self._drop(name)
             for shared in changes.added:
@@ -394,10 +397,9 @@ class Share:
     def _left_out_of_walks(self, name: str) -> bool:
         """Whether a walk would pass name by: a staging file, the state folder, or left out by the filter."""
         path = os.path.join(self.root, name)
-        state_dirs = (str(self.state_dir), str(self.root / STATE_DIR_NAME))
         return (
             is_staging_file(os.path.basename(name))
-            or any(path == d or path.startswith(d + os.sep) for d in state_dirs)
+            or any(path == d or path.startswith(d + os.sep) for d in self._state_dirs)
             or bool(self.filter.why_path_left_out(name))
         )
 

@@ -87,14 +87,14 @@ class ShareWatcher(Wakeable):
     queues what changed; between walks, looks at the names folder events report (FolderEvents,
     where the system has them); queues an upload that landed without a scan (landed)."""
 
-    def __init__(self, share: Share, rescan_seconds: float, on_changes: Callable[[], None], folder_events: bool = True):
+    def __init__(self, share: Share, rescan_seconds: float, on_changes: Callable[[], None]):
         super().__init__("share-watcher")
         self._share = share
         self._rescan = rescan_seconds
         self._on_changes = on_changes
         self.pending = PendingChanges()
         self.indexed = threading.Event()  # every file of the share has been hashed once
-        self._events = FolderEvents.open(self._wake.set) if folder_events else None
+        self._events = FolderEvents.open(self._wake.set)
         if self._events is not None:
             share.on_folder = self._events.watch
         self._recheck: dict[str, float] = {}  # files still being written, to look at again then (monotonic)

@@ -138,3 +138,21 @@ def test_a_folder_moved_in_is_handed_over_in_slices_as_it_is_hashed(tmp_path):
         assert len(share.files()) == 3
     finally:
         share.close()
+
+
+def test_a_folder_turned_into_a_symlink_out_of_the_share_is_not_followed(tmp_path):
+    root, outside = tmp_path / "share", tmp_path / "outside"
+    root.mkdir()
+    (outside / "secret").mkdir(parents=True)
+    (outside / "secret" / "key.txt").write_text("private")
+    settle(outside / "secret" / "key.txt")
+    share = make_share(root, {"a/photo.jpg": "p"})
+    try:
+        (root / "a" / "photo.jpg").unlink()
+        (root / "a").rmdir()
+        (root / "a").symlink_to(outside / "secret")  # after the events for a/ were queued
+        changes, _ = share.rescan({"a/photo.jpg", "a/key.txt", "a/"})
+        assert changes.added == [] and changes.removed == ["a/photo.jpg"]
+        assert share.files() == []
+    finally:
+        share.close()
