@@ -354,12 +354,19 @@ class Share:
             self._landed_during_walk.clear()
         for name in sorted(names):
             bare = name.rstrip("/")
-            if any(part in ("", ".", "..") for part in bare.split("/")) or self._left_out_of_walks(bare):
+            path = os.path.join(self.root, bare)
+            if any(part in ("", ".", "..") for part in bare.split("/")):
+                continue
+            if os.path.realpath(os.path.dirname(path)) != os.path.dirname(path):
+                looked.append(name)
+                continue  # a folder on its way became a symlink: what it leads to is not the share's
+            folder = bare.rpartition("/")[0]
+            if name.endswith(HAVE_SUFFIX) and not (folder and self._left_out_of_walks(folder)):
+                self._look_at_record(name, path, staged, looked)  # a download into the share, under way
+                continue
+            if self._left_out_of_walks(bare):
                 continue
             looked.append(name)
-            path = os.path.join(self.root, bare)
-            if os.path.realpath(os.path.dirname(path)) != os.path.dirname(path):
-                continue  # a folder on its way became a symlink: what it leads to is not the share's
             try:
                 st = os.lstat(path)
             except OSError:  # gone (or its folder is)
@@ -378,6 +385,8 @@ class Share:
                     if not on_slice(self._hand_over(changes)):
                         return ShareChanges(), set()
                     next_slice = time.monotonic() + slice_seconds
+        for prefix, have_path in staged:
+            self._index_staged(prefix, Path(have_path), seen, changes)
         folders = tuple(p for p in looked if p.endswith("/"))
         with self._lock:
             gone = [n for n in looked if n in self._by_name]
@@ -393,6 +402,18 @@ class Share:
             self.cache.forget(gone)
         self.cache.flush()
         return changes, unsettled
+
+    def _look_at_record(self, name: str, path: str, staged: list[tuple[str, str]], looked: list[str]) -> None:
+        """A download's chunk record changed: share what it holds so far (see _index_staged), or,
+        once it is gone with its staged file (given up), withdraw that partial copy."""
+        prefix = name.rpartition("/")[0] + "/" if "/" in name else ""
+        if os.path.isfile(path) and not os.path.islink(path):
+            staged.append((prefix, path))
+            return
+        named = StagedFile.staged_as(Path(path))
+        known = self._by_name.get(prefix + named[0]) if named else None
+        if known is not None and known.staged is not None and not known.staged.part_path.exists():
+            looked.append(known.name)
 
     def _left_out_of_walks(self, name: str) -> bool:
         """Whether a walk would pass name by: a staging file, the state folder, or left out by the filter."""

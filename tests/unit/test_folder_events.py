@@ -156,3 +156,27 @@ def test_a_folder_turned_into_a_symlink_out_of_the_share_is_not_followed(tmp_pat
         assert share.files() == []
     finally:
         share.close()
+
+
+def test_a_download_into_the_share_is_shared_partially_from_its_chunk_record_events(tmp_path, monkeypatch):
+    from peer import chunking
+    from peer.chunk_store import PartialFile, StagedFile
+    from peer.manifest import Manifest
+
+    monkeypatch.setattr(StagedFile, "REREAD_SECONDS", 0.0)
+    root = tmp_path / "share"
+    root.mkdir()
+    data = os.urandom(3 * 64 * 1024)
+    (tmp_path / "source.bin").write_bytes(data)
+    manifest = Manifest.from_hashes(chunking.hash_file(tmp_path / "source.bin", chunk_size=64 * 1024))
+    share = make_share(root, {})
+    try:
+        partial = PartialFile(root / "films" / "dl.bin", manifest)
+        partial.write_chunk(1, data[64 * 1024 : 128 * 1024])
+        record = next(p.name for p in (root / "films").iterdir() if p.name.endswith(".p2p-have"))
+        (staged,) = share.rescan({f"films/{record}"})[0].added
+        assert (staged.name, staged.partial) == ("films/dl.bin", True)
+        partial.discard()  # the download given up: its staged files removed
+        assert share.rescan({f"films/{record}"})[0].removed == ["films/dl.bin"] and share.published() == []
+    finally:
+        share.close()
