@@ -163,10 +163,12 @@ def test_the_files_of_one_get_or_put_share_one_connection_to_a_peer(tls_tracker,
     assert cli.main([*common, "get", "--all", "album/*", "-j", "3", "-o", str(tmp_path / "got")]) == 0
     for name, data in album.items():
         assert (tmp_path / "got" / name).read_bytes() == data
+    wait_for(lambda: connections("Download"), what="the Download log lines (written as each RPC ends)")
     assert len(connections("Download")) == 1
     sending = tmp_path / "mix"
     sending.mkdir()
     for i in range(4):
         (sending / f"{i}.txt").write_bytes(os.urandom(5000 + i))
     assert cli.main([*common, "put", str(sending), "--to", "dave"]) == 0
-    assert len(connections("Upload")) == 1 and len([r for r in caplog.records if "/Upload " in r.getMessage()]) == 4
+    wait_for(lambda: len([r for r in caplog.records if "/Upload " in r.getMessage()]) == 4, what="the Upload log lines")
+    assert len(connections("Upload")) == 1
