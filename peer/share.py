@@ -284,13 +284,12 @@ class Share:
             began = time.monotonic()
             if self._look_at(name, path, st, now_ns, seen, changes) is not _Look.INDEXED:
                 continue
-            indexed = time.monotonic()
-            hashing += indexed - began
-            if on_slice is not None and indexed >= next_slice and changes.added:
-                if not on_slice(self._hand_over(changes)):
-                    self.complete = False
-                    return ShareChanges()
-                next_slice = time.monotonic() + slice_seconds
+            hashing += time.monotonic() - began
+            due = self._hand_over_when_due(changes, next_slice, slice_seconds, on_slice)
+            if due is None:
+                self.complete = False
+                return ShareChanges()
+            next_slice = due
         for prefix, have_path in staged:
             if self.keep_partial_seconds and remove_if_abandoned(Path(have_path), self.keep_partial_seconds):
                 named = StagedFile.staged_as(Path(have_path))
@@ -362,7 +361,7 @@ class Share:
                 continue  # a folder on its way became a symlink: what it leads to is not the share's
             folder = bare.rpartition("/")[0]
             if name.endswith(HAVE_SUFFIX) and not (folder and self._left_out_of_walks(folder)):
-                self._look_at_record(name, path, staged, looked)  # a download into the share, under way
+                self._look_at_record(folder, path, staged, looked)  # a download into the share, under way
                 continue
             if self._left_out_of_walks(bare):
                 continue
@@ -381,10 +380,11 @@ class Share:
                 look = self._look_at(inner, inner_path, inner_st, now_ns, seen, changes)
                 if look is _Look.UNSETTLED:
                     unsettled.add(inner)
-                elif look is _Look.INDEXED and on_slice is not None and time.monotonic() >= next_slice:
-                    if not on_slice(self._hand_over(changes)):
-                        return ShareChanges(), set()
-                    next_slice = time.monotonic() + slice_seconds
+                    continue
+                due = self._hand_over_when_due(changes, next_slice, slice_seconds, on_slice)
+                if due is None:
+                    return ShareChanges(), set()
+                next_slice = due
         for prefix, have_path in staged:
             self._index_staged(prefix, Path(have_path), seen, changes)
         folders = tuple(p for p in looked if p.endswith("/"))
@@ -403,10 +403,10 @@ class Share:
         self.cache.flush()
         return changes, unsettled
 
-    def _look_at_record(self, name: str, path: str, staged: list[tuple[str, str]], looked: list[str]) -> None:
-        """A download's chunk record changed: share what it holds so far (see _index_staged), or,
-        once it is gone with its staged file (given up), withdraw that partial copy."""
-        prefix = name.rpartition("/")[0] + "/" if "/" in name else ""
+    def _look_at_record(self, folder: str, path: str, staged: list[tuple[str, str]], looked: list[str]) -> None:
+        """A download's chunk record (at path, in folder) changed: share what it holds so far (see
+        _index_staged), or, once it is gone with its staged file (given up), withdraw that partial copy."""
+        prefix = f"{folder}/" if folder else ""
         if os.path.isfile(path) and not os.path.islink(path):
             staged.append((prefix, path))
             return
@@ -423,6 +423,17 @@ class Share:
             or any(path == d or path.startswith(d + os.sep) for d in self._state_dirs)
             or bool(self.filter.why_path_left_out(name))
         )
+
+    def _hand_over_when_due(
+        self, changes: ShareChanges, due: float, slice_seconds: float, on_slice: Callable[[ShareChanges], bool] | None
+    ) -> float | None:
+        """Hand what changes hold to on_slice once the slice is due; the next slice's time, or
+        None when on_slice asks to stop."""
+        if on_slice is None or not changes.added or time.monotonic() < due:
+            return due
+        if not on_slice(self._hand_over(changes)):
+            return None
+        return time.monotonic() + slice_seconds
 
     def _hand_over(self, changes: ShareChanges) -> ShareChanges:
         """Index what a scan under way found so far (served from now on), and take it out of changes."""
