@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 INDEX_BATCH = 5000  # entries per SendIndex message: ~1 MiB, far below the 4 MiB message limit
 CALL_TIMEOUT = 30.0
-LOGIN_BUSY_SECONDS = 30.0  # how long a login waits for a tracker busy checking other passwords
+BUSY_SECONDS = 30.0  # how long a call waits for a tracker busy with other work (checking passwords, storing an index)
 
 
 def rpc_error(exc: grpc.RpcError, what: str) -> P2PError:
@@ -103,22 +103,30 @@ class TrackerClient:
         self._kept_alive: threading.Event | None = None  # set to stop keep_alive's thread
 
     def _call(self, what: str, fn: Callable[[tuple[tuple[str, str], ...]], T], relogin: bool = True) -> T:
-        try:
-            return fn(bearer_metadata(self._token))
-        except grpc.RpcError as exc:
-            if relogin and exc.code() == grpc.StatusCode.UNAUTHENTICATED and self._token:
-                self.login()
-                return self._call(what, fn, relogin=False)
-            raise rpc_error(exc, what) from None
+        """fn's reply, logged in again once if the tracker forgot the session, and asked again
+        every 1-2 s for up to BUSY_SECONDS while it refuses as busy (Busy)."""
+        wait = BusyWait(BUSY_SECONDS)
+        while True:
+            try:
+                return fn(bearer_metadata(self._token))
+            except grpc.RpcError as exc:
+                if relogin and exc.code() == grpc.StatusCode.UNAUTHENTICATED and self._token:
+                    self.login()
+                    relogin = False
+                    continue
+                error = rpc_error(exc, what)
+                if not isinstance(error, Busy) or (seconds := wait.next()) is None:
+                    raise error from None
+            time.sleep(seconds)
 
     # -- session -------------------------------------------------------------------------
     def login(self) -> bool:
         """Open a session (a serving one when advertise is set); True when it registered the account.
 
         A tracker busy checking other passwords (a lab logging in at once) is asked again every
-        1-2 s for up to LOGIN_BUSY_SECONDS."""
+        1-2 s for up to BUSY_SECONDS."""
         request = pb.LoginRequest(name=self.name, password=self._password, address=self.advertise)
-        wait = BusyWait(LOGIN_BUSY_SECONDS)
+        wait = BusyWait(BUSY_SECONDS)
         while True:
             try:
                 reply = self._stub.Login(request, timeout=CALL_TIMEOUT)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from p2p_common.errors import (
     AlreadyExists,
+    Busy,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -198,6 +199,7 @@ class Directory:
 
     def logout(self, session: st.Session) -> None:
         self.store.close_session(session.id)
+        self.index_changed.set()  # the reaper deletes its files
         log.info("logout %s", session.account)
 
     def expire(self) -> int:
@@ -280,6 +282,8 @@ class Directory:
             matches = self.store.query(q, self.clock())
         except st.TooBroad as exc:
             raise ResourceExhausted(f"{exc}; add letters or words to narrow it down") from None
+        except st.QueryStarved as exc:
+            raise Busy(f"{exc}: the tracker is busy; try again in a moment") from None
         next_token = page_token_after(matches[-1].sha256) if len(matches) == limit else ""
         return matches, next_token
 
@@ -347,7 +351,8 @@ def _decode_page_token(token: str) -> str:
 
 
 class Reaper(threading.Thread):
-    """Deletes expired sessions (and so their files) every few seconds; queries already skip them.
+    """Ends expired sessions every few seconds (queries already skip them) and has the store
+    delete the files of ended ones, a slice at a time.
 
     Between rounds, and at once when an index was published, it also lets the store tidy itself
     (index new names, checkpoint), a bounded slice at a time.

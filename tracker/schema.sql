@@ -13,7 +13,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     account    TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
     token_hash TEXT NOT NULL UNIQUE,   -- sha256 of the bearer token; the token itself is never stored
     address    TEXT NOT NULL,          -- '' for client-only sessions
-    expires_at REAL NOT NULL,
+    expires_at REAL NOT NULL,           -- 0: ended; its files are deleted in the background
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions(expires_at);

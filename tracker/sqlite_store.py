@@ -30,6 +30,7 @@ from tracker.store import (
     NotFound,
     PeerInfo,
     Query,
+    QueryStarved,
     Session,
     Source,
     StorageFailed,
@@ -61,6 +62,8 @@ MAX_MATCHED_NAMES = 1000  # names of one content listed as matching (identical f
 # names until a page is full: at a million files "mp3" took 0.36 s through the index, 3 ms so.
 BROAD_CANDIDATES = 20_000
 QUERY_SECONDS = 2.0  # a pattern broad and rare at once ("a z") is refused rather than run for long
+STARVED_BELOW = 0.5  # a query stopped with less than this share of QUERY_SECONDS on the processor was starved
+thread_cpu = time.thread_time  # the processor time of the calling thread (SQLite's work included)
 PACK_ABOVE = 8  # contents: the sources of more than this many come packed in one row (see _packed_rows)
 CLOCK_CHECK_STEPS = 100_000  # SQLite VM steps between looks at the clock (~1 ms of work)
 PRUNE_EVERY_SECONDS = 600.0  # a pruning pass reads every posting: rarely, in the background
@@ -68,6 +71,13 @@ PRUNE_EVERY_SECONDS = 600.0  # a pruning pass reads every posting: rarely, in th
 # database: 1.6-2.0 s of a 100,000-file SendIndex's ~5 s); maintain() does, in the background.
 CHECKPOINT_EVERY_SECONDS = 1.0
 WAL_KEEP_BYTES = 64 << 20  # a WAL grown past this by a large commit is cut back once checkpointed
+ENDED = 0.0  # sessions.expires_at of a session ended (see _end_sessions); its files are deleted later
+# Files of ended sessions deleted per write transaction, in id order. Each slice rewrites most
+# pages of the one index not in id order (by session and name), so larger slices cost less in all
+# but keep writers waiting longer: a million files took 10 s in slices of 50,000 (0.5 s each),
+# 14 s in 20,000 (0.3 s); in one transaction, 3.9 s, with every login and heartbeat waiting.
+PURGE_SLICE = 50_000
+_ENDED_FILES = f"session_id IN (SELECT id FROM sessions WHERE expires_at={ENDED})"  # the files of ended sessions
 
 
 def _schema() -> str:
@@ -94,6 +104,7 @@ class SqliteStore:
         self._idle: list[sqlite3.Connection] = []  # read connections, the most recently used last
         self._opened: list[sqlite3.Connection] = []
         self._tidy_cursor = 0  # where name-index upkeep resumes
+        self._purge_cursor: int | None = None  # the file id the deletion of ended sessions' files resumes at
         self._next_prune = time.monotonic() + PRUNE_EVERY_SECONDS  # when the next pruning pass may start
         self._next_checkpoint = 0.0  # monotonic time the next WAL checkpoint may run
         self._checkpoint_lock = threading.Lock()
@@ -245,17 +256,16 @@ class SqliteStore:
         with self._write() as c:
             if c.execute("UPDATE accounts SET password_hash=? WHERE name=?", (password_hash, name)).rowcount == 0:
                 raise NotFound(f"no account {name!r}")
-            return self._delete_sessions(c, "account=?", (name,))
+            return self._end_sessions(c, "account=?", (name,))
 
     def set_disabled(self, name: str, disabled: bool) -> int:
         with self._write() as c:
             if c.execute("UPDATE accounts SET disabled=? WHERE name=?", (int(disabled), name)).rowcount == 0:
                 raise NotFound(f"no account {name!r}")
-            return self._delete_sessions(c, "account=?", (name,)) if disabled else 0
+            return self._end_sessions(c, "account=?", (name,)) if disabled else 0
 
     def delete_account(self, name: str) -> None:
-        with self._write() as c:
-            self._delete_sessions(c, "account=?", (name,))
+        with self._write() as c:  # its sessions and their files go by ON DELETE CASCADE
             if c.execute("DELETE FROM accounts WHERE name=?", (name,)).rowcount == 0:
                 raise NotFound(f"no account {name!r}")
 
@@ -310,7 +320,7 @@ class SqliteStore:
     def open_session(self, account: str, token_hash: str, address: str, expires_at: float, now: float) -> Session:
         with self._write() as c:
             if address:  # the same peer logging in again replaces its own older session
-                self._delete_sessions(c, "account=? AND address=?", (account, address))
+                self._end_sessions(c, "account=? AND address=?", (account, address))
             cur = c.execute(
                 "INSERT INTO sessions(account, token_hash, address, expires_at, created_at) VALUES (?,?,?,?,?)",
                 (account, token_hash, address, expires_at, now),
@@ -332,24 +342,49 @@ class SqliteStore:
 
     def renew_session(self, session_id: int, expires_at: float) -> bool:
         with self._write() as c:
-            return c.execute("UPDATE sessions SET expires_at=? WHERE id=?", (expires_at, session_id)).rowcount == 1
+            renewed = c.execute("UPDATE sessions SET expires_at=? WHERE id=? AND expires_at<>?", (expires_at, session_id, ENDED))
+            return renewed.rowcount == 1
 
     def close_session(self, session_id: int) -> None:
         with self._write() as c:
-            self._delete_sessions(c, "id=?", (session_id,))
+            self._end_sessions(c, "id=?", (session_id,))
 
     def expire_sessions(self, now: float) -> int:
         with self._write() as c:
-            return self._delete_sessions(c, "expires_at<=?", (now,))
+            return self._end_sessions(c, "expires_at<=?", (now,))
 
     def resume_sessions(self, expires_at: float) -> int:
-        """Every stored session lives on until expires_at (see Directory.resume_sessions)."""
+        """Every stored session lives on until expires_at (see Directory.resume_sessions); ended ones stay ended."""
         with self._write() as c:
-            return c.execute("UPDATE sessions SET expires_at=? WHERE expires_at<>?", (expires_at, expires_at)).rowcount
+            return c.execute(
+                "UPDATE sessions SET expires_at=? WHERE expires_at NOT IN (?, ?)", (expires_at, expires_at, ENDED)
+            ).rowcount
 
     @staticmethod
-    def _delete_sessions(c: sqlite3.Connection, where: str, args: tuple[object, ...]) -> int:
-        return c.execute(f"DELETE FROM sessions WHERE {where}", args).rowcount  # files go by ON DELETE CASCADE
+    def _end_sessions(c: sqlite3.Connection, where: str, args: tuple[object, ...]) -> int:
+        """End the sessions matching where: from now on no query lists them and no call may use
+        them. Their files are deleted by maintain(), a slice at a time: deleted here, a peer of
+        a million files took ~4 s to log out, and every login and heartbeat waited for it."""
+        return c.execute(f"UPDATE sessions SET expires_at=? WHERE ({where}) AND expires_at<>?", (ENDED, *args, ENDED)).rowcount
+
+    def _purge_ended(self, c: sqlite3.Connection) -> bool:
+        """Delete a slice of the ended sessions' files, and the sessions once none is left; True
+        while more remain. A few files go at once; many, a range of PURGE_SLICE file ids at a time."""
+        if self._purge_cursor is None:
+            left = c.execute(f"SELECT count(*) FROM (SELECT 1 FROM files WHERE {_ENDED_FILES} LIMIT ?)", (PURGE_SLICE,))
+            if left.fetchone()[0] < PURGE_SLICE:
+                c.execute("DELETE FROM sessions WHERE expires_at=?", (ENDED,))  # their files by ON DELETE CASCADE
+                return False
+            (self._purge_cursor,) = c.execute(f"SELECT min(id) FROM files WHERE {_ENDED_FILES}").fetchone()
+        start = int(self._purge_cursor or 0)
+        c.execute(f"DELETE FROM files WHERE id>=? AND id<? AND {_ENDED_FILES}", (start, start + PURGE_SLICE))
+        (last,) = c.execute("SELECT max(id) FROM files").fetchone()
+        self._purge_cursor = start + PURGE_SLICE if last is not None and last >= start + PURGE_SLICE else None
+        return True
+
+    def _has_ended_sessions(self) -> bool:
+        with self._read() as c:
+            return c.execute("SELECT 1 FROM sessions WHERE expires_at=? LIMIT 1", (ENDED,)).fetchone() is not None
 
     # -- index -------------------------------------------------------------------------
     @staticmethod
@@ -519,13 +554,17 @@ class SqliteStore:
 
     def _query_rows(self, c: sqlite3.Connection, query: Query, now: float) -> tuple[list[str], list[Any]]:
         """The contents of the page, in order, and the rows of their live sources (query folded)."""
-        deadline = time.monotonic() + QUERY_SECONDS
+        deadline, cpu_at_start = time.monotonic() + QUERY_SECONDS, thread_cpu()
         c.set_progress_handler(lambda: time.monotonic() > deadline, CLOCK_CHECK_STEPS)
         try:
             contents = self._matching_contents(c, query, now)
         except sqlite3.OperationalError as exc:
             if "interrupt" not in str(exc):
                 raise
+            cpu = thread_cpu() - cpu_at_start
+            if cpu < STARVED_BELOW * QUERY_SECONDS:  # no fault of the pattern's: telling to narrow it would mislead
+                got = f"got {cpu:.1f} s of processor in {QUERY_SECONDS:.0f} s"
+                raise QueryStarved(f"searching for {query.name_pattern!r} {got}") from None
             raise TooBroad(f"searching for {query.name_pattern!r} took over {QUERY_SECONDS:.0f} s") from None
         finally:
             c.set_progress_handler(None, 0)
@@ -576,12 +615,17 @@ class SqliteStore:
     def maintain(self, budget_seconds: float = 0.2, prune_now: bool = False) -> bool:
         """Tidy the store a slice at a time for up to budget_seconds; True while work remains.
 
-        New files are indexed at once; a pass pruning stale postings starts at most every
-        PRUNE_EVERY_SECONDS (it reads every posting), unless prune_now. Then the WAL is
-        checkpointed: when the work is done, else at most every CHECKPOINT_EVERY_SECONDS (until
-        then a large commit's pages are read from the WAL with a system call each).
+        The files of ended sessions are deleted first (see _end_sessions). New files are indexed
+        at once; a pass pruning stale postings starts at most every PRUNE_EVERY_SECONDS (it reads
+        every posting), unless prune_now. Then the WAL is checkpointed: when the work is done, else
+        at most every CHECKPOINT_EVERY_SECONDS (until then a large commit's pages are read from the
+        WAL with a system call each).
         """
         deadline = time.monotonic() + budget_seconds
+        purging = self._has_ended_sessions()
+        while purging and time.monotonic() < deadline:
+            with self._write() as c:
+                purging = self._purge_ended(c)
         more = True
         while more and time.monotonic() < deadline:
             prune = self._tidy_cursor > 0 or prune_now or time.monotonic() >= self._next_prune
@@ -592,7 +636,7 @@ class SqliteStore:
                 prune_now = False
         if not more or time.monotonic() >= self._next_checkpoint:
             self.checkpoint()
-        return more
+        return more or purging
 
     def checkpoint(self) -> tuple[int, int]:
         """Copy committed WAL frames into the database file without holding up writers or readers.

@@ -20,6 +20,11 @@ class TooBroad(StoreError):
     """A query would take longer than the store allows one query."""
 
 
+class QueryStarved(StoreError):
+    """A query ran out of time waiting for the processor (the tracker busy with other work, such
+    as storing a large index), not for being broad: the same query may well pass a moment later."""
+
+
 class TooManyFiles(StoreError):
     """An index would hold more files than allowed; nothing of it was applied."""
 

@@ -556,7 +556,7 @@ def test_send_index_of_100k_files_streams_in_batches(client_factory):
     assert [f.name for f in c.query("file-99999.dat").files] == ["dir99/file-99999.dat"]
 
 
-def test_logout_removes_files_at_once(client_factory):
+def test_logout_removes_files_at_once(client_factory, tmp_path):
     peer, searcher = client_factory(), client_factory()
     peer.login("alice", address="127.0.0.1:7001")
     peer.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry("gone.txt")]))
@@ -566,6 +566,12 @@ def test_logout_removes_files_at_once(client_factory):
     assert searcher.query("gone").files == []
     code, _ = code_of(peer.stub.Heartbeat, tpb.HeartbeatRequest(), metadata=peer.md, timeout=5)
     assert code == grpc.StatusCode.UNAUTHENTICATED
+    db = sqlite3.connect(tmp_path / "tracker.db")  # and the reaper deletes its rows soon after
+    try:
+        wait_for(lambda: db.execute("SELECT count(*) FROM files").fetchone()[0] == 0, timeout=10, what="the files deleted")
+        assert db.execute("SELECT count(*) FROM sessions WHERE address <> ''").fetchone()[0] == 0
+    finally:
+        db.close()
 
 
 def test_lease_expiry_hides_files_and_heartbeat_keeps_them(start_tracker_at):
@@ -1007,6 +1013,35 @@ def test_a_query_over_its_time_budget_is_refused_as_too_broad(client_factory, mo
     assert "'song'" in details and "narrow it down" in details
     monkeypatch.setattr(sqlite_store, "QUERY_SECONDS", 2.0)
     assert len(c.query("song").files) == 20  # the connection is usable again afterwards
+
+
+def test_a_query_starved_of_processor_is_refused_as_busy_and_asked_again(client_factory, tracker, monkeypatch):
+    """Out of time with little processor used (the tracker busy storing a large index), a query is
+    no fault of its pattern's: Busy with a retry-after trailer, which the peer's client asks again."""
+    from peer.tracker_client import TrackerClient
+    from tracker import sqlite_store
+
+    c = client_factory()
+    c.login("alice", address="127.0.0.1:7001")
+    c.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry(f"song {i}.mp3", str(i).encode()) for i in range(20)]))
+    monkeypatch.setattr(sqlite_store, "QUERY_SECONDS", 1e-9)
+    monkeypatch.setattr(sqlite_store, "CLOCK_CHECK_STEPS", 1)
+    monkeypatch.setattr(sqlite_store, "thread_cpu", lambda: 0.0)  # as if other threads had the processor
+    with pytest.raises(grpc.RpcError) as refused:
+        c.stub.Query(tpb.QueryRequest(name_pattern="song"), metadata=c.md, timeout=5)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "tracker is busy" in refused.value.details() and "narrow" not in refused.value.details()
+    assert ("retry-after-ms", "1000") in refused.value.trailing_metadata()
+
+    client = TrackerClient(f"127.0.0.1:{tracker.port}", "bob", "pw")
+    try:
+        client.login()
+        threading.Timer(1.5, setattr, (sqlite_store, "QUERY_SECONDS", 2.0)).start()  # the load passes
+        started = time.monotonic()
+        assert len(client.query("song")) == 20
+        assert time.monotonic() - started >= 1.0  # refused, then answered
+    finally:
+        client.close()
 
 
 def test_a_source_whose_size_or_chunk_list_disagrees_with_the_majority_is_left_out(client_factory):
