@@ -174,7 +174,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         first = next(request_iterator, None)
         if first is None:
             return
-        serving: _Served | None = _Served(self._lookup(first.sha256))
+        serving: _Served | None = _Served(self._share.root, self._lookup(first.sha256))
         try:
             request: pb.DownloadRequest | None = first
             while request is not None:
@@ -185,7 +185,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                         serving.close()
                     serving = None  # not held here: each chunk asked is answered so
                     with contextlib.suppress(NotFound):
-                        serving = _Served(self._lookup(request.sha256))
+                        serving = _Served(self._share.root, self._lookup(request.sha256))
                 for index in request.chunk_indexes:
                     if serving is None:
                         yield encode_not_held(index, ChunkMap())
@@ -345,9 +345,9 @@ class _Served:
 
     __slots__ = ("fd", "shared")
 
-    def __init__(self, shared: SharedFile):
+    def __init__(self, root: Path, shared: SharedFile):
         self.shared = shared
-        self.fd = open_unchanged(shared) if shared.staged is None else shared.staged.open()
+        self.fd = open_unchanged(root, shared) if shared.staged is None else shared.staged.open()
 
     def close(self) -> None:
         os.close(self.fd)

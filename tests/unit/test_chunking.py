@@ -60,6 +60,21 @@ def test_manifest_checks_chunks_and_shape(tmp_path):
     assert "32 bytes" in (Manifest(m.sha256, m.size, m.chunk_size, (b"x", b"y")).problem() or "")
 
 
+def test_a_one_chunk_manifest_keeps_no_digest_of_its_own_yet_checks_the_same(tmp_path):
+    """Its one chained digest is its sha256: not kept twice (a share of a million small files
+    held a million such tuples); what it checks and equals is unchanged."""
+    (tmp_path / "f").write_bytes(b"small file")
+    m = Manifest.from_hashes(chunking.hash_file(tmp_path / "f"))
+    explicit = Manifest(m.sha256, m.size, m.chunk_size, (hashlib.sha256(b"small file").digest(),))
+    assert m._digests is None and m == explicit and m.chunk_digests == explicit.chunk_digests
+    assert m.chunk_digests == (bytes.fromhex(m.sha256),) and m.chunk_count == 1 and m.problem() is None
+    assert m.chunk_ok(0, b"small file") and not m.chunk_ok(0, b"small filf")
+    assert m.chunk_list_sha256 == chunking.chunk_list_sha256((hashlib.sha256(b"small file").digest(),))
+    wrong = Manifest(m.sha256, m.size, m.chunk_size, (b"y" * 32,))  # a lying peer's digest is kept, and refused
+    assert wrong.chunk_digests == (b"y" * 32,) and "sha256" in (wrong.problem() or "")
+    assert Manifest(hashlib.sha256().hexdigest(), 0, m.chunk_size, ()).chunk_digests == ()
+
+
 @pytest.mark.parametrize(
     ("name", "ok"),
     [

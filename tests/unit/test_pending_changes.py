@@ -8,7 +8,7 @@ from peer.watcher import PendingChanges
 
 
 def shared(name: str, version: int) -> SharedFile:
-    return SharedFile(name, name, version, 1, Manifest("0" * 64, 0, 1 << 20, ()))
+    return SharedFile(name, version, 1, Manifest("0" * 64, 0, 1 << 20, ()))
 
 
 def test_what_could_not_be_published_goes_back_and_newer_findings_win():
