@@ -468,7 +468,11 @@ def test_a_partial_source_dropped_for_having_nothing_rejoins_once_it_holds_the_w
     assert result.per_source["p"] > 20 and "p" not in result.dropped  # more than its first 20
 
 
-def test_the_tracker_is_asked_for_sources_less_often_as_a_download_goes_on(tmp_path):
+def test_the_tracker_is_asked_for_sources_often_at_first_then_less_and_less(tmp_path):
+    """A crowd starting together finds itself early (asks one interval apart, REFRESH_EARLY times);
+    a long download then asks at intervals doubling."""
+    from peer.downloader import REFRESH_EARLY
+
     m, wanted = make(DATA)
     asked: list[float] = []
     started = time.monotonic()
@@ -480,8 +484,10 @@ def test_the_tracker_is_asked_for_sources_less_often_as_a_download_goes_on(tmp_p
 
     Download(wanted, [slow], tmp_path / "out", find_sources=listed_now, refresh_seconds=0.05).run()
     took = time.monotonic() - started
-    # after 0.05, 0.15, 0.35, 0.75 s... (intervals doubling): every 0.05 s would be took / 0.05 times
-    assert 2 <= len(asked) <= math.log2(took / 0.05) + 2
+    assert took > 0.05 * REFRESH_EARLY * 1.5  # long enough for the early asks and some after
+    # after 0.05, 0.10, ... 0.40 s, then 0.50, 0.70, 1.10...: every 0.05 s would be took / 0.05 times
+    assert REFRESH_EARLY <= len(asked) <= REFRESH_EARLY + math.log2(took / 0.05) + 2
+    assert asked[REFRESH_EARLY - 1] < asked[0] + 0.05 * (REFRESH_EARLY - 1) + 0.3  # not doubling meanwhile
 
 
 def test_a_rate_cap_spaces_what_all_sources_together_deliver(tmp_path):
