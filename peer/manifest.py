@@ -50,7 +50,7 @@ class Manifest:
 
     @property
     def chunk_count(self) -> int:
-        return len(self.chunk_digests)
+        return 1 if self._digests is None else len(self._digests)
 
     @property
     def chunk_list_sha256(self) -> str:

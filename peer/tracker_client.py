@@ -103,17 +103,24 @@ class TrackerClient:
         self._kept_alive: threading.Event | None = None  # set to stop keep_alive's thread
 
     def _call(self, what: str, fn: Callable[[tuple[tuple[str, str], ...]], T], relogin: bool = True) -> T:
-        """fn's reply, logged in again once if the tracker forgot the session, and asked again
-        every 1-2 s for up to BUSY_SECONDS while it refuses as busy (Busy)."""
+        """fn's reply (asked while busy, see _while_busy), logged in again once if the tracker forgot the session."""
+        try:
+            return self._while_busy(what, lambda: fn(bearer_metadata(self._token)))
+        except Unauthenticated:
+            if not (relogin and self._token):
+                raise
+        self.login()
+        return self._call(what, fn, relogin=False)
+
+    @staticmethod
+    def _while_busy(what: str, call: Callable[[], T]) -> T:
+        """call's reply, asked again every 1-2 s for up to BUSY_SECONDS while the tracker refuses
+        as busy (Busy); any other failure as the P2PError it stands for."""
         wait = BusyWait(BUSY_SECONDS)
         while True:
             try:
-                return fn(bearer_metadata(self._token))
+                return call()
             except grpc.RpcError as exc:
-                if relogin and exc.code() == grpc.StatusCode.UNAUTHENTICATED and self._token:
-                    self.login()
-                    relogin = False
-                    continue
                 error = rpc_error(exc, what)
                 if not isinstance(error, Busy) or (seconds := wait.next()) is None:
                     raise error from None
@@ -126,16 +133,8 @@ class TrackerClient:
         A tracker busy checking other passwords (a lab logging in at once) is asked again every
         1-2 s for up to BUSY_SECONDS."""
         request = pb.LoginRequest(name=self.name, password=self._password, address=self.advertise)
-        wait = BusyWait(BUSY_SECONDS)
-        while True:
-            try:
-                reply = self._stub.Login(request, timeout=CALL_TIMEOUT)
-                break
-            except grpc.RpcError as exc:
-                error = rpc_error(exc, f"login to tracker {self.address} as {self.name!r}")
-                if not isinstance(error, Busy) or (seconds := wait.next()) is None:
-                    raise error from None
-            time.sleep(seconds)
+        what = f"login to tracker {self.address} as {self.name!r}"
+        reply = self._while_busy(what, lambda: self._stub.Login(request, timeout=CALL_TIMEOUT))
         with self._lock:
             self._token, self.lease_seconds = reply.session_token, reply.lease_seconds
             if reply.address != self.listed_as and self.advertise:
