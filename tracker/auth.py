@@ -45,9 +45,11 @@ def token_hash(token: str) -> str:
 
 @dataclass(frozen=True)
 class Ticket:
-    """A claim that session `session_id` may talk to the peer account `audience` until `expires_at`."""
+    """A claim that the session of `token_hash` may talk to the peer account `audience` until
+    `expires_at`. (The hash names a session for good; its row may change, see Store.replace_index.
+    Whoever reads it cannot log in with it: that takes the token.)"""
 
-    session_id: int
+    token_hash: str
     audience: str
     expires_at: float
 
@@ -62,7 +64,7 @@ class TicketSigner:
         return base64.urlsafe_b64encode(hmac.new(self._secret, payload, hashlib.sha256).digest()).decode().rstrip("=")
 
     def sign(self, ticket: Ticket) -> str:
-        payload = json.dumps([ticket.session_id, ticket.audience, int(ticket.expires_at)]).encode()
+        payload = json.dumps([ticket.token_hash, ticket.audience, int(ticket.expires_at)]).encode()
         body = base64.urlsafe_b64encode(payload).decode().rstrip("=")
         return f"{body}.{self._mac(payload)}"
 
@@ -73,7 +75,7 @@ class TicketSigner:
             payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
             if not hmac.compare_digest(self._mac(payload), mac):
                 return None
-            session_id, audience, expires_at = json.loads(payload)
-            return Ticket(int(session_id), str(audience), float(expires_at))
+            token_hash, audience, expires_at = json.loads(payload)
+            return Ticket(str(token_hash), str(audience), float(expires_at))
         except (ValueError, TypeError):
             return None

@@ -9,7 +9,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from p2p_common.errors import (
@@ -61,8 +61,8 @@ def check_credentials(name: str, password: str) -> None:
         raise InvalidArgument(f"password must be 1-{MAX_PASSWORD} characters")
 
 
-def check_file(entry: st.FileRecord) -> None:
-    """INVALID_ARGUMENT naming the entry when anything about it is malformed."""
+def _checked(entry: st.FileRecord) -> st.FileRecord:
+    """entry, when it is a well-formed index entry; else INVALID_ARGUMENT naming it."""
     problem = name_problem(entry.name)
     if problem:
         raise InvalidArgument(f"file {entry.name!r}: name {problem}")
@@ -75,6 +75,7 @@ def check_file(entry: st.FileRecord) -> None:
     size = entry.chunk_size
     if not (MIN_CHUNK <= size <= MAX_CHUNK and size & (size - 1) == 0):
         raise InvalidArgument(f"file {entry.name!r}: chunk_size must be a power of two from 64 KiB to 4 MiB")
+    return entry
 
 
 def listed_address(address: str, caller_ip: str) -> str:
@@ -189,7 +190,7 @@ class Directory:
     def heartbeat(self, session: st.Session) -> tuple[int, str]:
         """The lease renewed, and why the tracker could not connect to the session's address, if
         its last try failed (a try that outlasted the login ends meanwhile)."""
-        if not self.store.renew_session(session.id, self.clock() + self.config.lease_seconds):
+        if not self.store.renew_session(session.token_hash, self.clock() + self.config.lease_seconds):
             raise Unauthenticated("session expired; log in again")
         return self.config.lease_seconds, self.reachability(session.address)
 
@@ -198,7 +199,7 @@ class Directory:
         return self.prober.last(address) if self.prober and address else ""
 
     def logout(self, session: st.Session) -> None:
-        self.store.close_session(session.id)
+        self.store.close_session(session.token_hash)
         self.index_changed.set()  # the reaper deletes its files
         log.info("logout %s", session.account)
 
@@ -220,7 +221,7 @@ class Directory:
     def issue_ticket(self, session: st.Session, audience: str) -> tuple[str, int]:
         check_account_name(audience)
         ttl = self.config.ticket_seconds
-        ticket = auth.Ticket(session.id, audience, self.clock() + ttl)
+        ticket = auth.Ticket(session.token_hash, audience, self.clock() + ttl)
         return self._tickets.sign(ticket), ttl
 
     def verify_ticket(self, verifier: st.Session, text: str) -> tuple[str, int]:
@@ -232,21 +233,17 @@ class Directory:
             raise Unauthenticated("ticket expired")
         if ticket.audience != verifier.account:
             raise Unauthenticated(f"ticket is for {ticket.audience!r}, not {verifier.account!r}")
-        holder = self.store.session_by_id(ticket.session_id, now)
+        holder = self.store.session_by_token(ticket.token_hash, now)
         if holder is None:
             raise Unauthenticated("ticket holder's session is no longer live")
         return holder.account, int(min(ticket.expires_at, holder.expires_at) - now)
 
     # -- index -------------------------------------------------------------------------
-    def publish(self, session: st.Session, replace: bool, add: list[st.FileRecord], remove: list[str]) -> int:
+    def publish(self, session: st.Session, replace: bool, add: Iterable[st.FileRecord], remove: list[str]) -> int:
+        """Apply an index whole or not at all; a replacement is checked entry by entry as the
+        store takes it, so add may be a stream of any length."""
         if not session.address:
             raise FailedPrecondition("this session is client-only (no address); log in with an address to share files")
-        seen: set[str] = set()
-        for entry in add:
-            check_file(entry)
-            if entry.name in seen:
-                raise InvalidArgument(f"file {entry.name!r}: listed twice")
-            seen.add(entry.name)
         for name in remove:
             problem = name_problem(name)
             if problem:
@@ -256,10 +253,14 @@ class Directory:
         cap = self.config.max_files_per_session
         try:
             if replace:
-                return self.store.replace_index(session.id, add, cap)
-            return self.store.update_index(session.id, add, remove, cap)
+                return self.store.replace_index(session.token_hash, map(_checked, add), cap)
+            return self.store.update_index(session.token_hash, [_checked(entry) for entry in add], remove, cap)
         except st.TooManyFiles as exc:
             raise ResourceExhausted(f"a peer may publish at most {cap} files; this index would hold {exc.count}") from None
+        except st.ListedTwice as exc:
+            raise InvalidArgument(f"file {exc.name!r}: listed twice") from None
+        except st.SessionEnded:
+            raise Unauthenticated("the session ended while its index was stored; log in again") from None
         finally:
             self.index_changed.set()
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import ipaddress
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from functools import wraps
+from itertools import chain
 from typing import Any, TypeVar
 
 import grpc
@@ -42,6 +43,33 @@ def translate_errors(method: F) -> F:
 
 def _file_record(entry: pb.FileEntry) -> FileRecord:
     return FileRecord(entry.name, entry.size, entry.sha256, entry.chunk_size, entry.chunk_list_sha256, entry.partial)
+
+
+def _checked_batches(requests: Iterable[pb.SendIndexRequest]) -> Iterator[pb.SendIndexRequest]:
+    """A SendIndex stream's messages, each checked as it comes: the first sets the mode, none
+    changes it, and the stream carries at most MAX_INDEX_FILES entries."""
+    mode, entries = pb.INDEX_MODE_UNSPECIFIED, 0
+    for batch in requests:
+        if mode == pb.INDEX_MODE_UNSPECIFIED:
+            mode = batch.mode
+            if mode not in (pb.INDEX_MODE_REPLACE, pb.INDEX_MODE_UPDATE):
+                raise InvalidArgument("the first SendIndex message must set mode to INDEX_MODE_REPLACE or INDEX_MODE_UPDATE")
+        elif batch.mode not in (pb.INDEX_MODE_UNSPECIFIED, mode):
+            raise InvalidArgument("mode must not change within one SendIndex stream")
+        entries += len(batch.add) + len(batch.remove)
+        if entries > MAX_INDEX_FILES:
+            raise InvalidArgument(f"one SendIndex stream may carry at most {MAX_INDEX_FILES} entries")
+        yield batch
+    if mode == pb.INDEX_MODE_UNSPECIFIED:
+        raise InvalidArgument("SendIndex stream was empty; send at least one message with a mode")
+
+
+def _replacing(first: pb.SendIndexRequest, rest: Iterator[pb.SendIndexRequest]) -> Iterator[FileRecord]:
+    """The entries of a replacing stream, as its messages come."""
+    for batch in chain([first], rest):
+        if batch.remove:
+            raise InvalidArgument("remove must be empty with INDEX_MODE_REPLACE")
+        yield from map(_file_record, batch.add)
 
 
 def _query_response(matches: list[Match], next_page_token: str) -> pb.QueryResponse:
@@ -123,23 +151,17 @@ class TrackerServicer(pb_grpc.TrackerServiceServicer):
 
     @translate_errors
     def SendIndex(self, request_iterator: Iterable[pb.SendIndexRequest], context: grpc.ServicerContext) -> pb.SendIndexResponse:
-        mode = pb.INDEX_MODE_UNSPECIFIED
-        add: list[FileRecord] = []
-        remove: list[str] = []
-        for batch in request_iterator:
-            if mode == pb.INDEX_MODE_UNSPECIFIED:
-                mode = batch.mode
-                if mode not in (pb.INDEX_MODE_REPLACE, pb.INDEX_MODE_UPDATE):
-                    raise InvalidArgument("the first SendIndex message must set mode to INDEX_MODE_REPLACE or INDEX_MODE_UPDATE")
-            elif batch.mode not in (pb.INDEX_MODE_UNSPECIFIED, mode):
-                raise InvalidArgument("mode must not change within one SendIndex stream")
-            add.extend(_file_record(e) for e in batch.add)
-            remove.extend(batch.remove)
-            if len(add) + len(remove) > MAX_INDEX_FILES:
-                raise InvalidArgument(f"one SendIndex stream may carry at most {MAX_INDEX_FILES} entries")
-        if mode == pb.INDEX_MODE_UNSPECIFIED:
-            raise InvalidArgument("SendIndex stream was empty; send at least one message with a mode")
-        count = self._dir.publish(_session(), mode == pb.INDEX_MODE_REPLACE, add, remove)
+        batches = _checked_batches(request_iterator)
+        first = next(batches)
+        if first.mode == pb.INDEX_MODE_REPLACE:  # stored as it comes (see Store.replace_index)
+            count = self._dir.publish(_session(), True, _replacing(first, batches), [])
+        else:
+            add: list[FileRecord] = []
+            remove: list[str] = []
+            for batch in chain([first], batches):
+                add.extend(_file_record(e) for e in batch.add)
+                remove.extend(batch.remove)
+            count = self._dir.publish(_session(), False, add, remove)
         return pb.SendIndexResponse(file_count=count)
 
     @translate_errors

@@ -11,10 +11,11 @@ import sqlite3
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from importlib import resources
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +27,18 @@ from tracker.store import (
     AlreadyExists,
     CannotOpen,
     FileRecord,
+    ListedTwice,
     Match,
     NotFound,
     PeerInfo,
     Query,
     QueryStarved,
     Session,
+    SessionEnded,
     Source,
     StorageFailed,
     StorageFull,
+    StoreError,
     StoreStats,
     TooBroad,
     TooManyFiles,
@@ -72,6 +76,10 @@ PRUNE_EVERY_SECONDS = 600.0  # a pruning pass reads every posting: rarely, in th
 CHECKPOINT_EVERY_SECONDS = 1.0
 WAL_KEEP_BYTES = 64 << 20  # a WAL grown past this by a large commit is cut back once checkpointed
 ENDED = 0.0  # sessions.expires_at of a session ended (see _end_sessions); its files are deleted later
+STAGING = -1.0  # sessions.expires_at of a row holding an index being stored (see replace_index): never live
+# A replacement index is stored this many files per write transaction: in one, a million files
+# held the database 14 s, and every login and heartbeat waited; in slices of 20,000, ~0.3 s each.
+STAGE_SLICE = 20_000
 # Files of ended sessions deleted per write transaction, in id order. Each slice rewrites most
 # pages of the one index not in id order (by session and name), so larger slices cost less in all
 # but keep writers waiting longer: a million files took 10 s in slices of 50,000 (0.5 s each),
@@ -105,6 +113,7 @@ class SqliteStore:
         self._opened: list[sqlite3.Connection] = []
         self._tidy_cursor = 0  # where name-index upkeep resumes
         self._purge_cursor: int | None = None  # the file id the deletion of ended sessions' files resumes at
+        self._staging: set[int] = set()  # rows of the indexes replace_index is storing now (under _write_lock)
         self._next_prune = time.monotonic() + PRUNE_EVERY_SECONDS  # when the next pruning pass may start
         self._next_checkpoint = 0.0  # monotonic time the next WAL checkpoint may run
         self._checkpoint_lock = threading.Lock()
@@ -325,29 +334,25 @@ class SqliteStore:
                 "INSERT INTO sessions(account, token_hash, address, expires_at, created_at) VALUES (?,?,?,?,?)",
                 (account, token_hash, address, expires_at, now),
             )
-            return Session(int(cur.lastrowid or 0), account, address, expires_at)
+            return Session(int(cur.lastrowid or 0), account, address, expires_at, token_hash)
 
-    def _session(self, where: str, arg: object, now: float) -> Session | None:
+    def session_by_token(self, token_hash: str, now: float) -> Session | None:
         with self._read() as c:
             row = c.execute(
-                f"SELECT id, account, address, expires_at FROM sessions WHERE {where}=? AND expires_at>?", (arg, now)
+                "SELECT id, account, address, expires_at, token_hash FROM sessions WHERE token_hash=? AND expires_at>?",
+                (token_hash, now),
             ).fetchone()
         return Session(*row) if row else None
 
-    def session_by_token(self, token_hash: str, now: float) -> Session | None:
-        return self._session("token_hash", token_hash, now)
-
-    def session_by_id(self, session_id: int, now: float) -> Session | None:
-        return self._session("id", session_id, now)
-
-    def renew_session(self, session_id: int, expires_at: float) -> bool:
+    def renew_session(self, token_hash: str, expires_at: float) -> bool:
         with self._write() as c:
-            renewed = c.execute("UPDATE sessions SET expires_at=? WHERE id=? AND expires_at<>?", (expires_at, session_id, ENDED))
+            # not an ended one (0): a heartbeat racing a logout revives nothing
+            renewed = c.execute("UPDATE sessions SET expires_at=? WHERE token_hash=? AND expires_at>0", (expires_at, token_hash))
             return renewed.rowcount == 1
 
-    def close_session(self, session_id: int) -> None:
+    def close_session(self, token_hash: str) -> None:
         with self._write() as c:
-            self._end_sessions(c, "id=?", (session_id,))
+            self._end_sessions(c, "token_hash=?", (token_hash,))
 
     def expire_sessions(self, now: float) -> int:
         with self._write() as c:
@@ -357,15 +362,16 @@ class SqliteStore:
         """Every stored session lives on until expires_at (see Directory.resume_sessions); ended ones stay ended."""
         with self._write() as c:
             return c.execute(
-                "UPDATE sessions SET expires_at=? WHERE expires_at NOT IN (?, ?)", (expires_at, expires_at, ENDED)
+                "UPDATE sessions SET expires_at=? WHERE expires_at>0 AND expires_at<>?", (expires_at, expires_at)
             ).rowcount
 
     @staticmethod
     def _end_sessions(c: sqlite3.Connection, where: str, args: tuple[object, ...]) -> int:
         """End the sessions matching where: from now on no query lists them and no call may use
         them. Their files are deleted by maintain(), a slice at a time: deleted here, a peer of
-        a million files took ~4 s to log out, and every login and heartbeat waited for it."""
-        return c.execute(f"UPDATE sessions SET expires_at=? WHERE ({where}) AND expires_at<>?", (ENDED, *args, ENDED)).rowcount
+        a million files took ~4 s to log out, and every login and heartbeat waited for it. (Rows
+        ended already, or STAGING, are not sessions: expires_at <= 0.)"""
+        return c.execute(f"UPDATE sessions SET expires_at=? WHERE ({where}) AND expires_at>0", (ENDED, *args)).rowcount
 
     def _purge_ended(self, c: sqlite3.Connection) -> bool:
         """Delete a slice of the ended sessions' files, and the sessions once none is left; True
@@ -399,37 +405,110 @@ class SqliteStore:
             (last_id + 1 + i, session_id, f.name, fold(f.name), f.size, f.sha256, f.chunk_size, f.chunk_list_sha256, f.partial)
             for i, f in enumerate(sorted(files, key=lambda record: record.sha256))
         ]
-        c.executemany(
-            "INSERT INTO files(id, session_id, name, name_folded, size, sha256, chunk_size, chunk_list_sha256, partial)"
-            " VALUES (?,?,?,?,?,?,?,?,?)",
-            rows,
-        )
+        try:
+            c.executemany(
+                "INSERT INTO files(id, session_id, name, name_folded, size, sha256, chunk_size, chunk_list_sha256, partial)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+        except sqlite3.IntegrityError:  # UNIQUE (session_id, name): which name?
+            names = [f.name for f in files]
+            twice = next((n for n, k in Counter(names).items() if k > 1), None)
+            if twice is None:  # one stored by an earlier slice of the same index
+                found = c.execute(  # (ids up to last_id: not one this statement inserted before it failed)
+                    "SELECT name FROM files WHERE session_id=? AND id<=? AND name IN (SELECT value FROM json_each(?)) LIMIT 1",
+                    (session_id, last_id, json.dumps(names)),
+                ).fetchone()
+                twice = found[0] if found else None
+            if twice is None:
+                raise
+            raise ListedTwice(twice) from None
 
     @staticmethod
-    def _delete_files(c: sqlite3.Connection, session_id: int, names: list[str] | None) -> None:
-        """Delete a session's files, all or those named (their postings are pruned later)."""
-        if names is None:
-            c.execute("DELETE FROM files WHERE session_id=?", (session_id,))
-        else:
-            c.executemany("DELETE FROM files WHERE session_id=? AND name=?", [(session_id, n) for n in names])
+    def _delete_files(c: sqlite3.Connection, session_id: int, names: list[str]) -> None:
+        """Delete the files named of a session (their postings are pruned later)."""
+        c.executemany("DELETE FROM files WHERE session_id=? AND name=?", [(session_id, n) for n in names])
 
     @staticmethod
     def _count(c: sqlite3.Connection, session_id: int) -> int:
         return int(c.execute("SELECT count(*) FROM files WHERE session_id=?", (session_id,)).fetchone()[0])
 
-    def replace_index(self, session_id: int, files: list[FileRecord], max_files: int = 1 << 62) -> int:
-        if len(files) > max_files:
-            raise TooManyFiles(len(files))
-        with self._write() as c:
-            self._delete_files(c, session_id, None)
-            self._insert(c, session_id, files)
-            return self._count(c, session_id)
+    def replace_index(self, token_hash: str, files: Iterable[FileRecord], max_files: int = 1 << 62) -> int:
+        """The session's whole index, stored a slice at a time, and seen all at once.
 
-    def update_index(self, session_id: int, add: list[FileRecord], remove: list[str], max_files: int = 1 << 62) -> int:
+        The files go under a row of their own (expires_at STAGING: no query lists it), a write
+        transaction of STAGE_SLICE files at a time, as files yields them: logins, heartbeats and
+        others' publishing wait for a slice, not for the whole index (a million files: 14 s), and
+        the caller need not hold it all in memory (a million files cost the tracker 1 GB). Then
+        one short transaction moves the session (token, address, lease) onto that row and ends
+        the old one, whose files the upkeep deletes. Whatever fails on the way (an entry found
+        bad as files yields it, a full disk, a stream cut) ends the new row instead: nothing of it
+        is ever seen, and the old index stays."""
+        entries = iter(files)
+        staging = self._open_staging(token_hash)
+        try:
+            count = 0
+            while part := list(islice(entries, STAGE_SLICE)):
+                count += len(part)
+                if count > max_files:
+                    raise TooManyFiles(count + sum(1 for _ in entries))
+                with self._write() as c:
+                    self._insert(c, staging, part)
+            with self._write() as c:
+                self._move_session(c, token_hash, staging)
+            return count
+        except BaseException:
+            with suppress(StoreError, sqlite3.Error), self._write() as c:  # else maintain() ends it
+                c.execute("UPDATE sessions SET expires_at=? WHERE id=?", (ENDED, staging))
+            raise
+        finally:
+            with self._write_lock:
+                self._staging.discard(staging)
+
+    def _open_staging(self, token_hash: str) -> int:
         with self._write() as c:
-            self._delete_files(c, session_id, [*remove, *(f.name for f in add)])
-            self._insert(c, session_id, add)
-            count = self._count(c, session_id)
+            row = c.execute("SELECT account, address FROM sessions WHERE token_hash=? AND expires_at>0", (token_hash,)).fetchone()
+            if row is None:
+                raise SessionEnded("the session has ended")
+            cur = c.execute(
+                "INSERT INTO sessions(account, token_hash, address, expires_at, created_at) VALUES (?,?,?,?,?)",
+                (row[0], f"staging:{secrets.token_hex(16)}", row[1], STAGING, time.time()),
+            )
+            staging = int(cur.lastrowid or 0)
+            self._staging.add(staging)  # in the transaction: maintain() never takes it for abandoned
+            return staging
+
+    @staticmethod
+    def _move_session(c: sqlite3.Connection, token_hash: str, staging: int) -> None:
+        """The session of token_hash now is row staging, with its files; its old row is ended."""
+        row = c.execute("SELECT id, expires_at, created_at FROM sessions WHERE token_hash=? AND expires_at>0", (token_hash,))
+        old = row.fetchone()
+        if old is None:
+            raise SessionEnded("the session ended while its index was stored")
+        c.execute("UPDATE sessions SET token_hash=?, expires_at=? WHERE id=?", (f"replaced:{old[0]}", ENDED, old[0]))
+        c.execute(
+            "UPDATE sessions SET token_hash=?, expires_at=?, created_at=? WHERE id=?", (token_hash, old[1], old[2], staging)
+        )
+
+    def _end_abandoned_staging(self) -> None:
+        """Rows of indexes no replace_index is storing any more (one that could not even end its
+        row, as on a full disk; a tracker stopped half-way) are ended, for the purge."""
+        with self._read() as c:
+            rows = [r[0] for r in c.execute("SELECT id FROM sessions WHERE expires_at=?", (STAGING,))]
+        with self._write_lock:
+            abandoned = [(ENDED, r, STAGING) for r in rows if r not in self._staging]
+            if abandoned:
+                with self._write() as c:
+                    c.executemany("UPDATE sessions SET expires_at=? WHERE id=? AND expires_at=?", abandoned)
+
+    def update_index(self, token_hash: str, add: list[FileRecord], remove: list[str], max_files: int = 1 << 62) -> int:
+        with self._write() as c:
+            row = c.execute("SELECT id FROM sessions WHERE token_hash=? AND expires_at>0", (token_hash,)).fetchone()
+            if row is None:
+                raise SessionEnded("the session has ended")
+            self._delete_files(c, row[0], [*remove, *(f.name for f in add)])
+            self._insert(c, row[0], add)
+            count = self._count(c, row[0])
             if count > max_files:
                 raise TooManyFiles(count)  # rolled back whole
             return count
@@ -622,6 +701,7 @@ class SqliteStore:
         WAL with a system call each).
         """
         deadline = time.monotonic() + budget_seconds
+        self._end_abandoned_staging()
         purging = self._has_ended_sessions()
         while purging and time.monotonic() < deadline:
             with self._write() as c:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -31,6 +32,18 @@ class TooManyFiles(StoreError):
     def __init__(self, count: int):
         super().__init__(f"the index would hold {count} files")
         self.count = count
+
+
+class ListedTwice(StoreError):
+    """An index names one file twice; nothing of it was applied."""
+
+    def __init__(self, name: str):
+        super().__init__(f"file {name!r} listed twice")
+        self.name = name
+
+
+class SessionEnded(StoreError):
+    """The session ended (logged out, expired, replaced by a new login) while its index was stored."""
 
 
 class NotFound(StoreError):
@@ -65,10 +78,11 @@ class Account:
 class Session:
     """A logged-in peer. An empty address means client-only: never listed as a source."""
 
-    id: int
+    id: int  # its row: a replaced index moves the session to another (see Store.replace_index)
     account: str
     address: str
     expires_at: float
+    token_hash: str  # what names the session for good
 
 
 @dataclass(frozen=True)
@@ -152,14 +166,14 @@ class Store(Protocol):
 
     def open_session(self, account: str, token_hash: str, address: str, expires_at: float, now: float) -> Session: ...
     def session_by_token(self, token_hash: str, now: float) -> Session | None: ...
-    def session_by_id(self, session_id: int, now: float) -> Session | None: ...
-    def renew_session(self, session_id: int, expires_at: float) -> bool: ...
-    def close_session(self, session_id: int) -> None: ...
+    def renew_session(self, token_hash: str, expires_at: float) -> bool: ...
+    def close_session(self, token_hash: str) -> None: ...
     def expire_sessions(self, now: float) -> int: ...
     def resume_sessions(self, expires_at: float) -> int: ...
-
-    def replace_index(self, session_id: int, files: list[FileRecord], max_files: int) -> int: ...
-    def update_index(self, session_id: int, add: list[FileRecord], remove: list[str], max_files: int) -> int: ...
+    # The whole index of a session, taken from files as they come, and seen all at once or not
+    # at all: ListedTwice, TooManyFiles, SessionEnded, or whatever files raises, applies none of it.
+    def replace_index(self, token_hash: str, files: Iterable[FileRecord], max_files: int) -> int: ...
+    def update_index(self, token_hash: str, add: list[FileRecord], remove: list[str], max_files: int) -> int: ...
     def query(self, query: Query, now: float) -> list[Match]: ...
     def live_peers(self, now: float, account: str, after: tuple[str, str], limit: int) -> list[PeerInfo]: ...
     def stats(self, now: float) -> StoreStats: ...

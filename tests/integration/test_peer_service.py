@@ -96,7 +96,7 @@ def test_expired_and_misaddressed_tickets_are_refused(served, tracker, client):
     _node, stub, _md = served
     signer = TicketSigner(tracker.directory.store.secret("ticket-hmac", 32))
     session = tracker.directory.store.session_by_token(token_hash(client._token), time.time())
-    expired = signer.sign(Ticket(session.id, "server", time.time() - 5))
+    expired = signer.sign(Ticket(session.token_hash, "server", time.time() - 5))
     code, msg = fail(
         stub.GetManifest, pb.GetManifestRequest(sha256=sha(b"hello world")), metadata=bearer_metadata(expired), timeout=5
     )

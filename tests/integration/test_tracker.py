@@ -19,6 +19,7 @@ from p2p.v1 import tracker_pb2 as tpb
 from p2p_common.auth import bearer_metadata
 from p2p_common.errors import Busy
 from tests.helpers import TrackerClientForTests, file_entry, sha256_hex, wait_for
+from tracker import sqlite_store
 from tracker.auth import token_hash
 
 REPLACE, UPDATE = tpb.INDEX_MODE_REPLACE, tpb.INDEX_MODE_UPDATE
@@ -303,7 +304,7 @@ def test_a_database_of_an_earlier_version_gains_the_partial_column(tmp_path):
     try:
         store.add_account("alice", "hash")
         session = store.open_session("alice", "t" * 64, "127.0.0.1:1", time.time() + 60, time.time())
-        store.replace_index(session.id, [FileRecord("a.bin", 1, "a" * 64, 1 << 20, "b" * 64, partial=True)])
+        store.replace_index(session.token_hash, [FileRecord("a.bin", 1, "a" * 64, 1 << 20, "b" * 64, partial=True)])
         (match,) = store.query(Query(sha256="a" * 64), time.time())
         assert match.sources[0].partial is True
     finally:
@@ -359,7 +360,8 @@ def test_incremental_update_adds_and_removes(client_factory):
         (tpb.FileEntry(name=""), "empty"),
     ],
 )
-def test_bad_index_entries_are_rejected_by_name_and_nothing_is_applied(client_factory, entry, fragment):
+def test_bad_index_entries_are_rejected_by_name_and_nothing_is_applied(client_factory, entry, fragment, monkeypatch):
+    monkeypatch.setattr(sqlite_store, "STAGE_SLICE", 1)  # the good entry is stored before the bad one comes
     c = client_factory()
     c.login("alice", address="127.0.0.1:7001")
     c.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry("keep.txt")]))
@@ -869,6 +871,27 @@ def test_peer_tickets_prove_identity_to_the_named_peer_only(client_factory):
     caller.stub.Logout(tpb.LogoutRequest(), metadata=caller.md, timeout=5)
     after_logout = verify(server_peer, ticket)
     assert not after_logout.valid and "no longer live" in after_logout.reason
+
+
+def test_a_replaced_index_keeps_the_session_its_lease_and_its_tickets(client_factory, monkeypatch):
+    """A replacement is stored under a row of its own and handed the session at the end (see
+    SqliteStore.replace_index): the token, lease, tickets issued before and logout all carry on."""
+    monkeypatch.setattr(sqlite_store, "STAGE_SLICE", 2)
+    peer, searcher = client_factory(), client_factory()
+    peer.login("peer", address="127.0.0.1:7001")
+    searcher.login("searcher", address="127.0.0.1:7002")
+    peer.send_index(tpb.SendIndexRequest(mode=REPLACE, add=[file_entry("old.txt", b"old")]))
+    ticket = peer.stub.IssuePeerTicket(tpb.IssuePeerTicketRequest(audience="searcher"), metadata=peer.md, timeout=5).ticket
+
+    new = [file_entry(f"new{i}.txt", b"%d" % i) for i in range(5)]
+    assert peer.send_index(tpb.SendIndexRequest(mode=REPLACE, add=new[:3]), tpb.SendIndexRequest(add=new[3:])).file_count == 5
+
+    assert sorted(f.name for f in searcher.query("").files) == [f"new{i}.txt" for i in range(5)]
+    verified = searcher.stub.VerifyPeerTicket(tpb.VerifyPeerTicketRequest(ticket=ticket), metadata=searcher.md, timeout=5)
+    assert verified.valid and verified.peer_name == "peer"
+    assert peer.stub.Heartbeat(tpb.HeartbeatRequest(), metadata=peer.md, timeout=5).lease_seconds == 60
+    peer.stub.Logout(tpb.LogoutRequest(), metadata=peer.md, timeout=5)
+    assert searcher.query("").files == []
 
 
 def test_health_reports_each_service_serving_then_not_serving(tracker):

@@ -46,9 +46,9 @@ def store_and_live(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[Sqli
     store = SqliteStore(str(tmp_path / "tracker.db"))
     store.add_account("a", "not-a-hash")
     shared = [_sha(rng) for _ in range(10)]
-    sessions = [store.open_session("a", f"token-{i}", f"127.0.0.1:{7000 + i}", NOW + 600, NOW).id for i in range(3)]
-    dead = store.open_session("a", "token-dead", "127.0.0.1:7100", NOW + 600, NOW).id
-    live: dict[int, list[FileRecord]] = {}
+    sessions = [store.open_session("a", f"token-{i}", f"127.0.0.1:{7000 + i}", NOW + 600, NOW).token_hash for i in range(3)]
+    dead = store.open_session("a", "token-dead", "127.0.0.1:7100", NOW + 600, NOW).token_hash
+    live: dict[str, list[FileRecord]] = {}
     for s in sessions:
         live[s] = _files(rng, 120, f"s{s}", shared)
         store.replace_index(s, live[s])
@@ -66,7 +66,7 @@ def store_and_live(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[Sqli
     store.update_index(sessions[1], late, [])
     live[sessions[1]] += late
     with store._write() as c:  # the dead session's lease ran out (the reaper has not deleted it yet)
-        c.execute("UPDATE sessions SET expires_at = ? WHERE id = ?", (NOW - 1, dead))
+        c.execute("UPDATE sessions SET expires_at = ? WHERE token_hash = ?", (NOW - 1, dead))
     return store, [f for files in live.values() for f in files]
 
 
@@ -210,7 +210,7 @@ def test_names_indexed_lowercased_only_by_an_earlier_version_are_folded_at_start
     path = str(tmp_path / "tracker.db")
     store = SqliteStore(path)
     store.add_account("a", "not-a-hash")
-    session = store.open_session("a", "token", "127.0.0.1:7000", NOW + 600, NOW).id
+    session = store.open_session("a", "token", "127.0.0.1:7000", NOW + 600, NOW).token_hash
     live = _files(rng, 150, "s", [_sha(rng) for _ in range(5)])
     store.replace_index(session, live)
     while store.maintain(1.0):
@@ -280,7 +280,7 @@ def _store_with_a_file_not_indexed_yet(tmp_path: Path) -> SqliteStore:
     store.add_account("a", "not-a-hash")
     session = store.open_session("a", "token", "127.0.0.1:7000", NOW + 600, NOW)
     sha = hashlib.sha256(b"axb").hexdigest()
-    store.replace_index(session.id, [FileRecord(NEW_FILE, 3, sha, 1 << 20, sha)])
+    store.replace_index(session.token_hash, [FileRecord(NEW_FILE, 3, sha, 1 << 20, sha)])
     return store
 
 
@@ -336,17 +336,17 @@ def two_accounts(tmp_path: Path) -> tuple[SqliteStore, dict[str, list[FileRecord
     for account, places in (("a", 2), ("b", 1)):
         store.add_account(account, "not-a-hash")
         for i in range(places):
-            session = store.open_session(account, f"{account}-{i}", f"127.0.0.1:{7000 + i}", NOW + 600, NOW).id
+            session = store.open_session(account, f"{account}-{i}", f"127.0.0.1:{7000 + i}", NOW + 600, NOW).token_hash
             files = _files(rng, 80, f"{account}{i}", shared)
             store.replace_index(session, files)
             live[account] += files
     for token, address, expires in (("a-client", "", NOW + 600), ("a-dead", "127.0.0.1:7100", NOW - 1)):
-        session = store.open_session("a", token, address, expires, NOW).id
+        session = store.open_session("a", token, address, expires, NOW).token_hash
         store.replace_index(session, _files(rng, 40, token, [_sha(rng) for _ in range(3)]))
     late = _files(rng, 20, "late", shared)  # not indexed yet: a query checks these apart
     while store.maintain(1.0):
         pass
-    store.update_index(store.open_session("b", "b-late", "127.0.0.1:7200", NOW + 600, NOW).id, late, [])
+    store.update_index(store.open_session("b", "b-late", "127.0.0.1:7200", NOW + 600, NOW).token_hash, late, [])
     live["b"] += late
     return store, live
 
@@ -388,9 +388,9 @@ def test_the_browsed_peers_sources_are_listed_however_many_others_hold_it(tmp_pa
     store.add_account("crowd", "not-a-hash")
     store.add_account("me", "not-a-hash")
     for i in range(100):
-        session = store.open_session("crowd", f"crowd-{i}", f"127.0.0.1:{8000 + i}", NOW + 600, NOW).id
+        session = store.open_session("crowd", f"crowd-{i}", f"127.0.0.1:{8000 + i}", NOW + 600, NOW).token_hash
         store.replace_index(session, [FileRecord(f"crowd/{i}.bin", 5, sha, 1 << 20, sha)])
-    mine = store.open_session("me", "me-0", "127.0.0.1:9000", NOW + 600, NOW).id
+    mine = store.open_session("me", "me-0", "127.0.0.1:9000", NOW + 600, NOW).token_hash
     store.replace_index(mine, [FileRecord("mine/zz.bin", 5, sha, 1 << 20, sha)])
     for _ in range(5):  # the other sources are a fresh sample each time; mine is always in it
         (match,) = store.query(Query(peer="me"), NOW)

@@ -25,9 +25,9 @@ def test_resume_gives_every_session_the_same_fresh_lease(tmp_path: Path) -> None
     assert store.resume_sessions(NOW + 70) == 2
 
     for session in (ran_out, from_the_future):
-        resumed = store.session_by_id(session.id, NOW)
+        resumed = store.session_by_token(session.token_hash, NOW)
         assert resumed is not None and resumed.expires_at == NOW + 70
-    assert store.session_by_id(from_the_future.id, NOW + 71) is None
+    assert store.session_by_token(from_the_future.token_hash, NOW + 71) is None
     store.close()
 
 
@@ -59,16 +59,15 @@ def test_an_ended_session_is_gone_at_once_and_its_files_are_deleted_a_slice_at_a
     store.add_account("a", "not-a-hash")
     gone = store.open_session("a", "token-gone", "127.0.0.1:7001", NOW + 60, NOW)
     live = store.open_session("a", "token-live", "127.0.0.1:7002", NOW + 60, NOW)
-    store.replace_index(gone.id, [], 1000)
     for batch in range(7):  # their file ids interleave
-        store.update_index(gone.id, _records(f"gone{batch}", 5), [], 1000)
-        store.update_index(live.id, _records(f"live{batch}", 2), [], 1000)
+        store.update_index(gone.token_hash, _records(f"gone{batch}", 5), [], 1000)
+        store.update_index(live.token_hash, _records(f"live{batch}", 2), [], 1000)
     assert _listed(store, "gone3/") and _listed(store, "live3/")
 
-    store.close_session(gone.id)
+    store.close_session(gone.token_hash)
 
     assert _listed(store, "gone3/") == [] and store.session_by_token("token-gone", NOW) is None
-    assert store.renew_session(gone.id, NOW + 60) is False  # a heartbeat racing the logout revives nothing
+    assert store.renew_session(gone.token_hash, NOW + 60) is False  # a heartbeat racing the logout revives nothing
     assert _files_of(path, gone.id) == 35  # still there, deleted by the upkeep
     slices = []
     while True:
@@ -80,7 +79,7 @@ def test_an_ended_session_is_gone_at_once_and_its_files_are_deleted_a_slice_at_a
             break
     assert sum(slices) == 35 and len(slices) >= 4 and max(slices) <= 10, slices
     assert _files_of(path, live.id) == 14 and len(_listed(store, "live3/")) == 2
-    assert store.session_by_id(live.id, NOW) is not None
+    assert store.session_by_token(live.token_hash, NOW) is not None
     db = sqlite3.connect(path)
     assert db.execute("SELECT count(*) FROM sessions WHERE id=?", (gone.id,)).fetchone()[0] == 0
     db.close()
@@ -95,13 +94,14 @@ def test_sessions_end_once_and_a_restart_neither_revives_nor_keeps_the_ended(tmp
     store.add_account("a", "not-a-hash")
     ran_out = store.open_session("a", "token-1", "127.0.0.1:7001", NOW - 5, NOW - 65)
     logged_out = store.open_session("a", "token-2", "127.0.0.1:7002", NOW + 60, NOW)
-    store.replace_index(logged_out.id, _records("out", 3), 1000)
-    store.close_session(logged_out.id)
+    store.update_index(logged_out.token_hash, _records("out", 3), [], 1000)
+    store.close_session(logged_out.token_hash)
     store.close()
 
     store = SqliteStore(str(path))
     assert store.resume_sessions(NOW + 70) == 1
-    assert store.session_by_id(ran_out.id, NOW) is not None and store.session_by_id(logged_out.id, NOW) is None
+    assert store.session_by_token(ran_out.token_hash, NOW) is not None
+    assert store.session_by_token(logged_out.token_hash, NOW) is None
     assert store.expire_sessions(NOW + 71) == 1
     assert store.expire_sessions(NOW + 72) == 0
     assert _files_of(path, logged_out.id) == 3

@@ -23,7 +23,7 @@ def test_a_large_commit_is_checkpointed_by_maintain_not_by_the_writer(tmp_path: 
     shas = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(20_000)]
     files = [FileRecord(f"music/track {i}.flac", i, sha, 1 << 20, sha) for i, sha in enumerate(shas)]
 
-    assert store.replace_index(session.id, files) == 20_000
+    assert store.replace_index(session.token_hash, files) == 20_000
 
     # thousands of pages committed (SQLite's default would checkpoint past 1,000): all still in the WAL
     assert wal.stat().st_size > 4 << 20
@@ -43,7 +43,7 @@ def test_files_get_ids_in_sha256_order_and_keep_their_names(tmp_path: Path) -> N
     store.add_account("a", "not-a-hash")
     session = store.open_session("a", "token", "127.0.0.1:7000", NOW + 600, NOW)
     files = [FileRecord(f"f{i}", i, hashlib.sha256(str(i).encode()).hexdigest(), 1 << 20, "0" * 64) for i in range(50)]
-    store.replace_index(session.id, files)
+    store.replace_index(session.token_hash, files)
     with store._read() as c:
         rows = c.execute("SELECT name, size, sha256 FROM files ORDER BY id").fetchall()
     assert [r[2] for r in rows] == sorted(f.sha256 for f in files)
