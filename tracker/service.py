@@ -151,17 +151,18 @@ class TrackerServicer(pb_grpc.TrackerServiceServicer):
 
     @translate_errors
     def SendIndex(self, request_iterator: Iterable[pb.SendIndexRequest], context: grpc.ServicerContext) -> pb.SendIndexResponse:
-        batches = _checked_batches(request_iterator)
+        session = _session()
+        batches = self._dir.renewed_while(session, _checked_batches(request_iterator))
         first = next(batches)
         if first.mode == pb.INDEX_MODE_REPLACE:  # stored as it comes (see Store.replace_index)
-            count = self._dir.publish(_session(), True, _replacing(first, batches), [])
+            count = self._dir.publish(session, True, _replacing(first, batches), [])
         else:
             add: list[FileRecord] = []
             remove: list[str] = []
             for batch in chain([first], batches):
                 add.extend(_file_record(e) for e in batch.add)
                 remove.extend(batch.remove)
-            count = self._dir.publish(_session(), False, add, remove)
+            count = self._dir.publish(session, False, add, remove)
         return pb.SendIndexResponse(file_count=count)
 
     @translate_errors

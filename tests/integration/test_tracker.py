@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -604,6 +605,27 @@ def test_lease_expiry_hides_files_and_heartbeat_keeps_them(start_tracker_at):
     finally:
         for c in (silent, alive, searcher):
             c.close()
+
+
+def test_a_session_sending_its_index_for_longer_than_a_lease_stays_alive(start_tracker_at):
+    """A peer cannot send a heartbeat while its SendIndex streams: one slower than a lease (a large
+    index over a slow link) had its session expire under it, and its peer looped, logging in and
+    sending it all again. A stream coming in renews the lease."""
+    tracker = start_tracker_at(lease_seconds=2)
+    peer = TrackerClientForTests(f"127.0.0.1:{tracker.port}")
+    try:
+        peer.login("slow", address="127.0.0.1:7001")
+
+        def slowly() -> Iterator[tpb.SendIndexRequest]:
+            for i in range(10):  # 5 s in all; the reaper, every second, ends a session 2 s unrenewed
+                yield tpb.SendIndexRequest(mode=REPLACE if i == 0 else 0, add=[file_entry(f"f{i}", b"%d" % i)])
+                time.sleep(0.5)
+
+        assert peer.stub.SendIndex(slowly(), metadata=peer.md, timeout=30).file_count == 10
+        assert peer.stub.Heartbeat(tpb.HeartbeatRequest(), metadata=peer.md, timeout=5).lease_seconds == 2
+        assert len(peer.query("f").files) == 10
+    finally:
+        peer.close()
 
 
 def test_relogin_from_same_address_replaces_the_old_session(client_factory):
