@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 INDEX_BATCH = 5000  # entries per SendIndex message: ~1 MiB, far below the 4 MiB message limit
+UPDATE_ENTRIES = 50_000  # entries per INDEX_MODE_UPDATE stream (the tracker takes at most 100,000)
 CALL_TIMEOUT = 30.0
 BUSY_SECONDS = 30.0  # how long a call waits for a tracker busy with other work (checking passwords, storing an index)
 
@@ -208,11 +209,26 @@ class TrackerClient:
 
     # -- index ---------------------------------------------------------------------------
     def send_index(self, replace: bool, add: Sequence[SharedFile], remove: Sequence[str] = ()) -> int:
-        """Publish files in batches on one stream; the tracker applies the stream atomically."""
-        mode = pb.INDEX_MODE_REPLACE if replace else pb.INDEX_MODE_UPDATE
+        """Publish files in batches on one stream, which the tracker applies atomically; a large
+        update on several, each a consistent change of its own (the tracker holds an update
+        whole in memory and takes at most 100,000 entries a stream; a replacement it stores as
+        it comes)."""
+        if replace:
+            return self._send_index(pb.INDEX_MODE_REPLACE, add, ())
+        if len(add) + len(remove) <= UPDATE_ENTRIES:
+            return self._send_index(pb.INDEX_MODE_UPDATE, add, remove)
+        count = 0
+        for start in range(0, len(remove), UPDATE_ENTRIES):
+            count = self._send_index(pb.INDEX_MODE_UPDATE, (), remove[start : start + UPDATE_ENTRIES])
+        for start in range(0, len(add), UPDATE_ENTRIES):
+            count = self._send_index(pb.INDEX_MODE_UPDATE, add[start : start + UPDATE_ENTRIES], ())
+        return count
 
+    def _send_index(self, mode: pb.IndexMode, add: Sequence[SharedFile], remove: Sequence[str]) -> int:
         def batches() -> Iterator[pb.SendIndexRequest]:
-            yield pb.SendIndexRequest(mode=mode, remove=list(remove))
+            yield pb.SendIndexRequest(mode=mode)
+            for i in range(0, len(remove), INDEX_BATCH):  # names too: 100,000 of them pass the 8 MiB limit
+                yield pb.SendIndexRequest(remove=remove[i : i + INDEX_BATCH])
             for i in range(0, len(add), INDEX_BATCH):
                 yield pb.SendIndexRequest(add=[_entry(f) for f in add[i : i + INDEX_BATCH]])
 

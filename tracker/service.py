@@ -20,7 +20,8 @@ from tracker.directory import Directory, page_token_after
 from tracker.store import FileRecord, Match, Session
 
 F = TypeVar("F", bound=Callable[..., Any])
-MAX_INDEX_FILES = 2_000_000  # one SendIndex stream; bounds the memory a single peer can claim
+MAX_INDEX_FILES = 2_000_000  # one SendIndex stream (a replacement is stored as it comes: max_files_per_session bounds it too)
+MAX_UPDATE_ENTRIES = 100_000  # one INDEX_MODE_UPDATE stream, held in memory whole: ~50 MB
 # A Query page is cut short past this size, its next_page_token then resuming after the last match
 # sent: a page of 1,000 course files with long names, each held by 64 peers, is ~19 MB, past every
 # client's message limit (gRPC's default, grpcurl's too, is 4 MiB; ours 8). One match is at most
@@ -59,6 +60,11 @@ def _checked_batches(requests: Iterable[pb.SendIndexRequest]) -> Iterator[pb.Sen
         entries += len(batch.add) + len(batch.remove)
         if entries > MAX_INDEX_FILES:
             raise InvalidArgument(f"one SendIndex stream may carry at most {MAX_INDEX_FILES} entries")
+        if mode == pb.INDEX_MODE_UPDATE and entries > MAX_UPDATE_ENTRIES:
+            raise InvalidArgument(
+                f"an INDEX_MODE_UPDATE stream may carry at most {MAX_UPDATE_ENTRIES} entries;"
+                " send a larger change in several, or the whole index with INDEX_MODE_REPLACE"
+            )
         yield batch
     if mode == pb.INDEX_MODE_UNSPECIFIED:
         raise InvalidArgument("SendIndex stream was empty; send at least one message with a mode")

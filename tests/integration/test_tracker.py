@@ -19,8 +19,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from p2p.v1 import tracker_pb2 as tpb
 from p2p_common.auth import bearer_metadata
 from p2p_common.errors import Busy
+from peer import tracker_client
+from peer.manifest import Manifest
+from peer.share import SharedFile
 from tests.helpers import TrackerClientForTests, file_entry, sha256_hex, wait_for
-from tracker import sqlite_store
+from tracker import service, sqlite_store
 from tracker.auth import token_hash
 
 REPLACE, UPDATE = tpb.INDEX_MODE_REPLACE, tpb.INDEX_MODE_UPDATE
@@ -624,6 +627,46 @@ def test_a_session_sending_its_index_for_longer_than_a_lease_stays_alive(start_t
         assert peer.stub.SendIndex(slowly(), metadata=peer.md, timeout=30).file_count == 10
         assert peer.stub.Heartbeat(tpb.HeartbeatRequest(), metadata=peer.md, timeout=5).lease_seconds == 2
         assert len(peer.query("f").files) == 10
+    finally:
+        peer.close()
+
+
+def _shared(name: str) -> SharedFile:
+    sha = sha256_hex(name.encode())
+    return SharedFile(name, 0, 0, Manifest(sha, len(name), 1 << 20, (bytes.fromhex(sha),)))
+
+
+def test_a_large_update_goes_in_streams_the_tracker_takes(tracker, monkeypatch):
+    """The tracker holds an update whole in memory, so it takes at most MAX_UPDATE_ENTRIES a
+    stream; the peer sends a larger one in several, removals first."""
+    monkeypatch.setattr(service, "MAX_UPDATE_ENTRIES", 10)
+    monkeypatch.setattr(tracker_client, "UPDATE_ENTRIES", 4)
+    raw = TrackerClientForTests(f"127.0.0.1:{tracker.port}")
+    raw.login("raw", address="127.0.0.1:7001")
+    code, msg = code_of(
+        raw.send_index, tpb.SendIndexRequest(mode=UPDATE, add=[file_entry(f"f{i}", b"%d" % i) for i in range(11)])
+    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "at most 10 entries" in msg and raw.query("").files == []
+    peer = tracker_client.TrackerClient(f"127.0.0.1:{tracker.port}", "peer", "pw", advertise="127.0.0.1:7002")
+    peer.login()
+    try:
+        assert peer.send_index(True, [_shared(f"old{i}") for i in range(3)]) == 3
+        assert peer.send_index(False, [_shared(f"new{i}") for i in range(9)], ["old0", "old1"]) == 10
+        assert sorted(f.name for f in raw.query("", page_size=100).files) == [*(f"new{i}" for i in range(9)), "old2"]
+    finally:
+        peer.close()
+        raw.close()
+
+
+def test_a_peer_removing_names_past_the_message_size_limit_publishes_it(tracker):
+    """Removing 110,000 names (~9.6 MB of them) went in one message, over the 8 MiB message limit:
+    the tracker refused it, the changes were kept for the next round, and refused again, for ever."""
+    peer = tracker_client.TrackerClient(f"127.0.0.1:{tracker.port}", "peer", "pw", advertise="127.0.0.1:7002")
+    peer.login()
+    try:
+        assert peer.send_index(True, [_shared("keep.txt"), _shared("gone.txt")]) == 2
+        gone = ["gone.txt", *(f"{'old-folder/' * 7}{i:06}.txt" for i in range(110_000))]
+        assert peer.send_index(False, [_shared("new.txt")], gone) == 2
     finally:
         peer.close()
 
