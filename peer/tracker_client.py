@@ -227,7 +227,7 @@ class TrackerClient:
     def _send_index(self, mode: pb.IndexMode, add: Sequence[SharedFile], remove: Sequence[str]) -> int:
         def batches() -> Iterator[pb.SendIndexRequest]:
             yield pb.SendIndexRequest(mode=mode)
-            for i in range(0, len(remove), INDEX_BATCH):  # names too: 100,000 of them pass the 8 MiB limit
+            for i in range(0, len(remove), INDEX_BATCH):  # names too: 100,000 of them pass the message limit
                 yield pb.SendIndexRequest(remove=remove[i : i + INDEX_BATCH])
             for i in range(0, len(add), INDEX_BATCH):
                 yield pb.SendIndexRequest(add=[_entry(f) for f in add[i : i + INDEX_BATCH]])

@@ -20,7 +20,7 @@ from tracker.directory import Directory, page_token_after
 from tracker.store import FileRecord, Match, Session
 
 F = TypeVar("F", bound=Callable[..., Any])
-MAX_INDEX_FILES = 2_000_000  # one SendIndex stream (a replacement is stored as it comes: max_files_per_session bounds it too)
+MAX_INDEX_FILES = 2_000_000  # entries of one SendIndex stream (a replacement is stored as it comes)
 MAX_UPDATE_ENTRIES = 100_000  # one INDEX_MODE_UPDATE stream, held in memory whole: ~50 MB
 # A Query page is cut short past this size, its next_page_token then resuming after the last match
 # sent: a page of 1,000 course files with long names, each held by 64 peers, is ~19 MB, past every
@@ -48,7 +48,8 @@ def _file_record(entry: pb.FileEntry) -> FileRecord:
 
 def _checked_batches(requests: Iterable[pb.SendIndexRequest]) -> Iterator[pb.SendIndexRequest]:
     """A SendIndex stream's messages, each checked as it comes: the first sets the mode, none
-    changes it, and the stream carries at most MAX_INDEX_FILES entries."""
+    changes it, and the stream carries at most MAX_INDEX_FILES entries (an update, held whole,
+    MAX_UPDATE_ENTRIES)."""
     mode, entries = pb.INDEX_MODE_UNSPECIFIED, 0
     for batch in requests:
         if mode == pb.INDEX_MODE_UNSPECIFIED:
