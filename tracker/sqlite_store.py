@@ -467,9 +467,7 @@ class SqliteStore:
 
     def _open_staging(self, token_hash: str) -> int:
         with self._write() as c:
-            row = c.execute("SELECT account, address FROM sessions WHERE token_hash=? AND expires_at>0", (token_hash,)).fetchone()
-            if row is None:
-                raise SessionEnded("the session has ended")
+            row = _session_row(c, token_hash, "account, address", "the session has ended")
             cur = c.execute(
                 "INSERT INTO sessions(account, token_hash, address, expires_at, created_at) VALUES (?,?,?,?,?)",
                 (row[0], f"staging:{secrets.token_hex(16)}", row[1], STAGING, time.time()),
@@ -481,10 +479,7 @@ class SqliteStore:
     @staticmethod
     def _move_session(c: sqlite3.Connection, token_hash: str, staging: int) -> None:
         """The session of token_hash now is row staging, with its files; its old row is ended."""
-        row = c.execute("SELECT id, expires_at, created_at FROM sessions WHERE token_hash=? AND expires_at>0", (token_hash,))
-        old = row.fetchone()
-        if old is None:
-            raise SessionEnded("the session ended while its index was stored")
+        old = _session_row(c, token_hash, "id, expires_at, created_at", "the session ended while its index was stored")
         c.execute("UPDATE sessions SET token_hash=?, expires_at=? WHERE id=?", (f"replaced:{old[0]}", ENDED, old[0]))
         c.execute(
             "UPDATE sessions SET token_hash=?, expires_at=?, created_at=? WHERE id=?", (token_hash, old[1], old[2], staging)
@@ -503,9 +498,7 @@ class SqliteStore:
 
     def update_index(self, token_hash: str, add: list[FileRecord], remove: list[str], max_files: int = 1 << 62) -> int:
         with self._write() as c:
-            row = c.execute("SELECT id FROM sessions WHERE token_hash=? AND expires_at>0", (token_hash,)).fetchone()
-            if row is None:
-                raise SessionEnded("the session has ended")
+            row = _session_row(c, token_hash, "id", "the session has ended")
             self._delete_files(c, row[0], [*remove, *(f.name for f in add)])
             self._insert(c, row[0], add)
             count = self._count(c, row[0])
@@ -741,6 +734,15 @@ class SqliteStore:
             value = secrets.token_bytes(size)
             c.execute("INSERT INTO meta(key, value) VALUES (?,?)", (key, value))
             return value
+
+
+def _session_row(c: sqlite3.Connection, token_hash: str, columns: str, ended: str) -> Any:
+    """columns of the row of token_hash's session, lapsed or not; SessionEnded (saying ended) if it
+    has ended (expires_at 0) or there is none. (STAGING rows, -1, are never a session's.)"""
+    row = c.execute(f"SELECT {columns} FROM sessions WHERE token_hash=? AND expires_at>0", (token_hash,)).fetchone()
+    if row is None:
+        raise SessionEnded(ended)
+    return row
 
 
 def _packed_rows(c: sqlite3.Connection, columns: list[str], rest: str, args: list[object]) -> list[Any]:
