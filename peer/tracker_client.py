@@ -281,9 +281,10 @@ class TrackerClient:
     def _peers_call(self, request: pb.ListPeersRequest, md: tuple[tuple[str, str], ...]) -> pb.ListPeersResponse:
         return self._stub.ListPeers(request, metadata=md, timeout=CALL_TIMEOUT)
 
-    def ticket(self, audience: str) -> str:
-        """A ticket for peer audience, reused until a minute before it expires."""
-        cached = self._tickets.get(audience)
+    def ticket(self, audience: str, fresh: bool = False) -> str:
+        """A ticket for peer audience, reused until a minute before it expires; fresh: a new one,
+        when audience refused the one kept (see PeerConnection)."""
+        cached = None if fresh else self._tickets.get(audience)
         if cached and cached[1] > time.monotonic():
             return cached[0]
         request = pb.IssuePeerTicketRequest(audience=audience)

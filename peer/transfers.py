@@ -132,7 +132,7 @@ def connect(
     tracker: TrackerClient, peer_name: str, address: str, channels: PeerChannels, partial: bool = False
 ) -> PeerConnection:
     """Calls to peer_name at address (over channels' connection), with tickets from tracker."""
-    return PeerConnection(peer_name, address, lambda: tracker.ticket(peer_name), channels, partial)
+    return PeerConnection(peer_name, address, lambda fresh: tracker.ticket(peer_name, fresh), channels, partial)
 
 
 def fetch(

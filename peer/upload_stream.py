@@ -81,8 +81,7 @@ class UploadStream:
         try:
             offer = pb.UploadOffer(name=name, size=manifest.size, sha256=manifest.sha256, chunk_size=manifest.chunk_size)
             offer.chunk_digests.extend(manifest.chunk_digests)
-            self._put(pb.UploadRequest(offer=offer))
-            first = self._next()
+            first = self._offered(pb.UploadRequest(offer=offer))
             if not first.HasField("accepted"):
                 raise P2PError(f"{peer_name} did not accept the offer")
             have = set(first.accepted.have_chunks)
@@ -121,10 +120,26 @@ class UploadStream:
         done = final.complete
         return UploadResult(done.name, manifest.sha256, manifest.size, sent, len(have), done.already_there)
 
-    def _open(self) -> _Open:
+    def _offered(self, offer: pb.UploadRequest) -> pb.UploadResponse:
+        """The receiver's answer to offer. A stream opened for it whose ticket the receiver
+        refused is opened once more with a fresh ticket (see PeerConnection)."""
+        opening = self._open_now is None
+        self._put(offer)
+        try:
+            return self._next()
+        except grpc.RpcError as exc:
+            if not opening or exc.code() != grpc.StatusCode.UNAUTHENTICATED:
+                raise
+        self.close(cancel=True)
+        self._open(fresh_ticket=True)
+        self._put(offer)
+        return self._next()
+
+    def _open(self, fresh_ticket: bool = False) -> _Open:
         if self._open_now is None:
             sends: queue.Queue[pb.UploadRequest | None] = queue.Queue(maxsize=QUEUED)
-            self._open_now = _Open(sends, self._conn.upload(iter(sends.get, _END)), StallWatch(self._stall_seconds))
+            responses = self._conn.upload(iter(sends.get, _END), fresh_ticket)
+            self._open_now = _Open(sends, responses, StallWatch(self._stall_seconds))
             self._open_now.watch.watch(self._open_now.responses.cancel)
         return self._open_now
 

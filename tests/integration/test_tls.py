@@ -67,7 +67,7 @@ def test_a_file_travels_between_tls_peers(tls_tracker, start_peer_at, tmp_path):
         result = transfers.fetch(client, remote, tmp_path / "got.bin")
         assert result.per_source and (tmp_path / "got.bin").read_bytes() == data
         with closing(PeerChannels(None)) as plaintext:  # the peer's port speaks only TLS
-            plain = PeerConnection("alice", remote.sources[0].address, lambda: client.ticket("alice"), plaintext)
+            plain = PeerConnection("alice", remote.sources[0].address, lambda fresh: client.ticket("alice", fresh), plaintext)
             with pytest.raises(P2PError, match="unreachable"):
                 plain.manifest(remote.sha256, timeout=5)
     finally:

@@ -185,7 +185,7 @@ def test_a_receiver_of_an_earlier_version_gets_a_half_close_and_a_stream_a_file(
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     channels = PeerChannels(None)
-    stream = UploadStream(PeerConnection("elder", f"127.0.0.1:{port}", lambda: "ticket", channels), stall_seconds=5)
+    stream = UploadStream(PeerConnection("elder", f"127.0.0.1:{port}", lambda fresh: "ticket", channels), stall_seconds=5)
     try:
         for name in ("a.txt", "b.txt"):
             (tmp_path / name).write_bytes(name.encode() * 50)
