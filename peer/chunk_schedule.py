@@ -26,6 +26,16 @@ PROBE_SECONDS = 0.25
 # one. Misjudged, a slow peer only has its share picked at random by the others, as before. A
 # source is first counted in: until it has been heard for this long, it may be fetching.
 CROWD_SECONDS = 5.0
+# A member of a crowd that has fetched its share takes chunks of another's only from a share with
+# more than this many left, the last of it: its owner asks for its own from the first, at most a
+# window (8) ahead. Of an owner whose chunk map has not grown for STALLING_SECONDS (a slow link),
+# the last but SLOW_MARGIN (its window, a slow source's).
+STEAL_MARGIN = 8
+STALLING_SECONDS = 1.0
+SLOW_MARGIN = 2
+# A chunk members hold is asked of a whole source in a crowd only once it has been held that long
+# and still not come from them (its holders are slow to give it: a slow uplink).
+HELD_SECONDS = 2.0
 
 
 class ChunkSchedule:
@@ -34,8 +44,8 @@ class ChunkSchedule:
     Each download starts at a chunk of its own (at random) and goes round: downloads of one file
     from one source hold different chunks early on, which they can then swap. A partial source
     is asked only for chunks its chunk map lists, and a whole source first for chunks no partial
-    source holds (rarest first, as BitTorrent clients pick pieces): first those this download
-    owns among the crowd fetching the file (see crowd_share), then the others', at random.
+    source holds (rarest first, as BitTorrent clients pick pieces); in a crowd fetching the file,
+    those this download owns (see crowd_share and _rarest).
     in_order asks for chunks in file order instead, as BitTorrent clients' sequential mode does
     for a reader that takes the file as it comes (`get -o - | tar x`).
     """
@@ -50,11 +60,12 @@ class ChunkSchedule:
         self.me = me
         self.partial_sources: set[str] = set()
         self.share: tuple[int, int] | None = None  # this download's share of a crowd (crowd_share); None: no crowd
+        self.crowd: list[str] = []  # the names of the crowd's members, in the order of their places
         self.grew: dict[str, tuple[int, float]] = {}  # chunks each partial source held, and when that last grew
         for label in partial_sources:
             self.set_partial(label, True)
         self.maps: dict[str, ChunkMap] = {}  # what each partial source holds, as last heard
-        self.covered: set[int] = set()  # chunks some partial source holds
+        self.covered: dict[int, float] = {}  # chunks some partial source holds, since when (monotonic)
         self.probed: dict[str, float] = {}  # when each partial source was last asked beyond its map
         self.inflight: dict[int, set[str]] = {}
         self.received = 0
@@ -71,7 +82,7 @@ class ChunkSchedule:
             # endgame: help with a chunk another source is still fetching. Only a source that has
             # delivered something helps: copies held by sources that never answer (frozen, or
             # unreachable) would take the places of the ones that do until the stall cut-off
-            if label not in self.delivered:
+            if label not in self.delivered or self._left_to_the_crowd(label):
                 return None
             for index, askers in self.inflight.items():
                 if (
@@ -83,6 +94,11 @@ class ChunkSchedule:
                     askers.add(label)
                     return index
             return None
+
+    def _left_to_the_crowd(self, label: str) -> bool:
+        """Under the lock: label is a whole source and what is still to fetch comes from the crowd
+        (see _rarest): no endgame copy of it either."""
+        return self.share is not None and bool(self.pending) and label not in self.partial_sources and not self.in_order
 
     def _holds(self, label: str, index: int) -> bool:
         held = self.maps.get(label)
@@ -111,17 +127,50 @@ class ChunkSchedule:
         return found
 
     def _rarest(self) -> int | None:
-        """Under the lock: for a whole source, the next chunk no partial source holds of this
-        download's own share; else one of the others' shares, at random (in order, the downloads
-        that ran out of their own shares would all ask for the same next chunk); else any."""
+        """Under the lock: for a whole source, a chunk no partial source holds. Alone, any of them
+        at random (in order, downloads that learned of each other late would all ask for the
+        same next one), else any chunk. In a crowd fetching the file at once (see crowd_share),
+        its own share's first; then the last of another's far behind (_stolen); then one members
+        have held for HELD_SECONDS and not given; else none: the rest is the others' last few,
+        which their owners fetch, and what members hold, which they give. So each chunk leaves
+        the seed about once, as BitTorrent's super-seeding aims for: a chunk asked of the seed
+        that a member had already taken from it took the seed's rate from members that still
+        needed one (see scripts/bench_swarm.py)."""
         if self.in_order:  # the reader waits for the next chunk, whoever else holds it
             return self.pending[0] if self.pending else None
         rare = [i for i in self.pending if i not in self.covered and not self.partial.has(i)]
-        if self.share is not None:
-            place, size = self.share
-            if (mine := next((i for i in rare if i % size == place), None)) is not None:
-                return mine
-        return random.choice(rare) if rare else self.pending[0] if self.pending else None
+        self._count_the_crowd()  # a member that stopped growing leaves it now, not at the next map
+        if self.share is None:
+            return random.choice(rare) if rare else self.pending[0] if self.pending else None
+        place, size = self.share
+        if (mine := min((i for i in rare if i % size == place), default=None)) is not None:
+            return mine
+        if (stolen := self._stolen(rare, place, size)) is not None:
+            return stolen
+        due = time.monotonic() - HELD_SECONDS
+        return next((i for i in self.pending if self.covered.get(i, due) < due and not self.partial.has(i)), None)
+
+    def _stolen(self, rare: list[int], place: int, size: int) -> int | None:
+        """Under the lock: a chunk of another member's share for one that has fetched its own,
+        the last of a share with more than STEAL_MARGIN left (SLOW_MARGIN if its owner has not
+        grown for STALLING_SECONDS), at random among those. Its owner asks for its own from the
+        first on, a window ahead; taken from the other end, the chunk is one it has not asked
+        for and would ask for last."""
+        left: dict[int, list[int]] = {}
+        for i in rare:
+            if i % size != place:
+                left.setdefault(i % size, []).append(i)
+        now = time.monotonic()
+        grew: dict[str, float] = {}
+        for label, (_, when) in self.grew.items():
+            name = label.rsplit("@", 1)[0]
+            grew[name] = max(when, grew.get(name, 0.0))
+        behind = [
+            chunks
+            for share, chunks in left.items()
+            if len(chunks) > (SLOW_MARGIN if now - grew.get(self.crowd[share], now) > STALLING_SECONDS else STEAL_MARGIN)
+        ]
+        return max(random.choice(behind)) if behind else None
 
     def set_partial(self, label: str, partial: bool) -> None:
         """label is (or no longer is) a partial source: a peer fetching the file too."""
@@ -142,6 +191,19 @@ class ChunkSchedule:
         fetching = [s for s in self.partial_sources if s not in self.grew or now - self.grew[s][1] < CROWD_SECONDS]
         crowd = {self.me} | {source.rsplit("@", 1)[0] for source in fetching}
         self.share = crowd_share(self.me, crowd) if self.me and len(crowd) > 1 else None
+        self.crowd = sorted(crowd)  # the members' names, by their places
+
+    def left(self, label: str, dropped: bool) -> None:
+        """label streams no more: what it holds is not to be had from it now (a whole source
+        would otherwise wait for chunks nobody gives); dropped for good, it leaves the crowd too,
+        and its share falls to the others."""
+        with self.cond:
+            self.maps.pop(label, None)
+            self.covered = {i: since for i, since in self.covered.items() if any(i in m for m in self.maps.values())}
+            if dropped:
+                self.partial_sources.discard(label)
+            self._count_the_crowd()
+            self.cond.notify_all()
 
     def heard(self, label: str, held: ChunkMap | None) -> None:
         """A partial source's chunk map, from its answer for a chunk it did not hold (None: it sent
@@ -155,7 +217,9 @@ class ChunkSchedule:
                 if label not in self.grew or count > self.grew[label][0]:
                     self.grew[label] = (count, time.monotonic())
                 self._count_the_crowd()
-            self.covered = {i for i in self.partial.missing() if any(i in m for m in self.maps.values())}
+            now = time.monotonic()
+            holding = [i for i in self.partial.missing() if any(i in m for m in self.maps.values())]
+            self.covered = {i: self.covered.get(i, now) for i in holding}
 
     def done(self, index: int, label: str, size: int, first: bool) -> None:
         if not self._holds(label, index):  # a partial source holds more than its map says

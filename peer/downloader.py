@@ -509,6 +509,7 @@ class Download:
             if stream is not None:
                 stream.close()  # a dropped source streams no more into buffers nobody reads
             schedule.give_back(source.label, list(asked))
+            schedule.left(source.label, dropped=source.label in self.dropped)
             with schedule.cond:
                 if not refused:
                     self._busy.pop(source.label, None)

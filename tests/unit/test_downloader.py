@@ -13,7 +13,16 @@ import pytest
 from p2p_common.errors import P2PError, Unavailable
 from peer import chunk_store, chunking
 from peer.availability import ChunkMap, NotHeld
-from peer.chunk_schedule import CROWD_SECONDS, PROBE_SECONDS, ChunkSchedule, crowd_share
+from peer.chunk_schedule import (
+    CROWD_SECONDS,
+    HELD_SECONDS,
+    PROBE_SECONDS,
+    SLOW_MARGIN,
+    STALLING_SECONDS,
+    STEAL_MARGIN,
+    ChunkSchedule,
+    crowd_share,
+)
 from peer.chunk_store import PartialFile, Write, staging_paths
 from peer.downloader import WINDOW, Download, Wanted
 from peer.manifest import Manifest
@@ -311,21 +320,38 @@ def test_a_crowd_shares_out_the_chunks_nobody_holds_in_equal_parts_without_a_wor
 
 def test_a_whole_source_is_asked_first_for_this_downloads_share_of_what_nobody_holds(tmp_path):
     """Two peers fetch one file from a seed and from each other: each asks the seed for its own
-    share of the chunks neither holds, then for the other's, then for any."""
+    share of the chunks neither holds, then for the other's from its far end, and leaves the
+    other's last few to it; a slow other, all but its window; a gone one, all."""
     m, _ = make(DATA)
-    schedule = ChunkSchedule(PartialFile(tmp_path / "out", m), {"frank@127.0.0.1:9"}, me="erin")
+    frank = "frank@127.0.0.1:9"
+    schedule = ChunkSchedule(PartialFile(tmp_path / "out", m), {frank}, me="erin")
     place, size = crowd_share("erin", {"erin", "frank"})
     assert schedule.share == (place, size) == (0, 2)
     mine = {i for i in range(m.chunk_count) if i % size == place}
     held_by_frank = {0, 1}
-    schedule.heard("frank@127.0.0.1:9", ChunkMap.of(held_by_frank, m.chunk_count))
-    rare_mine = mine - held_by_frank
-    assert {schedule.take("seed") for _ in range(len(rare_mine))} == rare_mine  # its own share first
-    rare_theirs = set(range(m.chunk_count)) - mine - held_by_frank
-    assert {schedule.take("seed") for _ in range(len(rare_theirs))} == rare_theirs  # then the other's
-    assert set(schedule.pending) == held_by_frank  # left for frank (or for the seed once nothing else is left)
-    schedule.set_partial("frank@127.0.0.1:9", False)  # frank finished: no crowd left to share with
+    schedule.heard(frank, ChunkMap.of(held_by_frank, m.chunk_count))
+    rare_mine = sorted(mine - held_by_frank)
+    assert [schedule.take("seed") for _ in range(len(rare_mine))] == rare_mine  # its own share first, in order
+    rare_theirs = sorted(set(range(m.chunk_count)) - mine - held_by_frank)
+    stolen = [schedule.take("seed") for _ in range(len(rare_theirs) - STEAL_MARGIN)]
+    assert stolen == rare_theirs[::-1][: len(stolen)]  # then the other's from its end: frank asks from its start
+    schedule.probed[frank] = time.monotonic()  # not asked beyond its map now
+    asked = schedule.take(frank)  # what frank holds comes from frank
+    assert asked in held_by_frank
+    (other,) = held_by_frank - {asked}
+    schedule.delivered.add("seed")
+    schedule.covered = dict.fromkeys(schedule.covered, time.monotonic())  # frank got its chunks just now
+    assert schedule.take("seed") is None  # frank's last few are frank's to fetch; no endgame copy of `asked` either
+    schedule.grew[frank] = (2, time.monotonic() - STALLING_SECONDS - 0.1)  # frank's map stopped growing: a slow link
+    slow = [schedule.take("seed") for _ in range(STEAL_MARGIN - SLOW_MARGIN)]
+    assert slow == rare_theirs[SLOW_MARGIN:STEAL_MARGIN][::-1]
+    assert schedule.take("seed") is None
+    schedule.covered[other] = time.monotonic() - HELD_SECONDS - 0.1  # frank held it that long and has not given it
+    assert schedule.take("seed") == other
+    schedule.left(frank, dropped=True)  # frank is gone: its share falls to the seed
     assert schedule.share is None
+    rest = {schedule.take("seed") for _ in range(SLOW_MARGIN)}
+    assert rest == set(rare_theirs[:SLOW_MARGIN])
     schedule.partial.close()
 
 
@@ -349,6 +375,19 @@ def test_a_partial_source_whose_map_stopped_growing_leaves_the_crowd(tmp_path):
     schedule.heard("old@127.0.0.1:2", ChunkMap.of({5, 6, 7}, m.chunk_count))  # old fetches again
     assert schedule.share == three
     schedule.partial.close()
+
+
+def test_a_crowd_member_that_goes_away_leaves_its_share_and_its_chunks_to_the_seed_at_once(tmp_path):
+    """Not CROWD_SECONDS later, when its map would be found to have stopped growing: the seed is
+    asked at once for what frank held and for frank's share."""
+    m, wanted = make(DATA)
+    frank = MemorySource("frank@127.0.0.1:9", DATA, m, holds=set(range(0, m.chunk_count, 2)), die_after=3)
+    seed = MemorySource("seed", DATA, m)
+    started = time.monotonic()
+    result = Download(wanted, [seed, frank], tmp_path / "out", me="erin").run()
+    assert (tmp_path / "out").read_bytes() == DATA
+    assert frank.gone.is_set() and "frank@127.0.0.1:9" in result.dropped
+    assert time.monotonic() - started < CROWD_SECONDS
 
 
 def test_whole_and_partial_sources_together(tmp_path):
