@@ -199,7 +199,7 @@ class ChunkSchedule:
         and its share falls to the others."""
         with self.cond:
             self.maps.pop(label, None)
-            self.covered = {i: since for i, since in self.covered.items() if any(i in m for m in self.maps.values())}
+            self._count_covered()
             if dropped:
                 self.partial_sources.discard(label)
             self._count_the_crowd()
@@ -217,9 +217,14 @@ class ChunkSchedule:
                 if label not in self.grew or count > self.grew[label][0]:
                     self.grew[label] = (count, time.monotonic())
                 self._count_the_crowd()
-            now = time.monotonic()
-            holding = [i for i in self.partial.missing() if any(i in m for m in self.maps.values())]
-            self.covered = {i: self.covered.get(i, now) for i in holding}
+            self._count_covered()
+
+    def _count_covered(self) -> None:
+        """Under the lock: the chunks still missing that some partial source holds, each since
+        when it was first heard held (see HELD_SECONDS)."""
+        now = time.monotonic()
+        holding = [i for i in self.partial.missing() if any(i in m for m in self.maps.values())]
+        self.covered = {i: self.covered.get(i, now) for i in holding}
 
     def done(self, index: int, label: str, size: int, first: bool) -> None:
         if not self._holds(label, index):  # a partial source holds more than its map says

@@ -11,7 +11,7 @@ import grpc
 
 from p2p.v1 import peer_pb2 as pb
 from p2p.v1 import peer_pb2_grpc as pb_grpc
-from p2p_common.auth import bearer_metadata
+from p2p_common.auth import Metadata, bearer_metadata
 from p2p_common.errors import P2PError, Unavailable
 from p2p_common.options import GRPC_OPTIONS
 from p2p_common.tls import ClientTls, open_channel
@@ -22,7 +22,6 @@ from peer.tracker_client import rpc_error
 
 _END = object()
 T = TypeVar("T")
-Metadata = tuple[tuple[str, str], ...]
 
 
 class PeerChannels:

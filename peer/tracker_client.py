@@ -14,7 +14,7 @@ import grpc
 
 from p2p.v1 import tracker_pb2 as pb
 from p2p.v1 import tracker_pb2_grpc as pb_grpc
-from p2p_common.auth import bearer_metadata
+from p2p_common.auth import Metadata, bearer_metadata
 from p2p_common.errors import Busy, P2PError, Unauthenticated, Unavailable, describe_rpc_error, error_class
 from p2p_common.options import GRPC_OPTIONS
 from p2p_common.tls import ClientTls, open_channel
@@ -106,7 +106,7 @@ class TrackerClient:
         self.generation = 0  # counts logins, so a session keeper notices a re-login it did not do
         self._kept_alive: threading.Event | None = None  # set to stop keep_alive's thread
 
-    def _call(self, what: str, fn: Callable[[tuple[tuple[str, str], ...]], T], relogin: bool = True) -> T:
+    def _call(self, what: str, fn: Callable[[Metadata], T], relogin: bool = True) -> T:
         """fn's reply (asked while busy, see _while_busy), logged in again once if the tracker forgot the session."""
         try:
             return self._while_busy(what, lambda: fn(bearer_metadata(self._token)))
@@ -259,7 +259,7 @@ class TrackerClient:
                 break
         return found
 
-    def _query_call(self, request: pb.QueryRequest, md: tuple[tuple[str, str], ...]) -> pb.QueryResponse:
+    def _query_call(self, request: pb.QueryRequest, md: Metadata) -> pb.QueryResponse:
         return self._stub.Query(request, metadata=md, timeout=CALL_TIMEOUT)
 
     def peers(self, name: str = "", page_size: int = 0) -> list[OnlinePeer]:
@@ -278,7 +278,7 @@ class TrackerClient:
                 return found
             request = pb.ListPeersRequest(name=name, page_size=page_size, page_token=reply.next_page_token)
 
-    def _peers_call(self, request: pb.ListPeersRequest, md: tuple[tuple[str, str], ...]) -> pb.ListPeersResponse:
+    def _peers_call(self, request: pb.ListPeersRequest, md: Metadata) -> pb.ListPeersResponse:
         return self._stub.ListPeers(request, metadata=md, timeout=CALL_TIMEOUT)
 
     def ticket(self, audience: str, fresh: bool = False) -> str:
