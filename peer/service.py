@@ -40,10 +40,12 @@ from peer.chunk_wire import encode_download_response, encode_not_held
 from peer.manifest import Manifest
 from peer.share import Share, SharedFile, is_unchanged, open_unchanged
 from peer.throttle import Throttle
+from peer.transfer_slots import TransferSlots, Turn
 
 log = logging.getLogger(__name__)
 
 MAX_INDEXES_PER_REQUEST = 4096
+_HANDED_OVER = "this peer handed this transfer's slot to a caller waiting for one; try again shortly"
 DISK_RESERVE = 64 * 1024 * 1024  # keep this much free beyond an upload, so the disk never fills
 
 
@@ -91,30 +93,31 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
         self._throttle = throttle  # the rate all Download streams together may send at
         self._policy = policy
         self._on_new_file = on_new_file
-        self._max_transfers = max_transfers
         # Transfer streams hold a worker thread each for their whole length: past this many, new
         # ones are refused at once, so threads stay free for health checks and manifests and
         # the caller turns to another source instead of queueing behind the busy ones.
-        self._slots = threading.BoundedSemaphore(max_transfers)
+        self._slots = TransferSlots(max_transfers)
         self._started = time.monotonic()
         self._tally_lock = threading.Lock()
-        self._active = self._chunks_served = self._bytes_served = self._uploads_received = 0
+        self._chunks_served = self._bytes_served = self._uploads_received = 0
         # the content each upload under way brings, by name: a second sender of other content under
         # that name is refused at its offer (it used to send the whole file, then find the name taken)
         self._receiving: dict[str, str] = {}
 
     @contextmanager
-    def _transfer_slot(self) -> Iterator[None]:
-        if not self._slots.acquire(blocking=False):
-            raise Busy(f"this peer is already serving {counted(self._max_transfers, 'transfer')}; try again shortly")
-        with self._tally_lock:
-            self._active += 1
+    def _transfer_slot(self) -> Iterator[Turn]:
+        """A slot for this call's caller (see transfer_slots), or Busy saying why there is none."""
+        caller = str(current_principal() or "")
+        turn = self._slots.take(caller)
+        if turn is None:
+            if self._slots.in_use >= self._slots.limit:
+                raise Busy(f"this peer is already serving {counted(self._slots.limit, 'transfer')}; try again shortly")
+            held = self._slots.held_by(caller)
+            raise Busy(f"this peer keeps its free transfer slot for a caller holding fewer than your {held}; try again shortly")
         try:
-            yield
+            yield turn
         finally:
-            with self._tally_lock:
-                self._active -= 1
-            self._slots.release()
+            self._slots.give_back(turn)
 
     def _lookup(self, sha256: str) -> SharedFile:
         if not is_sha256_hex(sha256):
@@ -137,8 +140,8 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                 files=len(files),
                 bytes=size,
                 indexed=self._share.complete,
-                transfers_active=self._active,
-                transfers_max=self._max_transfers,
+                transfers_active=self._slots.in_use,
+                transfers_max=self._slots.limit,
                 chunks_served=self._chunks_served,
                 bytes_served=self._bytes_served,
                 uploads_received=self._uploads_received,
@@ -151,8 +154,8 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
 
     def Download(self, request_iterator: Iterator[pb.DownloadRequest], context: grpc.ServicerContext) -> Iterator[bytes]:
         try:
-            with self._transfer_slot():
-                yield from self._serve_chunks(request_iterator, context)
+            with self._transfer_slot() as turn:
+                yield from self._serve_chunks(request_iterator, context, turn)
         except P2PError as exc:
             abort_with(context, exc)
 
@@ -166,11 +169,14 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
             time.sleep(min(left, 0.5))
         return context.is_active()
 
-    def _serve_chunks(self, request_iterator: Iterator[pb.DownloadRequest], context: grpc.ServicerContext) -> Iterator[bytes]:
+    def _serve_chunks(
+        self, request_iterator: Iterator[pb.DownloadRequest], context: grpc.ServicerContext, turn: Turn
+    ) -> Iterator[bytes]:
         """Each requested chunk, read as it is asked for, of the file the request names (or the
         last request that named one). The first must name a file this peer holds (NOT_FOUND
         otherwise); a later one naming content it does not hold has its chunks answered not
-        held, and the stream goes on: one stream carries many small files (see small_files)."""
+        held, and the stream goes on: one stream carries many small files (see small_files).
+        Busy once the stream's slot is handed to a caller waiting for one (transfer_slots)."""
         first = next(request_iterator, None)
         if first is None:
             return
@@ -187,6 +193,8 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                     with contextlib.suppress(NotFound):
                         serving = _Served(self._share.root, self._lookup(request.sha256))
                 for index in request.chunk_indexes:
+                    if self._slots.yielded(turn):
+                        raise Busy(_HANDED_OVER)
                     if serving is None:
                         yield encode_not_held(index, ChunkMap())
                         continue
@@ -222,18 +230,19 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
 
     def Upload(self, request_iterator: Iterator[pb.UploadRequest], context: grpc.ServicerContext) -> Iterator[pb.UploadResponse]:
         try:
-            with self._transfer_slot():
-                yield from self._receive_upload(request_iterator)
+            with self._transfer_slot() as turn:
+                yield from self._receive_upload(request_iterator, turn)
         except P2PError as exc:
             abort_with(context, exc)
         except OSError as exc:  # this peer's disk, not the request: told without this peer's paths
             log.warning("could not store an upload: %s", exc)
             abort_with(context, _store_error(exc))
 
-    def _receive_upload(self, request_iterator: Iterator[pb.UploadRequest]) -> Iterator[pb.UploadResponse]:
+    def _receive_upload(self, request_iterator: Iterator[pb.UploadRequest], turn: Turn) -> Iterator[pb.UploadResponse]:
         """Files one after another, each its offer, what is held already, the missing chunks
         verified, then the file published. A file ends once every chunk is held, and the next
-        message may offer another: a folder of small files pays a stream's set-up once."""
+        message may offer another: a folder of small files pays a stream's set-up once. Busy at
+        an offer once the stream's slot is handed to a caller waiting for one (transfer_slots)."""
         staged = StagedListing()  # each folder listed once a stream: once a file, 10,000 files sent into one took 51 s
         message = next(request_iterator, None)
         if message is None or not message.HasField("offer"):
@@ -243,6 +252,8 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                 raise InvalidArgument("a file is complete: the next Upload message must offer another file")
             yield from self._receive_file(message.offer, request_iterator, staged)
             message = next(request_iterator, None)
+            if message is not None and self._slots.yielded(turn):
+                raise Busy(_HANDED_OVER)
 
     def _receive_file(
         self, offer: pb.UploadOffer, request_iterator: Iterator[pb.UploadRequest], staged: StagedListing

@@ -37,9 +37,9 @@ def streams_opened(monkeypatch) -> Counter[int]:
     opened: Counter[int] = Counter()
     real = service.PeerServicer._serve_chunks
 
-    def counting(self, request_iterator, context):
+    def counting(self, request_iterator, context, *rest):
         opened[id(self)] += 1
-        return real(self, request_iterator, context)
+        return real(self, request_iterator, context, *rest)
 
     monkeypatch.setattr(service.PeerServicer, "_serve_chunks", counting)
     return opened

@@ -51,9 +51,9 @@ def upload_streams(monkeypatch) -> Counter[str]:
     opened: Counter[str] = Counter()
     real = service.PeerServicer._receive_upload
 
-    def counting(self, request_iterator):
+    def counting(self, request_iterator, *rest):
         opened["streams"] += 1
-        return real(self, request_iterator)
+        return real(self, request_iterator, *rest)
 
     monkeypatch.setattr(service.PeerServicer, "_receive_upload", counting)
     return opened

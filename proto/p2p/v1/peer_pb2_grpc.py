@@ -30,8 +30,11 @@ class PeerServiceStub:
     `authorization: Bearer <ticket>` with a ticket from TrackerService.IssuePeerTicket
     addressed to this peer. A Download or Upload past the peer's transfer slots
     (GetStatusResponse.transfers_max) is refused at once with RESOURCE_EXHAUSTED and the
-    trailing metadata `retry-after-ms` (milliseconds): ask again then. A RESOURCE_EXHAUSTED
-    without it (a file too large, a full disk) will not mend by asking again.
+    trailing metadata `retry-after-ms` (milliseconds): ask again then. So is one whose
+    account holds more slots than another account asking for one (a free slot is kept for
+    that one's next ask), and a Download stream of such an account may end so, at a chunk,
+    once it has streamed for a while: its slot is handed over. A RESOURCE_EXHAUSTED
+    without the trailer (a file too large, a full disk) will not mend by asking again.
     """
 
     def __init__(self, channel):
@@ -67,8 +70,11 @@ class PeerServiceServicer:
     `authorization: Bearer <ticket>` with a ticket from TrackerService.IssuePeerTicket
     addressed to this peer. A Download or Upload past the peer's transfer slots
     (GetStatusResponse.transfers_max) is refused at once with RESOURCE_EXHAUSTED and the
-    trailing metadata `retry-after-ms` (milliseconds): ask again then. A RESOURCE_EXHAUSTED
-    without it (a file too large, a full disk) will not mend by asking again.
+    trailing metadata `retry-after-ms` (milliseconds): ask again then. So is one whose
+    account holds more slots than another account asking for one (a free slot is kept for
+    that one's next ask), and a Download stream of such an account may end so, at a chunk,
+    once it has streamed for a while: its slot is handed over. A RESOURCE_EXHAUSTED
+    without the trailer (a file too large, a full disk) will not mend by asking again.
     """
 
     def GetManifest(self, request, context):
@@ -151,8 +157,11 @@ class PeerService:
     `authorization: Bearer <ticket>` with a ticket from TrackerService.IssuePeerTicket
     addressed to this peer. A Download or Upload past the peer's transfer slots
     (GetStatusResponse.transfers_max) is refused at once with RESOURCE_EXHAUSTED and the
-    trailing metadata `retry-after-ms` (milliseconds): ask again then. A RESOURCE_EXHAUSTED
-    without it (a file too large, a full disk) will not mend by asking again.
+    trailing metadata `retry-after-ms` (milliseconds): ask again then. So is one whose
+    account holds more slots than another account asking for one (a free slot is kept for
+    that one's next ask), and a Download stream of such an account may end so, at a chunk,
+    once it has streamed for a while: its slot is handed over. A RESOURCE_EXHAUSTED
+    without the trailer (a file too large, a full disk) will not mend by asking again.
     """
 
     @staticmethod
