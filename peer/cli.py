@@ -168,7 +168,8 @@ def _print_status(peer: str, address: str, s: GetStatusResponse) -> None:
     partial = f", {s.partial_files} unfinished (downloads or uploads into it)" if s.partial_files else ""
     left_out = f"; left out {s.left_out} (hidden, or matched by --exclude)" if s.left_out else ""
     print(f"  shares     {counted(s.files, 'file')}, {human_bytes(s.bytes)}{hashing}{partial}{left_out}")
-    print(f"  transfers  {s.transfers_active} now, at most {s.transfers_max}; serve rate {rate}")
+    waiting = f", {counted(s.transfers_waiting, 'account')} waiting for one" if s.transfers_waiting else ""
+    print(f"  transfers  {s.transfers_active} now, at most {s.transfers_max}{waiting}; serve rate {rate}")
     print(f"  served     {counted(s.chunks_served, 'chunk')}, {human_bytes(s.bytes_served)}")
     print(f"  uploads    {s.uploads_received} received" + ("" if s.uploads_allowed else " (not accepted)"))
 

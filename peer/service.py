@@ -142,6 +142,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                 indexed=self._share.complete,
                 transfers_active=self._slots.in_use,
                 transfers_max=self._slots.limit,
+                transfers_waiting=self._slots.waiting(),
                 chunks_served=self._chunks_served,
                 bytes_served=self._bytes_served,
                 uploads_received=self._uploads_received,

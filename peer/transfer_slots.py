@@ -81,6 +81,12 @@ class TransferSlots:
         with self._lock:
             self._give_back(turn)
 
+    def waiting(self) -> int:
+        """How many callers ask for a slot now (were refused within WAITING_SECONDS)."""
+        with self._lock:
+            self._forget_waiting(self._clock())
+            return len(self._waiting)
+
     def held_by(self, caller: str) -> int:
         with self._lock:
             return self._held[caller]

@@ -1066,6 +1066,29 @@ def test_status_of_a_serving_peer(cluster):
     assert gone.returncode == 1 and "peer 'nobody' is not online" in gone.stderr and gone.stderr.count("\n") == 1
 
 
+def test_status_tells_of_accounts_waiting_for_a_transfer_slot(cluster):
+    """An operator wondering why a seed is slow to answer sees who queues for its slots."""
+    share = cluster.serve("lecturer", "--max-transfers", "1", "--max-serve-rate", "1M")
+    big_file(share / "lecture.mp4", 6 * MiB, "lecture")
+    wait_for(lambda: cluster.search("lecture.mp4"), timeout=30, what="lecture.mp4 published")
+    gets = [
+        subprocess.Popen(
+            [str(BIN / "p2p-peer"), "--name", who, "get", "lecture.mp4", "-o", str(cluster.work / f"{who}.mp4")],
+            env=cluster.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for who in ("alice", "bob")
+    ]
+    try:
+        waiting = "transfers  1 now, at most 1, 1 account waiting for one; serve rate 1.0 MiB/s"
+        wait_for(lambda: waiting in cluster.peer("status", "lecturer").stdout, timeout=30, what="a get waiting")
+        [row] = json.loads(cluster.peer("status", "lecturer", "--json").stdout)
+        assert (row["transfers_active"], row["transfers_max"]) == (1, 1) and row["transfers_waiting"] in (1, 2)
+    finally:
+        stop_processes(gets)
+
+
 def test_status_shows_the_places_that_answer_and_names_the_one_that_does_not(cluster):
     """An account serving from two places, one frozen (SIGSTOP): the command failed after 10 s
     with 'status of lab: timed out', showing neither place nor which one it was."""

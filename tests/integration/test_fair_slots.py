@@ -15,7 +15,7 @@ from peer import transfer_slots
 from peer.peer_client import PeerChannels
 from peer.throttle import Throttle
 from peer.tracker_client import TrackerClient
-from peer.transfers import fetch, fetch_many, places_of, push, resolve, upload_stream
+from peer.transfers import connect, fetch, fetch_many, places_of, push, resolve, upload_stream
 
 MiB = 1 << 20
 
@@ -44,6 +44,21 @@ def finished_at(run, results: dict[str, float], key: str) -> threading.Thread:
     return thread
 
 
+def watch_waiting(client: TrackerClient, peer: str, done: dict[str, float]) -> list[int]:
+    """The seed's transfers_waiting, as its GetStatus says it every 50 ms until bob is done."""
+    seen = [0]
+
+    def poll() -> None:
+        with closing(PeerChannels(None)) as channels:
+            conn = connect(client, peer, places_of(client, peer)[0], channels)
+            while "bob" not in done:
+                seen.append(conn.status().transfers_waiting)
+                time.sleep(0.05)
+
+    threading.Thread(target=poll, daemon=True).start()
+    return seen
+
+
 def test_a_batch_that_holds_a_seeds_slots_lets_another_user_in_at_the_next_free_one(start_peer_at, client, bob, tmp_path):
     """A `get --all` starts its next file the moment one ends: it took every slot that came free,
     and another user's `get` of one file waited for the whole batch."""
@@ -55,9 +70,11 @@ def test_a_batch_that_holds_a_seeds_slots_lets_another_user_in_at_the_next_free_
     batch = finished_at(lambda: [f.error for f in fetch_many(client, targets, jobs=2)], done, "batch")  # ~4 s at the rate
     time.sleep(0.3)  # the batch holds both slots by now
     asked = time.monotonic()
+    waiting_seen = watch_waiting(client, "seed", done)
     result = fetch(bob, resolve(bob, "notes.bin"), tmp_path / "bob" / "notes.bin")
     done["bob"] = time.monotonic()
     batch.join(60)
+    assert 1 <= max(waiting_seen) <= 2  # its status told of bob waiting for a slot (and of alice, refused for him)
     assert (tmp_path / "bob" / "notes.bin").read_bytes() == notes and result.dropped == {}
     assert all((tmp_path / "alice" / name).read_bytes() == data for name, data in lecture.items())
     waited, batch_took = done["bob"] - asked, done["batch"] - asked

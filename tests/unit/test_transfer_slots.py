@@ -18,7 +18,9 @@ def test_a_free_slot_waits_for_the_caller_refused_meanwhile_who_holds_fewer():
     slots = TransferSlots(2, clock)
     first, second = slots.take("hog"), slots.take("hog")
     assert first and second and slots.in_use == 2
+    assert slots.waiting() == 0
     assert slots.take("bob") is None  # all taken: bob now counts as asking
+    assert slots.waiting() == 1
     slots.give_back(first)
     assert slots.take("hog") is None  # hog holds 1, bob 0: the free slot is kept for bob
     assert slots.in_use == 1
@@ -57,6 +59,7 @@ def test_a_caller_that_stopped_asking_holds_the_slot_back_only_for_a_while():
     slots.give_back(turn)
     assert slots.take("hog") is None
     clock.now += WAITING_SECONDS + 0.1  # bob found the file elsewhere and never asked again
+    assert slots.waiting() == 0
     assert slots.take("hog") is not None
 
 

@@ -107,7 +107,7 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("files", "bytes", "indexed", "transfers_active", "transfers_max", "chunks_served", "bytes_served", "uploads_received", "max_serve_rate", "uploads_allowed", "uptime_seconds", "partial_files", "left_out")
+    __slots__ = ("files", "bytes", "indexed", "transfers_active", "transfers_max", "chunks_served", "bytes_served", "uploads_received", "max_serve_rate", "uploads_allowed", "uptime_seconds", "partial_files", "left_out", "transfers_waiting")
     FILES_FIELD_NUMBER: _ClassVar[int]
     BYTES_FIELD_NUMBER: _ClassVar[int]
     INDEXED_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +121,7 @@ class GetStatusResponse(_message.Message):
     UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
     PARTIAL_FILES_FIELD_NUMBER: _ClassVar[int]
     LEFT_OUT_FIELD_NUMBER: _ClassVar[int]
+    TRANSFERS_WAITING_FIELD_NUMBER: _ClassVar[int]
     files: int
     bytes: int
     indexed: bool
@@ -134,4 +135,5 @@ class GetStatusResponse(_message.Message):
     uptime_seconds: int
     partial_files: int
     left_out: int
-    def __init__(self, files: _Optional[int] = ..., bytes: _Optional[int] = ..., indexed: _Optional[bool] = ..., transfers_active: _Optional[int] = ..., transfers_max: _Optional[int] = ..., chunks_served: _Optional[int] = ..., bytes_served: _Optional[int] = ..., uploads_received: _Optional[int] = ..., max_serve_rate: _Optional[int] = ..., uploads_allowed: _Optional[bool] = ..., uptime_seconds: _Optional[int] = ..., partial_files: _Optional[int] = ..., left_out: _Optional[int] = ...) -> None: ...
+    transfers_waiting: int
+    def __init__(self, files: _Optional[int] = ..., bytes: _Optional[int] = ..., indexed: _Optional[bool] = ..., transfers_active: _Optional[int] = ..., transfers_max: _Optional[int] = ..., chunks_served: _Optional[int] = ..., bytes_served: _Optional[int] = ..., uploads_received: _Optional[int] = ..., max_serve_rate: _Optional[int] = ..., uploads_allowed: _Optional[bool] = ..., uptime_seconds: _Optional[int] = ..., partial_files: _Optional[int] = ..., left_out: _Optional[int] = ..., transfers_waiting: _Optional[int] = ...) -> None: ...
