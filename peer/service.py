@@ -45,8 +45,8 @@ from peer.transfer_slots import TransferSlots, Turn
 log = logging.getLogger(__name__)
 
 MAX_INDEXES_PER_REQUEST = 4096
-_HANDED_OVER = "this peer handed this transfer's slot to a caller waiting for one; try again shortly"
 DISK_RESERVE = 64 * 1024 * 1024  # keep this much free beyond an upload, so the disk never fills
+_HANDED_OVER = "this peer handed this transfer's slot to a caller waiting for one; try again shortly"  # see transfer_slots
 
 
 def _refuse_unshared(dest: Path, name: str) -> None:

@@ -8,9 +8,12 @@ batch of 30 from a seed of 2 slots finished after the batch, at 13.8 s.
 Now a free slot goes to whoever holds fewest of those asking for one, and of those to whoever
 has waited longest (max-min fairness, as an eDonkey server's upload queue or BitTorrent's
 unchoking share a seed): a caller refused within WAITING_SECONDS counts as asking, and a caller
-behind it is refused while the slot waits for that caller's next ask. With every slot taken, a Download stream of a caller holding
-two or more beyond the fewest of those waiting hands its slot over after its turn (TURN_SECONDS):
-it ends with Busy, and its downloader asks again later, keeping what it fetched.
+behind it is refused while the slot waits for that caller's next ask. With every slot taken, a
+stream of a caller holding two or more beyond the fewest of those waiting hands its slot over
+after its turn (TURN_SECONDS), a Download at its next chunk, an Upload at its next file: it ends
+with Busy, and its `get` or `put` asks again later and loses nothing it moved. A caller holding
+at most one more than those waiting keeps its slots (no turns among equals): the one waiting
+longest gets the next slot that frees.
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ def test_a_user_holding_every_slot_hands_one_over_after_its_turn(start_peer_at, 
     assert all((tmp_path / "alice" / name).read_bytes() == data for name, data in films.items())
     films_done = max(done[name] for name in films)  # the one that kept its slot ends sooner, with the whole rate
     waited, films_took = done["bob"] - asked, films_done - asked
-    assert waited < films_took - 2.0, f"bob done {waited:.1f} s after asking, the films {films_took:.1f} s"
+    assert waited < films_took - 1.0, f"bob done {waited:.1f} s after asking, the films {films_took:.1f} s"
 
 
 def test_a_user_sending_file_after_file_into_every_slot_hands_one_over_between_files(
@@ -116,10 +116,10 @@ def test_a_user_sending_file_after_file_into_every_slot_hands_one_over_between_f
     inbox = start_peer_at("inbox", {}, allow_uploads=True, max_transfers=2)
     folder = tmp_path / "alice"
     folder.mkdir()
-    work = {f"part{i:02d}.bin": data_of(MiB, seed=i) for i in range(20)}
+    work = {f"part{i:02d}.bin": data_of(MiB, seed=i) for i in range(30)}
     for name, data in work.items():
         (folder / name).write_bytes(data)
-    cap = Throttle(4 * MiB)  # alice's uplink: her 20 MiB take ~5 s
+    cap = Throttle(4 * MiB)  # alice's uplink: her 30 MiB take ~7.5 s
     address = places_of(client, "inbox")[0]
 
     def send(names: list[str]) -> None:
@@ -145,4 +145,4 @@ def test_a_user_sending_file_after_file_into_every_slot_hands_one_over_between_f
     assert all((inbox.share.root / name).read_bytes() == data for name, data in work.items())
     first = min(done["alice0"], done["alice1"])
     waited, alice_took = done["bob"] - asked, first - asked
-    assert waited < alice_took - 2.0, f"bob done {waited:.1f} s after asking, alice {alice_took:.1f} s"
+    assert waited < alice_took - 1.0, f"bob done {waited:.1f} s after asking, alice {alice_took:.1f} s"
