@@ -163,7 +163,7 @@ class ChunkSchedule:
         now = time.monotonic()
         grew: dict[str, float] = {}
         for label, (_, when) in self.grew.items():
-            name = label.rsplit("@", 1)[0]
+            name = _peer_name(label)
             grew[name] = max(when, grew.get(name, 0.0))
         behind = [
             chunks
@@ -189,7 +189,7 @@ class ChunkSchedule:
         random picks."""
         now = time.monotonic()
         fetching = [s for s in self.partial_sources if s not in self.grew or now - self.grew[s][1] < CROWD_SECONDS]
-        crowd = {self.me} | {source.rsplit("@", 1)[0] for source in fetching}
+        crowd = {self.me} | {_peer_name(source) for source in fetching}
         self.share = crowd_share(self.me, crowd) if self.me and len(crowd) > 1 else None
         self.crowd = sorted(crowd)  # the members' names, by their places
 
@@ -263,3 +263,8 @@ def crowd_share(me: str, crowd: set[str]) -> tuple[int, int]:
     shares of unequal size (hashing) sent the ones done first after the largest share's last."""
     ordered = sorted(crowd)
     return ordered.index(me), len(ordered)
+
+
+def _peer_name(label: str) -> str:
+    """The peer (account) name of a source's label, 'name@host:port'."""
+    return label.rsplit("@", 1)[0]
