@@ -203,8 +203,7 @@ def run_load(address: str, token: str, rpc: str, concurrency: int, seconds: floa
         __file__,
         "--load",
         address,
-        "--token",
-        token,
+        f"--token={token}",  # a token may start with '-', which would read as a flag
         "--rpc",
         rpc,
         "--concurrency",
