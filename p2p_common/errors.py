@@ -40,14 +40,17 @@ class ResourceExhausted(P2PError):
 
 
 class Busy(ResourceExhausted):
-    """Serving as many calls of this kind as it allows right now: ask again later. The status
-    carries a RETRY_AFTER_KEY trailer, which tells it from a ResourceExhausted that asking again
-    will not mend (a file too large, a full disk)."""
+    """Serving as many calls of this kind as it allows right now: ask again in retry_after
+    seconds. The status carries a RETRY_AFTER_KEY trailer, which tells it from a
+    ResourceExhausted that asking again will not mend (a file too large, a full disk)."""
 
-    retry_after_ms = 1000
+    def __init__(self, message: str, retry_after: float = 1.0):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 RETRY_AFTER_KEY = "retry-after-ms"  # trailing metadata of a Busy refusal: when to ask again
+RETRY_AFTER_RANGE = (0.1, 60.0)  # seconds a client takes from a trailer: a peer cannot make it spin, nor stall it
 
 
 class DataLoss(P2PError):
@@ -93,16 +96,30 @@ def error_text(exc: BaseException) -> str:
 def abort_with(context: grpc.ServicerContext, error: P2PError) -> None:
     """End the call with error's status code and message."""
     if isinstance(error, Busy):
-        context.set_trailing_metadata(((RETRY_AFTER_KEY, str(error.retry_after_ms)),))
+        context.set_trailing_metadata(((RETRY_AFTER_KEY, str(round(error.retry_after * 1000))),))
     context.abort(error.code, str(error))
 
 
-def error_class(error: grpc.RpcError) -> type[P2PError]:
-    """The P2PError a failed call stands for: by its status code, and Busy by its trailer."""
+def as_p2p_error(error: grpc.RpcError, what: str) -> P2PError:
+    """The P2PError a failed call stands for, by its status code, with a readable message; a
+    Busy (told by its trailer) says when to ask again, within RETRY_AFTER_RANGE."""
+    message = describe_rpc_error(error, what)
     cls = BY_CODE.get(error.code(), P2PError)
-    if cls is ResourceExhausted and any(key == RETRY_AFTER_KEY for key, _ in error.trailing_metadata() or ()):
-        return Busy
-    return cls
+    if cls is ResourceExhausted:
+        told = [value for key, value in error.trailing_metadata() or () if key == RETRY_AFTER_KEY]
+        if told:
+            return Busy(message, _seconds(told[0]))
+    return cls(message)
+
+
+def _seconds(retry_after_ms: str | bytes) -> float:
+    """A retry-after-ms trailer's value in seconds, within RETRY_AFTER_RANGE (1 s if it is no number)."""
+    try:
+        seconds = int(retry_after_ms) / 1000
+    except ValueError:
+        return 1.0
+    low, high = RETRY_AFTER_RANGE
+    return min(max(seconds, low), high)
 
 
 def describe_rpc_error(error: grpc.RpcError, what: str) -> str:

@@ -385,7 +385,7 @@ class Download:
         meanwhile, see busy_wait); False when it has refused for too long."""
         with schedule.cond:
             busy = self._busy.get(source.label) or _Busy(source, BusyWait(give_up))
-            seconds = busy.wait.next()
+            seconds = busy.wait.next(refusal.retry_after if isinstance(refusal, Busy) else None)
             if seconds is None:
                 self.dropped[source.label] = f"{what} for {busy.wait.give_up_seconds:g} s: {refusal}"
                 return False

@@ -12,13 +12,12 @@ import grpc
 from p2p.v1 import peer_pb2 as pb
 from p2p.v1 import peer_pb2_grpc as pb_grpc
 from p2p_common.auth import Metadata, bearer_metadata
-from p2p_common.errors import P2PError, Unavailable
+from p2p_common.errors import P2PError, Unavailable, as_p2p_error
 from p2p_common.options import GRPC_OPTIONS
 from p2p_common.tls import ClientTls, open_channel
 from peer.availability import NotHeld
 from peer.chunk_wire import DOWNLOAD_METHOD, parse_download_response
 from peer.manifest import Manifest
-from peer.tracker_client import rpc_error
 
 _END = object()
 T = TypeVar("T")
@@ -92,7 +91,7 @@ class PeerConnection:
         try:
             reply = self._unary(lambda md: self._stub.GetManifest(request, metadata=md, timeout=timeout))
         except grpc.RpcError as exc:
-            raise rpc_error(exc, "manifest") from None
+            raise as_p2p_error(exc, "manifest") from None
         return Manifest(reply.sha256, reply.size, reply.chunk_size, tuple(reply.chunk_digests))
 
     def status(self, timeout: float = 10) -> pb.GetStatusResponse:
@@ -101,7 +100,7 @@ class PeerConnection:
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:  # frozen, or its network silent
                 raise Unavailable(f"{self.label} did not answer within {timeout:g} s") from None
-            raise rpc_error(exc, f"status of {self.label}") from None
+            raise as_p2p_error(exc, f"status of {self.label}") from None
 
     def chunk_stream(self, sha256: str) -> ChunkStream:
         return ChunkStream(self._channel, self.metadata, sha256)
@@ -169,7 +168,7 @@ class ChunkStream:
                 return self.next_chunk()
             if exc.code() == grpc.StatusCode.INTERNAL and "deserializ" in (exc.details() or "").lower():
                 raise P2PError("chunk stream: a malformed message") from None
-            raise rpc_error(exc, "chunk stream") from None
+            raise as_p2p_error(exc, "chunk stream") from None
         self._unanswered = None  # a stream answered: its ticket was taken
         if isinstance(answer, NotHeld):
             raise answer

@@ -40,7 +40,7 @@ from peer.chunk_wire import encode_download_response, encode_not_held
 from peer.manifest import Manifest
 from peer.share import Share, SharedFile, is_unchanged, open_unchanged
 from peer.throttle import Throttle
-from peer.transfer_slots import TransferSlots, Turn
+from peer.transfer_slots import Refused, TransferSlots, Turn
 
 log = logging.getLogger(__name__)
 
@@ -106,14 +106,17 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
 
     @contextmanager
     def _transfer_slot(self) -> Iterator[Turn]:
-        """A slot for this call's caller (see transfer_slots), or Busy saying why there is none."""
+        """A slot for this call's caller (see transfer_slots), or Busy saying why there is none
+        and when to ask again."""
         caller = str(current_principal() or "")
         turn = self._slots.take(caller)
-        if turn is None:
-            if self._slots.in_use >= self._slots.limit:
-                raise Busy(f"this peer is already serving {counted(self._slots.limit, 'transfer')}; try again shortly")
-            held = self._slots.held_by(caller)
-            raise Busy(f"this peer keeps its free transfer slot for a caller holding fewer than your {held}; try again shortly")
+        if isinstance(turn, Refused):
+            why = (
+                f"this peer is already serving {counted(self._slots.limit, 'transfer')}"
+                if turn.all_taken
+                else f"this peer keeps its free transfer slot for a caller holding fewer than your {self._slots.held_by(caller)}"
+            )
+            raise Busy(f"{why}; try again shortly", turn.retry_after)
         try:
             yield turn
         finally:
@@ -194,8 +197,8 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                     with contextlib.suppress(NotFound):
                         serving = _Served(self._share.root, self._lookup(request.sha256))
                 for index in request.chunk_indexes:
-                    if self._slots.yielded(turn):
-                        raise Busy(_HANDED_OVER)
+                    if refused := self._slots.yielded(turn):
+                        raise Busy(_HANDED_OVER, refused.retry_after)
                     if serving is None:
                         yield encode_not_held(index, ChunkMap())
                         continue
@@ -253,8 +256,8 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                 raise InvalidArgument("a file is complete: the next Upload message must offer another file")
             yield from self._receive_file(message.offer, request_iterator, staged)
             message = next(request_iterator, None)
-            if message is not None and self._slots.yielded(turn):
-                raise Busy(_HANDED_OVER)
+            if message is not None and (refused := self._slots.yielded(turn)):
+                raise Busy(_HANDED_OVER, refused.retry_after)
 
     def _receive_file(
         self, offer: pb.UploadOffer, request_iterator: Iterator[pb.UploadRequest], staged: StagedListing

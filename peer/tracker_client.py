@@ -15,7 +15,7 @@ import grpc
 from p2p.v1 import tracker_pb2 as pb
 from p2p.v1 import tracker_pb2_grpc as pb_grpc
 from p2p_common.auth import Metadata, bearer_metadata
-from p2p_common.errors import Busy, P2PError, Unauthenticated, Unavailable, describe_rpc_error, error_class
+from p2p_common.errors import Busy, P2PError, Unauthenticated, Unavailable, as_p2p_error, describe_rpc_error
 from p2p_common.options import GRPC_OPTIONS
 from p2p_common.tls import ClientTls, open_channel
 from peer.busy_wait import BusyWait
@@ -31,11 +31,6 @@ INDEX_BATCH = 5000  # entries per SendIndex message: ~1 MiB, far below the 4 MiB
 UPDATE_ENTRIES = 20_000
 CALL_TIMEOUT = 30.0
 BUSY_SECONDS = 30.0  # how long a call waits for a tracker busy with other work (checking passwords, storing an index)
-
-
-def rpc_error(exc: grpc.RpcError, what: str) -> P2PError:
-    """The expected error an RpcError stands for, with a readable message."""
-    return error_class(exc)(describe_rpc_error(exc, what))
 
 
 @dataclass(frozen=True)
@@ -118,15 +113,16 @@ class TrackerClient:
 
     @staticmethod
     def _while_busy(what: str, call: Callable[[], T]) -> T:
-        """call's reply, asked again every 1-2 s for up to BUSY_SECONDS while the tracker refuses
-        as busy (Busy); any other failure as the P2PError it stands for."""
+        """call's reply, asked again when each refusal says (about every second) for up to
+        BUSY_SECONDS while the tracker refuses as busy (Busy); any other failure as the P2PError
+        it stands for."""
         wait = BusyWait(BUSY_SECONDS)
         while True:
             try:
                 return call()
             except grpc.RpcError as exc:
-                error = rpc_error(exc, what)
-                if not isinstance(error, Busy) or (seconds := wait.next()) is None:
+                error = as_p2p_error(exc, what)
+                if not isinstance(error, Busy) or (seconds := wait.next(error.retry_after)) is None:
                     raise error from None
             time.sleep(seconds)
 
@@ -134,8 +130,8 @@ class TrackerClient:
     def login(self) -> bool:
         """Open a session (a serving one when advertise is set); True when it registered the account.
 
-        A tracker busy checking other passwords (a lab logging in at once) is asked again every
-        1-2 s for up to BUSY_SECONDS."""
+        A tracker busy checking other passwords (a lab logging in at once) is asked again about
+        every second for up to BUSY_SECONDS."""
         request = pb.LoginRequest(name=self.name, password=self._password, address=self.advertise)
         what = f"login to tracker {self.address} as {self.name!r}"
         reply = self._while_busy(what, lambda: self._stub.Login(request, timeout=CALL_TIMEOUT))
@@ -170,7 +166,7 @@ class TrackerClient:
         try:
             reply = self._stub.Heartbeat(pb.HeartbeatRequest(), metadata=bearer_metadata(self._token), timeout=CALL_TIMEOUT)
         except grpc.RpcError as exc:
-            raise rpc_error(exc, "heartbeat") from None
+            raise as_p2p_error(exc, "heartbeat") from None
         self._note_reachability(reply.reachability_problem)
         return int(reply.lease_seconds)
 

@@ -409,8 +409,8 @@ def push(
                         f"{path} changed while it was being sent; send it once nothing writes to it"
                     ) from None
                 raise
-            except Busy:  # as many transfers under way as it allows: wait for one to end, as a get does
-                if (seconds := wait.next()) is None:
+            except Busy as busy:  # as many transfers under way as it allows: wait for one to end, as a get does
+                if (seconds := wait.next(busy.retry_after)) is None:
                     raise
                 if on_progress:
                     on_progress(Progress(manifest.size, 0, 0, 0, busy_sources=1))

@@ -20,13 +20,12 @@ from typing import NamedTuple
 import grpc
 
 from p2p.v1 import peer_pb2 as pb
-from p2p_common.errors import P2PError, Unavailable
+from p2p_common.errors import P2PError, Unavailable, as_p2p_error
 from peer.downloader import Cancelled, Progress
 from peer.manifest import Manifest
 from peer.peer_client import PeerConnection, UploadCall
 from peer.stall import StallWatch
 from peer.throttle import Throttle
-from peer.tracker_client import rpc_error
 
 
 class _Open(NamedTuple):
@@ -113,7 +112,7 @@ class UploadStream:
                 raise Unavailable(
                     f"{peer_name} took nothing for {self._stall_seconds:g} s; the upload stopped (rerun to resume)"
                 ) from None
-            raise rpc_error(exc, f"upload to {peer_name}") from None
+            raise as_p2p_error(exc, f"upload to {peer_name}") from None
         finally:
             if not ended_well:
                 self.close(cancel=True)

@@ -11,6 +11,7 @@ from contextlib import closing
 
 import pytest
 
+from p2p_common.errors import Busy
 from peer import transfer_slots
 from peer.peer_client import PeerChannels
 from peer.throttle import Throttle
@@ -146,3 +147,31 @@ def test_a_user_sending_file_after_file_into_every_slot_hands_one_over_between_f
     first = min(done["alice0"], done["alice1"])
     waited, alice_took = done["bob"] - asked, first - asked
     assert waited < alice_took - 1.0, f"bob done {waited:.1f} s after asking, alice {alice_took:.1f} s"
+
+
+def test_users_holding_as_many_take_turns_and_a_refusal_says_when_to_ask_again(start_peer_at, client, bob, tmp_path, monkeypatch):
+    """The 17th user of a seed of 16 slots waited for someone's whole download (an hour, for a
+    4 GiB image at 20 MiB/s shared 16 ways; its `get` gave up after 10 minutes): now a user
+    holding one slot hands it over to one waiting with none after a turn (30 s; 0.5 s here)."""
+    film, notes = data_of(16 * MiB, seed=1), data_of(MiB, seed=99)
+    start_peer_at("seed", {"film.bin": film, "notes.bin": notes}, max_transfers=1, max_serve_rate=4 * MiB)
+    done: dict[str, float] = {}
+    alice = finished_at(lambda: fetch(client, resolve(client, "film.bin"), tmp_path / "alice" / "film.bin"), done, "film")  # ~4 s
+    time.sleep(0.3)  # alice's download holds the one slot
+    with closing(PeerChannels(None)) as channels:
+        stream = connect(bob, "seed", places_of(bob, "seed")[0], channels).chunk_stream(resolve(bob, "notes.bin").sha256)
+        stream.ask([0])
+        with pytest.raises(Busy) as refusal:
+            stream.next_chunk()
+        stream.close()
+    # alice's turn ends in 30 s: bob is told to ask again in 2, as any transfer may end sooner
+    assert refusal.value.retry_after == transfer_slots.LATEST_ASK_SECONDS
+    monkeypatch.setattr(transfer_slots, "EVEN_TURN_SECONDS", 0.5)
+    asked = time.monotonic()
+    result = fetch(bob, resolve(bob, "notes.bin"), tmp_path / "bob" / "notes.bin")
+    done["bob"] = time.monotonic()
+    alice.join(60)
+    assert (tmp_path / "bob" / "notes.bin").read_bytes() == notes and result.dropped == {}
+    assert (tmp_path / "alice" / "film.bin").read_bytes() == film
+    waited, film_took = done["bob"] - asked, done["film"] - asked
+    assert waited < film_took - 1.0, f"bob done {waited:.1f} s after asking, alice's film {film_took:.1f} s"

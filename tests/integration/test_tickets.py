@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from peer import busy_wait
+from peer import transfer_slots
 from peer.downloader import Progress
 from peer.transfers import fetch, resolve
 
@@ -24,7 +24,7 @@ def test_a_download_let_in_after_its_ticket_expired_asks_with_a_fresh_one(start_
     """A seed busy for longer than a ticket lives (a flash crowd at a lecture's end): the waiting
     download's next ask went with the ticket of its first, expired by then, and was refused
     (UNAUTHENTICATED: the source dropped, the get failed)."""
-    monkeypatch.setattr(busy_wait, "BUSY_RETRY_SECONDS", 0.2)
+    monkeypatch.setattr(transfer_slots, "LATEST_ASK_SECONDS", 0.2)  # what the seed tells the refused: ask again then
     content = hashlib.sha256(b"lecture").digest() * (3 * MiB // 32)
     start_peer_at("lecturer", {"lecture.mp4": content}, max_transfers=1, max_serve_rate=MiB)
     remote = resolve(client, "lecture.mp4")

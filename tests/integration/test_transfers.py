@@ -25,7 +25,7 @@ from p2p_common.errors import (
     PermissionDenied,
     ResourceExhausted,
 )
-from peer import busy_wait, chunking, downloader
+from peer import busy_wait, chunking, downloader, transfer_slots
 from peer.chunk_store import PartialFile
 from peer.downloader import Progress
 from peer.manifest import Manifest
@@ -581,7 +581,7 @@ def test_a_peer_serving_all_the_transfers_it_allows_is_asked_again_until_one_end
     """A flash crowd larger than a seed's --max-transfers (a class fetching the lecture, or
     handing in work at the deadline) waits for a slot instead of failing with "try again
     shortly" (for up to BUSY_GIVE_UP_SECONDS)."""
-    monkeypatch.setattr(busy_wait, "BUSY_RETRY_SECONDS", 0.2)
+    monkeypatch.setattr(transfer_slots, "LATEST_ASK_SECONDS", 0.2)  # what the seed tells the refused: ask again then
     caplog.set_level(logging.INFO, logger="p2p.rpc")
     content = data_of(3 * MiB, seed=11)
     start_peer_at("lecturer", {"lecture.mp4": content}, max_transfers=1, max_serve_rate=2 * MiB, allow_uploads=True)

@@ -1,8 +1,20 @@
-"""A serving peer's transfer slots go to whoever holds fewest of those asking (peer.transfer_slots)."""
+"""A serving peer's transfer slots go to whoever holds fewest of those asking, in turns (peer.transfer_slots)."""
 
 from __future__ import annotations
 
-from peer.transfer_slots import TURN_SECONDS, WAITING_SECONDS, TransferSlots
+import pytest
+
+from peer.transfer_slots import (
+    EVEN_TURN_SECONDS,
+    KEPT_ASK_SECONDS,
+    LATEST_ASK_SECONDS,
+    SOONEST_ASK_SECONDS,
+    TURN_SECONDS,
+    WAITING_SECONDS,
+    Refused,
+    TransferSlots,
+    Turn,
+)
 
 
 class Clock:
@@ -13,69 +25,136 @@ class Clock:
         return self.now
 
 
+def granted(taken: Turn | Refused | None) -> Turn:
+    assert isinstance(taken, Turn), taken
+    return taken
+
+
+def refused(taken: Turn | Refused | None) -> Refused:
+    assert isinstance(taken, Refused), taken
+    return taken
+
+
 def test_a_free_slot_waits_for_the_caller_refused_meanwhile_who_holds_fewer():
     clock = Clock()
     slots = TransferSlots(2, clock)
-    first, second = slots.take("hog"), slots.take("hog")
-    assert first and second and slots.in_use == 2
-    assert slots.waiting() == 0
-    assert slots.take("bob") is None  # all taken: bob now counts as asking
+    first, _ = granted(slots.take("hog")), granted(slots.take("hog"))
+    assert slots.in_use == 2 and slots.waiting() == 0
+    assert refused(slots.take("bob")).all_taken  # bob now counts as asking
     assert slots.waiting() == 1
     slots.give_back(first)
-    assert slots.take("hog") is None  # hog holds 1, bob 0: the free slot is kept for bob
+    kept = refused(slots.take("hog"))  # hog holds 1, bob 0: the free slot is kept for bob
+    assert not kept.all_taken and kept.retry_after == KEPT_ASK_SECONDS
     assert slots.in_use == 1
     clock.now += 1.0
-    turn = slots.take("bob")
-    assert turn is not None and slots.held_by("bob") == 1
-    assert slots.take("hog") is None  # full again; nobody else asks, so the next free one is hog's
-    slots.give_back(turn)
-    assert slots.take("hog") is not None
-    slots.give_back(turn)  # a second give-back of a turn changes nothing
+    bobs = granted(slots.take("bob"))
+    assert slots.held_by("bob") == 1
+    refused(slots.take("hog"))  # full again; nobody else asks, so the next free one is hog's
+    slots.give_back(bobs)
+    granted(slots.take("hog"))
+    slots.give_back(bobs)  # a second give-back of a turn changes nothing
     assert slots.in_use == 2 and slots.held_by("bob") == 0
 
 
 def test_of_callers_holding_as_few_the_one_waiting_longest_goes_first():
     clock = Clock()
     slots = TransferSlots(3, clock)
-    held = slots.take("hog")
-    slots.take("hog"), slots.take("hog")
-    assert slots.take("bob") is None
+    held = granted(slots.take("hog"))
+    granted(slots.take("hog")), granted(slots.take("hog"))
+    refused(slots.take("bob"))
     clock.now += 0.5
     slots.give_back(held)
-    assert slots.take("carol") is None  # holds none, as bob, who asked first
-    bobs = slots.take("bob")
-    assert bobs is not None
-    assert slots.take("hog") is None  # full again: hog waits too
+    refused(slots.take("carol"))  # holds none, as bob, who asked first
+    bobs = granted(slots.take("bob"))
+    refused(slots.take("hog"))  # full again: hog waits too
     slots.give_back(bobs)
     clock.now += 0.5
-    assert slots.take("hog") is None and slots.take("carol") is not None  # carol holds none, hog 2
+    refused(slots.take("hog"))
+    granted(slots.take("carol"))  # carol holds none, hog 2
 
 
 def test_a_caller_that_stopped_asking_holds_the_slot_back_only_for_a_while():
     clock = Clock()
     slots = TransferSlots(1, clock)
-    turn = slots.take("hog")
-    assert turn is not None and slots.take("bob") is None
-    slots.give_back(turn)
-    assert slots.take("hog") is None
+    hogs = granted(slots.take("hog"))
+    refused(slots.take("bob"))
+    slots.give_back(hogs)
+    refused(slots.take("hog"))
     clock.now += WAITING_SECONDS + 0.1  # bob found the file elsewhere and never asked again
     assert slots.waiting() == 0
-    assert slots.take("hog") is not None
+    granted(slots.take("hog"))
 
 
 def test_with_every_slot_taken_a_stream_of_a_caller_holding_two_more_than_one_waiting_hands_its_slot_over():
     clock = Clock()
     slots = TransferSlots(3, clock)
-    hogs = [slots.take("hog") for _ in range(2)]
-    other = slots.take("carol")
-    assert all(hogs) and other is not None
-    assert slots.take("bob") is None  # waiting, holding none
-    assert not slots.yielded(hogs[0])  # its turn is not over yet
+    hogs = [granted(slots.take("hog")) for _ in range(2)]
+    carols = granted(slots.take("carol"))
+    refused(slots.take("bob"))  # waiting, holding none
+    assert slots.yielded(hogs[0]) is None  # its turn is not over yet
     clock.now += TURN_SECONDS
-    assert slots.take("bob") is None  # still full: bob asks again, as it does every ~2 s
-    assert not slots.yielded(other)  # carol holds 1: handing it over would not even them out
-    assert slots.yielded(hogs[0]) and slots.in_use == 2 and slots.held_by("hog") == 1
-    assert not slots.yielded(hogs[1])  # a free slot now: nobody else gives one up
-    assert slots.take("hog") is None and slots.take("bob") is not None
+    refused(slots.take("bob"))  # still full: bob asks again, as told
+    assert slots.yielded(carols) is None  # carol holds 1: her turn, among equals, is longer
+    handed = slots.yielded(hogs[0])
+    assert handed is not None and slots.in_use == 2 and slots.held_by("hog") == 1
+    assert not handed.all_taken  # the free slot is bob's: hog is told to ask again a little later
+    assert slots.yielded(hogs[1]) is None  # a free slot now: nobody else gives one up
+    refused(slots.take("hog"))
+    granted(slots.take("bob"))
     slots.give_back(hogs[0])  # the stream that yielded ends: its slot is not given back twice
     assert slots.in_use == 3 and slots.held_by("hog") == 1
+
+
+def test_callers_holding_as_many_take_turns():
+    """The 17th user of a seed of 16 slots does not wait for someone's whole download: slots
+    change hands every EVEN_TURN_SECONDS, each to the one waiting longest."""
+    clock = Clock()
+    slots = TransferSlots(2, clock)
+    alices, bobs = granted(slots.take("alice")), granted(slots.take("bob"))
+    clock.now += 10
+    assert refused(slots.take("carol")).all_taken
+    for _ in range(int(EVEN_TURN_SECONDS / 2) - 6):  # carol asks again every ~2 s: nobody gives way
+        clock.now += 2
+        refused(slots.take("carol"))
+        assert slots.yielded(alices) is None and slots.yielded(bobs) is None
+    clock.now = 100 + EVEN_TURN_SECONDS
+    refused(slots.take("carol"))
+    handed = slots.yielded(alices)  # alice's turn is over: her stream ends at its next chunk
+    assert handed is not None and slots.held_by("alice") == 0
+    assert slots.yielded(bobs) is None  # the free slot is carol's: nobody else gives one up
+    refused(slots.take("alice"))  # kept for carol, who has waited longer
+    carols = granted(slots.take("carol"))
+    assert slots.yielded(bobs) is not None  # bob's turn is over too, and alice waits holding none
+    alices = granted(slots.take("alice"))
+    clock.now += EVEN_TURN_SECONDS - 1
+    refused(slots.take("bob"))
+    assert slots.yielded(carols) is None and slots.yielded(alices) is None  # their turns are not over
+    clock.now += 1
+    refused(slots.take("bob"))
+    assert slots.yielded(carols) is not None  # carol's is: bob's turn again
+    granted(slots.take("bob"))
+    assert slots.in_use == 2 and slots.waiting() == 1  # carol asks now
+
+
+@pytest.mark.parametrize(
+    ("after", "told"), [(0.0, LATEST_ASK_SECONDS), (TURN_SECONDS - 1.2, 1.2), (TURN_SECONDS - 0.1, SOONEST_ASK_SECONDS)]
+)
+def test_a_refusal_says_when_the_next_turn_the_caller_could_take_ends(after: float, told: float):
+    """Asked then, the slot handed over stands free only briefly; never later than 2 s, as any
+    transfer may end sooner, nor sooner than 0.5 s."""
+    clock = Clock()
+    slots = TransferSlots(3, clock)
+    for _ in range(2):
+        granted(slots.take("hog"))  # turns of 5 s while bob, holding none, waits
+    clock.now += 0.5
+    granted(slots.take("carol"))  # a turn of 30 s
+    clock.now += after - 0.5
+    assert refused(slots.take("bob")).retry_after == pytest.approx(told)
+
+
+def test_a_refusal_with_no_turn_to_end_says_to_ask_again_in_two_seconds():
+    clock = Clock()
+    slots = TransferSlots(2, clock)
+    granted(slots.take("alice")), granted(slots.take("bob"))
+    refused(slots.take("carol"))
+    assert refused(slots.take("alice")).retry_after == LATEST_ASK_SECONDS  # alice holds as many as bob: his turn is not hers

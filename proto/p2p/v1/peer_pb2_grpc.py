@@ -30,11 +30,13 @@ class PeerServiceStub:
     `authorization: Bearer <ticket>` with a ticket from TrackerService.IssuePeerTicket
     addressed to this peer. A Download or Upload past the peer's transfer slots
     (GetStatusResponse.transfers_max) is refused at once with RESOURCE_EXHAUSTED and the
-    trailing metadata `retry-after-ms` (milliseconds): ask again then. So is one whose
-    account holds more slots than another account asking for one (a free slot is kept for
-    that one's next ask), and a Download stream of such an account may end so, at a chunk,
-    once it has streamed for a while: its slot is handed over. A RESOURCE_EXHAUSTED
-    without the trailer (a file too large, a full disk) will not mend by asking again.
+    trailing metadata `retry-after-ms` (milliseconds, at most 2000): ask again then. So is one
+    whose account holds more slots than another account asking for one (a free slot is kept
+    for that one's next ask). With every slot taken, slots change hands in turns: a stream of
+    an account holding more slots than one asking ends so (a Download at a chunk, an Upload
+    before its next file) once it has streamed a while (5 s; 30 s when it holds just one
+    more), its slot handed over. A RESOURCE_EXHAUSTED without the trailer (a file too large, a full disk)
+    will not mend by asking again.
     """
 
     def __init__(self, channel):
@@ -70,11 +72,13 @@ class PeerServiceServicer:
     `authorization: Bearer <ticket>` with a ticket from TrackerService.IssuePeerTicket
     addressed to this peer. A Download or Upload past the peer's transfer slots
     (GetStatusResponse.transfers_max) is refused at once with RESOURCE_EXHAUSTED and the
-    trailing metadata `retry-after-ms` (milliseconds): ask again then. So is one whose
-    account holds more slots than another account asking for one (a free slot is kept for
-    that one's next ask), and a Download stream of such an account may end so, at a chunk,
-    once it has streamed for a while: its slot is handed over. A RESOURCE_EXHAUSTED
-    without the trailer (a file too large, a full disk) will not mend by asking again.
+    trailing metadata `retry-after-ms` (milliseconds, at most 2000): ask again then. So is one
+    whose account holds more slots than another account asking for one (a free slot is kept
+    for that one's next ask). With every slot taken, slots change hands in turns: a stream of
+    an account holding more slots than one asking ends so (a Download at a chunk, an Upload
+    before its next file) once it has streamed a while (5 s; 30 s when it holds just one
+    more), its slot handed over. A RESOURCE_EXHAUSTED without the trailer (a file too large, a full disk)
+    will not mend by asking again.
     """
 
     def GetManifest(self, request, context):
@@ -157,11 +161,13 @@ class PeerService:
     `authorization: Bearer <ticket>` with a ticket from TrackerService.IssuePeerTicket
     addressed to this peer. A Download or Upload past the peer's transfer slots
     (GetStatusResponse.transfers_max) is refused at once with RESOURCE_EXHAUSTED and the
-    trailing metadata `retry-after-ms` (milliseconds): ask again then. So is one whose
-    account holds more slots than another account asking for one (a free slot is kept for
-    that one's next ask), and a Download stream of such an account may end so, at a chunk,
-    once it has streamed for a while: its slot is handed over. A RESOURCE_EXHAUSTED
-    without the trailer (a file too large, a full disk) will not mend by asking again.
+    trailing metadata `retry-after-ms` (milliseconds, at most 2000): ask again then. So is one
+    whose account holds more slots than another account asking for one (a free slot is kept
+    for that one's next ask). With every slot taken, slots change hands in turns: a stream of
+    an account holding more slots than one asking ends so (a Download at a chunk, an Upload
+    before its next file) once it has streamed a while (5 s; 30 s when it holds just one
+    more), its slot handed over. A RESOURCE_EXHAUSTED without the trailer (a file too large, a full disk)
+    will not mend by asking again.
     """
 
     @staticmethod
