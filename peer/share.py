@@ -111,6 +111,7 @@ class HashCache:
         self._lock = threading.Lock()
         self._queued: list[tuple[object, ...]] = []
         self._write_failed = False  # warned once; hashes made since are lost at exit
+        self._closed = False  # by close(), under the lock: a hashing thread still running finds nothing, keeps nothing
 
     @classmethod
     def _open(cls, path: Path | str) -> sqlite3.Connection:
@@ -132,6 +133,8 @@ class HashCache:
 
     def get(self, name: str, st: os.stat_result) -> Manifest | None:
         with self._lock:
+            if self._closed:
+                return None
             row = self._db.execute(
                 "SELECT sha256, chunk_size, digests FROM hashes WHERE name=? AND size=? AND mtime_ns=? AND inode=?",
                 (name, st.st_size, st.st_mtime_ns, st.st_ino),
@@ -165,6 +168,8 @@ class HashCache:
     def _write(self, statement: str, rows: list[tuple[object, ...]]) -> None:
         """In one transaction, under the lock. A cache that cannot be written (its disk filled up)
         costs hashing again at the next start, never the serving: a warning, once."""
+        if self._closed:
+            return
         try:
             with self._db:
                 self._db.execute("BEGIN")
@@ -177,12 +182,16 @@ class HashCache:
     def forget_except(self, names: set[str]) -> None:
         self.flush()
         with self._lock:
-            known = {r[0] for r in self._db.execute("SELECT name FROM hashes")}
+            known = set() if self._closed else {r[0] for r in self._db.execute("SELECT name FROM hashes")}
         self.forget(sorted(known - names))
 
     def close(self) -> None:
+        """Write what is queued and close, under the lock: a peer stopping while its watcher still
+        hashed a large file closed the database under that thread's query."""
         self.flush()
-        self._db.close()
+        with self._lock:
+            self._closed = True
+            self._db.close()
 
 
 class Share:

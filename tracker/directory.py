@@ -376,21 +376,21 @@ class Reaper(threading.Thread):
         super().__init__(name="reaper", daemon=True)
         self._directory = directory
         self._interval = interval
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def run(self) -> None:
         changed = self._directory.index_changed
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             changed.wait(self._interval)
             changed.clear()
-            if self._stop.is_set():
+            if self._stopping.is_set():
                 return
             try:
                 removed = self._directory.expire()
                 if removed:
                     log.info("expired %d sessions", removed)
                 started = time.monotonic()
-                while self._directory.store.maintain(0.1) and not self._stop.wait(0.05):
+                while self._directory.store.maintain(0.1) and not self._stopping.wait(0.05):
                     pass  # short slices, so that writers never wait long
                 if time.monotonic() - started > 1:
                     log.info("store upkeep took %.1f s", time.monotonic() - started)
@@ -400,5 +400,5 @@ class Reaper(threading.Thread):
                 log.exception("expiring sessions failed")
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
         self._directory.index_changed.set()

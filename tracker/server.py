@@ -16,6 +16,7 @@ from tracker.sqlite_store import SqliteStore
 
 SERVICE_NAME = tracker_pb2.DESCRIPTOR.services_by_name["TrackerService"].full_name
 PUBLIC_METHODS = frozenset({f"/{SERVICE_NAME}/Login"})
+REAPER_STOP_SECONDS = 10.0  # how long a stopping tracker waits for its upkeep thread (a slice takes ~0.1 s)
 log = logging.getLogger(__name__)
 
 
@@ -34,6 +35,7 @@ class Tracker:
     def stop(self, grace: float = 5.0) -> None:
         self.reaper.stop()
         self.server.stop(grace)
+        self.reaper.join(REAPER_STOP_SECONDS)  # its upkeep works in slices of 0.1 s: done before the store closes
         if self.directory.prober:
             self.directory.prober.close()
         self.directory.store.close()

@@ -110,7 +110,7 @@ class SqliteStore:
         self._writer: sqlite3.Connection | None = None  # used under _write_lock only
         self._pool_lock = threading.Lock()
         self._idle: list[sqlite3.Connection] = []  # read connections, the most recently used last
-        self._opened: list[sqlite3.Connection] = []
+        self._closed = False  # by close(): no connection opens after it, and one lent out closes when given back
         self._tidy_cursor = 0  # where name-index upkeep resumes
         self._purge_cursor: int | None = None  # the file id the deletion of ended sessions' files resumes at
         self._staging: set[int] = set()  # rows of the indexes replace_index is storing now (under _write_lock)
@@ -174,7 +174,9 @@ class SqliteStore:
         conn.execute("PRAGMA cache_size = -131072")  # 128 MiB a connection at most; reads go through mmap
         conn.execute("PRAGMA mmap_size = 4294967296")  # read pages straight from the OS cache, no syscalls
         with self._pool_lock:
-            self._opened.append(conn)
+            if self._closed:
+                conn.close()
+                raise StorageFailed(f"the database {self._path} is closed: the tracker is stopping")
         return conn
 
     def _writer_conn(self) -> sqlite3.Connection:
@@ -203,7 +205,10 @@ class SqliteStore:
         finally:
             if conn is not None:
                 with self._pool_lock:
-                    self._idle.append(conn)
+                    if self._closed:
+                        conn.close()
+                    else:
+                        self._idle.append(conn)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -235,10 +240,14 @@ class SqliteStore:
             raise StorageFailed(f"the tracker's database failed ({exc}); try again later") from exc
 
     def close(self) -> None:
+        """Close the connections; one a reader uses now is closed when it is given back (closed
+        under a running query, by a tracker stopping while its upkeep thread read, it crashed
+        the process)."""
         with self._write_lock, self._checkpoint_lock, self._pool_lock:
-            for conn in self._opened:
-                conn.close()
-            self._opened.clear()
+            self._closed = True
+            for conn in (*self._idle, self._writer, self._checkpointer):
+                if conn is not None:
+                    conn.close()
             self._idle.clear()
             self._writer = None
             self._checkpointer = None

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from p2p_common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from peer.share import Share
+from peer.manifest import Manifest
+from peer.share import HashCache, Share
 from peer.share_filter import ShareFilter
 
 
@@ -515,3 +516,21 @@ def test_hidden_and_excluded_files_are_left_out_and_uploads_of_them_refused(tmp_
         assert len(everything.files()) == 10 and everything.left_out == 0
     finally:
         everything.close()
+
+
+def test_the_hash_cache_closed_under_a_hashing_thread_finds_and_keeps_nothing(tmp_path):
+    """A peer stopping while its watcher still hashed a large file: what the watcher asks of the
+    closed cache afterwards is a miss, and what it hashed is dropped, not an error in its thread."""
+    (tmp_path / "a.bin").write_bytes(b"a")
+    st = (tmp_path / "a.bin").stat()
+    cache = HashCache(tmp_path / "state" / "hashes.db")
+    manifest = Manifest("0" * 64, 1, 1 << 20, (bytes(32),))
+    cache.put("a.bin", st, manifest)
+    cache.flush()
+    assert cache.get("a.bin", st) == manifest
+    cache.close()
+    assert cache.get("a.bin", st) is None
+    cache.put("b.bin", st, manifest)
+    cache.flush()
+    cache.forget_except(set())
+    assert HashCache(tmp_path / "state" / "hashes.db").get("a.bin", st) == manifest  # what it held before is kept
