@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 TURN_SECONDS = 5.0  # a stream's slot is never handed over sooner (each hand-over costs its caller a stream's set-up)
-EVEN_TURN_SECONDS = 30.0  # a turn among callers left holding as many (BitTorrent rotates its optimistic unchoke as often)
+EVEN_TURN_SECONDS = 10.0  # a turn among callers left holding as many (as often as BitTorrent rechokes)
 KEPT_ASK_SECONDS = 1.0  # when to ask again while the free slot is kept for a caller ahead
 SOONEST_ASK_SECONDS = 0.5  # never told sooner: a turn that is over ends at its stream's next chunk or file
 LATEST_ASK_SECONDS = 2.0  # never told later: a slot frees whenever some transfer ends, unforeseen

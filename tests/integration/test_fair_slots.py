@@ -152,7 +152,7 @@ def test_a_user_sending_file_after_file_into_every_slot_hands_one_over_between_f
 def test_users_holding_as_many_take_turns_and_a_refusal_says_when_to_ask_again(start_peer_at, client, bob, tmp_path, monkeypatch):
     """The 17th user of a seed of 16 slots waited for someone's whole download (an hour, for a
     4 GiB image at 20 MiB/s shared 16 ways; its `get` gave up after 10 minutes): now a user
-    holding one slot hands it over to one waiting with none after a turn (30 s; 0.5 s here)."""
+    holding one slot hands it over to one waiting with none after a turn (10 s; 0.5 s here)."""
     film, notes = data_of(16 * MiB, seed=1), data_of(MiB, seed=99)
     start_peer_at("seed", {"film.bin": film, "notes.bin": notes}, max_transfers=1, max_serve_rate=4 * MiB)
     done: dict[str, float] = {}
@@ -164,7 +164,7 @@ def test_users_holding_as_many_take_turns_and_a_refusal_says_when_to_ask_again(s
         with pytest.raises(Busy) as refusal:
             stream.next_chunk()
         stream.close()
-    # alice's turn ends in 30 s: bob is told to ask again in 2, as any transfer may end sooner
+    # alice's turn ends in 10 s: bob is told to ask again in 2, as any transfer may end sooner
     assert refusal.value.retry_after == transfer_slots.LATEST_ASK_SECONDS
     monkeypatch.setattr(transfer_slots, "EVEN_TURN_SECONDS", 0.5)
     asked = time.monotonic()

@@ -34,7 +34,7 @@ class PeerServiceStub:
     whose account holds more slots than another account asking for one (a free slot is kept
     for that one's next ask). With every slot taken, slots change hands in turns: a stream of
     an account holding more slots than one asking ends so (a Download at a chunk, an Upload
-    before its next file) once it has streamed a while (5 s; 30 s when it holds just one
+    before its next file) once it has streamed a while (5 s; 10 s when it holds just one
     more), its slot handed over. A RESOURCE_EXHAUSTED without the trailer (a file too large, a full disk)
     will not mend by asking again.
     """
@@ -76,7 +76,7 @@ class PeerServiceServicer:
     whose account holds more slots than another account asking for one (a free slot is kept
     for that one's next ask). With every slot taken, slots change hands in turns: a stream of
     an account holding more slots than one asking ends so (a Download at a chunk, an Upload
-    before its next file) once it has streamed a while (5 s; 30 s when it holds just one
+    before its next file) once it has streamed a while (5 s; 10 s when it holds just one
     more), its slot handed over. A RESOURCE_EXHAUSTED without the trailer (a file too large, a full disk)
     will not mend by asking again.
     """
@@ -165,7 +165,7 @@ class PeerService:
     whose account holds more slots than another account asking for one (a free slot is kept
     for that one's next ask). With every slot taken, slots change hands in turns: a stream of
     an account holding more slots than one asking ends so (a Download at a chunk, an Upload
-    before its next file) once it has streamed a while (5 s; 30 s when it holds just one
+    before its next file) once it has streamed a while (5 s; 10 s when it holds just one
     more), its slot handed over. A RESOURCE_EXHAUSTED without the trailer (a file too large, a full disk)
     will not mend by asking again.
     """
