@@ -44,13 +44,15 @@ class Busy(ResourceExhausted):
     seconds. The status carries a RETRY_AFTER_KEY trailer, which tells it from a
     ResourceExhausted that asking again will not mend (a file too large, a full disk)."""
 
-    def __init__(self, message: str, retry_after: float = 1.0):
+    def __init__(self, message: str, retry_after: float = 1.0, place: int = 0):
         super().__init__(message)
         self.retry_after = retry_after
+        self.place = place  # in line for what is busy (1: next), when the server says (else 0)
 
 
 RETRY_AFTER_KEY = "retry-after-ms"  # trailing metadata of a Busy refusal: when to ask again
 RETRY_AFTER_RANGE = (0.1, 60.0)  # seconds a client takes from a trailer: a peer cannot make it spin, nor stall it
+PLACE_KEY = "place-in-line"  # trailing metadata of a Busy refusal, when the server keeps a line: 1 is next
 
 
 class DataLoss(P2PError):
@@ -96,7 +98,8 @@ def error_text(exc: BaseException) -> str:
 def abort_with(context: grpc.ServicerContext, error: P2PError) -> None:
     """End the call with error's status code and message."""
     if isinstance(error, Busy):
-        context.set_trailing_metadata(((RETRY_AFTER_KEY, str(round(error.retry_after * 1000))),))
+        place = ((PLACE_KEY, str(error.place)),) if error.place else ()
+        context.set_trailing_metadata(((RETRY_AFTER_KEY, str(round(error.retry_after * 1000))), *place))
     context.abort(error.code, str(error))
 
 
@@ -106,20 +109,21 @@ def as_p2p_error(error: grpc.RpcError, what: str) -> P2PError:
     message = describe_rpc_error(error, what)
     cls = BY_CODE.get(error.code(), P2PError)
     if cls is ResourceExhausted:
-        told = [value for key, value in error.trailing_metadata() or () if key == RETRY_AFTER_KEY]
-        if told:
-            return Busy(message, _seconds(told[0]))
+        trailers = dict(error.trailing_metadata() or ())
+        if RETRY_AFTER_KEY in trailers:
+            low, high = RETRY_AFTER_RANGE
+            seconds = min(max(_number(trailers[RETRY_AFTER_KEY], 1000) / 1000, low), high)
+            place = _number(trailers.get(PLACE_KEY, 0), 0)
+            return Busy(message, seconds, max(place, 0))
     return cls(message)
 
 
-def _seconds(retry_after_ms: str | bytes) -> float:
-    """A retry-after-ms trailer's value in seconds, within RETRY_AFTER_RANGE (1 s if it is no number)."""
+def _number(value: str | bytes | int, otherwise: int) -> int:
+    """A trailer's whole number, or otherwise when it is none."""
     try:
-        seconds = int(retry_after_ms) / 1000
+        return int(value)
     except ValueError:
-        return 1.0
-    low, high = RETRY_AFTER_RANGE
-    return min(max(seconds, low), high)
+        return otherwise
 
 
 def describe_rpc_error(error: grpc.RpcError, what: str) -> str:

@@ -105,6 +105,7 @@ class _Busy:
     source: ChunkSource
     wait: BusyWait
     retry_at: float = math.inf  # monotonic; math.inf while it is being asked
+    place: int = 0  # in line for its next free slot, as its last refusal said (0: not said)
 
 
 @dataclass
@@ -116,6 +117,7 @@ class Progress:
     active_sources: int
     received_bytes: int
     busy_sources: int = 0  # refused a stream for now (all their slots taken): asked again soon
+    place: int = 0  # the best place in line of those for a slot (1: next; 0: none said)
 
 
 @dataclass
@@ -330,7 +332,8 @@ class Download:
                     break
                 schedule.cond.wait(0.05)
                 self._ask_busy_again(schedule)
-                busy = sum(1 for b in self._busy.values() if b.retry_at < math.inf)
+                waiting = [b for b in self._busy.values() if b.retry_at < math.inf]
+                place = min((b.place for b in waiting if b.place), default=0)
             self._cut_off_silent_sources()
             if self.find_sources is not None and time.monotonic() >= next_refresh and not self._refreshing.is_set():
                 self._refreshing.set()
@@ -342,7 +345,8 @@ class Download:
             while not self._found.empty():
                 self._add_sources(self._found.get(), schedule)
             if self.on_progress:  # outside the lock: drawing never holds up the workers
-                self.on_progress(Progress(self.wanted.size, schedule.partial.bytes_held, self._active, schedule.received, busy))
+                held = schedule.partial.bytes_held
+                self.on_progress(Progress(self.wanted.size, held, self._active, schedule.received, len(waiting), place))
         if self.on_progress:
             self.on_progress(Progress(self.wanted.size, schedule.partial.bytes_held, self._active, schedule.received))
 
@@ -386,6 +390,7 @@ class Download:
         with schedule.cond:
             busy = self._busy.get(source.label) or _Busy(source, BusyWait(give_up))
             seconds = busy.wait.next(refusal.retry_after if isinstance(refusal, Busy) else None)
+            busy.place = refusal.place if isinstance(refusal, Busy) else 0
             if seconds is None:
                 self.dropped[source.label] = f"{what} for {busy.wait.give_up_seconds:g} s: {refusal}"
                 return False

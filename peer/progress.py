@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TextIO
 
-from p2p_common.wording import counted
+from p2p_common.wording import counted, ordinal
 from peer import terminal
 from peer.downloader import Progress
 
@@ -50,11 +50,12 @@ class ProgressBar:
         self._samples: deque[tuple[float, int]] = deque()  # (when, done) as drawn, over the rate window
         self._last = -math.inf
         self._drawn = False
-        self._latest: tuple[int, int, int | None, int] | None = None  # done, total, peers, busy
+        self._latest: tuple[int, int, int | None, int, int] | None = None  # done, total, peers, busy, place
 
-    def update(self, done: int, total: int, peers: int | None = None, final: bool = False, busy: int = 0) -> None:
-        """busy: peers that refused for now (all their slots taken) and are asked again soon."""
-        self._latest = (done, total, peers, busy)
+    def update(self, done: int, total: int, peers: int | None = None, final: bool = False, busy: int = 0, place: int = 0) -> None:
+        """busy: peers that refused for now (all their slots taken) and are asked again soon;
+        place: the best place in line for a slot they said (1: next)."""
+        self._latest = (done, total, peers, busy, place)
         now = self._clock()
         if not self.enabled or (not final and now - self._last < 0.1):
             return
@@ -70,6 +71,7 @@ class ProgressBar:
         eta = "   0s" if not left else f"{left / rate:4.0f}s" if rate > 0 else "   --"
         peers_text = f" {counted(peers, self.counting)}" if peers is not None else ""
         peers_text += f", {busy} busy" if busy else ""
+        peers_text += f" ({ordinal(place)} in line)" if busy and place else ""
         stats = f" {fraction * 100:5.1f}% {human_bytes(done)}/{human_bytes(total)} {human_bytes(rate)}/s ETA {eta}{peers_text}"
         self.stream.write(f"\r{self._fit(fraction, stats)}\x1b[K")
         self.stream.flush()
@@ -90,7 +92,7 @@ class ProgressBar:
         return terminal.shorten(line, limit)  # a very narrow terminal: the stats too
 
     def on_download(self, p: Progress) -> None:
-        self.update(p.done_bytes, p.total_bytes, p.active_sources, busy=p.busy_sources)
+        self.update(p.done_bytes, p.total_bytes, p.active_sources, busy=p.busy_sources, place=p.place)
 
     def clear(self) -> None:
         """Erase the bar: a line is printed where it was, and the next update draws it below."""
@@ -102,8 +104,8 @@ class ProgressBar:
     def close(self) -> None:
         """Draw the last state (throttling may have skipped it) and end the line."""
         if self._drawn and self._latest is not None:
-            done, total, peers, busy = self._latest
-            self.update(done, total, peers, final=True, busy=busy)
+            done, total, peers, busy, place = self._latest
+            self.update(done, total, peers, final=True, busy=busy, place=place)
         if self._drawn:
             self.stream.write("\n")
             self.stream.flush()
@@ -152,7 +154,9 @@ class BatchProgress:
         under_way = self._under_way.values()
         held = self._ended_bytes + sum(p.done_bytes for p in under_way)
         streams = sum(p.active_sources for p in under_way)
-        self.bar.update(held, self.total_bytes, streams, final=final, busy=sum(p.busy_sources for p in under_way))
+        places = [p.place for p in under_way if p.place]
+        busy = sum(p.busy_sources for p in under_way)
+        self.bar.update(held, self.total_bytes, streams, final=final, busy=busy, place=min(places, default=0))
 
     def close(self) -> None:
         self.bar.close()

@@ -33,7 +33,7 @@ from p2p_common.errors import (
     abort_with,
 )
 from p2p_common.names import is_sha256_hex, name_problem
-from p2p_common.wording import counted
+from p2p_common.wording import counted, ordinal
 from peer.availability import ChunkMap
 from peer.chunk_store import BeingWritten, PartialFile, StagedListing, Write
 from peer.chunk_wire import encode_download_response, encode_not_held
@@ -116,7 +116,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                 if turn.all_taken
                 else f"this peer keeps its free transfer slot for a caller holding fewer than your {self._slots.held_by(caller)}"
             )
-            raise Busy(f"{why}; try again shortly", turn.retry_after)
+            raise Busy(f"{why}; {ordinal(turn.place)} in line for one, try again shortly", turn.retry_after, turn.place)
         try:
             yield turn
         finally:
@@ -198,7 +198,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
                         serving = _Served(self._share.root, self._lookup(request.sha256))
                 for index in request.chunk_indexes:
                     if refused := self._slots.yielded(turn):
-                        raise Busy(_HANDED_OVER, refused.retry_after)
+                        raise Busy(_HANDED_OVER, refused.retry_after, refused.place)
                     if serving is None:
                         yield encode_not_held(index, ChunkMap())
                         continue
@@ -257,7 +257,7 @@ class PeerServicer(pb_grpc.PeerServiceServicer):
             yield from self._receive_file(message.offer, request_iterator, staged)
             message = next(request_iterator, None)
             if message is not None and (refused := self._slots.yielded(turn)):
-                raise Busy(_HANDED_OVER, refused.retry_after)
+                raise Busy(_HANDED_OVER, refused.retry_after, refused.place)
 
     def _receive_file(
         self, offer: pb.UploadOffer, request_iterator: Iterator[pb.UploadRequest], staged: StagedListing

@@ -8,11 +8,11 @@ longer takes every slot that frees while another user waits.
 With every slot taken, slots change hands in turns. A stream of a caller holding more slots than
 one waiting hands its slot over once it has streamed its turn, a Download at its next chunk, an
 Upload at its next file: it ends with Busy, and its `get` or `put` asks again and loses nothing it
-moved. The turn is TURN_SECONDS when the caller holds two or more beyond the waiting one, and
-EVEN_TURN_SECONDS when one more (the two then hold as many, and go on taking turns: slots change
-hands seldom among equals). Without turns among equals, the 17th user of a seed of 16 slots waited
-for one of the others' downloads to end: for a 4 GiB image at 20 MiB/s shared 16 ways, an hour,
-and its `get` gave up after 10 minutes.
+moved. The turn is TURN_SECONDS when the caller holds two or more beyond the waiting one, and the
+longer EVEN_TURN_SECONDS when one more (the two then hold as many, and go on taking turns).
+Without turns among equals, the 17th user of a seed of 16 slots waited for one of the others'
+downloads to end: for a 4 GiB image at 20 MiB/s shared 16 ways, nearly an hour, and its `get`
+gave up after 10 minutes.
 
 Every refusal says when to ask again (Refused.retry_after): when the next turn this caller could
 take ends, so that a slot handed over stands free only briefly, but never later than
@@ -34,6 +34,7 @@ TURN_SECONDS = 5.0  # a stream's slot is never handed over sooner (each hand-ove
 EVEN_TURN_SECONDS = 10.0  # a turn among callers left holding as many (as often as BitTorrent rechokes)
 KEPT_ASK_SECONDS = 1.0  # when to ask again while the free slot is kept for a caller ahead
 SOONEST_ASK_SECONDS = 0.5  # never told sooner: a turn that is over ends at its stream's next chunk or file
+OVERDUE_SECONDS = 1.0  # a turn over for longer is not about to end (an Upload mid-file, a stream asking nothing)
 LATEST_ASK_SECONDS = 2.0  # never told later: a slot frees whenever some transfer ends, unforeseen
 WAITING_SECONDS = 3.0  # a refused caller counts as asking this long (it asks again within 2.4 s: busy_wait adds up to 20%)
 
@@ -53,6 +54,7 @@ class Refused:
 
     all_taken: bool  # every slot is in use (else the free one is kept for a caller ahead)
     retry_after: float
+    place: int  # in line for the next free slot: 1 is next (as an eDonkey server's queue rank)
 
 
 class TransferSlots:
@@ -64,7 +66,7 @@ class TransferSlots:
         self._lock = threading.Lock()
         self._held: Counter[str] = Counter()
         self._turns: set[Turn] = set()
-        self._asking: dict[str, tuple[float, float]] = {}  # caller -> when it was first and last refused
+        self._waiting: dict[str, tuple[float, float]] = {}  # caller -> when it was first and last refused
         self.in_use = 0
 
     def take(self, caller: str) -> Turn | Refused:
@@ -72,10 +74,10 @@ class TransferSlots:
         (or as few, and has waited longer)."""
         with self._lock:
             now = self._clock()
-            self._forget_asking(now)
-            ahead = min((self._place(name) for name in self._asking if name != caller), default=None)
+            self._forget_waiting(now)
+            ahead = min((self._place(name) for name in self._waiting if name != caller), default=None)
             if self.in_use < self.limit and (ahead is None or self._place(caller) < ahead):
-                self._asking.pop(caller, None)
+                self._waiting.pop(caller, None)
                 self._held[caller] += 1
                 self.in_use += 1
                 turn = Turn(caller, now)
@@ -90,8 +92,8 @@ class TransferSlots:
             if turn.given_back or self.in_use < self.limit:  # a free slot: the waiting take it
                 return None
             now = self._clock()
-            self._forget_asking(now)
-            fewest = min((self._held[name] for name in self._asking if name != turn.caller), default=None)
+            self._forget_waiting(now)
+            fewest = min((self._held[name] for name in self._waiting if name != turn.caller), default=None)
             length = None if fewest is None else self._turn_length(turn.caller, fewest)
             if length is None or now - turn.started < length:
                 return None
@@ -105,8 +107,8 @@ class TransferSlots:
     def waiting(self) -> int:
         """How many callers ask for a slot now (were refused within WAITING_SECONDS)."""
         with self._lock:
-            self._forget_asking(self._clock())
-            return len(self._asking)
+            self._forget_waiting(self._clock())
+            return len(self._waiting)
 
     def held_by(self, caller: str) -> int:
         with self._lock:
@@ -114,9 +116,11 @@ class TransferSlots:
 
     def _refuse(self, caller: str, now: float) -> Refused:
         """caller counts as asking from now (or since it first was), told when to ask again."""
-        since = self._asking.get(caller, (now, now))[0]
-        self._asking[caller] = (since, now)
-        return Refused(self.in_use >= self.limit, self._retry_after(caller, now))
+        since = self._waiting.get(caller, (now, now))[0]
+        self._waiting[caller] = (since, now)
+        mine = self._place(caller)
+        place = 1 + sum(1 for name in self._waiting if self._place(name) < mine)
+        return Refused(self.in_use >= self.limit, self._retry_after(caller, now), place)
 
     def _retry_after(self, caller: str, now: float) -> float:
         """Seconds until the next turn caller could take ends, within SOONEST_ASK_SECONDS and
@@ -125,9 +129,11 @@ class TransferSlots:
             return KEPT_ASK_SECONDS
         mine = self._held[caller]
         ends = [
-            turn.started + length
+            end
             for turn in self._turns
-            if turn.caller != caller and (length := self._turn_length(turn.caller, mine)) is not None
+            if turn.caller != caller
+            and (length := self._turn_length(turn.caller, mine)) is not None
+            and (end := turn.started + length) > now - OVERDUE_SECONDS
         ]
         return min(max(min(ends, default=math.inf) - now, SOONEST_ASK_SECONDS), LATEST_ASK_SECONDS)
 
@@ -151,10 +157,10 @@ class TransferSlots:
 
     def _place(self, caller: str) -> tuple[int, float, str]:
         """Who goes first for a free slot: fewest held, then longest waiting (never refused: last)."""
-        return self._held[caller], self._asking.get(caller, (math.inf,))[0], caller
+        return self._held[caller], self._waiting.get(caller, (math.inf,))[0], caller
 
-    def _forget_asking(self, now: float) -> None:
+    def _forget_waiting(self, now: float) -> None:
         """Callers that have not asked within WAITING_SECONDS have stopped asking."""
-        for name, (_, last) in list(self._asking.items()):
+        for name, (_, last) in list(self._waiting.items()):
             if now - last > WAITING_SECONDS:
-                del self._asking[name]
+                del self._waiting[name]

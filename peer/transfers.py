@@ -413,7 +413,7 @@ def push(
                 if (seconds := wait.next(busy.retry_after)) is None:
                     raise
                 if on_progress:
-                    on_progress(Progress(manifest.size, 0, 0, 0, busy_sources=1))
+                    on_progress(Progress(manifest.size, 0, 0, 0, busy_sources=1, place=busy.place))
                 if cancel.wait(seconds):
                     raise Cancelled("stopped; a rerun sends only what is missing") from None
     finally:

@@ -150,7 +150,7 @@ def test_a_user_sending_file_after_file_into_every_slot_hands_one_over_between_f
 
 
 def test_users_holding_as_many_take_turns_and_a_refusal_says_when_to_ask_again(start_peer_at, client, bob, tmp_path, monkeypatch):
-    """The 17th user of a seed of 16 slots waited for someone's whole download (an hour, for a
+    """The 17th user of a seed of 16 slots waited for someone's whole download (nearly an hour, for a
     4 GiB image at 20 MiB/s shared 16 ways; its `get` gave up after 10 minutes): now a user
     holding one slot hands it over to one waiting with none after a turn (10 s; 0.5 s here)."""
     film, notes = data_of(16 * MiB, seed=1), data_of(MiB, seed=99)
@@ -166,6 +166,7 @@ def test_users_holding_as_many_take_turns_and_a_refusal_says_when_to_ask_again(s
         stream.close()
     # alice's turn ends in 10 s: bob is told to ask again in 2, as any transfer may end sooner
     assert refusal.value.retry_after == transfer_slots.LATEST_ASK_SECONDS
+    assert refusal.value.place == 1 and "1st in line" in str(refusal.value)  # the first of those waiting
     monkeypatch.setattr(transfer_slots, "EVEN_TURN_SECONDS", 0.5)
     asked = time.monotonic()
     result = fetch(bob, resolve(bob, "notes.bin"), tmp_path / "bob" / "notes.bin")

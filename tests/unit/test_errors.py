@@ -38,6 +38,13 @@ def test_a_busy_refusal_says_when_to_ask_again_within_bounds(told: str, seconds:
     assert isinstance(error, Busy) and error.retry_after == seconds
 
 
+@pytest.mark.parametrize(("told", "place"), [("3", 3), ("0", 0), ("-2", 0), ("next", 0)])
+def test_a_busy_refusal_may_say_the_callers_place_in_line(told: str, place: int):
+    trailers = (("retry-after-ms", "1000"), ("place-in-line", told))
+    error = as_p2p_error(FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "busy", trailers), "chunk stream")
+    assert isinstance(error, Busy) and error.place == place
+
+
 def test_resource_exhausted_without_the_trailer_is_not_busy():
     """A file too large or a full disk: asking again will not mend it."""
     error = as_p2p_error(FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "too large"), "upload")

@@ -26,17 +26,18 @@ def test_bar_on_a_terminal_shows_bytes_rate_eta_and_peers():
 
 
 def test_peers_that_refused_for_now_are_shown_as_busy():
-    """A get waiting for a slot on its only source shows why it does not move."""
+    """A get waiting for a slot on its only source shows why it does not move, and its place in
+    line when the source said it."""
     out = FakeTerminal()
     bar = ProgressBar("lecture.mp4", stream=out)
     bar.on_download(Progress(total_bytes=64 << 20, done_bytes=0, active_sources=0, received_bytes=0, busy_sources=1))
     bar.close()
-    assert "0 peers, 1 busy" in out.getvalue()
+    assert "0 peers, 1 busy" in out.getvalue() and "in line" not in out.getvalue()
     batch = BatchProgress(2, 2 << 20, stream=FakeTerminal())
-    batch.on_download("a")(Progress(1 << 20, 0, 0, 0, busy_sources=1))
-    batch.on_download("b")(Progress(1 << 20, 0, 1, 0, busy_sources=1))
+    batch.on_download("a")(Progress(1 << 20, 0, 0, 0, busy_sources=1, place=3))
+    batch.on_download("b")(Progress(1 << 20, 0, 1, 0, busy_sources=1, place=2))
     batch.close()
-    assert "1 stream, 2 busy" in batch.bar.stream.getvalue()  # type: ignore[attr-defined]
+    assert "1 stream, 2 busy (2nd in line)" in batch.bar.stream.getvalue()  # type: ignore[attr-defined]
 
 
 def test_no_bar_when_not_a_terminal():

@@ -8,6 +8,7 @@ from peer.transfer_slots import (
     EVEN_TURN_SECONDS,
     KEPT_ASK_SECONDS,
     LATEST_ASK_SECONDS,
+    OVERDUE_SECONDS,
     SOONEST_ASK_SECONDS,
     TURN_SECONDS,
     WAITING_SECONDS,
@@ -54,6 +55,18 @@ def test_a_free_slot_waits_for_the_caller_refused_meanwhile_who_holds_fewer():
     granted(slots.take("hog"))
     slots.give_back(bobs)  # a second give-back of a turn changes nothing
     assert slots.in_use == 2 and slots.held_by("bob") == 0
+
+
+def test_a_refusal_says_the_callers_place_in_line():
+    """1 is next: fewest held first, then longest waiting (as an eDonkey server's queue rank)."""
+    clock = Clock()
+    slots = TransferSlots(2, clock)
+    granted(slots.take("hog")), granted(slots.take("hog"))
+    assert refused(slots.take("bob")).place == 1
+    clock.now += 0.5
+    assert refused(slots.take("carol")).place == 2  # holds none, as bob, who asked first
+    assert refused(slots.take("hog")).place == 3  # holds two
+    assert refused(slots.take("bob")).place == 1
 
 
 def test_of_callers_holding_as_few_the_one_waiting_longest_goes_first():
@@ -150,6 +163,18 @@ def test_a_refusal_says_when_the_next_turn_the_caller_could_take_ends(after: flo
     granted(slots.take("carol"))  # a turn of EVEN_TURN_SECONDS
     clock.now += after - 0.5
     assert refused(slots.take("bob")).retry_after == pytest.approx(told)
+
+
+def test_a_turn_long_over_is_not_waited_for_closely():
+    """A turn over for longer than OVERDUE_SECONDS belongs to a stream that is not about to hand
+    over (an Upload in the middle of a large file): those waiting ask every 2 s, not twice a second."""
+    clock = Clock()
+    slots = TransferSlots(1, clock)
+    granted(slots.take("alice"))
+    clock.now += EVEN_TURN_SECONDS + OVERDUE_SECONDS / 2
+    assert refused(slots.take("bob")).retry_after == SOONEST_ASK_SECONDS  # its next chunk hands it over
+    clock.now += OVERDUE_SECONDS
+    assert refused(slots.take("bob")).retry_after == LATEST_ASK_SECONDS
 
 
 def test_a_refusal_with_no_turn_to_end_says_to_ask_again_in_two_seconds():

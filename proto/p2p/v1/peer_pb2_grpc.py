@@ -30,13 +30,14 @@ class PeerServiceStub:
     `authorization: Bearer <ticket>` with a ticket from TrackerService.IssuePeerTicket
     addressed to this peer. A Download or Upload past the peer's transfer slots
     (GetStatusResponse.transfers_max) is refused at once with RESOURCE_EXHAUSTED and the
-    trailing metadata `retry-after-ms` (milliseconds, at most 2000): ask again then. So is one
-    whose account holds more slots than another account asking for one (a free slot is kept
-    for that one's next ask). With every slot taken, slots change hands in turns: a stream of
-    an account holding more slots than one asking ends so (a Download at a chunk, an Upload
+    trailing metadata `retry-after-ms` (milliseconds, at most 2000: ask again then) and
+    `place-in-line` (1: the next free slot goes to this caller's account). So is one whose
+    account holds more slots than another account asking for one (a free slot is kept for
+    that one's next ask). With every slot taken, slots change hands in turns: a stream of an
+    account holding more slots than one asking ends so (a Download at a chunk, an Upload
     before its next file) once it has streamed a while (5 s; 10 s when it holds just one
-    more), its slot handed over. A RESOURCE_EXHAUSTED without the trailer (a file too large, a full disk)
-    will not mend by asking again.
+    more), its slot handed over. A RESOURCE_EXHAUSTED without the trailers (a file too
+    large, a full disk) will not mend by asking again.
     """
 
     def __init__(self, channel):
@@ -72,13 +73,14 @@ class PeerServiceServicer:
     `authorization: Bearer <ticket>` with a ticket from TrackerService.IssuePeerTicket
     addressed to this peer. A Download or Upload past the peer's transfer slots
     (GetStatusResponse.transfers_max) is refused at once with RESOURCE_EXHAUSTED and the
-    trailing metadata `retry-after-ms` (milliseconds, at most 2000): ask again then. So is one
-    whose account holds more slots than another account asking for one (a free slot is kept
-    for that one's next ask). With every slot taken, slots change hands in turns: a stream of
-    an account holding more slots than one asking ends so (a Download at a chunk, an Upload
+    trailing metadata `retry-after-ms` (milliseconds, at most 2000: ask again then) and
+    `place-in-line` (1: the next free slot goes to this caller's account). So is one whose
+    account holds more slots than another account asking for one (a free slot is kept for
+    that one's next ask). With every slot taken, slots change hands in turns: a stream of an
+    account holding more slots than one asking ends so (a Download at a chunk, an Upload
     before its next file) once it has streamed a while (5 s; 10 s when it holds just one
-    more), its slot handed over. A RESOURCE_EXHAUSTED without the trailer (a file too large, a full disk)
-    will not mend by asking again.
+    more), its slot handed over. A RESOURCE_EXHAUSTED without the trailers (a file too
+    large, a full disk) will not mend by asking again.
     """
 
     def GetManifest(self, request, context):
@@ -161,13 +163,14 @@ class PeerService:
     `authorization: Bearer <ticket>` with a ticket from TrackerService.IssuePeerTicket
     addressed to this peer. A Download or Upload past the peer's transfer slots
     (GetStatusResponse.transfers_max) is refused at once with RESOURCE_EXHAUSTED and the
-    trailing metadata `retry-after-ms` (milliseconds, at most 2000): ask again then. So is one
-    whose account holds more slots than another account asking for one (a free slot is kept
-    for that one's next ask). With every slot taken, slots change hands in turns: a stream of
-    an account holding more slots than one asking ends so (a Download at a chunk, an Upload
+    trailing metadata `retry-after-ms` (milliseconds, at most 2000: ask again then) and
+    `place-in-line` (1: the next free slot goes to this caller's account). So is one whose
+    account holds more slots than another account asking for one (a free slot is kept for
+    that one's next ask). With every slot taken, slots change hands in turns: a stream of an
+    account holding more slots than one asking ends so (a Download at a chunk, an Upload
     before its next file) once it has streamed a while (5 s; 10 s when it holds just one
-    more), its slot handed over. A RESOURCE_EXHAUSTED without the trailer (a file too large, a full disk)
-    will not mend by asking again.
+    more), its slot handed over. A RESOURCE_EXHAUSTED without the trailers (a file too
+    large, a full disk) will not mend by asking again.
     """
 
     @staticmethod
