@@ -39,7 +39,7 @@ LATEST_ASK_SECONDS = 2.0  # never told later: a slot frees whenever some transfe
 WAITING_SECONDS = 3.0  # a refused caller counts as asking this long (it asks again within 2.4 s: busy_wait adds up to 20%)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False)  # each turn is itself (kept in a set by identity), however alike two are
 class Turn:
     """One slot, held by caller since started (monotonic seconds)."""
 
